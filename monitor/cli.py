@@ -1,0 +1,202 @@
+"""``driftmon``: run the daemon, build references, judge directories, check config, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from monitor import __version__
+from monitor.config import ConfigError, load_config, to_dict
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"driftmon: invalid configuration: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"driftmon: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftmon", description=__doc__)
+    p.add_argument("--version", action="version", version=f"driftmon {__version__}")
+    sub = p.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", "-c", help="YAML config file (DRIFTMON_* environment overrides apply)")
+    run.set_defaults(func=_run)
+
+    cfg = sub.add_parser("config", help="configuration tools").add_subparsers(metavar="ACTION")
+    chk = cfg.add_parser("check", help="validate a config file without connecting to anything")
+    chk.add_argument("file")
+    chk.add_argument("--print", action="store_true", help="print the effective configuration as JSON")
+    chk.set_defaults(func=_config_check)
+
+    ref = sub.add_parser("reference", help="reference sets").add_subparsers(metavar="ACTION")
+    build = ref.add_parser("build", help="build a reference from images or a Kafka topic")
+    src = build.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-dir", metavar="DIR", help="a directory of images (searched recursively)")
+    src.add_argument("--from-topic", metavar="TOPIC", help="a Kafka topic (brokers from --config)")
+    build.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
+    build.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
+    build.add_argument("--out", required=True, help="a .npz file (shared reference) or a reference store directory")
+    build.add_argument("--stream", help="store it as this stream's own reference (store directories only)")
+    build.add_argument("--per-stream", action="store_true",
+                       help="with --from-topic: one reference per stream key found in the topic")
+    build.add_argument("--min-frames", type=int, default=50, help="refuse to build from fewer frames (default 50)")
+    build.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
+    build.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    build.set_defaults(func=_reference_build)
+
+    check = sub.add_parser("check", help="judge directories of images against a reference, one JSON line each")
+    check.add_argument("--reference", "-r", required=True, help="a reference file or store")
+    check.add_argument("--stream", help="use this stream's reference from a store (default: the shared one)")
+    check.add_argument("--config", "-c", help="config file (tests, thresholds, decode limits)")
+    check.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    check.add_argument("dirs", nargs="+", metavar="DIR")
+    check.set_defaults(func=_check)
+
+    demo = sub.add_parser("demo", help="embedded broker + synthetic camera fleet + daemon, on this machine")
+    demo.add_argument("--cameras", type=int, default=8)
+    demo.add_argument("--fps", type=float, default=4.0, help="frames per second per camera")
+    demo.add_argument("--drift-after", type=float, default=45.0, help="seconds before some cameras drift")
+    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
+    demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics and /status (0: any free)")
+    demo.add_argument("--workdir", default="", help="where references and logs go (default: a temporary dir)")
+    demo.set_defaults(func=_demo)
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+
+    config = load_config(args.config)
+    if not config.reference.path:
+        raise ConfigError("reference.path: required to run (build one with `driftmon reference build`)")
+    _setup_logging(config.log_level)
+    daemon = Daemon(config)
+    daemon.install_signal_handlers()
+    daemon.run()
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    if args.print:
+        print(json.dumps(to_dict(config), indent=2))
+    print(f"{args.file}: OK", file=sys.stderr)
+    return 0
+
+
+def _parse_time(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (use ISO 8601 or epoch seconds)") from None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from monitor import collect
+    from monitor.features import FEATURE_NAMES
+    from monitor.reference import Reference, ReferenceStore
+
+    config = load_config(args.config)
+    if args.from_dir:
+        got = collect.from_dir(args.from_dir, config, progress=not args.quiet)
+        source = f"dir:{Path(args.from_dir).resolve()}"
+    else:
+        start, end = _parse_time(args.start), _parse_time(args.end)
+        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet)
+        source = f"kafka:{args.from_topic}[{args.start or ''}..{args.end or ''}]"
+    store = ReferenceStore(args.out)
+    groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
+    if args.per_stream:
+        if not args.from_topic:
+            raise ValueError("--per-stream needs --from-topic (frames from a directory carry no stream key)")
+        keys = np.array(got.streams)
+        groups = {k: keys == k for k in sorted(set(got.streams))}
+    written = []
+    for stream, mask in groups.items():
+        n = int(mask.sum())
+        if n < args.min_frames:
+            raise ValueError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
+                             f"decode errors: {got.errors or 'none'}")
+        times = np.array(got.times)[mask]
+        ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
+                        time_range=(float(times.min()), float(times.max())))
+        path = store.add(ref)
+        written.append({"path": str(path), "stream": stream or "*", "frames": n})
+    print(json.dumps({"written": written, "decode_errors": got.errors}))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from monitor import collect
+    from monitor.engine import Engine
+    from monitor.features import FEATURE_NAMES
+    from monitor.reference import ReferenceStore
+
+    config = load_config(args.config)
+    store = ReferenceStore(args.reference)
+    ref = store.for_stream(args.stream) if args.stream else store.load_latest(None)
+    if ref is None:
+        raise ValueError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
+    engine = Engine(config, FEATURE_NAMES)
+    fitted = engine.fit(ref)
+    for d in args.dirs:
+        got = collect.from_dir(d, config, progress=not args.quiet)
+        result: dict = {"path": d, "frames": len(got.rows), "decode_errors": got.errors,
+                        "reference": {"stream": fitted.stream, "version": ref.version, "frames": ref.n_frames}}
+        if len(got.rows) < 2:
+            result |= {"drift": None, "error": "fewer than 2 decodable images", "tests": []}
+        else:
+            outcomes, fired = engine.run_tests(fitted, got.matrix())
+            result |= {"drift": fired, "tests": [_test_json(o) for o in outcomes]}
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def _test_json(o) -> dict:
+    return {"name": o.name, "statistic": o.statistic, "p_value": o.p_value, "threshold": o.threshold,
+            "drift": o.drift, "correction": o.correction, "p_value_note": o.p_value_note,
+            "drifted_features": o.drifted_features,
+            "features": [{"feature": f.feature, "statistic": f.statistic, "p_value": f.p_value, "drift": f.drift}
+                         for f in o.features]}
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    _setup_logging("WARNING")
+    return run_demo(cameras=args.cameras, fps=args.fps, drift_after=args.drift_after, duration=args.duration,
+                    port=args.port, workdir=args.workdir or None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

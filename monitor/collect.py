@@ -1,0 +1,164 @@
+"""Collect image statistics from a directory or a Kafka topic, with the daemon's own decode and
+feature code: what ``driftmon reference build`` and ``driftmon check`` are made of."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from monitor.config import Config
+from monitor.decode import DecodeError, DecodeLimits, decode
+from monitor.features import FEATURE_NAMES, compute_features
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+@dataclass
+class Collected:
+    """Feature rows of the frames that decoded, and why the others did not."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
+        m = np.vstack(self.rows).astype(np.float32) if self.rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        return m if mask is None else m[mask]
+
+    def add_error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+def limits_from(config: Config) -> DecodeLimits:
+    d = config.decode
+    return DecodeLimits(max_encoded_bytes=d.max_encoded_bytes, max_pixels=d.max_pixels, analysis_size=d.analysis_size)
+
+
+class Progress:
+    """One self-overwriting line on stderr when it is a terminal, a log line every 10 s otherwise."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done = 0
+        self._start = self._last = time.monotonic()
+        self._tty = sys.stderr.isatty()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and (now - self._last >= (0.2 if self._tty else 10.0)):
+            self._last = now
+            self._print(end="\r" if self._tty else "\n")
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            self._print(end="\n")
+
+    def _print(self, end: str) -> None:
+        rate = self.done / max(time.monotonic() - self._start, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        print(f"{self.label}: {self.done}{of} frames ({rate:.0f}/s)", end=end, file=sys.stderr, flush=True)
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"not a directory: {d}")
+    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def from_dir(directory: str | Path, config: Config, progress: bool = True) -> Collected:
+    files = image_files(directory)
+    limits = limits_from(config)
+    out = Collected()
+    bar = Progress(str(directory), len(files), progress)
+
+    def analyse(path: Path) -> np.ndarray | str:
+        try:
+            return compute_features(decode(path.read_bytes(), limits))
+        except DecodeError as e:
+            return e.reason
+        except OSError:
+            return "unreadable"
+
+    with ThreadPoolExecutor(config.decode.workers) as pool:
+        for path, result in zip(files, pool.map(analyse, files)):
+            if isinstance(result, str):
+                out.add_error(result)
+            else:
+                out.rows.append(result)
+                out.times.append(path.stat().st_mtime)
+            bar.update()
+    bar.close()
+    return out
+
+
+def from_topic(config: Config, topic: str, start_s: float | None, end_s: float | None,
+               progress: bool = True, idle_timeout_s: float = 5.0) -> Collected:
+    """Read ``topic`` between event times ``start_s`` and ``end_s`` (all of it when None) without
+    joining a consumer group, and collect every frame's statistics and stream key."""
+    from kafka import TopicPartition
+
+    from monitor.source import RecordError, make_consumer, parse_record
+    from monitor.streams import stream_key
+
+    consumer = make_consumer(config.kafka, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
+        consumer.assign(partitions)
+        end_offsets = consumer.end_offsets(partitions)
+        if start_s is not None:
+            found = consumer.offsets_for_times({tp: int(start_s * 1000) for tp in partitions})
+            for tp in partitions:
+                o = found.get(tp)
+                consumer.seek(tp, o.offset if o is not None else end_offsets[tp])
+        else:
+            consumer.seek_to_beginning(*partitions)
+        limits = limits_from(config)
+        out = Collected()
+        bar = Progress(topic, None, progress)
+        idle_since = time.monotonic()
+        while True:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                # end_offsets is only a lower bound on some brokers: stop when it is passed
+                # and the broker has nothing more to give, or when nothing came for a while
+                caught_up = all(consumer.position(tp) >= end_offsets[tp] for tp in partitions)
+                if caught_up or time.monotonic() - idle_since >= idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            for records in polled.values():
+                for r in records:
+                    try:
+                        frame = parse_record(r, config.source)
+                    except RecordError as e:
+                        out.add_error(e.reason)
+                        continue
+                    if (start_s is not None and frame.ts < start_s) or (end_s is not None and frame.ts > end_s):
+                        continue
+                    try:
+                        row = compute_features(decode(frame.data, limits))
+                    except DecodeError as e:
+                        out.add_error(e.reason)
+                        continue
+                    out.rows.append(row)
+                    out.times.append(frame.ts)
+                    out.streams.append(stream_key(frame, config.source))
+                bar.update(len(records))
+        bar.close()
+        return out
+    finally:
+        consumer.close()
+

@@ -1,0 +1,341 @@
+"""Configuration: one YAML file plus ``DRIFTMON_`` environment overrides, validated once at start.
+
+The whole configuration is a tree of frozen dataclasses. Loading walks that tree, so an unknown
+key, a value of the wrong type or one out of range fails before anything connects, with a
+message naming the field (``kafka.max_poll_records: must be >= 1, got 0``).
+
+Environment overrides: ``DRIFTMON_KAFKA__BOOTSTRAP_SERVERS=a:9092,b:9092`` sets
+``kafka.bootstrap_servers``; nesting is ``__``, values are parsed as YAML scalars (so ``true``,
+``5`` and ``[a, b]`` work), and a comma-separated string is accepted for a list field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import string
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+ENV_PREFIX = "DRIFTMON_"
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message starts with the dotted field name."""
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: {message}")
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: tuple[str, ...] = ("127.0.0.1:9092",)
+    topics: tuple[str, ...] = ("frames",)
+    group_id: str = "driftmon"
+    client_id: str = "driftmon"
+    # Records that cannot be parsed or decoded go here with the error in headers; "" disables.
+    dead_letter_topic: str = "driftmon.deadletter"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = 200
+    poll_timeout_ms: int = 200
+    fetch_max_wait_ms: int = 100
+    max_partition_fetch_bytes: int = 8 * 1024 * 1024
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_poll_interval_ms: int = 300_000
+    # Consumer lag is read from the broker at most this often.
+    lag_interval_s: float = 10.0
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    ssl_check_hostname: bool = True
+
+    def __post_init__(self) -> None:
+        _check(len(self.bootstrap_servers) > 0, "kafka.bootstrap_servers", "needs at least one host:port")
+        for s in self.bootstrap_servers:
+            _check(":" in s, "kafka.bootstrap_servers", f"{s!r} is not host:port")
+        _check(len(self.topics) > 0, "kafka.topics", "needs at least one topic")
+        _check(bool(self.group_id), "kafka.group_id", "must not be empty")
+        for name in ("max_poll_records", "poll_timeout_ms", "session_timeout_ms", "heartbeat_interval_ms",
+                     "max_partition_fetch_bytes", "max_poll_interval_ms"):
+            _check(getattr(self, name) >= 1, f"kafka.{name}", f"must be >= 1, got {getattr(self, name)}")
+        _check(self.fetch_max_wait_ms >= 0, "kafka.fetch_max_wait_ms", "must be >= 0")
+        _check(self.heartbeat_interval_ms < self.session_timeout_ms, "kafka.heartbeat_interval_ms",
+               "must be smaller than kafka.session_timeout_ms")
+        sasl = self.security_protocol.startswith("SASL")
+        _check(not sasl or bool(self.sasl_mechanism), "kafka.sasl_mechanism",
+               f"required with security_protocol {self.security_protocol}")
+        if sasl:
+            _check(bool(self.sasl_username), "kafka.sasl_username", "required with SASL")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            _check(not path or Path(path).is_file(), f"kafka.{name}", f"no such file: {path}")
+
+    def client_options(self) -> dict[str, Any]:
+        """Options shared by kafka-python consumers, producers and admin clients."""
+        opts: dict[str, Any] = {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                        sasl_plain_password=self.sasl_password)
+        if self.security_protocol.endswith("SSL"):
+            opts["ssl_check_hostname"] = self.ssl_check_hostname
+            for ours, theirs in (("ssl_cafile", "ssl_cafile"), ("ssl_certfile", "ssl_certfile"),
+                                 ("ssl_keyfile", "ssl_keyfile")):
+                if getattr(self, ours):
+                    opts[theirs] = getattr(self, ours)
+        return opts
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    # file:// claim-check URIs are read only below these directories (symlinks resolved).
+    allowed_roots: tuple[str, ...] = ()
+    # Frames are routed to streams by this template over frame fields: camera_id, site, model_version.
+    stream_key: str = "{camera_id}"
+
+    def __post_init__(self) -> None:
+        fields = {f for _, f, _, _ in string.Formatter().parse(self.stream_key) if f is not None}
+        _check(bool(fields), "source.stream_key", "must name at least one field, e.g. '{camera_id}'")
+        unknown = fields - {"camera_id", "site", "model_version"}
+        _check(not unknown, "source.stream_key",
+               f"unknown field(s) {sorted(unknown)}; use camera_id, site, model_version")
+        for root in self.allowed_roots:
+            _check(Path(root).is_absolute(), "source.allowed_roots", f"{root!r} must be an absolute path")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    analysis_size: int = 480
+    max_encoded_bytes: int = 20_000_000
+    max_pixels: int = 50_000_000
+    # Threads decoding and computing statistics (OpenCV releases the GIL).
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        _check(32 <= self.analysis_size <= 4096, "decode.analysis_size", f"must be in [32, 4096], got {self.analysis_size}")
+        _check(self.max_encoded_bytes >= 1, "decode.max_encoded_bytes", "must be >= 1")
+        _check(self.max_pixels >= 1, "decode.max_pixels", "must be >= 1")
+        _check(1 <= self.workers <= 64, "decode.workers", f"must be in [1, 64], got {self.workers}")
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    size: int = 200
+    # sliding: evaluate every `evaluate_every` frames over the last `size`;
+    # tumbling: evaluate each full, non-overlapping window of `size` frames.
+    mode: Literal["sliding", "tumbling"] = "sliding"
+    evaluate_every: int = 50
+    # Also evaluate a stream whose window is full when this many seconds passed (0 = off).
+    evaluate_interval_s: float = 0.0
+    # Frame references kept per stream for later sample selection.
+    sample_size: int = 64
+
+    def __post_init__(self) -> None:
+        _check(10 <= self.size <= 100_000, "window.size", f"must be in [10, 100000], got {self.size}")
+        if self.mode == "sliding":  # a tumbling window is evaluated once per `size` frames
+            _check(1 <= self.evaluate_every <= self.size, "window.evaluate_every",
+                   f"must be in [1, window.size={self.size}], got {self.evaluate_every}")
+        _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
+        _check(self.sample_size >= 0, "window.sample_size", "must be >= 0")
+
+
+TestName = Literal["ks", "psi", "wasserstein"]
+
+
+@dataclass(frozen=True)
+class TestsConfig:
+    alpha: float = 0.05
+    correction: Literal["bonferroni", "bh"] = "bonferroni"
+    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein")
+    # A stream's evaluation fires when any of these tests drifted.
+    vote: tuple[TestName, ...] = ("ks",)
+    psi_threshold: float = 0.2
+    psi_bins: int = 10
+    wasserstein_threshold: float = 0.1
+    # Columns tested; empty = every image statistic.
+    features: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(0 < self.alpha < 1, "tests.alpha", f"must be in (0, 1), got {self.alpha}")
+        _check(len(self.enabled) > 0, "tests.enabled", "needs at least one test")
+        _check(len(self.vote) > 0, "tests.vote", "needs at least one test")
+        for t in self.vote:
+            _check(t in self.enabled, "tests.vote", f"{t!r} is not in tests.enabled")
+        _check(self.psi_threshold > 0, "tests.psi_threshold", "must be > 0")
+        _check(2 <= self.psi_bins <= 100, "tests.psi_bins", "must be in [2, 100]")
+        _check(self.wasserstein_threshold > 0, "tests.wasserstein_threshold", "must be > 0")
+        if self.features:
+            from monitor.features import FEATURE_NAMES
+
+            unknown = sorted(set(self.features) - set(FEATURE_NAMES))
+            _check(not unknown, "tests.features", f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
+
+
+@dataclass(frozen=True)
+class HysteresisConfig:
+    # Declared drifted when at least k of the last m evaluations fired; recovered after
+    # `recover` consecutive clean evaluations.
+    k: int = 3
+    m: int = 5
+    recover: int = 3
+
+    def __post_init__(self) -> None:
+        _check(self.m >= 1, "hysteresis.m", "must be >= 1")
+        _check(1 <= self.k <= self.m, "hysteresis.k", f"must be in [1, m={self.m}], got {self.k}")
+        _check(self.recover >= 1, "hysteresis.recover", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ReferenceConfig:
+    # A reference file (.npz, shared by all streams) or a reference store directory
+    # (per-stream references with a shared fallback).
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        _check(not self.path or Path(self.path).exists(), "reference.path", f"does not exist: {self.path}")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Streams with their own per-stream series; the rest are folded into stream="__other__".
+    max_streams: int = 500
+    per_feature: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.max_streams >= 1, "metrics.max_streams", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 9108
+    # /healthz fails when the loop has not iterated for this long.
+    liveness_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.port <= 65535, "http.port", f"must be in [0, 65535], got {self.port}")
+        _check(self.liveness_timeout_s > 0, "http.liveness_timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    tests: TestsConfig = field(default_factory=TestsConfig)
+    hysteresis: HysteresisConfig = field(default_factory=HysteresisConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply ``DRIFTMON_`` overrides from ``env``, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"config file: cannot read {path}: {e.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file: {path} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file: {path} must hold a mapping at top level")
+        raw = loaded or {}
+    _apply_env(raw, os.environ if env is None else env)
+    return _build(Config, raw, "")
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    return _build(Config, dict(raw), "")
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts)}: environment override {key} crosses a non-mapping value")
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+    values = {name: _convert(hints[name], raw[name], f"{prefix}{name}") for name in raw}
+    try:
+        return cls(**values)
+    except TypeError as e:  # pragma: no cover - all fields have defaults
+        raise ConfigError(f"{prefix.rstrip('.')}: {e}") from None
+
+
+def _convert(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value if value is not None else {}, f"{name}.")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        _check(value in choices, name, f"must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        _check(isinstance(value, (list, tuple)), name, f"must be a list, got {type(value).__name__}")
+        return tuple(_convert(item_tp, v, f"{name}[{i}]") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        raise TypeError(f"unsupported config type {tp}")  # pragma: no cover
+    if tp is bool:
+        _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), name, f"must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), name, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, (str, int, float)) and not isinstance(value, bool), name,
+               f"must be a string, got {value!r}")
+        return str(value)
+    raise TypeError(f"unsupported config type {tp}")  # pragma: no cover
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    """The effective configuration as plain data (secrets masked), for /status and logs."""
+    data = dataclasses.asdict(config)
+    if data["kafka"]["sasl_password"]:
+        data["kafka"]["sasl_password"] = "***"
+    return data

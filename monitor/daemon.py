@@ -1,0 +1,325 @@
+"""The consume loop: poll -> parse -> decode -> features -> streams -> evaluate -> dead-letter -> commit.
+
+Offsets are committed only after every record of a batch was processed and every dead letter of
+it acknowledged by the broker, so a crash anywhere means the batch is read again (at-least-once).
+Three kinds of failure are handled differently: bad input is counted and dead-lettered; a flaky
+broker is retried by the client while the daemon reports not-ready; a bug raises, and nothing of
+the batch is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from monitor import __version__
+from monitor.config import Config, to_dict
+from monitor.decode import DecodeError, DecodeLimits, decode
+from monitor.engine import Engine, FittedReference, Verdict
+from monitor.features import FEATURE_NAMES, compute_features
+from monitor.http import HttpServer
+from monitor.metrics import QUANTILES, Metrics
+from monitor.reference import ReferenceError, ReferenceStore
+from monitor.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
+                            parse_record)
+from monitor.streams import StreamState, Streams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Analysed:
+    """What decode + statistics made of one frame."""
+
+    frame: Frame
+    row: np.ndarray | None = None
+    error: DecodeError | None = None
+
+
+class Daemon:
+    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
+                 on_verdict: Callable[[Verdict], None] | None = None):
+        self.config = config
+        self.metrics = Metrics(config.metrics, registry)
+        self.store = ReferenceStore(config.reference.path)
+        self.engine = Engine(config, FEATURE_NAMES)
+        self.streams = Streams(len(FEATURE_NAMES), config.window, config.source)
+        self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
+                                   max_pixels=config.decode.max_pixels, analysis_size=config.decode.analysis_size)
+        self.on_verdict = on_verdict
+        self._fitted: dict[tuple[str, int], FittedReference] = {}
+        self._stop = threading.Event()
+        self._last_loop = 0.0
+        self._connected = False
+        self._consumer: Any = None
+        self._lock = threading.Lock()
+        self._status: dict[str, Any] = {}
+        self.port: int | None = None
+        self._load_shared_reference()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its batch, commit and return (safe from signal handlers)."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self, ready_event: threading.Event | None = None) -> None:
+        cfg = self.config
+        with contextlib.ExitStack() as stack:
+            http = HttpServer(cfg.http.host, cfg.http.port, self.metrics.registry,
+                              status=self.status, alive=self.alive, ready=self.ready).start()
+            stack.callback(http.close)
+            self.port = http.port
+            log.info("driftmon %s serving http://%s:%d/metrics", __version__, cfg.http.host, http.port)
+            pool = stack.enter_context(ThreadPoolExecutor(cfg.decode.workers, thread_name_prefix="driftmon-decode"))
+            producer = make_producer(cfg.kafka) if cfg.kafka.dead_letter_topic else None
+            if producer is not None:
+                stack.callback(producer.close)
+            consumer = make_consumer(cfg.kafka)
+            stack.callback(consumer.close)  # closes first: leaves the group promptly
+            consumer.subscribe(list(cfg.kafka.topics))
+            self._consumer = consumer
+            self.metrics.up.set(1)
+            stack.callback(self.metrics.up.set, 0)
+            if ready_event is not None:
+                ready_event.set()
+            next_lag = 0.0
+            while not self._stop.is_set():
+                self._step(consumer, producer, pool)
+                if time.monotonic() >= next_lag:
+                    self._update_lag(consumer)
+                    next_lag = time.monotonic() + cfg.kafka.lag_interval_s
+            log.info("driftmon stopping: last batch committed")
+
+    def alive(self) -> bool:
+        return time.time() - self._last_loop < self.config.http.liveness_timeout_s
+
+    def ready(self) -> bool:
+        return self._connected and self._has_reference()
+
+    def _has_reference(self) -> bool:
+        return bool(self._fitted) or bool(self.store.streams())
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def _step(self, consumer: Any, producer: Any, pool: ThreadPoolExecutor) -> None:
+        m = self.metrics
+        t0 = time.perf_counter()
+        polled = consumer.poll(timeout_ms=self.config.kafka.poll_timeout_ms,
+                               max_records=self.config.kafka.max_poll_records)
+        records = [r for batch in polled.values() for r in batch]
+        self._connected = _coordinator_known(consumer)
+        self._last_loop = time.time()
+        m.loop_timestamp.set(self._last_loop)
+        m.ready.set(int(self.ready()))
+        t1 = time.perf_counter()
+        m.stage_seconds.labels("poll").observe(t1 - t0)
+        if not records:
+            return
+        m.batch_size.observe(len(records))
+
+        frames, bad = self._parse(records)
+        t2 = time.perf_counter()
+        analysed = list(pool.map(self._analyse, frames))
+        t3 = time.perf_counter()
+        evaluating = 0.0
+        touched: dict[str, StreamState] = {}
+        for a in analysed:
+            if a.error is not None:
+                bad.append(BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, []))
+                continue
+            state = self.streams.route(a.frame)
+            identical = state.observe(a.frame, a.row)
+            m.observe_frame(state.key, a.frame.ts, identical)
+            touched[state.key] = state
+            # evaluate at every schedule point, however the frames were batched
+            if state.window.due():
+                te = time.perf_counter()
+                self._evaluate(state)
+                evaluating += time.perf_counter() - te
+        te = time.perf_counter()
+        for state in touched.values():
+            if self._interval_due(state):
+                self._evaluate(state)
+        evaluating += time.perf_counter() - te
+        m.stage_seconds.labels("parse").observe(t2 - t1)
+        # decode and statistics run fused in the pool; their split is measured by the benchmark
+        m.stage_seconds.labels("decode").observe(t3 - t2)
+        m.stage_seconds.labels("evaluate").observe(evaluating)
+
+        self._dead_letter(producer, bad, records)
+        m.frames.labels("processed").inc(len(records) - len(bad))
+        self._commit(consumer)
+        self._publish_status()
+
+    def _parse(self, records: list[Any]) -> tuple[list[Frame], list[BadRecord]]:
+        frames: list[Frame] = []
+        bad: list[BadRecord] = []
+        for r in records:
+            try:
+                frames.append(parse_record(r, self.config.source))
+            except RecordError as e:
+                bad.append(BadRecord(e.reason, str(e), _origin(r), r.key, r.value, list(r.headers or [])))
+        return frames, bad
+
+    def _analyse(self, frame: Frame) -> Analysed:
+        try:
+            decoded = decode(frame.data, self.limits)
+        except DecodeError as e:
+            return Analysed(frame, error=e)
+        return Analysed(frame, row=compute_features(decoded))
+
+    def _interval_due(self, state: StreamState) -> bool:
+        """A full window not evaluated for ``window.evaluate_interval_s`` (slow cameras)."""
+        interval = self.config.window.evaluate_interval_s
+        return (interval > 0 and state.window.fill_ratio == 1.0 and state.window.since_evaluation > 0
+                and time.time() - state.last_evaluated_at >= interval)
+
+    def _evaluate(self, state: StreamState) -> None:
+        fitted = self._fitted_for(state.key)
+        if fitted is None:
+            return  # counted and windowed, but nothing to compare against yet
+        window = state.window.values()
+        verdict = self.engine.evaluate(state, fitted)
+        means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
+        self.metrics.observe_verdict(verdict, means)
+        if verdict.changed:
+            fired = sorted({f for t in verdict.tests if t.name in self.config.tests.vote for f in t.drifted_features})
+            log.warning("stream %s %s (features: %s)", state.key,
+                        "DRIFTED" if verdict.drifted else "recovered", ", ".join(fired) or "-")
+        self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
+
+    def _dead_letter(self, producer: Any, bad: list[BadRecord], records: list[Any]) -> None:
+        if not bad:
+            return
+        for b in bad:
+            self.metrics.bad_records.labels(b.reason).inc()
+        self.metrics.frames.labels("dead_lettered").inc(len(bad))
+        if producer is None:
+            return
+        by_origin = {_origin(r): r for r in records}
+        futures = []
+        for b in bad:
+            original = by_origin.get(b.origin)
+            key = original.key if original is not None else b.key
+            headers = list(original.headers or []) if original is not None else b.headers
+            b = BadRecord(b.reason, b.error, b.origin, key, b.value, headers)
+            futures.append(producer.send(self.config.kafka.dead_letter_topic, key=key, value=b.value,
+                                         headers=dead_letter_headers(b)))
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)  # a dead letter not acknowledged means the batch is not committed
+        self.metrics.dead_letters.inc(len(futures))
+
+    def _commit(self, consumer: Any) -> None:
+        from kafka.errors import KafkaError
+
+        t = time.perf_counter()
+        try:
+            consumer.commit()
+            self.metrics.commits.labels("ok").inc()
+        except KafkaError as e:
+            # e.g. a rebalance took the partitions: their new owner re-reads from the last commit
+            self.metrics.commits.labels("failed").inc()
+            log.warning("offset commit failed, the batch will be re-read: %s", e)
+        self.metrics.stage_seconds.labels("commit").observe(time.perf_counter() - t)
+
+    def _update_lag(self, consumer: Any) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            with contextlib.suppress(Exception):
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - consumer.position(tp)))
+
+    # --- references --------------------------------------------------------------------------
+
+    def _load_shared_reference(self) -> None:
+        if not self.config.reference.path:
+            return
+        shared = self.store.load_latest(None)
+        if shared is not None:
+            self._fit(shared)
+
+    def _fitted_for(self, stream: str) -> FittedReference | None:
+        state = self.streams.get(stream)
+        if state.reference is None:
+            try:
+                ref = self.store.for_stream(stream)
+            except ReferenceError as e:
+                log.error("stream %s: %s", stream, e)
+                return None
+            if ref is None:
+                return None
+            state.reference = self._fit(ref)
+        return state.reference
+
+    def _fit(self, ref: Any) -> FittedReference:
+        key = (ref.stream or "*", ref.version)
+        if key not in self._fitted:
+            fitted = self.engine.fit(ref)
+            self._fitted[key] = fitted
+            names = self.engine.feature_names
+            quantiles = fitted.univariate.quantiles(list(QUANTILES))
+            self.metrics.observe_reference(key[0], ref.version, (ref.embedder or {}).get("architecture", "none"),
+                                           ref.n_frames, {n: quantiles[:, i].tolist() for i, n in enumerate(names)})
+        return self._fitted[key]
+
+    # --- status ------------------------------------------------------------------------------
+
+    def _publish_status(self) -> None:
+        self.metrics.streams.set(len(self.streams))
+        streams = {}
+        for key, s in self.streams.states.items():
+            v = s.verdict
+            streams[key] = {
+                "frames": s.frames,
+                "identical_frames": s.identical_frames,
+                "last_frame_ts": s.last_ts,
+                "window_fill": round(s.window.fill_ratio, 4),
+                "reference": None if s.reference is None else {"stream": s.reference.stream,
+                                                               "version": s.reference.reference.version},
+                "drifted": bool(v and v.drifted),
+                "last_verdict": v.to_dict() if v else None,
+            }
+        with self._lock:
+            self._status = {"streams": streams}
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            streams = self._status.get("streams", {})
+        return {
+            "version": __version__,
+            "alive": self.alive(),
+            "ready": self.ready(),
+            "streams_total": len(streams),
+            "streams_drifted": sorted(k for k, s in streams.items() if s["drifted"]),
+            "references": [f.reference.describe() for f in self._fitted.values()],
+            "config": to_dict(self.config),
+            "streams": streams,
+        }
+
+
+def _origin(record: Any) -> Origin:
+    return Origin(record.topic, record.partition, record.offset)
+
+
+def _coordinator_known(consumer: Any) -> bool:
+    # kafka-python exposes no public "group joined" flag; its coordinator object is the truth.
+    coordinator = getattr(consumer, "_coordinator", None)
+    return coordinator is not None and not coordinator.coordinator_unknown()

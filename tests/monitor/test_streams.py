@@ -1,0 +1,54 @@
+import numpy as np
+
+from monitor.config import SourceConfig, WindowConfig
+from monitor.source import Frame, Origin
+from monitor.streams import Streams, Window, stream_key
+
+
+def frame(cam="c1", data=b"x", site=""):
+    return Frame(camera_id=cam, frame_id="f", ts=1.0, data=data, origin=Origin("t", 0, 0), site=site)
+
+
+def test_sliding_window_keeps_newest_rows_in_order_and_is_due_every_n():
+    w = Window(2, WindowConfig(size=10, evaluate_every=4))
+    due = []
+    for i in range(30):
+        w.append(np.array([i, -i], np.float32))
+        due.append(w.due())
+        if w.due():
+            w.mark_evaluated()
+    assert w.values()[:, 0].tolist() == list(range(20, 30))
+    assert [i for i, d in enumerate(due) if d] == [9, 13, 17, 21, 25, 29]
+
+
+def test_tumbling_window_restarts_after_each_evaluation():
+    w = Window(1, WindowConfig(size=10, mode="tumbling"))
+    hits = []
+    for i in range(35):
+        w.append(np.array([i], np.float32))
+        if w.due():
+            hits.append(w.values()[:, 0].tolist())
+            w.mark_evaluated()
+    assert hits == [list(range(0, 10)), list(range(10, 20)), list(range(20, 30))]
+    assert w.filled == 5
+
+
+def test_memory_is_bounded_whatever_the_frame_count():
+    s = Streams(3, WindowConfig(size=10, evaluate_every=5, sample_size=4), SourceConfig())
+    for i in range(1000):
+        s.route(frame(cam=f"c{i % 3}", data=bytes([i % 256]))).observe(frame(data=bytes([i % 256])), np.zeros(3))
+    assert len(s) == 3
+    for st in s.states.values():
+        assert st.window._rows.shape == (10, 3) and len(st.samples) == 4
+
+
+def test_identical_consecutive_frames_are_counted():
+    s = Streams(1, WindowConfig(size=10, evaluate_every=5), SourceConfig())
+    st = s.route(frame())
+    flags = [st.observe(frame(data=d), np.zeros(1)) for d in (b"a", b"a", b"b", b"b", b"b")]
+    assert flags == [False, True, False, True, True] and st.identical_frames == 3
+
+
+def test_stream_key_template():
+    assert stream_key(frame(cam="c7", site="depot"), SourceConfig(stream_key="{site}/{camera_id}")) == "depot/c7"
+    assert stream_key(frame(cam="c7"), SourceConfig(stream_key="{site}")) == "unknown"
