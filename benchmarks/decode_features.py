@@ -115,5 +115,6 @@ def main() -> None:
         print(f"throughput decode+features / full imdecode:       "
               f"{med['full imdecode'] / med['decode+features']:.2f}")
 
+
 if __name__ == "__main__":
     main()

@@ -142,8 +142,6 @@ class WindowConfig:
     evaluate_every: int = 50
     # Also evaluate a stream whose window is full when this many seconds passed (0 = off).
     evaluate_interval_s: float = 0.0
-    # Frame references kept per stream for later sample selection.
-    sample_size: int = 64
 
     def __post_init__(self) -> None:
         _check(10 <= self.size <= 100_000, "window.size", f"must be in [10, 100000], got {self.size}")
@@ -151,7 +149,6 @@ class WindowConfig:
             _check(1 <= self.evaluate_every <= self.size, "window.evaluate_every",
                    f"must be in [1, window.size={self.size}], got {self.evaluate_every}")
         _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
-        _check(self.sample_size >= 0, "window.sample_size", "must be >= 0")
 
 
 TestName = Literal["ks", "psi", "wasserstein"]

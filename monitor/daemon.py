@@ -26,12 +26,12 @@ from monitor.config import Config, to_dict
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.engine import Engine, FittedReference, Verdict
 from monitor.features import FEATURE_NAMES, compute_features
-from monitor.http import HttpServer
+from monitor.http import HttpServer, Route
 from monitor.metrics import QUANTILES, Metrics
 from monitor.reference import ReferenceError, ReferenceStore
 from monitor.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
                             parse_record)
-from monitor.streams import StreamState, Streams
+from monitor.streams import StreamState, Streams, WindowSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Analysed:
 
 class Daemon:
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 on_verdict: Callable[[Verdict], None] | None = None):
+                 on_verdict: Callable[[Verdict, WindowSnapshot], None] | None = None, routes: dict[tuple[str, str], Route] | None = None):
         self.config = config
         self.metrics = Metrics(config.metrics, registry)
         self.store = ReferenceStore(config.reference.path)
@@ -56,6 +56,7 @@ class Daemon:
         self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
                                    max_pixels=config.decode.max_pixels, analysis_size=config.decode.analysis_size)
         self.on_verdict = on_verdict
+        self.routes = dict(routes or {})
         self._fitted: dict[tuple[str, int], FittedReference] = {}
         self._stop = threading.Event()
         self._last_loop = 0.0
@@ -80,7 +81,7 @@ class Daemon:
         cfg = self.config
         with contextlib.ExitStack() as stack:
             http = HttpServer(cfg.http.host, cfg.http.port, self.metrics.registry,
-                              status=self.status, alive=self.alive, ready=self.ready).start()
+                              status=self.status, alive=self.alive, ready=self.ready, routes=self.routes).start()
             stack.callback(http.close)
             self.port = http.port
             log.info("driftmon %s serving http://%s:%d/metrics", __version__, cfg.http.host, http.port)
@@ -193,6 +194,7 @@ class Daemon:
         if fitted is None:
             return  # counted and windowed, but nothing to compare against yet
         window = state.window.values()
+        refs = state.window.refs()
         verdict = self.engine.evaluate(state, fitted)
         means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
         self.metrics.observe_verdict(verdict, means)
@@ -202,7 +204,7 @@ class Daemon:
                         "DRIFTED" if verdict.drifted else "recovered", ", ".join(fired) or "-")
         self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
         if self.on_verdict is not None:
-            self.on_verdict(verdict)
+            self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, FEATURE_NAMES, fitted.reference))
 
     def _dead_letter(self, producer: Any, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:

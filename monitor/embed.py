@@ -201,13 +201,16 @@ class DefaultEncoder(torch.nn.Module):
 
     Output (128 = 16 + 32 + 64 + 16), concatenated:
 
-    * global means of a1 (16) and a2 (32): colour, brightness, fine texture, sharpness, noise
-      (the first layers see high frequencies that blur removes and noise adds);
-    * global mean of a4 (64): coarser structure with a ~45-pixel receptive field;
+    * global means of a1 (16) and a2 (32): colour, brightness, fine texture, sharpness, noise.
+      conv1's first 8 filters are plain random (they respond to colour and brightness), its
+      last 8 are made spatially zero-sum per channel (edge/texture detectors blind to flat
+      colour, whose mean response falls with blur and rises with noise);
+    * global mean of a4 (64): coarser structure (33-pixel receptive field at S = 128);
     * ``layout`` averaged over a 2x2 grid (4 channels x 4 cells = 16): where things are, so a
       knocked or re-aimed camera moves the embedding even if global statistics do not change.
 
-    Weights: He-uniform, ``U(-sqrt(6 / fan_in), +sqrt(6 / fan_in))``, drawn by
+    Weights: He-uniform, ``U(-sqrt(6 / fan_in), +sqrt(6 / fan_in))`` (conv1's second half then
+    re-centred), drawn by
     :func:`default_encoder_weights` from numpy's PCG64 raw 64-bit stream (documented stable
     across numpy versions and platforms) in float64 and rounded to float32, so they are
     bit-for-bit reproducible. ~17 M multiply-adds per 128x128 image.

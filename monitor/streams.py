@@ -1,13 +1,13 @@
 """Streams: route each frame to its stream and keep that stream's bounded window.
 
-Memory per stream is fixed: a ring buffer of ``window.size`` feature rows and a deque of at most
-``window.sample_size`` frame references; nothing grows with frames processed.
+Memory per stream is fixed: a ring buffer of ``window.size`` feature rows and, aligned with it, the
+references of those frames (no pixels: a frame is fetched again from its claim check or its
+Kafka offset when it is selected for relabelling); nothing grows with frames processed.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,18 +35,32 @@ class FrameRef:
     uri: str | None
 
 
+@dataclass(frozen=True)
+class WindowSnapshot:
+    """A stream's window at an evaluation, for what acts on the verdict (events, selection)."""
+
+    stream: str
+    rows: np.ndarray  # (n, len(feature_names)) image statistics, oldest first
+    refs: list[FrameRef | None]  # aligned with rows
+    feature_names: tuple[str, ...]
+    reference: Any  # monitor.reference.Reference the window was judged against
+
+
 class Window:
-    """The newest ``size`` feature rows of one stream, sliding or tumbling."""
+    """The newest ``size`` feature rows of one stream (and their frames' references), sliding or
+    tumbling."""
 
     def __init__(self, n_features: int, config: WindowConfig):
         self.config = config
         self._rows = np.zeros((config.size, n_features), dtype=np.float32)
+        self._refs: list[FrameRef | None] = [None] * config.size
         self._next = 0  # ring position of the next row
         self.filled = 0
         self.since_evaluation = 0
 
-    def append(self, row: np.ndarray) -> None:
+    def append(self, row: np.ndarray, ref: FrameRef | None = None) -> None:
         self._rows[self._next] = row
+        self._refs[self._next] = ref
         self._next = (self._next + 1) % self.config.size
         self.filled = min(self.filled + 1, self.config.size)
         self.since_evaluation += 1
@@ -68,6 +82,12 @@ class Window:
             return self._rows[: self.filled].copy()
         return np.roll(self._rows, -self._next, axis=0)
 
+    def refs(self) -> list[FrameRef | None]:
+        """The window's frame references, oldest first, aligned with :meth:`values`."""
+        if self.filled < self.config.size:
+            return self._refs[: self.filled]
+        return self._refs[self._next:] + self._refs[: self._next]
+
     def mark_evaluated(self) -> None:
         self.since_evaluation = 0
         if self.config.mode == "tumbling":
@@ -79,7 +99,6 @@ class Window:
 class StreamState:
     key: str
     window: Window
-    samples: deque[FrameRef]
     frames: int = 0
     identical_frames: int = 0
     last_ts: float = 0.0
@@ -97,9 +116,7 @@ class StreamState:
         self.identical_frames += identical
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
-        self.window.append(row)
-        if self.samples.maxlen:
-            self.samples.append(FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
+        self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
                                          frame.origin.partition, frame.origin.offset, frame.uri))
         return identical
 
@@ -116,7 +133,7 @@ class Streams:
     def get(self, key: str) -> StreamState:
         state = self.states.get(key)
         if state is None:
-            state = StreamState(key, Window(self.n_features, self.window), deque(maxlen=self.window.sample_size))
+            state = StreamState(key, Window(self.n_features, self.window))
             self.states[key] = state
         return state
 

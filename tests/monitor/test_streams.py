@@ -34,12 +34,16 @@ def test_tumbling_window_restarts_after_each_evaluation():
 
 
 def test_memory_is_bounded_whatever_the_frame_count():
-    s = Streams(3, WindowConfig(size=10, evaluate_every=5, sample_size=4), SourceConfig())
+    s = Streams(3, WindowConfig(size=10, evaluate_every=5), SourceConfig())
     for i in range(1000):
-        s.route(frame(cam=f"c{i % 3}", data=bytes([i % 256]))).observe(frame(data=bytes([i % 256])), np.zeros(3))
+        f = frame(cam=f"c{i % 3}", data=bytes([i % 256]))
+        f.frame_id = str(i)
+        s.route(f).observe(f, np.full(3, i))
     assert len(s) == 3
     for st in s.states.values():
-        assert st.window._rows.shape == (10, 3) and len(st.samples) == 4
+        assert st.window._rows.shape == (10, 3) and len(st.window._refs) == 10
+        # frame references stay aligned with their rows
+        assert [int(r.frame_id) for r in st.window.refs()] == st.window.values()[:, 0].astype(int).tolist()
 
 
 def test_identical_consecutive_frames_are_counted():
