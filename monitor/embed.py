@@ -530,7 +530,8 @@ def build_embedder(
         Key of :data:`NORMALISATIONS`; default ``"centred"`` for ``"default"``, ``"imagenet"``
         otherwise.
     threads
-        If set, ``torch.set_num_threads(threads)`` (process-wide).
+        If set, ``torch.set_num_threads(threads)`` (process-wide) and the size of the
+        preprocessing pool; if not, both follow torch's current thread count.
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     fp16
@@ -550,7 +551,6 @@ def build_embedder(
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
-        torch.set_num_threads(threads)
     resolved = _resolve_device(device)
     on_cuda = resolved.startswith("cuda")
     if fp16 == "auto":
@@ -559,6 +559,8 @@ def build_embedder(
         raise ValueError(f"fp16 must be True, False or 'auto', got {fp16!r}")
     elif fp16 and not on_cuda:
         raise ValueError("fp16=True needs a CUDA device")
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     if kind == "default":
         module: torch.nn.Module = DefaultEncoder(seed)
@@ -601,7 +603,7 @@ def build_embedder(
 
     output_dim = _output_dim(module, input_size, resolved, f"{kind} embedder")
     identity = EmbedderIdentity(architecture, weights_sha256, input_size, normalisation, output_dim)
-    embedder = TorchEmbedder(module, identity, device=resolved, fp16=fp16)
+    embedder = TorchEmbedder(module, identity, device=resolved, fp16=fp16, preprocess_threads=threads)
     log.info("embedder %s on %s (fp16=%s, torch threads=%d)", identity.label, resolved, fp16, torch.get_num_threads())
     return embedder
 

@@ -8,9 +8,12 @@ below, and against the objects they refer to.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -200,6 +203,40 @@ def test_volumes(target):
     mount = max((p for p in mounts if reference.startswith(p)), key=len)
     claim = volumes[mounts[mount]["name"]]["persistentVolumeClaim"]["claimName"]
     assert claim in {o["metadata"]["name"] for o in objects if o["kind"] == "PersistentVolumeClaim"}
+
+
+def _driftmon_command() -> list[str]:
+    """The daemon's own CLI, from this environment."""
+    installed = shutil.which("driftmon") or shutil.which(
+        "driftmon", path=str(Path(sys.executable).parent))
+    if installed:
+        return [installed]
+    pytest.skip("driftmon is not installed in this environment (pip install -e .)")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_daemon_accepts_the_config_and_environment(target, tmp_path):
+    """`driftmon config check` on the ConfigMap's config, with the environment the pod gets
+    (every secretKeyRef given a dummy value): DRIFTMON_* names must be known config fields."""
+    objects = render(target)
+    config = daemon_config(objects)
+    reference = tmp_path / "reference"  # the PVC mount; the check wants the path to exist
+    reference.mkdir()
+    config["reference"]["path"] = str(reference)
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTMON_")}
+    for var in container(objects).get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        elif "secretKeyRef" in var.get("valueFrom", {}):
+            env[var["name"]] = f"dummy-{var['valueFrom']['secretKeyRef']['key']}"
+    result = subprocess.run([*_driftmon_command(), "config", "check", "--print", str(config_file)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    effective = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    assert effective["http"]["port"] == container(objects)["ports"][0]["containerPort"]
+    assert effective["kafka"]["group_id"] == config["kafka"]["group_id"]
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -96,7 +96,8 @@ def test_lossless_decode_matches_area_resize(ext: str) -> None:
     img = scene(960, 540)
     params = [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else []  # >100: lossless
     d = decode(encode(img, ext, *params), LIMITS)
-    expected = cv2.cvtColor(cv2.resize(img, (480, 270), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    small = cv2.resize(img, (480, 270), interpolation=cv2.INTER_AREA)
+    expected = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(d.rgb, expected)
 
 
@@ -406,7 +407,9 @@ def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
     st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBP", b"BM"]),
     st.binary(max_size=2048),
 )
-def test_arbitrary_bytes_behind_magic_decode_or_raise_decode_error(magic: bytes, tail: bytes) -> None:
+def test_arbitrary_bytes_behind_magic_decode_or_raise_decode_error(
+    magic: bytes, tail: bytes
+) -> None:
     check_total(magic + tail)
 
 

@@ -1,0 +1,135 @@
+"""The command line as a user runs it: reference build (directory and topic), check, run + SIGTERM."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import yaml
+
+from monitor.fleet import Camera, encode
+from monitor.reference import Reference, ReferenceStore
+
+from .conftest import camera_frames, send_frames
+
+DRIFTMON = [sys.executable, "-m", "monitor.cli"]
+
+
+def driftmon(*args, check=True):
+    res = subprocess.run(DRIFTMON + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def write_frames(directory, camera, ts):
+    directory.mkdir(parents=True)
+    for t in ts:
+        (directory / f"{t:05d}.jpg").write_bytes(encode(camera.frame(t)))
+
+
+def test_reference_build_from_dir_and_check(tmp_path):
+    cam = Camera("cam-a", "chelsea", width=640, height=360, seed=5)
+    write_frames(tmp_path / "good", cam, range(0, 200))
+    write_frames(tmp_path / "today", cam, range(200, 300))
+    cam.set_shift("fog", 3)
+    write_frames(tmp_path / "foggy", cam, range(300, 400))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.jpg").write_bytes(b"\xff\xd8\xff garbage")
+
+    out = json.loads(driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz",
+                              "-q").stdout)
+    assert out["written"][0]["frames"] == 200
+    ref = Reference.load(tmp_path / "ref.npz")
+    assert ref.n_frames == 200 and ref.source.startswith("dir:")
+
+    res = driftmon("check", "--reference", tmp_path / "ref.npz", "-q", tmp_path / "today", tmp_path / "foggy",
+                   tmp_path / "broken")
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["path"] for r in lines] == [str(tmp_path / d) for d in ("today", "foggy", "broken")]
+    today, foggy, broken = lines
+    assert today["drift"] is False and foggy["drift"] is True
+    for r in (today, foggy):
+        assert {t["name"] for t in r["tests"]} == {"ks", "psi", "wasserstein"}
+        for t in r["tests"]:
+            assert {"name", "statistic", "p_value", "threshold", "drift"} <= set(t)
+    ks = next(t for t in foggy["tests"] if t["name"] == "ks")
+    assert ks["p_value"] < 0.05 and ks["drifted_features"]
+    assert broken["drift"] is None and broken["decode_errors"] == {"corrupt": 1}
+
+
+def test_reference_build_refuses_too_few_frames(tmp_path):
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=1)
+    write_frames(tmp_path / "few", cam, range(5))
+    res = driftmon("reference", "build", "--from-dir", tmp_path / "few", "--out", tmp_path / "r.npz", check=False)
+    assert res.returncode == 2 and "only 5 usable frames" in res.stderr
+
+
+def test_reference_build_from_topic_per_stream(broker, topic, tmp_path):
+    cams = [Camera(f"cam-{i}", "coffee", width=320, height=240, seed=i) for i in range(2)]
+    start = time.time()
+    send_frames(broker, topic, [f for c in cams for f in camera_frames(c, range(60))])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"kafka": {"bootstrap_servers": [broker.bootstrap], "fetch_max_wait_ms": 20}}))
+    out = json.loads(driftmon("reference", "build", "--from-topic", topic, "--start", start - 60, "--end",
+                              time.time() + 60, "--per-stream", "--out", tmp_path / "store", "--config", cfg,
+                              "-q").stdout)
+    assert sorted((w["stream"], w["frames"]) for w in out["written"]) == [("cam-0", 60), ("cam-1", 60)]
+    store = ReferenceStore(tmp_path / "store")
+    assert store.streams() == ["cam-0", "cam-1"]
+    assert store.for_stream("cam-1").source.startswith(f"kafka:{topic}")
+    # a time range before the frames were sent selects nothing
+    res = driftmon("reference", "build", "--from-topic", topic, "--start", start - 3600, "--end", start - 1800,
+                   "--out", tmp_path / "old.npz", "--config", cfg, "-q", check=False)
+    assert res.returncode == 2 and "only 0 usable frames" in res.stderr
+
+
+def test_run_serves_and_stops_cleanly_on_sigterm(broker, topic, tmp_path):
+    cam = Camera("cam-a", "rocket", width=320, height=240, seed=3)
+    write_frames(tmp_path / "good", cam, range(60))
+    driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz", "-q")
+    port = __import__("monitor.broker", fromlist=["free_port"]).free_port()
+    cfg = tmp_path / "driftmon.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "kafka": {"topics": [topic], "group_id": f"run-{topic}", "fetch_max_wait_ms": 20,
+                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "dead_letter_topic": ""},
+        "reference": {"path": str(tmp_path / "ref.npz")},
+        "http": {"port": port},
+        "window": {"size": 20, "evaluate_every": 10},
+    }))
+    env = os.environ | {"DRIFTMON_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap}  # the override path
+    proc = subprocess.Popen(DRIFTMON + ["run", "--config", str(cfg)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        send_frames(broker, topic, camera_frames(cam, range(60, 100)))
+        deadline = time.monotonic() + 60
+        frames = 0.0
+        while time.monotonic() < deadline and frames < 40:
+            time.sleep(0.5)
+            try:
+                status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2))
+            except OSError:
+                continue
+            frames = sum(s["frames"] for s in status["streams"].values())
+        assert frames == 40
+        assert status["ready"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate()[0]
+    assert "stopping" in output
+
+
+def test_run_fails_fast_on_bad_config(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("kafka:\n  bootstrap_servers: [nowhere]\n")
+    res = driftmon("run", "--config", cfg, check=False)
+    assert res.returncode == 2 and "kafka.bootstrap_servers" in res.stderr
+    cfg.write_text("window:\n  size: 50\n")
+    res = driftmon("run", "--config", cfg, check=False)
+    assert res.returncode == 2 and "reference.path" in res.stderr
