@@ -179,7 +179,7 @@ def draw_window(rng, n, shift):
     return y
 
 
-def power_table(n_seeds: int) -> None:
+def power_table(n_seeds: int, only: list[str] | None = None) -> None:
     methods = {
         "mmd": lambda x, y, s, refs: refs["mmd"].test(y, n_permutations=100, seed=s).drifted,
         "energy": lambda x, y, s, refs: refs["energy"].test(y, n_permutations=100, seed=s).drifted,
@@ -188,6 +188,8 @@ def power_table(n_seeds: int) -> None:
         "classifier_q": lambda x, y, s, refs: classifier_test(x, y, seed=s, features="quadratic").drifted,
         "ks_dims": lambda x, y, s, refs: ks_dims_test(x, y).drifted,
     }
+    if only:
+        methods = {k: v for k, v in methods.items() if k in only}
     shifts = ("none", "mean", "scale", "correlation", "subpop10")
     sizes = (50, 100, 200, 500)
     counts = {(sh, n, meth): 0 for sh in shifts for n in sizes for meth in methods}
@@ -219,6 +221,7 @@ def power_table(n_seeds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, default=100, help="seeds for the power table")
+    parser.add_argument("--methods", nargs="*", help="subset of the power table's methods")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-power", action="store_true")
     args = parser.parse_args()
@@ -229,7 +232,7 @@ def main() -> None:
         timing_table()
         p_value_check()
     if not args.skip_power:
-        power_table(args.seeds)
+        power_table(args.seeds, args.methods)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,10 @@ def ks_from_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray, method: str):
     mode = method
     if mode == "auto":
         mode = "exact" if max(n1, n2) <= MAX_AUTO_EXACT_N else "asymp"
-    elif mode == "exact" and (n1 // math.gcd(n1, n2)) >= np.iinfo(np.int32).max / (n2 // math.gcd(n1, n2)):
-        mode = "asymp"
+    elif mode == "exact":
+        g = math.gcd(n1, n2)
+        if n1 // g >= np.iinfo(np.int32).max / (n2 // g):  # lcm too large: scipy goes asymp
+            mode = "asymp"
     if mode == "exact":
         p = np.empty(len(h))
         exact_ok = np.ones(len(h), dtype=bool)
@@ -116,7 +118,7 @@ def _exact_p(n1: int, n2: int, h: int) -> tuple[bool, float]:
 
 
 def _samples_with_statistic(n1: int, n2: int, h: int):  # pragma: no cover - fallback only
-    """Two samples of sizes n1, n2 whose KS statistic is h/lcm (used only without scipy's kernel)."""
+    """Samples of sizes n1, n2 with KS statistic h/lcm (only used without scipy's kernel)."""
     g = math.gcd(n1, n2)
     best = None
     # Put a reference points below everything and b current points there too; choose (a, b)

@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="embedded broker + synthetic camera fleet + daemon, on this machine")
     demo.add_argument("--cameras", type=int, default=8)
-    demo.add_argument("--fps", type=float, default=4.0, help="frames per second per camera")
-    demo.add_argument("--drift-after", type=float, default=45.0, help="seconds before some cameras drift")
+    demo.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
+    demo.add_argument("--drift-after", type=float, default=30.0, help="seconds before some cameras drift")
     demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
     demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics and /status (0: any free)")
     demo.add_argument("--workdir", default="", help="where references and logs go (default: a temporary dir)")
@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.WARNING)
+    # kafka-python logs every reconnect and slow poll at WARNING; the daemon reports those itself
+    logging.getLogger("kafka").setLevel(logging.ERROR)
 
 
 def _run(args: argparse.Namespace) -> int:

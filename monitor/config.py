@@ -229,6 +229,155 @@ class HttpConfig:
         _check(self.liveness_timeout_s > 0, "http.liveness_timeout_s", "must be > 0")
 
 
+# --- actions: drift events, evidence, relabel queue, refresh tickets (docs/actions.md) ----------
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    # Deliveries to sinks (Kafka, Label Studio, directories, webhooks) are retried with exponential
+    # backoff; after `attempts` tries a delivery is given up until the next start.
+    attempts: int = 6
+    backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(self.attempts >= 1, "actions.retry.attempts", "must be >= 1")
+        _check(self.backoff_s > 0, "actions.retry.backoff_s", "must be > 0")
+        _check(self.max_backoff_s >= self.backoff_s, "actions.retry.max_backoff_s", "must be >= backoff_s")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    # An Evidently drift report (HTML) and a contact sheet (JPEG) per drift event.
+    enabled: bool = True
+    contact_sheet_frames: int = 8  # selected frames on the sheet
+    reference_frames: int = 4  # frames of the stream's last healthy window beside them
+    thumbnail_px: int = 160
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.contact_sheet_frames <= 64, "actions.report.contact_sheet_frames", "must be in [0, 64]")
+        _check(0 <= self.reference_frames <= 64, "actions.report.reference_frames", "must be in [0, 64]")
+        _check(32 <= self.thumbnail_px <= 1024, "actions.report.thumbnail_px", "must be in [32, 1024]")
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    max_per_event: int = 20
+    max_per_day: int = 500  # across all streams, UTC days
+    pool_factor: int = 4  # best-scored candidates considered per budget slot
+    hash: Literal["dhash", "phash"] = "dhash"
+    hash_distance: int = 6  # Hamming distance (of 64 bits) at or below which frames are near duplicates
+    uncertainty_weight: float = 1.0  # weight of model uncertainty (from predictions) in the score
+    remember_frames: int = 200_000  # queued frame ids remembered, so none is queued twice
+
+    def __post_init__(self) -> None:
+        _check(self.max_per_event >= 0, "actions.selection.max_per_event", "must be >= 0")
+        _check(self.max_per_day >= 0, "actions.selection.max_per_day", "must be >= 0")
+        _check(1 <= self.pool_factor <= 100, "actions.selection.pool_factor", "must be in [1, 100]")
+        _check(0 <= self.hash_distance <= 64, "actions.selection.hash_distance", "must be in [0, 64]")
+        _check(self.uncertainty_weight >= 0, "actions.selection.uncertainty_weight", "must be >= 0")
+        _check(self.remember_frames >= 1000, "actions.selection.remember_frames", "must be >= 1000")
+
+
+@dataclass(frozen=True)
+class LabelStudioConfig:
+    url: str = ""  # e.g. http://label-studio:8080
+    token: str = ""  # a legacy API token; prefer DRIFTMON_ACTIONS__RELABEL__LABEL_STUDIO__TOKEN
+    project_title: str = "driftmon relabel queue"
+    label_config: str = ""  # Label Studio labelling config XML; "" = boxes over `labels`
+    labels: tuple[str, ...] = ("object",)
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(not self.url or self.url.startswith(("http://", "https://")), "actions.relabel.label_studio.url",
+               f"must be an http(s) URL, got {self.url!r}")
+        _check(bool(self.project_title), "actions.relabel.label_studio.project_title", "must not be empty")
+        _check(bool(self.label_config) or len(self.labels) > 0, "actions.relabel.label_studio.labels",
+               "needs at least one label when label_config is empty")
+        _check(self.timeout_s > 0, "actions.relabel.label_studio.timeout_s", "must be > 0")
+
+
+RelabelSink = Literal["kafka", "label_studio", "directory"]
+
+
+@dataclass(frozen=True)
+class RelabelConfig:
+    sinks: tuple[RelabelSink, ...] = ("kafka",)
+    topic: str = "driftmon.relabel"  # kafka sink: one JSON record per selected frame
+    # Selected frames that arrived inline are copied here and referenced by file:// URI
+    # ("" = <state_dir>/frames).
+    claim_check_dir: str = ""
+    directory: str = ""  # directory sink: images + CVAT manifest per event
+    label_studio: LabelStudioConfig = field(default_factory=LabelStudioConfig)
+    queue_size: int = 1000  # frames waiting per sink
+
+    def __post_init__(self) -> None:
+        _check(len(set(self.sinks)) == len(self.sinks), "actions.relabel.sinks", "lists a sink twice")
+        _check("kafka" not in self.sinks or bool(self.topic), "actions.relabel.topic", "required by the kafka sink")
+        _check("directory" not in self.sinks or bool(self.directory), "actions.relabel.directory",
+               "required by the directory sink")
+        if "label_studio" in self.sinks:
+            _check(bool(self.label_studio.url), "actions.relabel.label_studio.url", "required by the label_studio sink")
+            _check(bool(self.label_studio.token), "actions.relabel.label_studio.token",
+                   "required by the label_studio sink")
+        for name in ("claim_check_dir", "directory"):
+            path = getattr(self, name)
+            _check(not path or Path(path).is_absolute(), f"actions.relabel.{name}", f"{path!r} must be an absolute path")
+        _check(self.queue_size >= 1, "actions.relabel.queue_size", "must be >= 1")
+
+
+TicketSink = Literal["directory", "webhook"]
+
+
+@dataclass(frozen=True)
+class TicketsConfig:
+    # Bearer token Alertmanager must send to POST /alerts/alertmanager ("" = the receiver refuses all).
+    token: str = ""
+    alertnames: tuple[str, ...] = ("DriftmonStreamDrifted",)
+    stream_label: str = "stream"
+    sinks: tuple[TicketSink, ...] = ("directory",)
+    directory: str = ""  # "" = <state_dir>/tickets
+    webhook_url: str = ""
+    webhook_token: str = ""  # sent as a bearer token to webhook_url
+    # A drift that has been firing this long gets "re-baseline the reference" suggested.
+    rebaseline_after_s: float = 86_400.0
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _check(len(self.alertnames) > 0, "actions.tickets.alertnames", "needs at least one alert name")
+        _check(bool(self.stream_label), "actions.tickets.stream_label", "must not be empty")
+        _check(len(set(self.sinks)) == len(self.sinks), "actions.tickets.sinks", "lists a sink twice")
+        _check("webhook" not in self.sinks or self.webhook_url.startswith(("http://", "https://")),
+               "actions.tickets.webhook_url", "an http(s) URL is required by the webhook sink")
+        _check(not self.directory or Path(self.directory).is_absolute(), "actions.tickets.directory",
+               f"{self.directory!r} must be an absolute path")
+        _check(self.rebaseline_after_s > 0, "actions.tickets.rebaseline_after_s", "must be > 0")
+        _check(self.timeout_s > 0, "actions.tickets.timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ActionsConfig:
+    enabled: bool = False
+    state_dir: str = ""  # events, the queued-frames ledger, sink ledgers (JSON, survives restarts)
+    artefact_dir: str = ""  # reports and contact sheets ("" = <state_dir>/artefacts)
+    public_url: str = ""  # base of links in tickets ("" = http://<http.host>:<http.port>)
+    queue_size: int = 64  # drift events waiting for their evidence (report, selection)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    relabel: RelabelConfig = field(default_factory=RelabelConfig)
+    tickets: TicketsConfig = field(default_factory=TicketsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+    def __post_init__(self) -> None:
+        _check(not self.enabled or bool(self.state_dir), "actions.state_dir", "required when actions.enabled")
+        for name in ("state_dir", "artefact_dir"):
+            path = getattr(self, name)
+            _check(not path or Path(path).is_absolute(), f"actions.{name}", f"{path!r} must be an absolute path")
+        _check(not self.public_url or self.public_url.startswith(("http://", "https://")), "actions.public_url",
+               f"must be an http(s) URL, got {self.public_url!r}")
+        _check(self.queue_size >= 1, "actions.queue_size", "must be >= 1")
+
+
 @dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -240,6 +389,7 @@ class Config:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -335,4 +485,9 @@ def to_dict(config: Config) -> dict[str, Any]:
     data = dataclasses.asdict(config)
     if data["kafka"]["sasl_password"]:
         data["kafka"]["sasl_password"] = "***"
+    for section, key in (("relabel", "label_studio"), ("tickets", None)):
+        node = data["actions"][section] if key is None else data["actions"][section][key]
+        for secret in ("token", "webhook_token"):
+            if node.get(secret):
+                node[secret] = "***"
     return data

@@ -23,8 +23,8 @@ from monitor.features import FEATURE_NAMES
 from monitor.fleet import Camera, encode, make_fleet
 from monitor.reference import Reference, ReferenceStore
 
-WIDTH, HEIGHT = 1280, 720
-REFERENCE_FRAMES = 200
+WIDTH, HEIGHT = 960, 540
+REFERENCE_FRAMES = 150
 # (camera index, shift, severity): applied after --drift-after seconds
 DRIFTS = ((1, "dusk", 3), (3, "defocus_blur", 3), (5, "gaussian_noise", 3), (7, "knocked", 3))
 CORRUPT_EVERY = 150  # one truncated JPEG per this many frames
@@ -36,7 +36,7 @@ def demo_config(bootstrap: str, reference: str, port: int) -> dict:
                   "dead_letter_topic": "driftmon.deadletter", "fetch_max_wait_ms": 20,
                   "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "lag_interval_s": 2.0},
         "reference": {"path": reference},
-        "window": {"size": 100, "evaluate_every": 20},
+        "window": {"size": 60, "evaluate_every": 15},
         "hysteresis": {"k": 2, "m": 3, "recover": 3},
         "http": {"host": "127.0.0.1", "port": port},
     }

@@ -62,7 +62,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "encoded_bytes_per_pixel",  # encoded bytes / (width * height)
 )
 
-#: Luma at or below which a pixel counts as underexposed (Y < 16).
+#: Luma below which a pixel counts as underexposed (Y < 16).
 UNDEREXPOSED_BELOW = 16
 #: Luma above which a pixel counts as overexposed (Y > 239).
 OVEREXPOSED_ABOVE = 239
