@@ -66,9 +66,10 @@ def _a2akn_rows(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> np.ndarray:
     lj = np.diff(np.append(starts, k * N)).astype(np.float64)
     ends = starts + lj.astype(np.int64) - 1
     row = starts // N
-    ref_le = np.cumsum(is_ref.ravel())[ends] - row * n1      # #ref <= z_j
+    cum_ref = np.cumsum(is_ref.ravel())
+    ref_le = cum_ref[ends] - row * n1                        # #ref <= z_j
     all_le = ends % N + 1                                    # #pooled <= z_j
-    f_ref = np.add.reduceat(is_ref.ravel(), starts)          # #ref == z_j
+    f_ref = cum_ref[ends] - cum_ref[starts] + is_ref.ravel()[starts]  # #ref == z_j
     f_cur = lj - f_ref
     bj = starts % N + lj / 2.0
     m_ref = ref_le - f_ref / 2.0

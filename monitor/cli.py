@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from monitor import __version__
+from monitor.broker import BrokerError
 from monitor.config import ConfigError, load_config, to_dict
+from monitor.embed import EmbedderError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"driftmon: invalid configuration: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, EmbedderError, BrokerError) as e:
+        # ValueError covers ReferenceError; EmbedderError a missing or mismatched model
         print(f"driftmon: {e}", file=sys.stderr)
         return 2
 
@@ -62,6 +65,20 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     build.set_defaults(func=_reference_build)
 
+    promote = ref.add_parser("promote", help="make a healthy window or a labelled batch a stream's new reference "
+                                              "version (older versions are kept)")
+    psrc = promote.add_mutually_exclusive_group(required=True)
+    psrc.add_argument("--from-dir", metavar="DIR", help="a directory of images, e.g. a labelled batch")
+    psrc.add_argument("--from-topic", metavar="TOPIC", help="a Kafka topic: the stream's frames between --start and --end")
+    promote.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
+    promote.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
+    promote.add_argument("--store", required=True, help="the reference store directory the daemon reads")
+    promote.add_argument("--stream", required=True, help="the stream whose reference is replaced")
+    promote.add_argument("--min-frames", type=int, default=50, help="refuse to promote fewer frames (default 50)")
+    promote.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
+    promote.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+    promote.set_defaults(func=_reference_promote)
+
     check = sub.add_parser("check", help="judge directories of images against a reference, one JSON line each")
     check.add_argument("--reference", "-r", required=True, help="a reference file or store")
     check.add_argument("--stream", help="use this stream's reference from a store (default: the shared one)")
@@ -94,9 +111,22 @@ def _run(args: argparse.Namespace) -> int:
     if not config.reference.path:
         raise ConfigError("reference.path: required to run (build one with `driftmon reference build`)")
     _setup_logging(config.log_level)
-    daemon = Daemon(config)
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    actions = None
+    if config.actions.enabled:
+        from monitor.actions import Actions
+
+        actions = Actions(config, registry)
+    daemon = Daemon(config, registry=registry, on_verdict=actions.on_verdict if actions else None,
+                    routes=actions.routes() if actions else None)
     daemon.install_signal_handlers()
-    daemon.run()
+    try:
+        daemon.run()
+    finally:
+        if actions is not None:
+            actions.close()
     return 0
 
 
@@ -124,16 +154,16 @@ def _parse_time(value: str | None) -> float | None:
 
 def _reference_build(args: argparse.Namespace) -> int:
     from monitor import collect
-    from monitor.features import FEATURE_NAMES
-    from monitor.reference import Reference, ReferenceStore
+    from monitor.reference import ReferenceStore
 
     config = load_config(args.config)
+    embedder = collect.build_embedder_from(config)
     if args.from_dir:
-        got = collect.from_dir(args.from_dir, config, progress=not args.quiet)
+        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
         source = f"dir:{Path(args.from_dir).resolve()}"
     else:
         start, end = _parse_time(args.start), _parse_time(args.end)
-        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet)
+        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
         source = f"kafka:{args.from_topic}[{args.start or ''}..{args.end or ''}]"
     store = ReferenceStore(args.out)
     groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
@@ -148,12 +178,45 @@ def _reference_build(args: argparse.Namespace) -> int:
         if n < args.min_frames:
             raise ValueError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
                              f"decode errors: {got.errors or 'none'}")
-        times = np.array(got.times)[mask]
-        ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
-                        time_range=(float(times.min()), float(times.max())))
-        path = store.add(ref)
+        path = store.add(collect.make_reference(got, mask=mask, stream=stream, source=source, config=config,
+                                                embedder=embedder))
         written.append({"path": str(path), "stream": stream or "*", "frames": n})
     print(json.dumps({"written": written, "decode_errors": got.errors}))
+    return 0
+
+
+def _reference_promote(args: argparse.Namespace) -> int:
+    """A new version of one stream's reference from a healthy window or a labelled batch."""
+    from dataclasses import replace
+
+    from monitor import collect
+    from monitor.reference import ReferenceStore
+
+    config = load_config(args.config)
+    store = ReferenceStore(args.store)
+    if store.is_file:
+        raise ValueError(f"{args.store} is a single shared reference file; promote needs a store directory")
+    if args.from_topic and not (args.start and args.end):
+        raise ValueError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
+    embedder = collect.build_embedder_from(config)
+    if args.from_dir:
+        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
+        mask = np.ones(len(got.rows), bool)
+        source = f"dir:{Path(args.from_dir).resolve()}"
+    else:
+        start, end = _parse_time(args.start), _parse_time(args.end)
+        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
+        mask = np.array([s == args.stream for s in got.streams], bool)
+        source = f"kafka:{args.from_topic}[{args.start}..{args.end}]"
+    n = int(mask.sum())
+    if n < args.min_frames:
+        raise ValueError(f"{args.stream}: only {n} usable frames (need --min-frames {args.min_frames}); "
+                         f"decode errors: {got.errors or 'none'}")
+    before = store.versions(args.stream)
+    ref = collect.make_reference(got, mask=mask, stream=args.stream, source=source, config=config, embedder=embedder)
+    path = store.add(replace(ref, extra=dict(ref.extra, promoted=True, previous_versions=before)))
+    print(json.dumps({"stream": args.stream, "version": store.versions(args.stream)[-1], "path": str(path),
+                      "frames": n, "previous_versions": before, "source": source, "decode_errors": got.errors}))
     return 0
 
 
@@ -168,16 +231,17 @@ def _check(args: argparse.Namespace) -> int:
     ref = store.for_stream(args.stream) if args.stream else store.load_latest(None)
     if ref is None:
         raise ValueError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
-    engine = Engine(config, FEATURE_NAMES)
+    embedder = collect.build_embedder_from(config)
+    engine = Engine(config, FEATURE_NAMES, embedder.identity.to_dict() if embedder else None)
     fitted = engine.fit(ref)
     for d in args.dirs:
-        got = collect.from_dir(d, config, progress=not args.quiet)
+        got = collect.from_dir(d, config, progress=not args.quiet, embedder=embedder)
         result: dict = {"path": d, "frames": len(got.rows), "decode_errors": got.errors,
                         "reference": {"stream": fitted.stream, "version": ref.version, "frames": ref.n_frames}}
         if len(got.rows) < 2:
             result |= {"drift": None, "error": "fewer than 2 decodable images", "tests": []}
         else:
-            outcomes, fired = engine.run_tests(fitted, got.matrix())
+            outcomes, fired = engine.run_tests(fitted, got.matrix(), got.embedding_matrix())
             result |= {"drift": fired, "tests": [_test_json(o) for o in outcomes]}
         print(json.dumps(result), flush=True)
     return 0

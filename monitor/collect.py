@@ -12,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.reduce import PCA
 from monitor.config import Config
 from monitor.decode import DecodeError, DecodeLimits, decode
+from monitor.embed import Embedder, build_embedder
 from monitor.features import FEATURE_NAMES, compute_features
+from monitor.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +26,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 @dataclass
 class Collected:
-    """Feature rows of the frames that decoded, and why the others did not."""
+    """Statistics (and embeddings) of the frames that decoded, and why the others did not."""
 
     rows: list[np.ndarray] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -34,8 +38,72 @@ class Collected:
         m = np.vstack(self.rows).astype(np.float32) if self.rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
         return m if mask is None else m[mask]
 
+    def embedding_matrix(self, mask: np.ndarray | None = None) -> np.ndarray | None:
+        if not self.embeddings:
+            return None
+        m = np.vstack(self.embeddings).astype(np.float32)
+        return m if mask is None else m[mask]
+
     def add_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+class Collector:
+    """Decode, statistics and (optionally) embeddings for chunks of encoded frames, on a pool."""
+
+    def __init__(self, config: Config, embedder: Embedder | None, pool: ThreadPoolExecutor):
+        self.limits = limits_from(config)
+        self.embedder = embedder
+        self.pool = pool
+        self.out = Collected()
+
+    def _analyse(self, data: bytes) -> tuple[np.ndarray, np.ndarray] | str:
+        try:
+            decoded = decode(data, self.limits)
+        except DecodeError as e:
+            return e.reason
+        return compute_features(decoded), decoded.rgb
+
+    def add(self, items: list[tuple[bytes, float, str]]) -> None:
+        """Frames as (encoded bytes, event time, stream key)."""
+        results = list(self.pool.map(self._analyse, [data for data, _, _ in items]))
+        images = []
+        for (_, ts, stream), result in zip(items, results):
+            if isinstance(result, str):
+                self.out.add_error(result)
+                continue
+            row, rgb = result
+            self.out.rows.append(row)
+            self.out.times.append(ts)
+            self.out.streams.append(stream)
+            images.append(rgb)
+        if self.embedder is not None and images:
+            self.out.embeddings.extend(self.embedder.embed_many(images))
+
+
+def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: str | None, source: str,
+                   config: Config, embedder: Embedder | None) -> Reference:
+    """A reference from collected frames; with embeddings, the PCA fitted on them is stored too."""
+    times = np.asarray(got.times) if mask is None else np.asarray(got.times)[mask]
+    embeddings = got.embedding_matrix(mask)
+    fitted: dict[str, np.ndarray] = {}
+    if embeddings is not None and len(embeddings) >= 2:
+        k = min(config.embedding.pca_components, embeddings.shape[1], len(embeddings) - 1)
+        fitted = {f"pca.{name}": value for name, value in PCA().fit(embeddings, k).to_arrays().items()}
+    return Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
+                     time_range=(float(times.min()), float(times.max())) if len(times) else None,
+                     embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
+                     fitted=fitted)
+
+
+def build_embedder_from(config: Config) -> Embedder | None:
+    """The configured embedder, or None when embeddings are off; problems fail here, at start."""
+    e = config.embedding
+    if not e.enabled:
+        return None
+    return build_embedder(e.kind, path=e.path or None, arch=e.arch or None, input_size=e.input_size or None,
+                          threads=e.threads or None, device=e.device,
+                          fp16={"auto": "auto", "on": True, "off": False}[e.fp16])
 
 
 def limits_from(config: Config) -> DecodeLimits:
@@ -76,34 +144,27 @@ def image_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def from_dir(directory: str | Path, config: Config, progress: bool = True) -> Collected:
+def from_dir(directory: str | Path, config: Config, progress: bool = True,
+             embedder: Embedder | None = None, chunk: int = 64) -> Collected:
     files = image_files(directory)
-    limits = limits_from(config)
-    out = Collected()
     bar = Progress(str(directory), len(files), progress)
-
-    def analyse(path: Path) -> np.ndarray | str:
-        try:
-            return compute_features(decode(path.read_bytes(), limits))
-        except DecodeError as e:
-            return e.reason
-        except OSError:
-            return "unreadable"
-
     with ThreadPoolExecutor(config.decode.workers) as pool:
-        for path, result in zip(files, pool.map(analyse, files)):
-            if isinstance(result, str):
-                out.add_error(result)
-            else:
-                out.rows.append(result)
-                out.times.append(path.stat().st_mtime)
-            bar.update()
+        collector = Collector(config, embedder, pool)
+        for i in range(0, len(files), chunk):
+            items = []
+            for path in files[i:i + chunk]:
+                try:
+                    items.append((path.read_bytes(), path.stat().st_mtime, ""))
+                except OSError:
+                    collector.out.add_error("unreadable")
+            collector.add(items)
+            bar.update(len(files[i:i + chunk]))
     bar.close()
-    return out
+    return collector.out
 
 
 def from_topic(config: Config, topic: str, start_s: float | None, end_s: float | None,
-               progress: bool = True, idle_timeout_s: float = 5.0) -> Collected:
+               progress: bool = True, embedder: Embedder | None = None, idle_timeout_s: float = 5.0) -> Collected:
     """Read ``topic`` between event times ``start_s`` and ``end_s`` (all of it when None) without
     joining a consumer group, and collect every frame's statistics and stream key."""
     from kafka import TopicPartition
@@ -125,9 +186,9 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
                 consumer.seek(tp, o.offset if o is not None else end_offsets[tp])
         else:
             consumer.seek_to_beginning(*partitions)
-        limits = limits_from(config)
-        out = Collected()
         bar = Progress(topic, None, progress)
+        pool = ThreadPoolExecutor(config.decode.workers)
+        collector = Collector(config, embedder, pool)
         idle_since = time.monotonic()
         while True:
             polled = consumer.poll(timeout_ms=500)
@@ -139,26 +200,21 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
                     break
                 continue
             idle_since = time.monotonic()
+            items = []
             for records in polled.values():
                 for r in records:
                     try:
                         frame = parse_record(r, config.source)
                     except RecordError as e:
-                        out.add_error(e.reason)
+                        collector.out.add_error(e.reason)
                         continue
-                    if (start_s is not None and frame.ts < start_s) or (end_s is not None and frame.ts > end_s):
-                        continue
-                    try:
-                        row = compute_features(decode(frame.data, limits))
-                    except DecodeError as e:
-                        out.add_error(e.reason)
-                        continue
-                    out.rows.append(row)
-                    out.times.append(frame.ts)
-                    out.streams.append(stream_key(frame, config.source))
+                    if (start_s is None or frame.ts >= start_s) and (end_s is None or frame.ts <= end_s):
+                        items.append((frame.data, frame.ts, stream_key(frame, config.source)))
                 bar.update(len(records))
+            collector.add(items)
+        pool.shutdown()
         bar.close()
-        return out
+        return collector.out
     finally:
         consumer.close()
 

@@ -129,7 +129,8 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         _check(32 <= self.analysis_size <= 4096, "decode.analysis_size", f"must be in [32, 4096], got {self.analysis_size}")
         _check(self.max_encoded_bytes >= 1, "decode.max_encoded_bytes", "must be >= 1")
-        _check(self.max_pixels >= 1, "decode.max_pixels", "must be >= 1")
+        _check(1 <= self.max_pixels <= 1 << 30, "decode.max_pixels",
+               f"must be in [1, 2**30] (OpenCV's decoder limit), got {self.max_pixels}")
         _check(1 <= self.workers <= 64, "decode.workers", f"must be in [1, 64], got {self.workers}")
 
 
@@ -151,16 +152,20 @@ class WindowConfig:
         _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
 
 
-TestName = Literal["ks", "psi", "wasserstein"]
+TestName = Literal["ks", "psi", "wasserstein", "mmd", "ks_dims"]
+# Tests on embeddings: they need `embedding.enabled` and references built with embeddings.
+EMBEDDING_TESTS = ("mmd", "ks_dims")
 
 
 @dataclass(frozen=True)
 class TestsConfig:
     alpha: float = 0.05
     correction: Literal["bonferroni", "bh"] = "bonferroni"
-    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein")
-    # A stream's evaluation fires when any of these tests drifted.
-    vote: tuple[TestName, ...] = ("ks",)
+    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein", "mmd", "ks_dims")
+    # A stream's evaluation fires when any of these tests drifted; `alpha` is split evenly
+    # between the voting tests with p-values (Bonferroni), so an evaluation's false-alarm
+    # probability stays at most `alpha`.
+    vote: tuple[TestName, ...] = ("ks", "mmd")
     psi_threshold: float = 0.2
     psi_bins: int = 10
     wasserstein_threshold: float = 0.1
@@ -181,6 +186,44 @@ class TestsConfig:
 
             unknown = sorted(set(self.features) - set(FEATURE_NAMES))
             _check(not unknown, "tests.features", f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    enabled: bool = True
+    # default: driftmon's fixed seed-initialised encoder (no weights to download);
+    # torchscript: a TorchScript file at `path`; torchvision: `arch` with a local weights file at `path`.
+    kind: Literal["default", "torchscript", "torchvision"] = "default"
+    path: str = ""
+    arch: str = ""
+    input_size: int = 0  # 0: the kind's default (128 default, 224 otherwise)
+    threads: int = 0  # torch threads; 0: torch's default
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda | cuda:N
+    fp16: Literal["auto", "on", "off"] = "auto"  # auto: half precision on CUDA only
+    batch_size: int = 64
+    # Embeddings are reduced by PCA fitted on the reference before the tests.
+    pca_components: int = 32
+    # MMD keeps a kernel block of the reference in memory: at most this many reference frames
+    # (a seeded subsample), 4 * n^2 bytes per reference.
+    mmd_reference_size: int = 500
+    mmd_permutations: int = 100
+
+    def __post_init__(self) -> None:
+        if self.kind != "default":
+            _check(bool(self.path), "embedding.path", f"required with kind {self.kind}")
+            _check(Path(self.path).is_file(), "embedding.path", f"no such file: {self.path}")
+        if self.kind == "torchvision":
+            _check(bool(self.arch), "embedding.arch", "required with kind torchvision, e.g. resnet18")
+        _check(self.input_size == 0 or 16 <= self.input_size <= 1024, "embedding.input_size",
+               f"must be 0 or in [16, 1024], got {self.input_size}")
+        _check(self.threads >= 0, "embedding.threads", "must be >= 0")
+        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+               "embedding.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check(1 <= self.batch_size <= 4096, "embedding.batch_size", "must be in [1, 4096]")
+        _check(1 <= self.pca_components <= 1024, "embedding.pca_components", "must be in [1, 1024]")
+        _check(20 <= self.mmd_reference_size <= 20_000, "embedding.mmd_reference_size", "must be in [20, 20000]")
+        _check(19 <= self.mmd_permutations <= 10_000, "embedding.mmd_permutations",
+               "must be in [19, 10000] (fewer cannot reach p <= 0.05)")
 
 
 @dataclass(frozen=True)
@@ -385,12 +428,26 @@ class Config:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
     tests: TestsConfig = field(default_factory=TestsConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     hysteresis: HysteresisConfig = field(default_factory=HysteresisConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        _check(bool(self.voting_tests), "tests.vote",
+               "only embedding tests vote, but embedding.enabled is false")
+
+    @property
+    def active_tests(self) -> tuple[str, ...]:
+        """The enabled tests that can run: embedding tests only with embeddings."""
+        return tuple(t for t in self.tests.enabled if self.embedding.enabled or t not in EMBEDDING_TESTS)
+
+    @property
+    def voting_tests(self) -> tuple[str, ...]:
+        return tuple(t for t in self.tests.vote if t in self.active_tests)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

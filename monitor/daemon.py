@@ -23,7 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config, to_dict
+from monitor.collect import build_embedder_from
 from monitor.decode import DecodeError, DecodeLimits, decode
+from monitor.embed import EmbedderError, EmbedderIdentity
 from monitor.engine import Engine, FittedReference, Verdict
 from monitor.features import FEATURE_NAMES, compute_features
 from monitor.http import HttpServer, Route
@@ -31,7 +33,7 @@ from monitor.metrics import QUANTILES, Metrics
 from monitor.reference import ReferenceError, ReferenceStore
 from monitor.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
                             parse_record)
-from monitor.streams import StreamState, Streams, WindowSnapshot
+from monitor.streams import StreamState, Streams, WindowSnapshot, frame_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,9 @@ class Analysed:
 
     frame: Frame
     row: np.ndarray | None = None
+    digest: bytes = b""  # of the encoded bytes, for frozen-feed detection
+    rgb: np.ndarray | None = None  # the decoded image, kept until it is embedded
+    embedding: np.ndarray | None = None
     error: DecodeError | None = None
 
 
@@ -51,8 +56,11 @@ class Daemon:
         self.config = config
         self.metrics = Metrics(config.metrics, registry)
         self.store = ReferenceStore(config.reference.path)
-        self.engine = Engine(config, FEATURE_NAMES)
-        self.streams = Streams(len(FEATURE_NAMES), config.window, config.source)
+        self.embedder = build_embedder_from(config)  # a missing or bad model fails here, at start
+        identity = self.embedder.identity if self.embedder else None
+        self.engine = Engine(config, FEATURE_NAMES, identity.to_dict() if identity else None)
+        self.streams = Streams(len(FEATURE_NAMES), config.window, config.source,
+                               identity.output_dim if identity else 0)
         self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
                                    max_pixels=config.decode.max_pixels, analysis_size=config.decode.analysis_size)
         self.on_verdict = on_verdict
@@ -65,7 +73,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {}
         self.port: int | None = None
-        self._load_shared_reference()
+        self._load_references()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -136,6 +144,8 @@ class Daemon:
         t2 = time.perf_counter()
         analysed = list(pool.map(self._analyse, frames))
         t3 = time.perf_counter()
+        self._embed(analysed)
+        t_embed = time.perf_counter()
         evaluating = 0.0
         touched: dict[str, StreamState] = {}
         for a in analysed:
@@ -143,7 +153,7 @@ class Daemon:
                 bad.append(BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, []))
                 continue
             state = self.streams.route(a.frame)
-            identical = state.observe(a.frame, a.row)
+            identical = state.observe(a.frame, a.row, a.digest, a.embedding)
             m.observe_frame(state.key, a.frame.ts, identical)
             touched[state.key] = state
             # evaluate at every schedule point, however the frames were batched
@@ -159,6 +169,8 @@ class Daemon:
         m.stage_seconds.labels("parse").observe(t2 - t1)
         # decode and statistics run fused in the pool; their split is measured by the benchmark
         m.stage_seconds.labels("decode").observe(t3 - t2)
+        if self.embedder is not None:
+            m.stage_seconds.labels("embed").observe(t_embed - t3)
         m.stage_seconds.labels("evaluate").observe(evaluating)
 
         self._dead_letter(producer, bad, records)
@@ -181,7 +193,19 @@ class Daemon:
             decoded = decode(frame.data, self.limits)
         except DecodeError as e:
             return Analysed(frame, error=e)
-        return Analysed(frame, row=compute_features(decoded))
+        # hashed here, in the pool: hashlib releases the GIL on large inputs
+        return Analysed(frame, row=compute_features(decoded), digest=frame_digest(frame.data),
+                        rgb=decoded.rgb if self.embedder is not None else None)
+
+    def _embed(self, analysed: list[Analysed]) -> None:
+        if self.embedder is None:
+            return
+        ok = [a for a in analysed if a.error is None]
+        if not ok:
+            return
+        vectors = self.embedder.embed_many([a.rgb for a in ok], max_batch=self.config.embedding.batch_size)
+        for a, v in zip(ok, vectors):
+            a.embedding, a.rgb = v, None
 
     def _interval_due(self, state: StreamState) -> bool:
         """A full window not evaluated for ``window.evaluate_interval_s`` (slow cameras)."""
@@ -195,6 +219,7 @@ class Daemon:
             return  # counted and windowed, but nothing to compare against yet
         window = state.window.values()
         refs = state.window.refs()
+        embeddings = state.window.embeddings()
         verdict = self.engine.evaluate(state, fitted)
         means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
         self.metrics.observe_verdict(verdict, means)
@@ -204,7 +229,8 @@ class Daemon:
                         "DRIFTED" if verdict.drifted else "recovered", ", ".join(fired) or "-")
         self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
         if self.on_verdict is not None:
-            self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, FEATURE_NAMES, fitted.reference))
+            self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
+                                                    fitted.reference))
 
     def _dead_letter(self, producer: Any, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:
@@ -251,12 +277,16 @@ class Daemon:
 
     # --- references --------------------------------------------------------------------------
 
-    def _load_shared_reference(self) -> None:
+    def _load_references(self) -> None:
+        """Fit the shared reference and check every stream's: a reference the live pipeline cannot
+        be compared with (another embedder, no embeddings) fails the start, not a stream at 3 a.m."""
         if not self.config.reference.path:
             return
         shared = self.store.load_latest(None)
         if shared is not None:
             self._fit(shared)
+        for stream in self.store.streams():
+            self.engine.check(self.store.load_latest(stream))
 
     def _fitted_for(self, stream: str) -> FittedReference | None:
         state = self.streams.get(stream)
@@ -268,7 +298,11 @@ class Daemon:
                 return None
             if ref is None:
                 return None
-            state.reference = self._fit(ref)
+            try:
+                state.reference = self._fit(ref)
+            except (ReferenceError, EmbedderError) as e:  # a reference added while running
+                log.error("stream %s: %s", stream, e)
+                return None
         return state.reference
 
     def _fit(self, ref: Any) -> FittedReference:
@@ -278,7 +312,8 @@ class Daemon:
             self._fitted[key] = fitted
             names = self.engine.feature_names
             quantiles = fitted.univariate.quantiles(list(QUANTILES))
-            self.metrics.observe_reference(key[0], ref.version, (ref.embedder or {}).get("architecture", "none"),
+            embedder = EmbedderIdentity.from_dict(ref.embedder).label if ref.embedder else "none"
+            self.metrics.observe_reference(key[0], ref.version, embedder,
                                            ref.n_frames, {n: quantiles[:, i].tolist() for i, n in enumerate(names)})
         return self._fitted[key]
 

@@ -16,12 +16,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from monitor.broker import Broker
-from monitor.collect import from_dir
+from monitor.collect import build_embedder_from, from_dir, make_reference
 from monitor.config import config_from_dict
 from monitor.daemon import Daemon
-from monitor.features import FEATURE_NAMES
 from monitor.fleet import Camera, encode, make_fleet
-from monitor.reference import Reference, ReferenceStore
+from monitor.reference import ReferenceStore
 
 WIDTH, HEIGHT = 960, 540
 REFERENCE_FRAMES = 150
@@ -47,6 +46,7 @@ def build_references(cameras: list[Camera], workdir: Path, config_dict: dict) ->
     store_dir = workdir / "references"
     config = config_from_dict({k: v for k, v in config_dict.items() if k != "reference"})
     store = ReferenceStore(store_dir)
+    embedder = build_embedder_from(config)
     with ThreadPoolExecutor(2) as pool:
         for cam in cameras:
             frames_dir = workdir / "reference-frames" / cam.camera_id
@@ -56,9 +56,9 @@ def build_references(cameras: list[Camera], workdir: Path, config_dict: dict) ->
                 (frames_dir / f"{t:05d}.jpg").write_bytes(encode(cam.frame(t)))
 
             list(pool.map(write, range(REFERENCE_FRAMES)))
-            got = from_dir(frames_dir, config, progress=False)
-            store.add(Reference(features=got.matrix(), feature_names=FEATURE_NAMES, stream=cam.camera_id,
-                                source=f"dir:{frames_dir}", time_range=(0.0, 0.0)))
+            got = from_dir(frames_dir, config, progress=False, embedder=embedder)
+            store.add(make_reference(got, stream=cam.camera_id, source=f"dir:{frames_dir}", config=config,
+                                     embedder=embedder))
             print(f"  reference for {cam.camera_id} ({cam.scene}): {len(got.rows)} frames", flush=True)
     return str(store_dir)
 

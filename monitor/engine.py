@@ -15,10 +15,14 @@ from typing import Any
 import numpy as np
 
 from detectors.hysteresis import Hysteresis
+from detectors.ks_dims import ks_dims_test
+from detectors.mmd import MMDReference
+from detectors.reduce import PCA
 from detectors.reference import UnivariateReference
 from detectors.result import FeatureTestResult
-from monitor.config import Config
-from monitor.reference import Reference
+from monitor.config import EMBEDDING_TESTS, Config
+from monitor.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
+from monitor.reference import Reference, ReferenceError
 from monitor.streams import StreamState
 
 
@@ -66,14 +70,54 @@ class Verdict:
         return d
 
 
-class FittedReference:
-    """A reference prepared once (sorted columns, bins, scales) and reused for every window."""
+# Tests whose verdict comes from a p-value (the others compare an effect size to a threshold).
+P_VALUE_TESTS = ("ks", "mmd", "ks_dims")
 
-    def __init__(self, reference: Reference, feature_names: tuple[str, ...], config: Config):
+
+class FittedReference:
+    """A reference prepared once and reused for every window: sorted columns, bins and scales for
+    the image statistics; with embeddings, the PCA fitted on the reference and the MMD kernel block
+    of a bounded subsample of it."""
+
+    def __init__(self, reference: Reference, feature_names: tuple[str, ...], config: Config,
+                 embedder: dict[str, Any] | None):
         self.reference = reference
         self.feature_names = feature_names
         self.univariate = UnivariateReference(
             reference.columns(feature_names), feature_names=list(feature_names), psi_bins=config.tests.psi_bins)
+        self.pca: PCA | None = None
+        self.mmd: MMDReference | None = None
+        self.reduced: np.ndarray | None = None
+        if set(config.active_tests) & set(EMBEDDING_TESTS):
+            self._fit_embeddings(config, embedder)
+
+    @staticmethod
+    def check_embeddings(ref: Reference, embedder: dict[str, Any] | None) -> None:
+        where = f"reference {ref.stream or '*'} v{ref.version}"
+        if ref.embeddings is None or ref.embedder is None:
+            raise ReferenceError(f"{where} has no embeddings: rebuild it with embedding enabled, "
+                                 "or set embedding.enabled: false")
+        if embedder is not None:
+            try:
+                check_compatible(EmbedderIdentity.from_dict(ref.embedder), EmbedderIdentity.from_dict(embedder))
+            except EmbedderMismatch as e:
+                raise EmbedderMismatch(f"{where}: {e}") from None
+
+    def _fit_embeddings(self, config: Config, embedder: dict[str, Any] | None) -> None:
+        ref = self.reference
+        self.check_embeddings(ref, embedder)
+        pca_arrays = {k[len("pca."):]: v for k, v in ref.fitted.items() if k.startswith("pca.")}
+        if pca_arrays:
+            self.pca = PCA.from_arrays(pca_arrays)
+        else:  # a reference built elsewhere: fit now, the same way `reference build` does
+            k = min(config.embedding.pca_components, ref.embeddings.shape[1], ref.n_frames - 1)
+            self.pca = PCA().fit(ref.embeddings, k)
+        self.reduced = self.pca.transform(ref.embeddings)
+        size = config.embedding.mmd_reference_size
+        sample = self.reduced
+        if len(sample) > size:  # seeded, so a restart fits the same kernel block
+            sample = sample[np.random.default_rng(ref.version).choice(len(sample), size, replace=False)]
+        self.mmd = MMDReference(sample, dtype="float32")
 
     @property
     def stream(self) -> str:
@@ -81,27 +125,49 @@ class FittedReference:
 
 
 class Engine:
-    """Runs the configured tests on due streams; owns nothing but configuration."""
+    """Runs the configured tests on due streams; owns only configuration and its random generator."""
 
-    def __init__(self, config: Config, all_features: tuple[str, ...]):
+    def __init__(self, config: Config, all_features: tuple[str, ...], embedder: dict[str, Any] | None = None,
+                 seed: int = 0):
         self.config = config
         self.tests = config.tests
+        self.active = config.active_tests
+        self.voting = config.voting_tests
+        self.embedder = embedder
         self.feature_names = tuple(config.tests.features) or all_features
         self._columns = np.array([all_features.index(n) for n in self.feature_names])
+        # Bonferroni across the voting tests with p-values: one evaluation fires with
+        # probability at most `alpha` on unshifted data
+        with_p = [t for t in self.voting if t in P_VALUE_TESTS]
+        self.vote_alpha = config.tests.alpha / max(1, len(with_p))
+        self._rng = np.random.default_rng(seed)
 
     def fit(self, reference: Reference) -> FittedReference:
-        return FittedReference(reference, self.feature_names, self.config)
+        return FittedReference(reference, self.feature_names, self.config, self.embedder)
 
-    def run_tests(self, fitted: FittedReference, rows: np.ndarray) -> tuple[tuple[TestOutcome, ...], bool]:
-        """Every enabled test on ``rows`` (all image statistics, one row per frame); and whether a
-        voting test fired."""
+    def check(self, reference: Reference) -> None:
+        """Raise what fitting ``reference`` would raise (missing features or embeddings, another
+        embedder), without building its kernel blocks."""
+        reference.columns(self.feature_names)
+        if set(self.active) & set(EMBEDDING_TESTS):
+            FittedReference.check_embeddings(reference, self.embedder)
+
+    def run_tests(self, fitted: FittedReference, rows: np.ndarray, embeddings: np.ndarray | None = None
+                  ) -> tuple[tuple[TestOutcome, ...], bool]:
+        """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
+        the frames' embeddings; and whether a voting test fired."""
         window = rows[:, self._columns]
-        outcomes = tuple(self._run(name, fitted, window) for name in self.tests.enabled)
-        return outcomes, any(o.drift for o in outcomes if o.name in self.tests.vote)
+        reduced = None if embeddings is None or fitted.pca is None else fitted.pca.transform(embeddings)
+        outcomes = []
+        for name in self.active:
+            if name in EMBEDDING_TESTS and reduced is None:
+                continue
+            outcomes.append(self._run(name, fitted, window, reduced))
+        return tuple(outcomes), any(o.drift for o in outcomes if o.name in self.voting)
 
     def evaluate(self, state: StreamState, fitted: FittedReference, now: float | None = None) -> Verdict:
         rows = state.window.values()
-        outcomes, fired = self.run_tests(fitted, rows)
+        outcomes, fired = self.run_tests(fitted, rows, state.window.embeddings())
         if state.detector_state is None:
             h = self.config.hysteresis
             state.detector_state = Hysteresis(k=h.k, m=h.m, recover=h.recover)
@@ -116,18 +182,34 @@ class Engine:
         state.last_evaluated_at = verdict.evaluated_at
         return verdict
 
-    def _run(self, name: str, fitted: FittedReference, window: np.ndarray) -> TestOutcome:
+    def _alpha(self, name: str) -> float:
+        return self.vote_alpha if name in self.voting else self.tests.alpha
+
+    def _run(self, name: str, fitted: FittedReference, window: np.ndarray, reduced: np.ndarray | None
+             ) -> TestOutcome:
         ref = fitted.univariate
         t = self.tests
         if name == "ks":
-            res = ref.ks(window, alpha=t.alpha, correction=t.correction)
-        elif name == "psi":
-            res = ref.psi(window, threshold=t.psi_threshold)
-        elif name == "wasserstein":
-            res = ref.wasserstein(window, threshold=t.wasserstein_threshold)
-        else:  # pragma: no cover - the config only admits the names above
-            raise ValueError(f"unknown test {name!r}")
-        return summarize(name, res, self.feature_names)
+            return summarize(name, ref.ks(window, alpha=self._alpha(name), correction=t.correction),
+                             self.feature_names)
+        if name == "psi":
+            return summarize(name, ref.psi(window, threshold=t.psi_threshold), self.feature_names)
+        if name == "wasserstein":
+            return summarize(name, ref.wasserstein(window, threshold=t.wasserstein_threshold), self.feature_names)
+        if name == "mmd":
+            res = fitted.mmd.test(reduced, n_permutations=self.config.embedding.mmd_permutations,
+                                  alpha=self._alpha(name), seed=self._rng)
+            return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold),
+                               res.drift, "none", res.p_value_note, ())
+        if name == "ks_dims":
+            res = ks_dims_test(fitted.reduced, reduced, alpha=self._alpha(name))
+            k = len(res.dim_p_value)
+            dims = tuple(FeatureOutcome(f"pc{i:02d}", float(res.dim_statistic[i]),
+                                        float(min(1.0, k * res.dim_p_value[i])),
+                                        bool(min(1.0, k * res.dim_p_value[i]) <= res.threshold)) for i in range(k))
+            return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold), res.drift,
+                               "bonferroni", res.p_value_note, dims)
+        raise ValueError(f"unknown test {name!r}")  # pragma: no cover - the config admits no other
 
 
 def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...]) -> TestOutcome:

@@ -45,7 +45,8 @@ class Reference:
     created_at: float = field(default_factory=time.time)
     embeddings: np.ndarray | None = None  # (n_frames, dim) float32
     embedder: dict[str, Any] | None = None  # the embedder's identity
-    extra: dict[str, Any] = field(default_factory=dict)  # anything fitted on it, JSON-serialisable
+    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts about it
+    fitted: dict[str, np.ndarray] = field(default_factory=dict)  # arrays fitted on it (e.g. PCA)
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[1] != len(self.feature_names):
@@ -91,6 +92,7 @@ class Reference:
                                          "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if self.embeddings is not None:
             arrays["embeddings"] = self.embeddings.astype(np.float32)
+        arrays.update({f"fitted.{name}": value for name, value in self.fitted.items()})
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         tmp = path.with_name(path.name + ".tmp")
@@ -106,6 +108,7 @@ class Reference:
                 meta = json.loads(bytes(z["meta"]).decode())
                 features = z["features"]
                 embeddings = z["embeddings"] if "embeddings" in z.files else None
+                fitted = {name[len("fitted."):]: z[name] for name in z.files if name.startswith("fitted.")}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
             raise ReferenceError(f"{path}: not a driftmon reference ({e})") from None
         if meta.get("format_version") != FORMAT_VERSION:
@@ -115,7 +118,8 @@ class Reference:
         return cls(features=features, feature_names=tuple(meta["features"]), stream=meta.get("stream"),
                    version=int(meta["version"]), source=meta.get("source", ""),
                    time_range=tuple(tr) if tr else None, created_at=float(meta["created_at"]),
-                   embeddings=embeddings, embedder=meta.get("embedder"), extra=meta.get("extra") or {})
+                   embeddings=embeddings, embedder=meta.get("embedder"), extra=meta.get("extra") or {},
+                   fitted=fitted)
 
 
 class ReferenceStore:

@@ -22,6 +22,10 @@ def stream_key(frame: Frame, source: SourceConfig) -> str:
                                     model_version=frame.model_version or "unknown")
 
 
+def frame_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
 @dataclass(frozen=True)
 class FrameRef:
     """Enough to find a frame again later (for relabelling), without keeping its pixels."""
@@ -42,6 +46,7 @@ class WindowSnapshot:
     stream: str
     rows: np.ndarray  # (n, len(feature_names)) image statistics, oldest first
     refs: list[FrameRef | None]  # aligned with rows
+    embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
     reference: Any  # monitor.reference.Reference the window was judged against
 
@@ -50,17 +55,20 @@ class Window:
     """The newest ``size`` feature rows of one stream (and their frames' references), sliding or
     tumbling."""
 
-    def __init__(self, n_features: int, config: WindowConfig):
+    def __init__(self, n_features: int, config: WindowConfig, embedding_dim: int = 0):
         self.config = config
         self._rows = np.zeros((config.size, n_features), dtype=np.float32)
+        self._emb = np.zeros((config.size, embedding_dim), dtype=np.float32) if embedding_dim else None
         self._refs: list[FrameRef | None] = [None] * config.size
         self._next = 0  # ring position of the next row
         self.filled = 0
         self.since_evaluation = 0
 
-    def append(self, row: np.ndarray, ref: FrameRef | None = None) -> None:
+    def append(self, row: np.ndarray, ref: FrameRef | None = None, embedding: np.ndarray | None = None) -> None:
         self._rows[self._next] = row
         self._refs[self._next] = ref
+        if self._emb is not None:
+            self._emb[self._next] = embedding
         self._next = (self._next + 1) % self.config.size
         self.filled = min(self.filled + 1, self.config.size)
         self.since_evaluation += 1
@@ -78,9 +86,16 @@ class Window:
 
     def values(self) -> np.ndarray:
         """The window's rows, oldest first (a copy)."""
+        return self._ordered(self._rows)
+
+    def embeddings(self) -> np.ndarray | None:
+        """The window's embeddings, oldest first (a copy), aligned with :meth:`values`."""
+        return None if self._emb is None else self._ordered(self._emb)
+
+    def _ordered(self, ring: np.ndarray) -> np.ndarray:
         if self.filled < self.config.size:
-            return self._rows[: self.filled].copy()
-        return np.roll(self._rows, -self._next, axis=0)
+            return ring[: self.filled].copy()
+        return np.roll(ring, -self._next, axis=0)
 
     def refs(self) -> list[FrameRef | None]:
         """The window's frame references, oldest first, aligned with :meth:`values`."""
@@ -108,16 +123,15 @@ class StreamState:
     detector_state: Any = None  # the engine's per-stream state (hysteresis)
     reference: Any = None  # the engine's fitted reference for this stream
 
-    def observe(self, frame: Frame, row: np.ndarray) -> bool:
+    def observe(self, frame: Frame, row: np.ndarray, digest: bytes, embedding: np.ndarray | None = None) -> bool:
         """Add one frame; returns True when its bytes equal the previous frame's (a frozen feed)."""
-        digest = hashlib.blake2b(frame.data, digest_size=16).digest()
         identical = digest == self.last_digest
         self.last_digest = digest
         self.identical_frames += identical
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
         self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
-                                         frame.origin.partition, frame.origin.offset, frame.uri))
+                                         frame.origin.partition, frame.origin.offset, frame.uri), embedding)
         return identical
 
 
@@ -128,12 +142,13 @@ class Streams:
     n_features: int
     window: WindowConfig
     source: SourceConfig
+    embedding_dim: int = 0
     states: dict[str, StreamState] = field(default_factory=dict)
 
     def get(self, key: str) -> StreamState:
         state = self.states.get(key)
         if state is None:
-            state = StreamState(key, Window(self.n_features, self.window))
+            state = StreamState(key, Window(self.n_features, self.window, self.embedding_dim))
             self.states[key] = state
         return state
 

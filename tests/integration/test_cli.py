@@ -45,6 +45,8 @@ def test_reference_build_from_dir_and_check(tmp_path):
     assert out["written"][0]["frames"] == 200
     ref = Reference.load(tmp_path / "ref.npz")
     assert ref.n_frames == 200 and ref.source.startswith("dir:")
+    assert ref.embeddings.shape[0] == 200 and ref.embedder["architecture"] == "driftmon-randconv-v1"
+    assert ref.fitted["pca.components"].shape[0] == 32
 
     res = driftmon("check", "--reference", tmp_path / "ref.npz", "-q", tmp_path / "today", tmp_path / "foggy",
                    tmp_path / "broken")
@@ -53,11 +55,13 @@ def test_reference_build_from_dir_and_check(tmp_path):
     today, foggy, broken = lines
     assert today["drift"] is False and foggy["drift"] is True
     for r in (today, foggy):
-        assert {t["name"] for t in r["tests"]} == {"ks", "psi", "wasserstein"}
+        assert {t["name"] for t in r["tests"]} == {"ks", "psi", "wasserstein", "mmd", "ks_dims"}
         for t in r["tests"]:
             assert {"name", "statistic", "p_value", "threshold", "drift"} <= set(t)
     ks = next(t for t in foggy["tests"] if t["name"] == "ks")
     assert ks["p_value"] < 0.05 and ks["drifted_features"]
+    mmd = next(t for t in foggy["tests"] if t["name"] == "mmd")
+    assert mmd["drift"] is True and mmd["p_value"] <= mmd["threshold"]
     assert broken["drift"] is None and broken["decode_errors"] == {"corrupt": 1}
 
 
@@ -123,6 +127,20 @@ def test_run_serves_and_stops_cleanly_on_sigterm(broker, topic, tmp_path):
             proc.kill()
         output = proc.communicate()[0]
     assert "stopping" in output
+
+
+def test_check_refuses_a_reference_from_another_embedder(tmp_path):
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2)
+    write_frames(tmp_path / "good", cam, range(60))
+    driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz", "-q")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("embedding:\n  input_size: 96\n")  # another network input: another embedder identity
+    res = driftmon("check", "--reference", tmp_path / "ref.npz", "--config", cfg, "-q", tmp_path / "good",
+                   check=False)
+    assert res.returncode == 2 and "input_size" in res.stderr
+    cfg.write_text("embedding:\n  enabled: false\n")  # statistics only: the reference still serves
+    res = driftmon("check", "--reference", tmp_path / "ref.npz", "--config", cfg, "-q", tmp_path / "good")
+    assert {t["name"] for t in json.loads(res.stdout)["tests"]} == {"ks", "psi", "wasserstein"}
 
 
 def test_run_fails_fast_on_bad_config(tmp_path):

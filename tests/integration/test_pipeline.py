@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.collect import from_dir
-from monitor.features import FEATURE_NAMES
+from monitor.collect import build_embedder_from, from_dir, make_reference
 from monitor.fleet import encode
-from monitor.reference import Reference, ReferenceStore
+from monitor.reference import ReferenceStore
 
 from .conftest import camera_frames, daemon_config, end_offsets, send_frames
 
@@ -21,13 +20,14 @@ DRIFTS = {1: ("dusk", 3), 4: ("defocus_blur", 3)}
 
 def build_store(tmp_path, fleet, config):
     store = ReferenceStore(tmp_path / "refs")
+    embedder = build_embedder_from(config)
     for cam in fleet:
         d = tmp_path / "ref-frames" / cam.camera_id
         d.mkdir(parents=True)
         for t in range(REF_FRAMES):
             (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
-        got = from_dir(d, config, progress=False)
-        store.add(Reference(features=got.matrix(), feature_names=FEATURE_NAMES, stream=cam.camera_id))
+        got = from_dir(d, config, progress=False, embedder=embedder)
+        store.add(make_reference(got, stream=cam.camera_id, source="test", config=config, embedder=embedder))
     return store.path
 
 
@@ -120,7 +120,9 @@ def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_f
     for t in range(60):
         (d / f"{t}.jpg").write_bytes(encode(cam.frame(t)))
     config = daemon_config(broker, topic, tmp_path)
-    store.add(Reference(features=from_dir(d, config, progress=False).matrix(), feature_names=FEATURE_NAMES))
+    embedder = build_embedder_from(config)
+    store.add(make_reference(from_dir(d, config, progress=False, embedder=embedder), stream=None, source="test",
+                             config=config, embedder=embedder))
     config = daemon_config(broker, topic, store.path)
     send_frames(broker, topic, camera_frames(cam, range(60, 100)))
 

@@ -15,7 +15,15 @@ def write(tmp_path, text):
 def test_defaults_are_valid():
     cfg = load_config(None, env={})
     assert cfg.kafka.topics == ("frames",)
-    assert cfg.window.size == 200 and cfg.tests.vote == ("ks",)
+    assert cfg.window.size == 200 and cfg.tests.vote == ("ks", "mmd")
+    assert cfg.active_tests == ("ks", "psi", "wasserstein", "mmd", "ks_dims")
+
+
+def test_embedding_tests_drop_out_without_embeddings():
+    cfg = config_from_dict({"embedding": {"enabled": False}})
+    assert cfg.active_tests == ("ks", "psi", "wasserstein") and cfg.voting_tests == ("ks",)
+    with pytest.raises(ConfigError, match=r"^tests\.vote"):
+        config_from_dict({"embedding": {"enabled": False}, "tests": {"vote": ["mmd"]}})
 
 
 def test_yaml_values_are_read(tmp_path):
@@ -42,6 +50,12 @@ def test_yaml_values_are_read(tmp_path):
     ("source:\n  stream_key: '{camera}'\n", "source.stream_key"),
     ("source:\n  allowed_roots: [relative/dir]\n", "source.allowed_roots"),
     ("http:\n  port: 70000\n", "http.port"),
+    ("decode:\n  max_pixels: 2000000000\n", "decode.max_pixels"),
+    ("embedding:\n  kind: torchscript\n", "embedding.path"),
+    ("embedding:\n  kind: torchscript\n  path: /no/model.pt\n", "embedding.path"),
+    ("embedding:\n  device: tpu\n", "embedding.device"),
+    ("embedding:\n  mmd_permutations: 5\n", "embedding.mmd_permutations"),
+    ("tests:\n  enabled: [ks, chi2]\n", "tests.enabled[1]"),
     ("metrics: 5\n", "metrics"),
     ("surprise: {}\n", "surprise"),
     ("log_level: LOUD\n", "log_level"),

@@ -14,11 +14,13 @@ def ref(stream=None, n=20, seed=0):
 def test_round_trip_keeps_everything(tmp_path):
     r = Reference(features=np.ones((5, 2), np.float32), feature_names=NAMES, stream="cam/1", source="dir:/x",
                   time_range=(10.0, 20.0), embeddings=np.zeros((5, 3), np.float32),
-                  embedder={"architecture": "default"}, extra={"pca": [1, 2]})
+                  embedder={"architecture": "default"}, extra={"note": [1, 2]},
+                  fitted={"pca.mean": np.arange(3.0)})
     r.save(tmp_path / "r.npz")
     back = Reference.load(tmp_path / "r.npz")
     assert back.describe() == r.describe()
-    assert back.extra == {"pca": [1, 2]}
+    assert back.extra == {"note": [1, 2]}
+    np.testing.assert_array_equal(back.fitted["pca.mean"], np.arange(3.0))
     np.testing.assert_array_equal(back.embeddings, r.embeddings)
 
 

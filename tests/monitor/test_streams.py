@@ -2,7 +2,7 @@ import numpy as np
 
 from monitor.config import SourceConfig, WindowConfig
 from monitor.source import Frame, Origin
-from monitor.streams import Streams, Window, stream_key
+from monitor.streams import Streams, Window, frame_digest, stream_key
 
 
 def frame(cam="c1", data=b"x", site=""):
@@ -38,7 +38,7 @@ def test_memory_is_bounded_whatever_the_frame_count():
     for i in range(1000):
         f = frame(cam=f"c{i % 3}", data=bytes([i % 256]))
         f.frame_id = str(i)
-        s.route(f).observe(f, np.full(3, i))
+        s.route(f).observe(f, np.full(3, i), frame_digest(f.data))
     assert len(s) == 3
     for st in s.states.values():
         assert st.window._rows.shape == (10, 3) and len(st.window._refs) == 10
@@ -49,7 +49,7 @@ def test_memory_is_bounded_whatever_the_frame_count():
 def test_identical_consecutive_frames_are_counted():
     s = Streams(1, WindowConfig(size=10, evaluate_every=5), SourceConfig())
     st = s.route(frame())
-    flags = [st.observe(frame(data=d), np.zeros(1)) for d in (b"a", b"a", b"b", b"b", b"b")]
+    flags = [st.observe(frame(data=d), np.zeros(1), frame_digest(d)) for d in (b"a", b"a", b"b", b"b", b"b")]
     assert flags == [False, True, False, True, True] and st.identical_frames == 3
 
 

@@ -1,0 +1,174 @@
+"""Whole-daemon throughput from the broker vs bare reduced decode of the same frames.
+
+    python benchmarks/throughput.py [--frames 2000] [--width 1920 --height 1080] [--workers 1 2]
+
+1. Makes 1080p JPEGs from the synthetic fleet (real photographs, q90).
+2. Bare decode: ``cv2.imdecode(..., IMREAD_REDUCED_COLOR_4)`` (1920 -> 480 px) of every frame, on
+   as many threads as the daemon gets workers — the floor any pipeline pays.
+3. The daemon: a real broker on loopback is filled with the same frames, then the daemon
+   (in-process, statistics only) consumes them from the start; frames/s from its first to its last
+   processed record, and the resident memory sampled during the run.
+4. Drift evaluation: every per-feature test of the engine on a 5,000-frame reference vs a
+   1,000-frame window.
+
+Prints every figure and the daemon/bare-decode ratio (target >= 0.70) for each worker count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from monitor.broker import Broker  # noqa: E402
+from monitor.config import config_from_dict  # noqa: E402
+from monitor.decode import DecodeLimits, decode  # noqa: E402
+from monitor.engine import Engine  # noqa: E402
+from monitor.features import FEATURE_NAMES, compute_features  # noqa: E402
+from monitor.fleet import encode, make_fleet  # noqa: E402
+from monitor.reference import Reference  # noqa: E402
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_frames(n_unique: int, width: int, height: int) -> list[tuple[str, bytes]]:
+    fleet = make_fleet(8, seed=7, width=width, height=height)
+    per_cam = max(1, n_unique // len(fleet))
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [(cam, t) for t in range(per_cam) for cam in fleet]
+        data = list(pool.map(lambda job: encode(job[0].frame(job[1])), jobs))
+    return [(cam.camera_id, d) for (cam, _), d in zip(jobs, data)]
+
+
+def bare_decode_fps(frames: list[bytes], threads: int, rounds: int = 3) -> float:
+    def one(data: bytes) -> np.ndarray:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
+
+    best = 0.0
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(rounds):
+            t = time.perf_counter()
+            list(pool.map(one, frames))
+            best = max(best, len(frames) / (time.perf_counter() - t))
+    return best
+
+
+def daemon_fps(broker: Broker, frames: list[tuple[str, bytes]], total: int, workers: int,
+               reference_path: str, analysis_size: int) -> tuple[float, list[float]]:
+    from kafka import KafkaProducer
+    from prometheus_client import CollectorRegistry
+
+    from monitor.daemon import Daemon
+
+    topic = f"bench-{workers}-{int(time.time())}"
+    broker.create_topic(topic, partitions=4)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20, max_request_size=16 << 20)
+    for i in range(total):
+        cam, data = frames[i % len(frames)]
+        producer.send(topic, key=cam.encode(), value=data, headers=[("camera_id", cam.encode())])
+    producer.flush()
+    producer.close()
+
+    config = config_from_dict({
+        "kafka": {"bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": topic,
+                  "fetch_max_wait_ms": 20, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
+                  "max_poll_records": 200, "dead_letter_topic": ""},
+        "reference": {"path": reference_path},
+        "decode": {"workers": workers, "analysis_size": analysis_size},
+        "window": {"size": 200, "evaluate_every": 50},
+        "http": {"port": 0},
+    })
+    registry = CollectorRegistry()
+    daemon = Daemon(config, registry=registry)
+    thread = threading.Thread(target=daemon.run, daemon=True)
+    thread.start()
+
+    def processed() -> float:
+        return registry.get_sample_value("driftmon_frames_total", {"outcome": "processed"}) or 0.0
+
+    while processed() == 0:  # group join, first fetch
+        time.sleep(0.01)
+    start, start_count = time.perf_counter(), processed()
+    memory = []
+    next_sample = 0.0
+    while processed() < total:
+        now = time.perf_counter()
+        if now >= next_sample:
+            memory.append(rss_mib())
+            next_sample = now + 0.5
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - start
+    memory.append(rss_mib())
+    daemon.stop()
+    thread.join(timeout=30)
+    return (total - start_count) / elapsed, memory
+
+
+def evaluation_ms(repeats: int = 30) -> float:
+    rng = np.random.default_rng(0)
+    config = config_from_dict({})
+    engine = Engine(config, FEATURE_NAMES)
+    ref = Reference(features=rng.normal(size=(5000, len(FEATURE_NAMES))).astype(np.float32),
+                    feature_names=FEATURE_NAMES)
+    fitted = engine.fit(ref)
+    window = rng.normal(size=(1000, len(FEATURE_NAMES))).astype(np.float32)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        engine.run_tests(fitted, window)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=2000, help="records the daemon consumes per run")
+    p.add_argument("--unique", type=int, default=240, help="distinct JPEGs (cycled to --frames)")
+    p.add_argument("--width", type=int, default=1920)
+    p.add_argument("--height", type=int, default=1080)
+    p.add_argument("--analysis-size", type=int, default=480)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = p.parse_args()
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"opencv {cv2.__version__}, load average {os.getloadavg()[0]:.1f}")
+    frames = make_frames(args.unique, args.width, args.height)
+    sizes = [len(d) for _, d in frames]
+    print(f"{len(frames)} distinct {args.width}x{args.height} JPEGs, mean {np.mean(sizes) / 1024:.0f} KiB")
+
+    limits = DecodeLimits(analysis_size=args.analysis_size)
+    rows = np.vstack([compute_features(decode(d, limits)) for _, d in frames])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
+        ref_path = Reference(features=rows, feature_names=FEATURE_NAMES).save(Path(tmp) / "ref.npz")
+        print(f"\n{'workers':>7} {'bare decode fps':>16} {'daemon fps':>11} {'ratio':>6} {'RSS MiB start..end':>20}")
+        for workers in args.workers:
+            # bare decode measured before and after the daemon run: the machine's load drifts
+            before = bare_decode_fps([d for _, d in frames], workers)
+            fps, memory = daemon_fps(broker, frames, args.frames, workers, str(ref_path), args.analysis_size)
+            bare = (before + bare_decode_fps([d for _, d in frames], workers)) / 2
+            print(f"{workers:>7} {bare:>16.1f} {fps:>11.1f} {fps / bare:>6.2f} "
+                  f"{memory[0]:>9.0f}..{memory[-1]:<9.0f}", flush=True)
+    print(f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} features: "
+          f"{evaluation_ms():.1f} ms (median of 30)")
+
+
+if __name__ == "__main__":
+    main()

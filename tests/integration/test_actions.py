@@ -1,0 +1,470 @@
+"""From drift to action, end to end: the real broker, a real Label Studio server, a real HTTP
+webhook receiver, and Alertmanager-format payloads.
+
+Some cameras drift; the test asserts one drift event per drifted camera and none for the healthy
+ones, an Evidently HTML report that opens and names the drifted statistics, a contact sheet,
+relabel records on the Kafka topic, tasks (with the image served by Label Studio and
+pre-annotations) in Label Studio, a CVAT-style directory export, and refresh tickets created from
+an Alertmanager payload, updated — not duplicated — when it is re-sent and when it resolves. Bad
+payloads and wrong tokens get 4xx and change nothing. Then the daemon restarts with a new consumer
+group (every frame read and judged again) and its Label Studio ledger deleted: no new event, no
+new relabel record, no new Label Studio task.
+
+Label Studio runs from its own virtualenv (``bash deploy/label-studio/setup.sh``); without it the
+test skips, saying so.
+"""
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from kafka import KafkaConsumer
+from prometheus_client import CollectorRegistry
+
+from monitor.actions import Actions
+from monitor.broker import free_port
+from monitor.collect import from_dir
+from monitor.daemon import Daemon
+from monitor.features import FEATURE_NAMES
+from monitor.fleet import encode, make_fleet
+from monitor.reference import Reference, ReferenceStore
+
+from .conftest import daemon_config, send_frames
+
+ROOT = Path(__file__).resolve().parents[2]
+LS_VENV = Path(os.environ.get("LS_VENV", ROOT / ".venv-labelstudio"))
+LS_BIN = LS_VENV / "bin" / "label-studio"
+LS_TOKEN = "driftmon-test-token-0123456789"
+TOKEN = "am-s3cret"
+REF_FRAMES = 120
+HEALTHY = 100
+DRIFTED = 150
+DRIFTS = {0: ("dusk", 3, "brightness_mean"), 1: ("defocus_blur", 4, "sharpness_laplacian_var")}
+
+
+class LabelStudio:
+    """``label-studio start`` on a free loopback port with a SQLite data dir in tmp; a user and a
+    legacy API token created non-interactively (--username/--password/--user-token)."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        data = tmp / "ls-data"
+        template = LS_VENV / "template-data"  # migrated by setup.sh: starts in seconds, not minutes
+        if template.is_dir():
+            shutil.copytree(template, data)
+        else:
+            data.mkdir()
+        self.log = open(tmp / "label-studio.log", "wb")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+        self.proc = subprocess.Popen(
+            [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(data), "--username", "driftmon@example.com", "--password", "driftmon-pass",
+             "--user-token", LS_TOKEN, "--enable-legacy-api-token", "--log-level", "WARNING"],
+            cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def api(self, path, raw=False):
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Token {LS_TOKEN}"})
+        with urllib.request.urlopen(req, timeout=30) as res:
+            body = res.read()
+        return body if raw else json.loads(body)
+
+    def ready(self):
+        try:
+            self.api("/api/projects")
+            return True
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+
+    def tasks(self, project_id):
+        got = self.api(f"/api/tasks?project={project_id}&page_size=1000&fields=all")
+        return got["tasks"]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    if not LS_BIN.exists():
+        pytest.skip(f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`")
+    ls = LabelStudio(tmp_path_factory.mktemp("label-studio"))
+    yield ls  # not waited for here: the sink retries until it answers, while frames flow
+    ls.stop()
+
+
+class Receiver:
+    """A tiny real HTTP server on loopback: the ticket webhook's other end."""
+
+    def __init__(self):
+        self.posts = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.posts.append({"auth": self.headers.get("Authorization"), "body": json.loads(body)})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class ActionsDaemon:
+    """The daemon with Actions wired in as `driftmon run` wires them, in a background thread."""
+
+    def __init__(self, config):
+        self.registry = CollectorRegistry()
+        self.actions = Actions(config, self.registry)
+        self.daemon = Daemon(config, registry=self.registry, on_verdict=self.actions.on_verdict,
+                             routes=self.actions.routes())
+        started = threading.Event()
+        self.thread = threading.Thread(target=self.daemon.run, kwargs={"ready_event": started}, daemon=True)
+        self.thread.start()
+        assert started.wait(30), "daemon did not start"
+        self.base = f"http://127.0.0.1:{self.daemon.port}"
+
+    def value(self, name, **labels):
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+    def wait_for(self, predicate, timeout=150.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.25)
+        return False
+
+    def get(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=30) as res:
+            return res.status, res.headers.get("Content-Type"), res.read()
+
+    def get_json(self, path):
+        return json.loads(self.get(path)[2])
+
+    def post(self, path, body, token=TOKEN):
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+        req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def stop(self):
+        self.daemon.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "daemon did not stop"
+        self.actions.close(drain_s=30)
+
+
+def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
+    """What Alertmanager (webhook_config, payload version 4) POSTs for the DriftmonStreamDrifted rule."""
+    starts = starts or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    ends = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if status == "resolved" else "0001-01-01T00:00:00Z"
+    labels = {"alertname": "DriftmonStreamDrifted", "job": "driftmon", "namespace": "vision", "severity": "warning",
+              "stream": stream}
+    return json.dumps({
+        "version": "4", "groupKey": '{}/{severity="warning"}:{alertname="DriftmonStreamDrifted"}',
+        "truncatedAlerts": 0, "status": status, "receiver": "driftmon-tickets",
+        "groupLabels": {"alertname": "DriftmonStreamDrifted"}, "commonLabels": labels,
+        "commonAnnotations": {"summary": f"Camera {stream} no longer looks like its reference"},
+        "externalURL": "http://alertmanager.monitoring:9093",
+        "alerts": [{"status": status, "labels": labels,
+                    "annotations": {"summary": f"Camera {stream} no longer looks like its reference",
+                                    "runbook_url": "https://example.invalid/runbook"},
+                    "startsAt": starts, "endsAt": ends,
+                    "generatorURL": "http://prometheus.monitoring:9090/graph?g0.expr=driftmon_stream_drifted",
+                    "fingerprint": fingerprint}]}).encode(), starts
+
+
+def build_references(tmp_path, fleet, config):
+    store = ReferenceStore(tmp_path / "refs")
+    for cam in fleet:
+        d = tmp_path / "ref-frames" / cam.camera_id
+        d.mkdir(parents=True)
+        for t in range(REF_FRAMES):
+            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
+        got = from_dir(d, config, progress=False)
+        store.add(Reference(features=got.matrix(), feature_names=FEATURE_NAMES, stream=cam.camera_id,
+                            source=f"dir:{d}"))
+    return store.path
+
+
+def frame_records(cam, ts, claims: Path):
+    """cam 0: JSON envelopes with the image inline and detections; cam 1: envelopes with a
+    claim-check URI; the others: raw JPEG with headers."""
+    index = int(cam.camera_id.rsplit("-", 1)[1])
+    for t in ts:
+        jpeg = encode(cam.frame(t))
+        fid = f"{cam.camera_id}-{t}"
+        if index == 0:
+            env = {"camera_id": cam.camera_id, "frame_id": fid, "image_b64": base64.b64encode(jpeg).decode(),
+                   "predictions": {"detections": [{"label": "object", "score": 0.55, "box": [40, 30, 200, 150]}]}}
+            yield cam.camera_id.encode(), json.dumps(env).encode(), [("content-type", b"application/json")]
+        elif index == 1:
+            path = claims / f"{fid}.jpg"
+            path.write_bytes(jpeg)
+            env = {"camera_id": cam.camera_id, "frame_id": fid, "uri": path.as_uri()}
+            yield cam.camera_id.encode(), json.dumps(env).encode(), [("content-type", b"application/json")]
+        else:
+            yield cam.camera_id.encode(), jpeg, [("camera_id", cam.camera_id.encode()), ("frame_id", fid.encode())]
+
+
+def read_topic(broker, topic):
+    c = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
+                      consumer_timeout_ms=3000, fetch_max_wait_ms=20)
+    records = [json.loads(r.value) for r in c]
+    c.close()
+    return records
+
+
+def snapshot(directory: Path):
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+class _Html(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = set()
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_path, label_studio):
+    fleet = make_fleet(4, seed=11, width=480, height=270)
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    relabel_topic = f"{topic}.relabel"
+    broker.create_topic(relabel_topic, partitions=1)
+    receiver = Receiver()
+    base_config = daemon_config(broker, topic, tmp_path)
+    refs = build_references(tmp_path, fleet, base_config)
+    state, export, tickets_dir = tmp_path / "state", tmp_path / "export", tmp_path / "tickets"
+    project = f"driftmon relabel {uuid.uuid4().hex[:6]}"
+
+    def config(group):
+        return daemon_config(
+            broker, topic, refs, group=group, source={"allowed_roots": [str(claims)]},
+            embedding={"enabled": False},
+            actions={"enabled": True, "state_dir": str(state), "queue_size": 16,
+                     "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
+                     "report": {"contact_sheet_frames": 5, "reference_frames": 3, "thumbnail_px": 96},
+                     "retry": {"attempts": 60, "backoff_s": 0.5, "max_backoff_s": 2.0},
+                     "relabel": {"sinks": ["kafka", "label_studio", "directory"], "topic": relabel_topic,
+                                 "directory": str(export),
+                                 "label_studio": {"url": label_studio.url, "token": LS_TOKEN,
+                                                  "project_title": project, "labels": ["object", "person"]}},
+                     "tickets": {"token": TOKEN, "sinks": ["directory", "webhook"], "directory": str(tickets_dir),
+                                 "webhook_url": receiver.url, "webhook_token": "hook-token"}})
+
+    live = []
+    for cam in fleet:
+        live += list(frame_records(cam, range(REF_FRAMES, REF_FRAMES + HEALTHY), claims))
+    for i, (shift, severity, _) in DRIFTS.items():
+        fleet[i].set_shift(shift, severity)
+    for cam in fleet:
+        live += list(frame_records(cam, range(REF_FRAMES + HEALTHY, REF_FRAMES + HEALTHY + DRIFTED), claims))
+    send_frames(broker, topic, live)
+
+    d = ActionsDaemon(config(f"g-{topic}"))
+    try:
+        assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)), \
+            "not all frames processed"
+        drifted = {fleet[i].camera_id: feature for i, (_, _, feature) in DRIFTS.items()}
+        healthy = {cam.camera_id for cam in fleet} - set(drifted)
+
+        # one event per drifted camera, none for healthy ones
+        events = d.get_json("/events")["events"]
+        assert sorted(e["stream"] for e in events) == sorted(drifted)
+        assert all(e["status"] == "open" for e in events)
+        for stream in healthy:
+            assert d.get_json(f"/events?stream={stream}")["events"] == []
+            assert d.value("driftmon_drift_events_total", stream=stream) == 0
+        for stream in drifted:
+            assert d.value("driftmon_drift_events_total", stream=stream) == 1
+        assert d.value("driftmon_drift_events_open") == 2
+        by_stream = {e["stream"]: e["id"] for e in events}
+
+        # evidence: the report opens and names the drifted statistics; the contact sheet decodes
+        assert d.wait_for(lambda: all(d.get_json(f"/events/{eid}")["evidence"]["status"] == "done"
+                                      for eid in by_stream.values())), "evidence not written"
+        for stream, feature in drifted.items():
+            event = d.get_json(f"/events/{by_stream[stream]}")
+            assert feature in {f["feature"] for f in event["fired"]}, (stream, event["fired"])
+            assert event["evidence"]["error"] is None
+            assert event["reference"]["version"] == 1 and len(event["window"]["refs"]) == 100
+            status, ctype, body = d.get(f"/events/{by_stream[stream]}/report")
+            assert status == 200 and ctype.startswith("text/html")
+            page = body.decode()
+            parser = _Html()
+            parser.feed(page)
+            parser.close()
+            assert {"html", "body", "table", "script"} <= parser.tags
+            summary = page[page.index('id="driftmon-summary"'):page.index("</section>")]
+            assert f"<b>{feature}</b>" in summary and stream in summary
+            assert page.count(feature) > summary.count(feature)  # Evidently's own part names it too
+            assert Path(event["evidence"]["report"]).is_file()
+            status, ctype, sheet = d.get(f"/events/{by_stream[stream]}/contact-sheet.jpg")
+            img = cv2.imdecode(np.frombuffer(sheet, np.uint8), cv2.IMREAD_COLOR)
+            assert status == 200 and ctype == "image/jpeg" and img is not None and img.shape[0] > 96
+
+        # selected samples: within budget, each with reasons and scores, no frame twice
+        samples = {s["key"]: s for eid in by_stream.values() for s in d.get_json(f"/events/{eid}")["samples"]}
+        assert all(1 <= len(d.get_json(f"/events/{eid}")["samples"]) <= 5 for eid in by_stream.values())
+        assert all(s["reasons"] and s["scores"]["score"] > 0 for s in samples.values())
+        cam0 = fleet[0].camera_id
+        for s in samples.values():
+            assert s["uri"].startswith("file://")
+            if s["camera_id"] == cam0:  # arrived inline: copied to the claim-check store
+                assert s["claim_check_copy"] and str(state / "frames") in s["uri"]
+                assert s["predictions"]["detections"][0]["label"] == "object"
+            else:
+                assert not s["claim_check_copy"] and str(claims) in s["uri"]
+
+        # the relabel topic: one record per selected frame
+        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="kafka") >= len(samples))
+        records = read_topic(broker, relabel_topic)
+        assert sorted(r["key"] for r in records) == sorted(samples)
+        assert all(r["schema"] == "driftmon.relabel/v1" and r["event_id"] == by_stream[r["stream"]]
+                   and r["reasons"] and r["scores"] and r["origin"]["topic"] == topic for r in records)
+
+        # Label Studio: a project with one task per frame, the image served by Label Studio itself
+        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="label_studio") >= len(samples),
+                          timeout=240), "Label Studio deliveries did not complete"
+        projects = [p for p in label_studio.api("/api/projects?page_size=100")["results"] if p["title"] == project]
+        assert len(projects) == 1 and "RectangleLabels" in projects[0]["label_config"]
+        pid = projects[0]["id"]
+        tasks = label_studio.tasks(pid)
+        assert sorted(t["data"]["driftmon_key"] for t in tasks) == sorted(samples)
+        for t in tasks:
+            s = samples[t["data"]["driftmon_key"]]
+            served = label_studio.api(t["data"]["image"], raw=True)
+            assert served == Path(s["uri"][len("file://"):]).read_bytes()
+            assert t["data"]["event_id"] == s["event_id"] and t["data"]["why"]
+            if s["camera_id"] == cam0:  # the model's detections as pre-annotations
+                assert t["total_predictions"] == 1
+                box = t["predictions"][0]["result"][0]
+                assert box["type"] == "rectanglelabels" and box["value"]["rectanglelabels"] == ["object"]
+                assert box["value"]["x"] == pytest.approx(40 / 480 * 100)
+
+        # directory export: images + a CVAT manifest + driftmon's manifest
+        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="directory") >= len(samples))
+        for eid in by_stream.values():
+            lines = [json.loads(x) for x in (export / eid / "manifest.jsonl").read_text().splitlines()]
+            assert lines[:2] == [{"version": "1.1"}, {"type": "images"}]
+            assert len(lines) - 2 == len([s for s in samples.values() if s["event_id"] == eid])
+            for entry in lines[2:]:
+                img = cv2.imread(str(export / eid / (entry["name"] + entry["extension"])))
+                assert img is not None and (img.shape[1], img.shape[0]) == (entry["width"], entry["height"])
+
+        # tickets: bad requests first — each refused, nothing written, nothing sent
+        fp = "4f3c2a1b0e9d8c7a"
+        good, starts = alertmanager_payload(cam0, fp)
+        bad = [(good, None), (good, "wrong-token"), (b"{not json", TOKEN),
+               (json.dumps({"version": "3", "status": "firing", "alerts": []}).encode(), TOKEN),
+               (good.replace(b'"fingerprint": "4f3c2a1b0e9d8c7a"', b'"fingerprint": ""'), TOKEN),
+               (good.replace(b'"startsAt": "', b'"startsAt": "not-a-time'), TOKEN)]
+        for body, token in bad:
+            status, answer = d.post("/alerts/alertmanager", body, token)
+            assert 400 <= status < 500 and answer["error"], (status, answer)
+        assert d.get_json("/tickets")["tickets"] == [] and not tickets_dir.exists() and receiver.posts == []
+        assert d.value("driftmon_alert_webhooks_total", result="unauthorized") == 2
+        assert d.value("driftmon_alert_webhooks_total", result="bad_request") == 4
+
+        status, answer = d.post("/alerts/alertmanager", good)
+        assert status == 200 and answer["tickets"] == [{"id": f"drift-{fp}", "action": "created"}]
+        assert d.wait_for(lambda: len(receiver.posts) == 1 and (tickets_dir / f"drift-{fp}.md").exists())
+        ticket = json.loads((tickets_dir / f"drift-{fp}.json").read_text())
+        assert ticket["status"] == "firing" and ticket["stream"] == cam0
+        assert [e["id"] for e in ticket["events"]] == [by_stream[cam0]]
+        assert ticket["events"][0]["report_url"].endswith(f"/events/{by_stream[cam0]}/report")
+        assert ticket["samples_total"] == len([s for s in samples.values() if s["camera_id"] == cam0])
+        kinds = [a["kind"] for a in ticket["suggested_actions"]]
+        assert kinds == ["collect", "relabel"]
+        assert "darker scenes" in ticket["suggested_actions"][0]["text"]
+        assert receiver.posts[0]["auth"] == "Bearer hook-token"
+        assert receiver.posts[0]["body"]["action"] == "created" and receiver.posts[0]["body"]["ticket"]["id"] == f"drift-{fp}"
+        md = (tickets_dir / f"drift-{fp}.md").read_text()
+        assert by_stream[cam0] in md and "Suggested actions" in md
+
+        before = snapshot(tickets_dir)
+        for body, token in bad:  # also nothing changes once a ticket exists
+            assert 400 <= d.post("/alerts/alertmanager", body, token)[0] < 500
+        assert snapshot(tickets_dir) == before and len(receiver.posts) == 1
+
+        status, answer = d.post("/alerts/alertmanager", good)  # Alertmanager re-sends (repeat_interval)
+        assert answer["tickets"] == [{"id": f"drift-{fp}", "action": "updated"}]
+        resolved, _ = alertmanager_payload(cam0, fp, "resolved", starts)
+        status, answer = d.post("/alerts/alertmanager", resolved)
+        assert answer["tickets"] == [{"id": f"drift-{fp}", "action": "resolved"}]
+        assert d.wait_for(lambda: len(receiver.posts) == 3)
+        assert [p["body"]["action"] for p in receiver.posts] == ["created", "updated", "resolved"]
+        assert [t["id"] for t in d.get_json("/tickets")["tickets"]] == [f"drift-{fp}"]
+        assert d.wait_for(lambda: json.loads((tickets_dir / f"drift-{fp}.json").read_text())["status"] == "resolved")
+        ticket = json.loads((tickets_dir / f"drift-{fp}.json").read_text())
+        assert ticket["notifications"] == 3 and ticket["resolved_at"] is not None
+        assert sorted(p.name for p in tickets_dir.iterdir()) == [f"drift-{fp}.json", f"drift-{fp}.md"]
+        assert d.value("driftmon_tickets_total", action="created") == 1
+        assert d.value("driftmon_tickets_total", action="updated") == 1
+        assert d.value("driftmon_tickets_total", action="resolved") == 1
+        assert d.wait_for(d.actions.idle)
+    finally:
+        d.stop()
+
+    # restart: a new consumer group reads and judges every frame again, the same drifts are found;
+    # the Label Studio ledger is deleted as if the daemon had died between Label Studio's answer and
+    # the ledger write. Nothing is duplicated anywhere.
+    (state / "delivered" / "label_studio.keys").unlink()
+    exported = snapshot(export)
+    d2 = ActionsDaemon(config(f"g2-{topic}"))
+    try:
+        assert d2.wait_for(lambda: d2.value("driftmon_frames_total", outcome="processed") >= len(live))
+        assert d2.wait_for(lambda: all(d2.value("driftmon_stream_drifted", stream=s) == 1 for s in drifted))
+        assert d2.wait_for(d2.actions.idle)
+        assert sorted(e["id"] for e in d2.get_json("/events")["events"]) == sorted(by_stream.values())
+        assert all(e["status"] == "open" for e in d2.get_json("/events")["events"])
+        assert d2.value("driftmon_drift_events_total", stream=cam0) == 0  # none opened by this process
+        assert sorted(r["key"] for r in read_topic(broker, relabel_topic)) == sorted(samples)
+        assert sorted(t["data"]["driftmon_key"] for t in label_studio.tasks(pid)) == sorted(samples)
+        assert snapshot(export) == exported
+        assert [t["id"] for t in d2.get_json("/tickets")["tickets"]] == [f"drift-{fp}"]
+    finally:
+        d2.stop()
+        receiver.close()
