@@ -100,17 +100,21 @@ def permutation_p_value(observed: float, permuted: np.ndarray) -> float:
     return (1.0 + exceed) / (1.0 + permuted.size)
 
 
+def random_subsets(rng: np.random.Generator, n_total: int, n_cur: int, n_perm: int) -> np.ndarray:
+    """``(n_perm, n_cur)`` indices: each row a uniformly random n_cur-subset of ``range(n_total)``."""
+    keys = rng.random((n_perm, n_total))
+    if n_cur >= n_total:
+        return np.argsort(keys, axis=1)
+    return np.argpartition(keys, n_cur - 1, axis=1)[:, :n_cur]
+
+
 def random_indicators(
     rng: np.random.Generator, n_total: int, n_cur: int, n_perm: int, dtype: np.dtype
 ) -> np.ndarray:
     """``n_total x n_perm`` matrix whose columns are indicators of uniformly random n_cur-subsets."""
-    keys = rng.random((n_perm, n_total))
-    chosen = np.argpartition(keys, n_cur - 1, axis=1)[:, :n_cur] if n_cur < n_total else None
+    chosen = random_subsets(rng, n_total, n_cur, n_perm)
     ind = np.zeros((n_total, n_perm), dtype=dtype)
-    if chosen is None:
-        ind[:] = 1
-    else:
-        ind[chosen, np.arange(n_perm)[:, None]] = 1
+    ind[chosen, np.arange(n_perm)[:, None]] = 1
     return ind
 
 

@@ -309,7 +309,7 @@ class SelectionConfig:
     max_per_day: int = 500  # across all streams, UTC days
     pool_factor: int = 4  # best-scored candidates considered per budget slot
     hash: Literal["dhash", "phash"] = "dhash"
-    hash_distance: int = 6  # Hamming distance (of 64 bits) at or below which frames are near duplicates
+    hash_distance: int = 4  # Hamming distance (of 64 bits) at or below which frames are near duplicates
     uncertainty_weight: float = 1.0  # weight of model uncertainty (from predictions) in the score
     remember_frames: int = 200_000  # queued frame ids remembered, so none is queued twice
 

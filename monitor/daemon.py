@@ -14,11 +14,12 @@ import logging
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+from kafka import ConsumerRebalanceListener
 from prometheus_client import CollectorRegistry
 
 from monitor import __version__
@@ -36,6 +37,29 @@ from monitor.source import (BadRecord, Frame, Origin, RecordError, dead_letter_h
 from monitor.streams import StreamState, Streams, WindowSnapshot, frame_digest
 
 log = logging.getLogger(__name__)
+
+
+class _FinishBeforeRevoke(ConsumerRebalanceListener):
+    """Rebalance listener: the batch in flight is finished and committed before its partitions
+    move to another replica, so the new owner starts exactly after it."""
+
+    def __init__(self, daemon: "Daemon"):
+        self.daemon = daemon
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.daemon._finish()
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        pass
+
+
+@dataclass
+class InFlight:
+    """A polled batch whose analysis runs while the next batch is polled."""
+
+    records: list[Any]
+    bad: list[BadRecord]
+    analysis: Future
 
 
 @dataclass
@@ -70,6 +94,10 @@ class Daemon:
         self._last_loop = 0.0
         self._connected = False
         self._consumer: Any = None
+        self._producer: Any = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._analysis: ThreadPoolExecutor | None = None
+        self._inflight: InFlight | None = None
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {}
         self.port: int | None = None
@@ -99,18 +127,24 @@ class Daemon:
                 stack.callback(producer.close)
             consumer = make_consumer(cfg.kafka)
             stack.callback(consumer.close)  # closes first: leaves the group promptly
-            consumer.subscribe(list(cfg.kafka.topics))
-            self._consumer = consumer
+            # analysis of batch N (decode, statistics, embeddings) overlaps the poll of batch N+1
+            analysis = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="driftmon-analysis"))
+            self._consumer, self._producer, self._pool, self._analysis = consumer, producer, pool, analysis
+            consumer.subscribe(list(cfg.kafka.topics), listener=_FinishBeforeRevoke(self))
             self.metrics.up.set(1)
             stack.callback(self.metrics.up.set, 0)
             if ready_event is not None:
                 ready_event.set()
             next_lag = 0.0
             while not self._stop.is_set():
-                self._step(consumer, producer, pool)
+                records = self._poll()
+                self._finish()
+                if records:
+                    self._inflight = self._start(records)
                 if time.monotonic() >= next_lag:
                     self._update_lag(consumer)
                     next_lag = time.monotonic() + cfg.kafka.lag_interval_s
+            self._finish()  # the batch in flight is completed and committed before leaving
             log.info("driftmon stopping: last batch committed")
 
     def alive(self) -> bool:
@@ -124,28 +158,46 @@ class Daemon:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    def _step(self, consumer: Any, producer: Any, pool: ThreadPoolExecutor) -> None:
+    def _poll(self) -> list[Any]:
         m = self.metrics
         t0 = time.perf_counter()
-        polled = consumer.poll(timeout_ms=self.config.kafka.poll_timeout_ms,
-                               max_records=self.config.kafka.max_poll_records)
-        records = [r for batch in polled.values() for r in batch]
-        self._connected = _coordinator_known(consumer)
+        polled = self._consumer.poll(timeout_ms=self.config.kafka.poll_timeout_ms,
+                                     max_records=self.config.kafka.max_poll_records)
+        self._connected = _coordinator_known(self._consumer)
         self._last_loop = time.time()
         m.loop_timestamp.set(self._last_loop)
         m.ready.set(int(self.ready()))
-        t1 = time.perf_counter()
-        m.stage_seconds.labels("poll").observe(t1 - t0)
-        if not records:
-            return
-        m.batch_size.observe(len(records))
+        m.stage_seconds.labels("poll").observe(time.perf_counter() - t0)
+        records = [r for batch in polled.values() for r in batch]
+        if records:
+            m.batch_size.observe(len(records))
+        return records
 
+    def _start(self, records: list[Any]) -> InFlight:
+        t0 = time.perf_counter()
         frames, bad = self._parse(records)
-        t2 = time.perf_counter()
-        analysed = list(pool.map(self._analyse, frames))
-        t3 = time.perf_counter()
-        self._embed(analysed)
-        t_embed = time.perf_counter()
+        self.metrics.stage_seconds.labels("parse").observe(time.perf_counter() - t0)
+        return InFlight(records, bad, self._analysis.submit(self._analyse_batch, frames))
+
+    def _analyse_batch(self, frames: list[Frame]) -> list[Analysed]:
+        t0 = time.perf_counter()
+        analysed = list(self._pool.map(self._analyse, frames))
+        t1 = time.perf_counter()
+        # decode and statistics run fused in the pool; their split is measured by the benchmark
+        self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
+        if self.embedder is not None:
+            self._embed(analysed)
+            self.metrics.stage_seconds.labels("embed").observe(time.perf_counter() - t1)
+        return analysed
+
+    def _finish(self) -> None:
+        """Complete the batch in flight: route, evaluate, dead-letter, commit its offsets."""
+        batch, self._inflight = self._inflight, None
+        if batch is None:
+            return
+        m = self.metrics
+        analysed = batch.analysis.result()  # a bug in analysis raises here: nothing is committed
+        bad = batch.bad
         evaluating = 0.0
         touched: dict[str, StreamState] = {}
         for a in analysed:
@@ -166,16 +218,11 @@ class Daemon:
             if self._interval_due(state):
                 self._evaluate(state)
         evaluating += time.perf_counter() - te
-        m.stage_seconds.labels("parse").observe(t2 - t1)
-        # decode and statistics run fused in the pool; their split is measured by the benchmark
-        m.stage_seconds.labels("decode").observe(t3 - t2)
-        if self.embedder is not None:
-            m.stage_seconds.labels("embed").observe(t_embed - t3)
         m.stage_seconds.labels("evaluate").observe(evaluating)
 
-        self._dead_letter(producer, bad, records)
-        m.frames.labels("processed").inc(len(records) - len(bad))
-        self._commit(consumer)
+        self._dead_letter(bad, batch.records)
+        m.frames.labels("processed").inc(len(batch.records) - len(bad))
+        self._commit(batch.records)
         self._publish_status()
 
     def _parse(self, records: list[Any]) -> tuple[list[Frame], list[BadRecord]]:
@@ -232,12 +279,13 @@ class Daemon:
             self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
                                                     fitted.reference))
 
-    def _dead_letter(self, producer: Any, bad: list[BadRecord], records: list[Any]) -> None:
+    def _dead_letter(self, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:
             return
         for b in bad:
             self.metrics.bad_records.labels(b.reason).inc()
         self.metrics.frames.labels("dead_lettered").inc(len(bad))
+        producer = self._producer
         if producer is None:
             return
         by_origin = {_origin(r): r for r in records}
@@ -254,12 +302,19 @@ class Daemon:
             f.get(timeout=30)  # a dead letter not acknowledged means the batch is not committed
         self.metrics.dead_letters.inc(len(futures))
 
-    def _commit(self, consumer: Any) -> None:
+    def _commit(self, records: list[Any]) -> None:
+        """Commit exactly the offsets of ``records`` (the next batch may already be polled)."""
+        from kafka import TopicPartition
         from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
 
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
         t = time.perf_counter()
         try:
-            consumer.commit()
+            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
             self.metrics.commits.labels("ok").inc()
         except KafkaError as e:
             # e.g. a rebalance took the partitions: their new owner re-reads from the last commit

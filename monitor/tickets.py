@@ -190,12 +190,14 @@ def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_
         for f in e.get("fired", []):
             shifts.setdefault(f["feature"], (e.get("shifts") or {}).get(f["feature"], {}).get("z"))
     conditions = []
-    for feature, z in shifts.items():
+    # the statistics that moved most (|z| of the window mean, in reference sd), at most three
+    ranked = sorted(shifts.items(), key=lambda kv: -abs(kv[1]) if kv[1] is not None else 0.0)[:3]
+    for feature, z in ranked:
         text = condition(feature, z)
         if text not in conditions:
             conditions.append(text)
     if conditions:
-        out.append({"kind": "collect", "conditions": conditions, "features": sorted(shifts),
+        out.append({"kind": "collect", "conditions": conditions, "features": [f for f, _ in ranked],
                     "text": f"Collect and label more training frames of {stream} showing: " + "; ".join(conditions)})
     if samples:
         out.append({"kind": "relabel", "frames": samples,
