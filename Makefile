@@ -5,22 +5,25 @@ PY     := $(VENV)/bin/python
 # CPU build of torch; install the build that fits your GPU first if you have one.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv label-studio clean
 
 $(VENV)/.installed: pyproject.toml deploy/requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e '.[demo,test]' -r deploy/requirements-ci.txt
 	touch $@
 
 venv: $(VENV)/.installed
 
+# Label Studio is a separate server with its own pinned dependencies: its own virtualenv.
+label-studio:
+	PYTHON=$(PYTHON) bash deploy/label-studio/setup.sh
+
 demo: venv
 	$(VENV)/bin/driftmon demo
 
-test: venv
+test: venv label-studio
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-labelstudio build *.egg-info .pytest_cache

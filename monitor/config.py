@@ -251,6 +251,26 @@ class ReferenceConfig:
 
 
 @dataclass(frozen=True)
+class CheckpointConfig:
+    # Where per-stream state (windows, hysteresis, counters) survives restarts and moves between
+    # replicas: none | file (a directory on a volume) | kafka (a compacted topic).
+    store: Literal["none", "file", "kafka"] = "none"
+    path: str = ""  # file store directory
+    topic: str = "driftmon.state"  # kafka store topic (created compacted when missing)
+    # With a store, offsets are committed only together with a checkpoint, this often: a crash
+    # re-reads at most this much traffic, and replayed frames already in the state are skipped.
+    interval_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.store == "file":
+            _check(bool(self.path) and Path(self.path).is_absolute(), "checkpoint.path",
+                   "an absolute directory is required with store: file")
+        if self.store == "kafka":
+            _check(bool(self.topic), "checkpoint.topic", "required with store: kafka")
+        _check(0 < self.interval_s <= 3600, "checkpoint.interval_s", "must be in (0, 3600]")
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     # Streams with their own per-stream series; the rest are folded into stream="__other__".
     max_streams: int = 500
@@ -431,6 +451,7 @@ class Config:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     hysteresis: HysteresisConfig = field(default_factory=HysteresisConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config, to_dict
+from monitor.checkpoint import open_store
 from monitor.collect import build_embedder_from
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.embed import EmbedderError, EmbedderIdentity
@@ -34,23 +35,35 @@ from monitor.metrics import QUANTILES, Metrics
 from monitor.reference import ReferenceError, ReferenceStore
 from monitor.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
                             parse_record)
-from monitor.streams import StreamState, Streams, WindowSnapshot, frame_digest
+from monitor.streams import StreamState, Streams, WindowSnapshot, frame_digest, stream_key
 
 log = logging.getLogger(__name__)
 
 
 class _FinishBeforeRevoke(ConsumerRebalanceListener):
-    """Rebalance listener: the batch in flight is finished and committed before its partitions
-    move to another replica, so the new owner starts exactly after it."""
+    """Rebalance listener: the batch in flight is finished (and checkpointed) before its
+    partitions move to another replica.
+
+    kafka-python runs listeners on the consumer's IO thread, where a blocking commit is refused:
+    offsets are committed asynchronously here, best effort. Nothing depends on that commit landing:
+    without a checkpoint store the new owner re-reads the batch (at-least-once); with one, it skips
+    the frames the handed-over state already absorbed.
+    """
 
     def __init__(self, daemon: "Daemon"):
         self.daemon = daemon
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.daemon._finish()
+        self.daemon._rebalancing = True
+        try:
+            self.daemon._finish()
+            self.daemon._hand_over(revoked)
+        finally:
+            self.daemon._rebalancing = False
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        pass
+        # checkpoints are re-read on the loop thread, before the new partitions' first batch
+        self.daemon._reload_checkpoints = bool(assigned)
 
 
 @dataclass
@@ -98,6 +111,12 @@ class Daemon:
         self._pool: ThreadPoolExecutor | None = None
         self._analysis: ThreadPoolExecutor | None = None
         self._inflight: InFlight | None = None
+        self.checkpoints = open_store(config.checkpoint, config.kafka)
+        self._saved: dict[str, bytes] = self.checkpoints.load_all() if self.checkpoints else {}
+        self._uncommitted: dict[Any, int] = {}
+        self._rebalancing = False  # inside a rebalance callback: no blocking consumer calls
+        self._reload_checkpoints = False
+        self._next_checkpoint = time.monotonic() + config.checkpoint.interval_s
         self._lock = threading.Lock()
         self._status: dict[str, Any] = {}
         self.port: int | None = None
@@ -138,6 +157,8 @@ class Daemon:
             next_lag = 0.0
             while not self._stop.is_set():
                 records = self._poll()
+                if self._reload_checkpoints:
+                    self._take_over()
                 self._finish()
                 if records:
                     self._inflight = self._start(records)
@@ -145,6 +166,7 @@ class Daemon:
                     self._update_lag(consumer)
                     next_lag = time.monotonic() + cfg.kafka.lag_interval_s
             self._finish()  # the batch in flight is completed and committed before leaving
+            self._checkpoint()
             log.info("driftmon stopping: last batch committed")
 
     def alive(self) -> bool:
@@ -200,13 +222,17 @@ class Daemon:
         bad = batch.bad
         evaluating = 0.0
         touched: dict[str, StreamState] = {}
+        replayed = 0
         for a in analysed:
             if a.error is not None:
                 bad.append(BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, []))
                 continue
-            state = self.streams.route(a.frame)
+            state = self._state_for(a.frame)
+            if state.absorbed(a.frame):
+                replayed += 1
+                continue
             identical = state.observe(a.frame, a.row, a.digest, a.embedding)
-            m.observe_frame(state.key, a.frame.ts, identical)
+            m.observe_frame(state.key, a.frame.ts, identical, state.window.fill_ratio)
             touched[state.key] = state
             # evaluate at every schedule point, however the frames were batched
             if state.window.due():
@@ -221,9 +247,69 @@ class Daemon:
         m.stage_seconds.labels("evaluate").observe(evaluating)
 
         self._dead_letter(bad, batch.records)
-        m.frames.labels("processed").inc(len(batch.records) - len(bad))
-        self._commit(batch.records)
+        m.frames.labels("processed").inc(len(batch.records) - len(bad) - replayed)
+        m.frames.labels("replayed").inc(replayed)
+        if self.checkpoints is None:
+            self._commit(_next_offsets(batch.records))
+        else:  # offsets wait for the checkpoint that covers them
+            for tp, offset in _next_offsets(batch.records).items():
+                self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), offset)
+            if time.monotonic() >= self._next_checkpoint:
+                self._checkpoint()
         self._publish_status()
+
+    # --- checkpoints and handover --------------------------------------------------------------
+
+    def _state_for(self, frame: Frame) -> StreamState:
+        """The frame's stream, restored from its checkpoint the first time this process sees it."""
+        key = stream_key(frame, self.config.source)
+        state = self.streams.states.get(key)
+        if state is None:
+            state = self.streams.get(key)
+            saved = self._saved.pop(key, None)
+            if saved is not None:
+                hysteresis = state.restore(saved)
+                if hysteresis is not None:
+                    state.detector_state = self.engine.new_detector()
+                    state.detector_state.set_state(hysteresis)
+                    self.metrics.drifted.labels(self.metrics.stream_label(key)).set(int(state.detector_state.drifted))
+                log.info("stream %s restored from its checkpoint (%d frames, window %.0f%% full)", key,
+                         state.frames, 100 * state.window.fill_ratio)
+        return state
+
+    def _checkpoint(self) -> None:
+        """Save every changed stream, then commit the offsets those states cover."""
+        if self.checkpoints is not None:
+            dirty = {k: s for k, s in self.streams.states.items() if s.dirty}
+            if dirty:
+                t = time.perf_counter()
+                self.checkpoints.save({k: s.to_bytes() for k, s in dirty.items()})
+                for s in dirty.values():
+                    s.dirty = False
+                self.metrics.stage_seconds.labels("checkpoint").observe(time.perf_counter() - t)
+            self._next_checkpoint = time.monotonic() + self.config.checkpoint.interval_s
+        if self._uncommitted:
+            self._commit(self._uncommitted)
+            self._uncommitted = {}
+
+    def _hand_over(self, revoked: Any) -> None:
+        """Partitions are leaving: checkpoint, commit, and forget their streams here, so their new
+        owner continues them from the checkpoint."""
+        if self.checkpoints is None:
+            return
+        self._checkpoint()
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        for key in [k for k, s in self.streams.states.items() if gone & set(s.offsets)]:
+            del self.streams.states[key]
+            self.metrics.forget_stream(key)
+        self._publish_status()
+        log.info("handed over %d partitions", len(gone))
+
+    def _take_over(self) -> None:
+        """New partitions: read the checkpoints again, other replicas may just have written theirs."""
+        self._reload_checkpoints = False
+        if self.checkpoints is not None:
+            self._saved = self.checkpoints.load_all()
 
     def _parse(self, records: list[Any]) -> tuple[list[Frame], list[BadRecord]]:
         frames: list[Frame] = []
@@ -302,19 +388,19 @@ class Daemon:
             f.get(timeout=30)  # a dead letter not acknowledged means the batch is not committed
         self.metrics.dead_letters.inc(len(futures))
 
-    def _commit(self, records: list[Any]) -> None:
-        """Commit exactly the offsets of ``records`` (the next batch may already be polled)."""
-        from kafka import TopicPartition
+    def _commit(self, offsets: dict[Any, int]) -> None:
+        """Commit exactly ``offsets`` (the next batch may already be polled)."""
         from kafka.errors import KafkaError
         from kafka.structs import OffsetAndMetadata
 
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
         t = time.perf_counter()
+        commit = {tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()}
+        if self._rebalancing:
+            self._consumer.commit_async(commit)
+            self.metrics.commits.labels("async").inc()
+            return
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
+            self._consumer.commit(commit)
             self.metrics.commits.labels("ok").inc()
         except KafkaError as e:
             # e.g. a rebalance took the partitions: their new owner re-reads from the last commit
@@ -386,7 +472,8 @@ class Daemon:
                 "window_fill": round(s.window.fill_ratio, 4),
                 "reference": None if s.reference is None else {"stream": s.reference.stream,
                                                                "version": s.reference.reference.version},
-                "drifted": bool(v and v.drifted),
+                # the hysteresis state, which a restored stream has before its first evaluation here
+                "drifted": bool(s.detector_state is not None and s.detector_state.drifted),
                 "last_verdict": v.to_dict() if v else None,
             }
         with self._lock:
@@ -405,6 +492,17 @@ class Daemon:
             "config": to_dict(self.config),
             "streams": streams,
         }
+
+
+def _next_offsets(records: list[Any]) -> dict[Any, int]:
+    """Per partition, the offset after the newest of ``records``: what a commit of them stores."""
+    from kafka import TopicPartition
+
+    offsets: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        offsets[tp] = max(offsets.get(tp, -1), r.offset + 1)
+    return offsets
 
 
 def _origin(record: Any) -> Origin:

@@ -145,6 +145,10 @@ class Engine:
     def fit(self, reference: Reference) -> FittedReference:
         return FittedReference(reference, self.feature_names, self.config, self.embedder)
 
+    def new_detector(self) -> Hysteresis:
+        h = self.config.hysteresis
+        return Hysteresis(k=h.k, m=h.m, recover=h.recover)
+
     def check(self, reference: Reference) -> None:
         """Raise what fitting ``reference`` would raise (missing features or embeddings, another
         embedder), without building its kernel blocks."""
@@ -169,8 +173,7 @@ class Engine:
         rows = state.window.values()
         outcomes, fired = self.run_tests(fitted, rows, state.window.embeddings())
         if state.detector_state is None:
-            h = self.config.hysteresis
-            state.detector_state = Hysteresis(k=h.k, m=h.m, recover=h.recover)
+            state.detector_state = self.new_detector()
         step = state.detector_state.update(fired)
         state.window.mark_evaluated()
         verdict = Verdict(

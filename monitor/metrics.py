@@ -16,7 +16,6 @@ from monitor.config import MetricsConfig
 from monitor.engine import Verdict
 
 OTHER = "__other__"
-STAGES = ("poll", "parse", "decode", "features", "embed", "evaluate", "actions", "commit")
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 QUANTILES = (0.05, 0.5, 0.95)
 
@@ -74,6 +73,10 @@ class Metrics:
         self.reference_info = Gauge("driftmon_reference_info", "Reference in use", ["stream", "version", "embedder"],
                                     registry=r)
         self.reference_frames = Gauge("driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r)
+        self._per_stream = [self.stream_frames, self.stream_identical, self.stream_last_ts, self.window_fill,
+                            self.evaluations, self.drifted, self.drifted_since, self.test_drift, self.test_p_value,
+                            self.test_statistic, self.feature_statistic, self.feature_window_mean,
+                            self.reference_quantile, self.reference_info, self.reference_frames]
 
     def stream_label(self, stream: str) -> str:
         """The label value for ``stream``: itself while under the cap, else ``__other__``."""
@@ -84,10 +87,28 @@ class Metrics:
             return stream
         return OTHER
 
-    def observe_frame(self, stream: str, ts: float, identical: bool) -> None:
+    def forget_stream(self, stream: str) -> None:
+        """Drop every series of a stream that moved to another replica, so two pods never both
+        export it (the rules aggregate across pods)."""
+        if stream not in self._streams:
+            return
+        self._streams.discard(stream)
+        self._last_ts.pop(stream, None)
+        for metric in self._per_stream:
+            for family in metric.collect():
+                seen = set()
+                for sample in family.samples:
+                    values = tuple(sample.labels.values())
+                    if sample.labels.get("stream") == stream and values not in seen:
+                        seen.add(values)
+                        metric.remove(*values)
+
+    def observe_frame(self, stream: str, ts: float, identical: bool, window_fill: float) -> None:
         label = self.stream_label(stream)
         if label == OTHER:
             self.folded.inc()
+        else:
+            self.window_fill.labels(label).set(window_fill)
         self.stream_frames.labels(label).inc()
         if identical:
             self.stream_identical.labels(label).inc()

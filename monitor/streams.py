@@ -7,7 +7,11 @@ Kafka offset when it is selected for relabelling); nothing grows with frames pro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
+import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +19,8 @@ import numpy as np
 
 from monitor.config import SourceConfig, WindowConfig
 from monitor.source import Frame
+
+log = logging.getLogger(__name__)
 
 
 def stream_key(frame: Frame, source: SourceConfig) -> str:
@@ -122,9 +128,20 @@ class StreamState:
     verdict: Any = None  # the newest engine.Verdict
     detector_state: Any = None  # the engine's per-stream state (hysteresis)
     reference: Any = None  # the engine's fitted reference for this stream
+    # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
+    offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    dirty: bool = False  # changed since its last checkpoint
+
+    def absorbed(self, frame: Frame) -> bool:
+        """True when this frame is already in the state (re-read after a restart or handover)."""
+        o = frame.origin
+        return self.offsets.get((o.topic, o.partition), -1) >= o.offset
 
     def observe(self, frame: Frame, row: np.ndarray, digest: bytes, embedding: np.ndarray | None = None) -> bool:
         """Add one frame; returns True when its bytes equal the previous frame's (a frozen feed)."""
+        o = frame.origin
+        self.offsets[(o.topic, o.partition)] = o.offset
+        self.dirty = True
         identical = digest == self.last_digest
         self.last_digest = digest
         self.identical_frames += identical
@@ -133,6 +150,52 @@ class StreamState:
         self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
                                          frame.origin.partition, frame.origin.offset, frame.uri), embedding)
         return identical
+
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Everything needed to continue this stream elsewhere (no pixels, no fitted reference)."""
+        w = self.window
+        meta = {
+            "version": 1, "key": self.key, "frames": self.frames, "identical_frames": self.identical_frames,
+            "last_ts": self.last_ts, "last_digest": self.last_digest.hex(), "last_evaluated_at": self.last_evaluated_at,
+            "since_evaluation": w.since_evaluation,
+            "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
+            "hysteresis": self.detector_state.get_state() if self.detector_state is not None else None,
+            "refs": [dataclasses.astuple(r) if r is not None else None for r in w.refs()],
+        }
+        arrays = {"rows": w.values(), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        emb = w.embeddings()
+        if emb is not None:
+            arrays["embeddings"] = emb
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    def restore(self, data: bytes) -> dict | None:
+        """Load a checkpoint into this (fresh) state; returns the saved hysteresis state, which the
+        engine applies (it owns the detector's parameters)."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            rows = z["rows"]
+            emb = z["embeddings"] if "embeddings" in z.files else None
+        w = self.window
+        if rows.shape[1] != w._rows.shape[1] or (emb is not None) != (w._emb is not None) or (
+                emb is not None and emb.shape[1] != w._emb.shape[1]):
+            log.warning("stream %s: checkpoint does not fit this configuration (columns or embeddings "
+                        "changed); starting the stream afresh", self.key)
+            return None
+        refs = [FrameRef(*r) if r is not None else None for r in meta["refs"]]
+        keep = slice(max(0, len(rows) - w.config.size), len(rows))
+        for i in range(keep.start, keep.stop):
+            w.append(rows[i], refs[i], None if emb is None else emb[i])
+        w.since_evaluation = min(meta["since_evaluation"], w.filled)
+        self.frames, self.identical_frames = meta["frames"], meta["identical_frames"]
+        self.last_ts, self.last_evaluated_at = meta["last_ts"], meta["last_evaluated_at"]
+        self.last_digest = bytes.fromhex(meta["last_digest"])
+        self.offsets = {(t, p): o for t, p, o in meta["offsets"]}
+        return meta["hysteresis"]
 
 
 @dataclass

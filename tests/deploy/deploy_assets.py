@@ -32,16 +32,15 @@ DEFAULT_VARIABLES = {"stream": "cam-001", "feature": "brightness_mean", "instanc
 
 # Metrics used by rules or dashboards ahead of their entry in docs/metrics.md, with the work
 # that brings them. Remove an entry once the metric is documented.
-PENDING_METRICS = {
-    "driftmon_sink_errors_total": "relabel-sink issue: failed deliveries per sink (`sink` label)",
-}
+PENDING_METRICS: dict[str, str] = {}
 
 # Metrics that Prometheus itself produces.
 PROMETHEUS_METRICS = {"up"}
 
 _VARIABLE = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?:(.*),\s*)?(\w+)\s*\)\s*$", re.S)
-_TEMPLATE_QUERY = re.compile(r'printf\s+"((?:[^"\\]|\\.)*)"')
+# `printf "<query with %q verbs>" $labels.a $labels.b ...`: the query and the labels it is fed.
+_TEMPLATE_QUERY = re.compile(r'printf\s+"((?:[^"\\]|\\.)*)"((?:\s+\$labels\.\w+)*)')
 _METRIC_TOKEN = re.compile(r"(?<![\w:\"'])(driftmon_[a-zA-Z0-9_:]*|up)\b(?!\s*\()")
 
 
@@ -53,9 +52,16 @@ class PromQL:
     where: str  # panel / variable / alert it belongs to
     expr: str  # as written (Grafana variables and template verbs unsubstituted)
     kind: str  # "panel", "variable", "alert" or "template"
+    # For a template query: the alert labels its %q verbs are given, in order ("stream", ...).
+    template_args: tuple[str, ...] = ()
 
-    def substituted(self, variables: dict[str, str] | None = None) -> str:
-        """The expression with Grafana variables (or template %q verbs) filled in."""
+    def substituted(self, variables: dict[str, str] | None = None,
+                    labels: dict[str, str] | None = None) -> str:
+        """The expression with Grafana variables (or template %q verbs) filled in.
+
+        A template's %q verbs get the alert's `labels` (a label the alert lacks is "", as in
+        Prometheus' templates); without `labels`, each gets "x" (enough to parse).
+        """
         values = {**GRAFANA_BUILTINS, **DEFAULT_VARIABLES, **(variables or {})}
 
         def fill(match: re.Match) -> str:
@@ -66,7 +72,9 @@ class PromQL:
 
         text = _VARIABLE.sub(fill, self.expr)
         if self.kind == "template":
-            text = text.replace("%q", '"x"')
+            args = iter(self.template_args)
+            text = re.sub("%q", lambda _: json.dumps(
+                "x" if labels is None else labels.get(next(args, ""), "")), text)
         return text
 
 
@@ -151,24 +159,28 @@ def rule_promql() -> list[PromQL]:
         for key, text in sorted(rule.get("annotations", {}).items()):
             for match in _TEMPLATE_QUERY.finditer(text):
                 query = match.group(1).encode().decode("unicode_escape")
+                args = tuple(re.findall(r"\$labels\.(\w+)", match.group(2)))
                 if any(ch in query for ch in "{(") and "driftmon_" in query:
+                    assert query.count("%q") == len(args), f"{name}: {query!r} takes {args}"
                     found.append(PromQL(source, f"rule {name} annotation {key}", query,
-                                        "template"))
+                                        "template", args))
     return found
 
 
-def extract_promql(variables: dict[str, str] | None = None) -> list[tuple[PromQL, str]]:
+def extract_promql(variables: dict[str, str] | None = None,
+                   labels: dict[str, str] | None = None) -> list[tuple[PromQL, str]]:
     """Every PromQL expression of the dashboards and rules, with a runnable form.
 
     Returns (origin, runnable) pairs: `runnable` has `$__rate_interval` and friends, the
     dashboards' variables (`variables` overriding DEFAULT_VARIABLES) and the alert templates'
-    `%q` verbs filled in, ready for Prometheus' /api/v1/query.
+    `%q` verbs (from an alert's `labels`, else "x") filled in, ready for Prometheus'
+    /api/v1/query.
     """
     found = []
     for name, dashboard in load_dashboards().items():
         found.extend(dashboard_promql(name, dashboard))
     found.extend(rule_promql())
-    return [(item, item.substituted(variables)) for item in found]
+    return [(item, item.substituted(variables, labels)) for item in found]
 
 
 # --- the metrics contract --------------------------------------------------------------------

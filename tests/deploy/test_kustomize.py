@@ -240,6 +240,26 @@ def test_the_daemon_accepts_the_config_and_environment(target, tmp_path):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_actions_state_and_webhook_token(target):
+    """Actions are on, keep their state on the writable state volume (not the read-only
+    reference mount, not the read-only root), and the Alertmanager receiver's bearer token comes
+    from the driftmon-webhook Secret."""
+    objects = render(target)
+    actions = daemon_config(objects)["actions"]
+    assert actions["enabled"] is True
+    mounts = {m["mountPath"]: m for m in container(objects)["volumeMounts"]}
+    volumes = {v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    for path in (actions["state_dir"], actions["tickets"]["directory"]):
+        mount = max((p for p in mounts if path.startswith(p.rstrip("/") + "/")), key=len)
+        assert mount == "/var/lib/driftmon" and not mounts[mount].get("readOnly"), path
+        assert "emptyDir" in volumes[mounts[mount]["name"]] or \
+            "persistentVolumeClaim" in volumes[mounts[mount]["name"]]
+    env = {e["name"]: e for e in container(objects).get("env", [])}
+    ref = env["DRIFTMON_ACTIONS__TICKETS__TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert (ref["name"], ref["key"]) == ("driftmon-webhook", "token")
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_config_shape(target):
     config = daemon_config(render(target))
     kafka = config["kafka"]

@@ -16,10 +16,11 @@ def test_stream_labels_are_capped_and_folded_frames_counted():
     r = CollectorRegistry()
     m = Metrics(MetricsConfig(max_streams=2), r)
     for i in range(5):
-        m.observe_frame(f"cam-{i}", ts=10.0 + i, identical=False)
+        m.observe_frame(f"cam-{i}", ts=10.0 + i, identical=False, window_fill=0.5)
     assert r.get_sample_value("driftmon_stream_frames_total", {"stream": "cam-0"}) == 1
     assert r.get_sample_value("driftmon_stream_frames_total", {"stream": "cam-1"}) == 1
     assert r.get_sample_value("driftmon_stream_frames_total", {"stream": "cam-2"}) is None
+    assert r.get_sample_value("driftmon_stream_window_fill_ratio", {"stream": "cam-1"}) == 0.5
     assert r.get_sample_value("driftmon_stream_frames_total", {"stream": OTHER}) == 3
     assert r.get_sample_value("driftmon_streams_folded_total") == 3
     # the folded series keeps the newest event time of the streams in it
@@ -47,3 +48,17 @@ def test_per_feature_series_can_be_switched_off():
     assert r.get_sample_value("driftmon_stream_feature_statistic",
                               {"stream": "cam-a", "test": "ks", "feature": "brightness_mean"}) is None
     assert r.get_sample_value("driftmon_stream_test_statistic", {"stream": "cam-a", "test": "ks"}) == 0.4
+
+
+def test_a_stream_handed_to_another_replica_leaves_no_series_behind():
+    r = CollectorRegistry()
+    m = Metrics(MetricsConfig(max_streams=1), r)
+    m.observe_frame("cam-a", ts=1.0, identical=False, window_fill=1.0)
+    m.observe_verdict(verdict("cam-a"), {"brightness_mean": 42.0})
+    assert r.get_sample_value("driftmon_stream_drifted", {"stream": "cam-a"}) == 1
+    m.forget_stream("cam-a")
+    text = __import__("prometheus_client").generate_latest(r).decode()
+    assert 'stream="cam-a"' not in text
+    # its place under the cap is free again
+    m.observe_frame("cam-b", ts=2.0, identical=False, window_fill=0.1)
+    assert r.get_sample_value("driftmon_stream_frames_total", {"stream": "cam-b"}) == 1

@@ -56,3 +56,40 @@ def test_identical_consecutive_frames_are_counted():
 def test_stream_key_template():
     assert stream_key(frame(cam="c7", site="depot"), SourceConfig(stream_key="{site}/{camera_id}")) == "depot/c7"
     assert stream_key(frame(cam="c7"), SourceConfig(stream_key="{site}")) == "unknown"
+
+
+def test_a_checkpoint_restores_window_counters_and_offsets():
+    from detectors.hysteresis import Hysteresis
+
+    cfg = WindowConfig(size=10, evaluate_every=5)
+    s = Streams(2, cfg, SourceConfig(), embedding_dim=3)
+    st = s.get("c1")
+    st.detector_state = Hysteresis(k=1, m=1, recover=2)
+    st.detector_state.update(True)
+    for i in range(13):
+        f = frame(data=bytes([i]))
+        f.frame_id, f.origin = str(i), Origin("t", 1, 100 + i)
+        st.observe(f, np.array([i, 2 * i]), frame_digest(f.data), np.full(3, i, np.float32))
+    data = st.to_bytes()
+
+    back = Streams(2, cfg, SourceConfig(), embedding_dim=3).get("c1")
+    hysteresis = back.restore(data)
+    assert hysteresis["drifted"] is True
+    np.testing.assert_array_equal(back.window.values(), st.window.values())
+    np.testing.assert_array_equal(back.window.embeddings(), st.window.embeddings())
+    assert [r.frame_id for r in back.window.refs()] == [str(i) for i in range(3, 13)]
+    assert (back.frames, back.window.since_evaluation, back.last_digest) == (13, 10, st.last_digest)
+    # frames up to the checkpointed offset are recognised when re-read
+    replay = frame()
+    replay.origin = Origin("t", 1, 112)
+    assert back.absorbed(replay)
+    replay.origin = Origin("t", 1, 113)
+    assert not back.absorbed(replay)
+
+
+def test_a_checkpoint_from_another_configuration_is_not_forced_in():
+    s = Streams(2, WindowConfig(size=10, evaluate_every=5), SourceConfig())
+    st = s.get("c1")
+    st.observe(frame(), np.zeros(2), b"d")
+    other = Streams(3, WindowConfig(size=10, evaluate_every=5), SourceConfig()).get("c1")
+    assert other.restore(st.to_bytes()) is None and other.frames == 0
