@@ -45,9 +45,14 @@ def free_port() -> int:
 class Broker:
     """``with Broker() as b: b.bootstrap`` — a fresh in-memory broker on a free loopback port."""
 
-    def __init__(self, port: int | None = None, log_path: str | None = None):
+    def __init__(self, port: int | None = None, log_path: str | None = None, *, advertised: str | None = None,
+                 extra_args: tuple[str, ...] = ()):
+        """``advertised`` (host:port) is what clients are told to connect to, when something (a TLS
+        proxy in tests) stands in front of the broker; ``extra_args`` go to ``tansu broker``."""
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.advertised = advertised or self.bootstrap
+        self._extra_args = tuple(extra_args)
         self._log_path = log_path
         self._proc: subprocess.Popen | None = None
 
@@ -55,8 +60,8 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", f"tcp://{self.advertised}",
+             "--storage-engine", "memory://tansu/", *self._extra_args],
             stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -69,6 +74,10 @@ class Broker:
                 time.sleep(0.05)
         self.stop()
         raise BrokerError(f"broker did not listen on {self.bootstrap} within {timeout_s:.0f}s")
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     def create_topic(self, name: str, partitions: int = 1) -> None:
         from kafka import KafkaAdminClient

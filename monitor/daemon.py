@@ -326,7 +326,7 @@ class Daemon:
             decoded = decode(frame.data, self.limits)
         except DecodeError as e:
             return Analysed(frame, error=e)
-        # hashed here, in the pool: hashlib releases the GIL on large inputs
+        # digested here, in the pool, off the loop thread
         return Analysed(frame, row=compute_features(decoded), digest=frame_digest(frame.data),
                         rgb=decoded.rgb if self.embedder is not None else None)
 
@@ -354,6 +354,7 @@ class Daemon:
         refs = state.window.refs()
         embeddings = state.window.embeddings()
         verdict = self.engine.evaluate(state, fitted)
+        state.verdict_dict = verdict.to_dict()  # once per evaluation, not per status publication
         means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
         self.metrics.observe_verdict(verdict, means)
         if verdict.changed:
@@ -464,7 +465,6 @@ class Daemon:
         self.metrics.streams.set(len(self.streams))
         streams = {}
         for key, s in self.streams.states.items():
-            v = s.verdict
             streams[key] = {
                 "frames": s.frames,
                 "identical_frames": s.identical_frames,
@@ -474,7 +474,7 @@ class Daemon:
                                                                "version": s.reference.reference.version},
                 # the hysteresis state, which a restored stream has before its first evaluation here
                 "drifted": bool(s.detector_state is not None and s.detector_state.drifted),
-                "last_verdict": v.to_dict() if v else None,
+                "last_verdict": s.verdict_dict,
             }
         with self._lock:
             self._status = {"streams": streams}

@@ -73,6 +73,11 @@ class Metrics:
         self.reference_info = Gauge("driftmon_reference_info", "Reference in use", ["stream", "version", "embedder"],
                                     registry=r)
         self.reference_frames = Gauge("driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r)
+        # series that alerts and dashboards divide by exist from the start, at 0, not after a first event
+        for outcome in ("processed", "dead_lettered", "replayed"):
+            self.frames.labels(outcome)
+        for result in ("ok", "failed"):
+            self.commits.labels(result)
         self._per_stream = [self.stream_frames, self.stream_identical, self.stream_last_ts, self.window_fill,
                             self.evaluations, self.drifted, self.drifted_since, self.test_drift, self.test_p_value,
                             self.test_statistic, self.feature_statistic, self.feature_window_mean,
@@ -84,6 +89,7 @@ class Metrics:
             return stream
         if len(self._streams) < self.config.max_streams:
             self._streams.add(stream)
+            self.stream_identical.labels(stream)  # a frozen-feed rate needs the series at 0
             return stream
         return OTHER
 

@@ -113,8 +113,10 @@ def _key(key: bytes | None) -> str:
 def _ts(header_ms: Any, record_ms: int | None) -> float:
     if header_ms not in (None, ""):
         try:
+            if isinstance(header_ms, bool):
+                raise TypeError("a boolean is not a time")
             return int(header_ms) / 1000.0
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an envelope's ts of Infinity
             raise RecordError("bad_header", f"ts {header_ms!r} is not milliseconds since the epoch") from None
     return (record_ms / 1000.0) if record_ms and record_ms > 0 else time.time()
 
@@ -172,7 +174,10 @@ def read_claim_check(uri: str, allowed_roots: Iterable[str]) -> bytes:
     roots = [Path(os.path.realpath(r)) for r in allowed_roots]
     if not roots:
         raise RecordError("uri_not_allowed", "no source.allowed_roots configured for file:// URIs")
-    path = Path(os.path.realpath(unquote(parsed.path)))
+    raw_path = unquote(parsed.path)
+    if "\x00" in raw_path:  # os.path.realpath raises ValueError on NUL: refuse, never crash the loop
+        raise RecordError("uri_not_allowed", f"{uri!r}: path contains a NUL byte")
+    path = Path(os.path.realpath(raw_path))
     if not any(path == root or root in path.parents for root in roots):
         raise RecordError("uri_not_allowed", f"{uri} resolves outside source.allowed_roots")
     try:

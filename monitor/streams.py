@@ -8,13 +8,13 @@ Kafka offset when it is selected for relabelling); nothing grows with frames pro
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import crc32c
 import numpy as np
 
 from monitor.config import SourceConfig, WindowConfig
@@ -29,7 +29,9 @@ def stream_key(frame: Frame, source: SourceConfig) -> str:
 
 
 def frame_digest(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=16).digest()
+    """Length + CRC-32C of the encoded frame: enough to tell a frozen feed (byte-identical frames)
+    at ~0.02 ms for a 300 KB JPEG, where a cryptographic hash costs ~0.6 ms on the hot path."""
+    return len(data).to_bytes(8, "little") + crc32c.crc32c(data).to_bytes(4, "little")
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,7 @@ class StreamState:
     last_digest: bytes = b""
     last_evaluated_at: float = 0.0
     verdict: Any = None  # the newest engine.Verdict
+    verdict_dict: dict | None = None  # the same, as plain data for /status
     detector_state: Any = None  # the engine's per-stream state (hysteresis)
     reference: Any = None  # the engine's fitted reference for this stream
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
