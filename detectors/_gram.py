@@ -64,13 +64,6 @@ def check_pair(x_ref: np.ndarray, x_cur: np.ndarray) -> tuple[np.ndarray, np.nda
     return ref, cur
 
 
-def check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    return alpha
-
-
 def check_permutations(n_permutations: int) -> int:
     if int(n_permutations) != n_permutations or n_permutations < 1:
         raise ValueError(f"n_permutations must be a positive integer, got {n_permutations}")

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from detectors._gram import check_alpha, check_pair, check_permutations, permutation_p_value
+from detectors._gram import check_pair, check_permutations, permutation_p_value
+from detectors._univariate_common import check_alpha
 from detectors.result import MultivariateTestResult
 
 __all__ = ["ClassifierTestResult", "classifier_test", "auc_u"]

@@ -11,12 +11,12 @@ import numpy as np
 from detectors._gram import (
     GramBlocks,
     as_2d,
-    check_alpha,
     check_pair,
     check_permutations,
     permutation_p_value,
     sq_dists,
 )
+from detectors._univariate_common import check_alpha
 from detectors.result import MultivariateTestResult
 
 __all__ = ["EnergyReference", "energy_test"]

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors._gram import check_alpha, check_pair
+from detectors._gram import check_pair
+from detectors._univariate_common import check_alpha
 from detectors.ks import ks_test
 from detectors.reduce import PCA
 from detectors.result import MultivariateTestResult

@@ -11,13 +11,13 @@ import numpy as np
 
 from detectors._gram import (
     GramBlocks,
-    check_alpha,
     check_pair,
     check_permutations,
     as_2d,
     permutation_p_value,
     sq_dists,
 )
+from detectors._univariate_common import check_alpha
 from detectors.result import MultivariateTestResult
 
 __all__ = ["MMDReference", "mmd_test", "mmd2", "median_bandwidth"]

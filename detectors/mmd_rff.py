@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from detectors._gram import (
-    check_alpha,
     check_pair,
     check_permutations,
     permutation_p_value,
     random_subsets,
 )
+from detectors._univariate_common import check_alpha
 from detectors.mmd import _check_bandwidth, median_bandwidth
 from detectors.result import MultivariateTestResult
 

@@ -8,9 +8,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.broker import Broker
+from monitor.collect import build_embedder_from, from_dir, make_reference
 from monitor.config import config_from_dict
 from monitor.daemon import Daemon
 from monitor.fleet import Camera, encode, make_fleet
+from monitor.reference import ReferenceStore
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +104,21 @@ def camera_frames(camera: Camera, ts: range):
     for t in ts:
         yield (camera.camera_id.encode(), encode(camera.frame(t)),
                [("camera_id", camera.camera_id.encode()), ("frame_id", f"{camera.camera_id}-{t}".encode())])
+
+
+def build_references(tmp_path, fleet, config, frames):
+    """One reference per camera from its first ``frames`` healthy frames, written as JPEGs and
+    built the way ``driftmon reference build --from-dir`` does (embeddings when ``config`` has them)."""
+    store = ReferenceStore(tmp_path / "refs")
+    embedder = build_embedder_from(config)
+    for cam in fleet:
+        d = tmp_path / "ref-frames" / cam.camera_id
+        d.mkdir(parents=True)
+        for t in range(frames):
+            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
+        got = from_dir(d, config, progress=False, embedder=embedder)
+        store.add(make_reference(got, stream=cam.camera_id, source=f"dir:{d}", config=config, embedder=embedder))
+    return store.path
 
 
 def end_offsets(broker, topic, partitions):

@@ -38,13 +38,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.actions import Actions
 from monitor.broker import free_port
-from monitor.collect import from_dir
 from monitor.daemon import Daemon
-from monitor.features import FEATURE_NAMES
 from monitor.fleet import encode, make_fleet
-from monitor.reference import Reference, ReferenceStore
 
-from .conftest import daemon_config, send_frames
+from .conftest import build_references, daemon_config, send_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("LS_VENV", ROOT / ".venv-labelstudio"))
@@ -209,19 +206,6 @@ def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
                     "fingerprint": fingerprint}]}).encode(), starts
 
 
-def build_references(tmp_path, fleet, config):
-    store = ReferenceStore(tmp_path / "refs")
-    for cam in fleet:
-        d = tmp_path / "ref-frames" / cam.camera_id
-        d.mkdir(parents=True)
-        for t in range(REF_FRAMES):
-            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
-        got = from_dir(d, config, progress=False)
-        store.add(Reference(features=got.matrix(), feature_names=FEATURE_NAMES, stream=cam.camera_id,
-                            source=f"dir:{d}"))
-    return store.path
-
-
 def frame_records(cam, ts, claims: Path):
     """cam 0: JSON envelopes with the image inline and detections; cam 1: envelopes with a
     claim-check URI; the others: raw JPEG with headers."""
@@ -275,7 +259,7 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
     broker.create_topic(relabel_topic, partitions=1)
     receiver = Receiver()
     base_config = daemon_config(broker, topic, tmp_path)
-    refs = build_references(tmp_path, fleet, base_config)
+    refs = build_references(tmp_path, fleet, base_config, REF_FRAMES)
     state, export, tickets_dir = tmp_path / "state", tmp_path / "export", tmp_path / "tickets"
     project = f"driftmon relabel {uuid.uuid4().hex[:6]}"
 

@@ -62,13 +62,10 @@ from prometheus_client import CollectorRegistry
 
 from monitor.actions import Actions
 from monitor.broker import free_port
-from monitor.collect import from_dir
 from monitor.daemon import Daemon
-from monitor.features import FEATURE_NAMES
 from monitor.fleet import encode, make_fleet
-from monitor.reference import Reference, ReferenceStore
 
-from .conftest import camera_frames, daemon_config, send_frames
+from .conftest import build_references, camera_frames, daemon_config, send_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from deploy_assets import RULES_FILE, extract_promql  # noqa: E402
@@ -98,9 +95,6 @@ WAIT_S = 90.0
 
 # Expressions that cannot return data in this scenario, by (source, where), with the reason.
 NO_DATA = {
-    ("grafana/dashboards/driftmon-pipeline.json", "panel 4 'Failed commits' target A"):
-        "no offset commit fails here, and driftmon_commits_total{result=\"failed\"} only exists after "
-        "the first failure",
     ("deploy/rules/driftmon-rules.yaml", "rule DriftmonConsumerLagGrowing"):
         "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to two "
         "minutes of scraping: longer than this test runs (the lag series themselves are checked by the "
@@ -282,19 +276,6 @@ class LiveDaemon:
         assert not self.thread.is_alive(), "daemon did not stop"
 
 
-def build_references(tmp_path: Path, fleet, config) -> Path:
-    store = ReferenceStore(tmp_path / "refs")
-    for cam in fleet:
-        d = tmp_path / "ref-frames" / cam.camera_id
-        d.mkdir(parents=True)
-        for t in range(REF_FRAMES):
-            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
-        got = from_dir(d, config, progress=False)
-        store.add(Reference(features=got.matrix(), feature_names=FEATURE_NAMES, stream=cam.camera_id,
-                            source=f"dir:{d}"))
-    return store.path
-
-
 def bad_records():
     jpeg = encode(np.full((64, 64, 3), 128, np.uint8))
     return [
@@ -325,7 +306,7 @@ class Scenario:
     # the stack
 
     def start(self) -> None:
-        refs = build_references(self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp))
+        refs = build_references(self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp), REF_FRAMES)
         config = daemon_config(
             self.broker, self.topic, refs, embedding={"enabled": False},
             actions={"enabled": True, "state_dir": str(self.tmp / "state"), "queue_size": 16,

@@ -11,24 +11,11 @@ from monitor.collect import build_embedder_from, from_dir, make_reference
 from monitor.fleet import encode
 from monitor.reference import ReferenceStore
 
-from .conftest import camera_frames, daemon_config, end_offsets, send_frames
+from .conftest import build_references, camera_frames, daemon_config, end_offsets, send_frames
 
 REF_FRAMES = 150
 LIVE_FRAMES = 250
 DRIFTS = {1: ("dusk", 3), 4: ("defocus_blur", 3)}
-
-
-def build_store(tmp_path, fleet, config):
-    store = ReferenceStore(tmp_path / "refs")
-    embedder = build_embedder_from(config)
-    for cam in fleet:
-        d = tmp_path / "ref-frames" / cam.camera_id
-        d.mkdir(parents=True)
-        for t in range(REF_FRAMES):
-            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
-        got = from_dir(d, config, progress=False, embedder=embedder)
-        store.add(make_reference(got, stream=cam.camera_id, source="test", config=config, embedder=embedder))
-    return store.path
 
 
 def bad_records():
@@ -45,7 +32,7 @@ def bad_records():
 
 def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_fleet, tmp_path, run_daemon):
     config = daemon_config(broker, topic, tmp_path)  # reference path replaced below
-    refs = build_store(tmp_path, small_fleet, config)
+    refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
     config = daemon_config(broker, topic, refs)
 
     live = []

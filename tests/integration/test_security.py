@@ -212,6 +212,7 @@ def _watch_refused(daemons, timeout_s=60.0):
         assert seen[name] == [0.0, 0.0], (name, seen[name])
         if d.proc.poll() is not None:
             assert d.proc.returncode != 0
+            assert "kafka.errors." in d.output(), f"{name}: exited for another reason:\n{d.output()}"
             outcomes[name] = "exited %d: %s" % (d.proc.returncode, d.output().strip().splitlines()[-1][:160])
         else:
             outcomes[name] = "stayed up, not ready"

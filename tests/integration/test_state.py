@@ -11,26 +11,12 @@ import pytest
 import yaml
 
 from monitor.broker import free_port
-from monitor.collect import build_embedder_from, from_dir, make_reference
-from monitor.fleet import encode, make_fleet
-from monitor.reference import ReferenceStore
+from monitor.fleet import make_fleet
 
-from .conftest import camera_frames, daemon_config, send_frames
+from .conftest import build_references, camera_frames, daemon_config, send_frames
 
 REF_FRAMES = 80
 DRIFT = {1: ("dusk", 4), 5: ("defocus_blur", 4)}
-
-
-def references(tmp_path, fleet, config):
-    store = ReferenceStore(tmp_path / "refs")
-    for cam in fleet:
-        d = tmp_path / "ref-frames" / cam.camera_id
-        d.mkdir(parents=True)
-        for t in range(REF_FRAMES):
-            (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
-        store.add(make_reference(from_dir(d, config, progress=False), stream=cam.camera_id, source="test",
-                                 config=config, embedder=None))
-    return store.path
 
 
 def phase(fleet, start, n):
@@ -64,7 +50,7 @@ def fleet():
 
 def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fleet, run_daemon):
     base = daemon_config(broker, topic, tmp_path, **overrides())
-    refs = references(tmp_path, fleet, base)
+    refs = build_references(tmp_path, fleet, base, REF_FRAMES)
     shared = overrides(store="kafka", topic=f"{topic}.state", interval_s=1.0)
     group = f"g-{topic}-fleet"
 
@@ -76,7 +62,10 @@ def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fle
     for i, (shift, severity) in DRIFT.items():
         fleet[i].set_shift(shift, severity)
     send_frames(broker, topic, phase(fleet, REF_FRAMES + 30, 40))
-    assert second.wait_for(lambda: len(second.daemon.status()["streams"]) > 0), "the second replica got no camera"
+    # a join needs the first replica's rejoin too: generous on a loaded machine
+    assert second.wait_for(lambda: len(second.daemon.status()["streams"]) > 0, timeout=180), (
+        "the second replica got no camera; assignments: "
+        f"{first.daemon._consumer.assignment()} / {second.daemon._consumer.assignment()}")
     assert first.wait_for(lambda: sum(frames_by_stream(first, second).values()) == 8 * 70)
     split = (len(first.daemon.status()["streams"]), len(second.daemon.status()["streams"]))
     assert min(split) > 0, split
@@ -115,7 +104,7 @@ def wait_status(port, predicate, timeout=60):
 
 def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(broker, topic, tmp_path, fleet):
     fleet = fleet[:4]
-    refs = references(tmp_path, fleet, daemon_config(broker, topic, tmp_path, **overrides()))
+    refs = build_references(tmp_path, fleet, daemon_config(broker, topic, tmp_path, **overrides()), REF_FRAMES)
     port = free_port()
     cfg = tmp_path / "driftmon.yaml"
     cfg.write_text(yaml.safe_dump({
