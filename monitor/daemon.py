@@ -510,6 +510,11 @@ def _origin(record: Any) -> Origin:
 
 
 def _coordinator_known(consumer: Any) -> bool:
-    # kafka-python exposes no public "group joined" flag; its coordinator object is the truth.
+    """In the group and hearing from its coordinator. kafka-python exposes no public flag; its
+    coordinator object is the truth. It forgets a silent coordinator only when a request times out
+    (30 s), so a heartbeat not answered within the session timeout also counts as not connected."""
     coordinator = getattr(consumer, "_coordinator", None)
-    return coordinator is not None and not coordinator.coordinator_unknown()
+    if coordinator is None or coordinator.coordinator_unknown():
+        return False
+    heartbeat = getattr(coordinator, "heartbeat", None)
+    return heartbeat is None or not heartbeat.session_timeout_expired()
