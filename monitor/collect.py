@@ -17,6 +17,7 @@ from monitor.config import Config
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.embed import Embedder, build_embedder
 from monitor.features import FEATURE_NAMES, compute_features
+from monitor.predictions import Prediction, derive, reference_arrays
 from monitor.reference import Reference
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class Collected:
     embeddings: list[np.ndarray] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     streams: list[str] = field(default_factory=list)
+    predictions: list[Prediction | None] = field(default_factory=list)  # the model's outputs, aligned with rows
     errors: dict[str, int] = field(default_factory=dict)
 
     def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
@@ -64,18 +66,20 @@ class Collector:
             return e.reason
         return compute_features(decoded), decoded.rgb
 
-    def add(self, items: list[tuple[bytes, float, str]]) -> None:
-        """Frames as (encoded bytes, event time, stream key)."""
-        results = list(self.pool.map(self._analyse, [data for data, _, _ in items]))
+    def add(self, items: list[tuple]) -> None:
+        """Frames as (encoded bytes, event time, stream key) or (..., the frame's ``predictions``)."""
+        results = list(self.pool.map(self._analyse, [item[0] for item in items]))
         images = []
-        for (_, ts, stream), result in zip(items, results):
+        for item, result in zip(items, results):
             if isinstance(result, str):
                 self.out.add_error(result)
                 continue
+            _, ts, stream = item[:3]
             row, rgb = result
             self.out.rows.append(row)
             self.out.times.append(ts)
             self.out.streams.append(stream)
+            self.out.predictions.append(derive(item[3]) if len(item) > 3 else None)
             images.append(rgb)
         if self.embedder is not None and images:
             self.out.embeddings.extend(self.embedder.embed_many(images))
@@ -83,17 +87,23 @@ class Collector:
 
 def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: str | None, source: str,
                    config: Config, embedder: Embedder | None) -> Reference:
-    """A reference from collected frames; with embeddings, the PCA fitted on them is stored too."""
+    """A reference from collected frames; with embeddings, the PCA fitted on them is stored too, and
+    with model outputs, their classes, confidences and probability vectors."""
     times = np.asarray(got.times) if mask is None else np.asarray(got.times)[mask]
     embeddings = got.embedding_matrix(mask)
     fitted: dict[str, np.ndarray] = {}
     if embeddings is not None and len(embeddings) >= 2:
         k = min(config.embedding.pca_components, embeddings.shape[1], len(embeddings) - 1)
         fitted = {f"pca.{name}": value for name, value in PCA().fit(embeddings, k).to_arrays().items()}
+    extra: dict = {}
+    if len(got.predictions) == len(got.rows):
+        preds = got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep]
+        pred_fitted, extra = reference_arrays(preds)
+        fitted.update(pred_fitted)
     return Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
                      time_range=(float(times.min()), float(times.max())) if len(times) else None,
                      embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
-                     fitted=fitted)
+                     fitted=fitted, extra=extra)
 
 
 def build_embedder_from(config: Config) -> Embedder | None:
@@ -209,7 +219,7 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
                         collector.out.add_error(e.reason)
                         continue
                     if (start_s is None or frame.ts >= start_s) and (end_s is None or frame.ts <= end_s):
-                        items.append((frame.data, frame.ts, stream_key(frame, config.source)))
+                        items.append((frame.data, frame.ts, stream_key(frame, config.source), frame.predictions))
                 bar.update(len(records))
             collector.add(items)
         pool.shutdown()

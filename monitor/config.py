@@ -152,16 +152,20 @@ class WindowConfig:
         _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
 
 
-TestName = Literal["ks", "psi", "wasserstein", "mmd", "ks_dims"]
+TestName = Literal["ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks"]
 # Tests on embeddings: they need `embedding.enabled` and references built with embeddings.
 EMBEDDING_TESTS = ("mmd", "ks_dims")
+# Tests on the model's outputs (a frame's `predictions`): skipped where the reference or the
+# window has too few frames with predictions (docs/predictions.md).
+PREDICTION_TESTS = ("pred_class", "confidence", "probs_ks")
 
 
 @dataclass(frozen=True)
 class TestsConfig:
     alpha: float = 0.05
     correction: Literal["bonferroni", "bh"] = "bonferroni"
-    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein", "mmd", "ks_dims")
+    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence",
+                                     "probs_ks")
     # A stream's evaluation fires when any of these tests drifted; `alpha` is split evenly
     # between the voting tests with p-values (Bonferroni), so an evaluation's false-alarm
     # probability stays at most `alpha`.

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config, to_dict
-from monitor.checkpoint import open_store
+from monitor.checkpoint import CheckpointStore, open_store
 from monitor.collect import build_embedder_from
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.embed import EmbedderError, EmbedderIdentity
@@ -111,8 +111,8 @@ class Daemon:
         self._pool: ThreadPoolExecutor | None = None
         self._analysis: ThreadPoolExecutor | None = None
         self._inflight: InFlight | None = None
-        self.checkpoints = open_store(config.checkpoint, config.kafka)
-        self._saved: dict[str, bytes] = self.checkpoints.load_all() if self.checkpoints else {}
+        self.checkpoints: CheckpointStore | None = None  # opened by run(), once Kafka answers
+        self._saved: dict[str, bytes] = {}
         self._uncommitted: dict[Any, int] = {}
         self._rebalancing = False  # inside a rebalance callback: no blocking consumer calls
         self._reload_checkpoints = False
@@ -139,12 +139,22 @@ class Daemon:
                               status=self.status, alive=self.alive, ready=self.ready, routes=self.routes).start()
             stack.callback(http.close)
             self.port = http.port
+            if ready_event is not None:
+                ready_event.set()  # serving; Kafka may still be on its way
             log.info("driftmon %s serving http://%s:%d/metrics", __version__, cfg.http.host, http.port)
             pool = stack.enter_context(ThreadPoolExecutor(cfg.decode.workers, thread_name_prefix="driftmon-decode"))
-            producer = make_producer(cfg.kafka) if cfg.kafka.dead_letter_topic else None
+            # a broker that is not up yet is waited for (alive, not ready), not a crash
+            self.checkpoints = self._connect("checkpoint store", lambda: open_store(cfg.checkpoint, cfg.kafka))
+            if self.checkpoints is not None:
+                stack.callback(self.checkpoints.close)
+                self._saved = self._connect("checkpoints", self.checkpoints.load_all) or {}
+            producer = self._connect("producer", lambda: make_producer(cfg.kafka)) if cfg.kafka.dead_letter_topic \
+                else None
             if producer is not None:
                 stack.callback(producer.close)
-            consumer = make_consumer(cfg.kafka)
+            consumer = self._connect("consumer", lambda: make_consumer(cfg.kafka))
+            if self._stop.is_set():
+                return
             stack.callback(consumer.close)  # closes first: leaves the group promptly
             # analysis of batch N (decode, statistics, embeddings) overlaps the poll of batch N+1
             analysis = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="driftmon-analysis"))
@@ -152,8 +162,6 @@ class Daemon:
             consumer.subscribe(list(cfg.kafka.topics), listener=_FinishBeforeRevoke(self))
             self.metrics.up.set(1)
             stack.callback(self.metrics.up.set, 0)
-            if ready_event is not None:
-                ready_event.set()
             next_lag = 0.0
             while not self._stop.is_set():
                 records = self._poll()
@@ -168,6 +176,22 @@ class Daemon:
             self._finish()  # the batch in flight is completed and committed before leaving
             self._checkpoint()
             log.info("driftmon stopping: last batch committed")
+
+    def _connect(self, what: str, factory: Callable[[], Any]) -> Any:
+        """``factory()``, retried with backoff while the broker cannot be reached (the loop counts
+        as alive meanwhile, and not ready); None when asked to stop first."""
+        from kafka.errors import KafkaError
+
+        backoff = 1.0
+        while not self._stop.is_set():
+            self._last_loop = time.time()
+            try:
+                return factory()
+            except KafkaError as e:
+                log.warning("%s: cannot reach Kafka (%s); retrying in %.0f s", what, e, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return None
 
     def alive(self) -> bool:
         return time.time() - self._last_loop < self.config.http.liveness_timeout_s
@@ -268,14 +292,17 @@ class Daemon:
             state = self.streams.get(key)
             saved = self._saved.pop(key, None)
             if saved is not None:
-                hysteresis = state.restore(saved)
-                if hysteresis is not None:
-                    state.detector_state = self.engine.new_detector()
-                    state.detector_state.set_state(hysteresis)
-                    self.metrics.drifted.labels(self.metrics.stream_label(key)).set(int(state.detector_state.drifted))
-                log.info("stream %s restored from its checkpoint (%d frames, window %.0f%% full)", key,
-                         state.frames, 100 * state.window.fill_ratio)
+                self._restore(state, saved)
         return state
+
+    def _restore(self, state: StreamState, saved: bytes) -> None:
+        hysteresis = state.restore(saved)
+        if hysteresis is not None:
+            state.detector_state = self.engine.new_detector()
+            state.detector_state.set_state(hysteresis)
+            self.metrics.drifted.labels(self.metrics.stream_label(state.key)).set(int(state.detector_state.drifted))
+        log.info("stream %s restored from its checkpoint (%d frames, window %.0f%% full)", state.key,
+                 state.frames, 100 * state.window.fill_ratio)
 
     def _checkpoint(self) -> None:
         """Save every changed stream, then commit the offsets those states cover."""
@@ -306,10 +333,21 @@ class Daemon:
         log.info("handed over %d partitions", len(gone))
 
     def _take_over(self) -> None:
-        """New partitions: read the checkpoints again, other replicas may just have written theirs."""
+        """New partitions: read the checkpoints again (other replicas may just have written theirs)
+        and restore, now, every stream whose frames come from them — a camera that sends nothing
+        after a handover (a stalled feed, a drift in progress) is still reported by its new owner."""
         self._reload_checkpoints = False
-        if self.checkpoints is not None:
-            self._saved = self.checkpoints.load_all()
+        if self.checkpoints is None:
+            return
+        self._saved = self.checkpoints.load_all()
+        owned = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        for key in [k for k in self._saved if k not in self.streams.states]:
+            state = self.streams.new_state(key)
+            self._restore(state, self._saved[key])
+            if state.offsets and set(state.offsets) <= owned:
+                self.streams.states[key] = state
+                del self._saved[key]
+        self._publish_status()
 
     def _parse(self, records: list[Any]) -> tuple[list[Frame], list[BadRecord]]:
         frames: list[Frame] = []
@@ -353,6 +391,7 @@ class Daemon:
         window = state.window.values()
         refs = state.window.refs()
         embeddings = state.window.embeddings()
+        predictions = state.window.predictions()
         verdict = self.engine.evaluate(state, fitted)
         state.verdict_dict = verdict.to_dict()  # once per evaluation, not per status publication
         means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
@@ -364,7 +403,7 @@ class Daemon:
         self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
         if self.on_verdict is not None:
             self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
-                                                    fitted.reference))
+                                                    fitted.reference, predictions))
 
     def _dead_letter(self, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:

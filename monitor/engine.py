@@ -8,20 +8,24 @@ unlucky window does not page anyone.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from detectors.categorical import chi2_test
 from detectors.hysteresis import Hysteresis
+from detectors.ks import ks_test
 from detectors.ks_dims import ks_dims_test
 from detectors.mmd import MMDReference
 from detectors.reduce import PCA
 from detectors.reference import UnivariateReference
 from detectors.result import FeatureTestResult
-from monitor.config import EMBEDDING_TESTS, Config
+from monitor.config import EMBEDDING_TESTS, PREDICTION_TESTS, Config
 from monitor.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
+from monitor.predictions import MIN_PREDICTIONS, FittedPredictions, PredictionWindow, class_table
 from monitor.reference import Reference, ReferenceError
 from monitor.streams import StreamState
 
@@ -71,7 +75,9 @@ class Verdict:
 
 
 # Tests whose verdict comes from a p-value (the others compare an effect size to a threshold).
-P_VALUE_TESTS = ("ks", "mmd", "ks_dims")
+P_VALUE_TESTS = ("ks", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks")
+# probs_ks reports every class as a feature up to this many classes, beyond it only the drifted ones
+MAX_CLASS_FEATURES = 32
 
 
 class FittedReference:
@@ -88,6 +94,7 @@ class FittedReference:
         self.pca: PCA | None = None
         self.mmd: MMDReference | None = None
         self.reduced: np.ndarray | None = None
+        self.predictions = FittedPredictions.from_reference(reference)  # None: built without any
         if set(config.active_tests) & set(EMBEDDING_TESTS):
             self._fit_embeddings(config, embedder)
 
@@ -156,22 +163,28 @@ class Engine:
         if set(self.active) & set(EMBEDDING_TESTS):
             FittedReference.check_embeddings(reference, self.embedder)
 
-    def run_tests(self, fitted: FittedReference, rows: np.ndarray, embeddings: np.ndarray | None = None
-                  ) -> tuple[tuple[TestOutcome, ...], bool]:
+    def run_tests(self, fitted: FittedReference, rows: np.ndarray, embeddings: np.ndarray | None = None,
+                  predictions: PredictionWindow | None = None) -> tuple[tuple[TestOutcome, ...], bool]:
         """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
-        the frames' embeddings; and whether a voting test fired."""
+        the frames' embeddings and model outputs; and whether a voting test fired. A test without
+        its inputs (no embeddings, too few predictions) is skipped: absent from the outcomes."""
         window = rows[:, self._columns]
         reduced = None if embeddings is None or fitted.pca is None else fitted.pca.transform(embeddings)
         outcomes = []
         for name in self.active:
             if name in EMBEDDING_TESTS and reduced is None:
                 continue
+            if name in PREDICTION_TESTS:
+                outcome = self._run_prediction(name, fitted.predictions, predictions)
+                if outcome is not None:
+                    outcomes.append(outcome)
+                continue
             outcomes.append(self._run(name, fitted, window, reduced))
         return tuple(outcomes), any(o.drift for o in outcomes if o.name in self.voting)
 
     def evaluate(self, state: StreamState, fitted: FittedReference, now: float | None = None) -> Verdict:
         rows = state.window.values()
-        outcomes, fired = self.run_tests(fitted, rows, state.window.embeddings())
+        outcomes, fired = self.run_tests(fitted, rows, state.window.embeddings(), state.window.predictions())
         if state.detector_state is None:
             state.detector_state = self.new_detector()
         step = state.detector_state.update(fired)
@@ -213,6 +226,40 @@ class Engine:
             return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold), res.drift,
                                "bonferroni", res.p_value_note, dims)
         raise ValueError(f"unknown test {name!r}")  # pragma: no cover - the config admits no other
+
+    def _run_prediction(self, name: str, ref: FittedPredictions | None, cur: PredictionWindow | None
+                        ) -> TestOutcome | None:
+        """A test on the model's outputs, or None when the reference or the window has fewer than
+        MIN_PREDICTIONS frames with what the test needs."""
+        if ref is None or cur is None:
+            return None
+        alpha = self._alpha(name)
+        if name == "pred_class":
+            ref_labels, cur_labels = ref.labels, cur.labels()
+            if min(len(ref_labels), len(cur_labels)) < MIN_PREDICTIONS:
+                return None
+            ref_codes, cur_codes, _ = class_table(ref_labels, cur_labels)
+            res = chi2_test(ref_codes, cur_codes, alpha=alpha, correction="none")
+            return summarize(name, res, ("predicted_class",))
+        if name == "confidence":
+            cur_conf = cur.confidences()
+            if min(len(ref.confidences), len(cur_conf)) < MIN_PREDICTIONS:
+                return None
+            return summarize(name, ks_test(ref.confidences, cur_conf, alpha=alpha, correction="none"),
+                             ("confidence",))
+        if name == "probs_ks":
+            if ref.probs is None or len(ref.probs) < MIN_PREDICTIONS:
+                return None
+            k = ref.probs.shape[1]
+            cur_probs = cur.probs(k)
+            if len(cur_probs) < MIN_PREDICTIONS:
+                return None
+            out = summarize(name, ks_test(ref.probs, cur_probs, alpha=alpha, correction="bonferroni"),
+                            tuple(f"class_{i}" for i in range(k)))
+            if k > MAX_CLASS_FEATURES:  # bounded metric series for 1000-class models
+                out = dataclasses.replace(out, features=tuple(f for f in out.features if f.drift))
+            return out
+        raise ValueError(f"unknown test {name!r}")  # pragma: no cover
 
 
 def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...]) -> TestOutcome:

@@ -18,6 +18,7 @@ import crc32c
 import numpy as np
 
 from monitor.config import SourceConfig, WindowConfig
+from monitor.predictions import Prediction, PredictionWindow, derive
 from monitor.source import Frame
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class WindowSnapshot:
     embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
     reference: Any  # monitor.reference.Reference the window was judged against
+    predictions: PredictionWindow | None = None  # the model outputs aligned with rows
 
 
 class Window:
@@ -68,13 +70,16 @@ class Window:
         self._rows = np.zeros((config.size, n_features), dtype=np.float32)
         self._emb = np.zeros((config.size, embedding_dim), dtype=np.float32) if embedding_dim else None
         self._refs: list[FrameRef | None] = [None] * config.size
+        self._preds: list[Prediction | None] = [None] * config.size  # the model's outputs, when sent
         self._next = 0  # ring position of the next row
         self.filled = 0
         self.since_evaluation = 0
 
-    def append(self, row: np.ndarray, ref: FrameRef | None = None, embedding: np.ndarray | None = None) -> None:
+    def append(self, row: np.ndarray, ref: FrameRef | None = None, embedding: np.ndarray | None = None,
+               prediction: Prediction | None = None) -> None:
         self._rows[self._next] = row
         self._refs[self._next] = ref
+        self._preds[self._next] = prediction
         if self._emb is not None:
             self._emb[self._next] = embedding
         self._next = (self._next + 1) % self.config.size
@@ -107,9 +112,16 @@ class Window:
 
     def refs(self) -> list[FrameRef | None]:
         """The window's frame references, oldest first, aligned with :meth:`values`."""
+        return self._ordered_list(self._refs)
+
+    def predictions(self) -> PredictionWindow:
+        """The window's frames' model outputs, oldest first, aligned with :meth:`values`."""
+        return PredictionWindow(self._ordered_list(self._preds))
+
+    def _ordered_list(self, ring: list) -> list:
         if self.filled < self.config.size:
-            return self._refs[: self.filled]
-        return self._refs[self._next:] + self._refs[: self._next]
+            return ring[: self.filled]
+        return ring[self._next:] + ring[: self._next]
 
     def mark_evaluated(self) -> None:
         self.since_evaluation = 0
@@ -151,7 +163,8 @@ class StreamState:
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
         self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
-                                         frame.origin.partition, frame.origin.offset, frame.uri), embedding)
+                                         frame.origin.partition, frame.origin.offset, frame.uri), embedding,
+                           derive(frame.predictions))
         return identical
 
 
@@ -167,8 +180,15 @@ class StreamState:
             "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
             "hysteresis": self.detector_state.get_state() if self.detector_state is not None else None,
             "refs": [dataclasses.astuple(r) if r is not None else None for r in w.refs()],
+            # label, confidence (null: none), length of its probability vector in `pred_probs` (0: none)
+            "predictions": [None if p is None else [p.label, None if p.confidence != p.confidence else p.confidence,
+                                                    0 if p.probs is None else len(p.probs)]
+                            for p in w.predictions().items],
         }
         arrays = {"rows": w.values(), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        vectors = [p.probs for p in w.predictions().items if p is not None and p.probs is not None]
+        if vectors:  # binary, all vectors end to end: a 1000-class model's window is 800 KB, not 4 MB of JSON
+            arrays["pred_probs"] = np.concatenate(vectors).astype(np.float32)
         emb = w.embeddings()
         if emb is not None:
             arrays["embeddings"] = emb
@@ -183,6 +203,7 @@ class StreamState:
             meta = json.loads(bytes(z["meta"]).decode())
             rows = z["rows"]
             emb = z["embeddings"] if "embeddings" in z.files else None
+            flat = z["pred_probs"] if "pred_probs" in z.files else np.zeros(0, np.float32)
         w = self.window
         if rows.shape[1] != w._rows.shape[1] or (emb is not None) != (w._emb is not None) or (
                 emb is not None and emb.shape[1] != w._emb.shape[1]):
@@ -190,9 +211,19 @@ class StreamState:
                         "changed); starting the stream afresh", self.key)
             return None
         refs = [FrameRef(*r) if r is not None else None for r in meta["refs"]]
+        preds: list[Prediction | None] = []
+        at = 0
+        for p in meta.get("predictions") or [None] * len(refs):
+            if p is None:
+                preds.append(None)
+                continue
+            label, conf, k = p
+            preds.append(Prediction(label, float("nan") if conf is None else conf,
+                                    flat[at:at + k].copy() if k else None))
+            at += k
         keep = slice(max(0, len(rows) - w.config.size), len(rows))
         for i in range(keep.start, keep.stop):
-            w.append(rows[i], refs[i], None if emb is None else emb[i])
+            w.append(rows[i], refs[i], None if emb is None else emb[i], preds[i])
         w.since_evaluation = min(meta["since_evaluation"], w.filled)
         self.frames, self.identical_frames = meta["frames"], meta["identical_frames"]
         self.last_ts, self.last_evaluated_at = meta["last_ts"], meta["last_evaluated_at"]
@@ -211,15 +242,15 @@ class Streams:
     embedding_dim: int = 0
     states: dict[str, StreamState] = field(default_factory=dict)
 
+    def new_state(self, key: str) -> StreamState:
+        """A fresh state for ``key``, not yet tracked."""
+        return StreamState(key, Window(self.n_features, self.window, self.embedding_dim))
+
     def get(self, key: str) -> StreamState:
         state = self.states.get(key)
         if state is None:
-            state = StreamState(key, Window(self.n_features, self.window, self.embedding_dim))
-            self.states[key] = state
+            state = self.states[key] = self.new_state(key)
         return state
-
-    def route(self, frame: Frame) -> StreamState:
-        return self.get(stream_key(frame, self.source))
 
     def __len__(self) -> int:
         return len(self.states)

@@ -193,9 +193,9 @@ def test_daemon_consumes_and_dead_letters_over_mutual_tls(tls_broker, tmp_path, 
 
 def _watch_refused(daemons, timeout_s=60.0):
     """Watch daemons run with credentials the broker must refuse (all at once, to bound the time):
-    none becomes ready or reads a frame. kafka-python's producer/consumer constructors raise when
-    they cannot bootstrap, so today the daemon exits non-zero at start (fail fast; see
-    docs/reliability.md) instead of staying up not-ready; either is accepted, a read frame is not."""
+    none becomes ready or reads a frame. The daemon retries a Kafka it cannot reach with backoff,
+    staying up and not ready (docs/reliability.md); a non-zero exit naming the Kafka error would be
+    accepted too, a read frame never."""
     seen = {name: [0.0, 0.0] for name in daemons}
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(d.proc.poll() is None for d in daemons.values()):

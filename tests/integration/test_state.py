@@ -63,7 +63,8 @@ def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fle
         fleet[i].set_shift(shift, severity)
     send_frames(broker, topic, phase(fleet, REF_FRAMES + 30, 40))
     # a join needs the first replica's rejoin too: generous on a loaded machine
-    assert second.wait_for(lambda: len(second.daemon.status()["streams"]) > 0, timeout=180), (
+    ok = second.wait_for(lambda: len(second.daemon.status()["streams"]) > 0, timeout=180)
+    assert ok, (
         "the second replica got no camera; assignments: "
         f"{first.daemon._consumer.assignment()} / {second.daemon._consumer.assignment()}")
     assert first.wait_for(lambda: sum(frames_by_stream(first, second).values()) == 8 * 70)

@@ -16,12 +16,13 @@ def test_defaults_are_valid():
     cfg = load_config(None, env={})
     assert cfg.kafka.topics == ("frames",)
     assert cfg.window.size == 200 and cfg.tests.vote == ("ks", "mmd")
-    assert cfg.active_tests == ("ks", "psi", "wasserstein", "mmd", "ks_dims")
+    assert cfg.active_tests == ("ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks")
 
 
 def test_embedding_tests_drop_out_without_embeddings():
     cfg = config_from_dict({"embedding": {"enabled": False}})
-    assert cfg.active_tests == ("ks", "psi", "wasserstein") and cfg.voting_tests == ("ks",)
+    assert cfg.active_tests == ("ks", "psi", "wasserstein", "pred_class", "confidence", "probs_ks")
+    assert cfg.voting_tests == ("ks",)
     with pytest.raises(ConfigError, match=r"^tests\.vote"):
         config_from_dict({"embedding": {"enabled": False}, "tests": {"vote": ["mmd"]}})
 

@@ -38,7 +38,7 @@ def test_memory_is_bounded_whatever_the_frame_count():
     for i in range(1000):
         f = frame(cam=f"c{i % 3}", data=bytes([i % 256]))
         f.frame_id = str(i)
-        s.route(f).observe(f, np.full(3, i), frame_digest(f.data))
+        s.get(stream_key(f, s.source)).observe(f, np.full(3, i), frame_digest(f.data))
     assert len(s) == 3
     for st in s.states.values():
         assert st.window._rows.shape == (10, 3) and len(st.window._refs) == 10
@@ -48,7 +48,7 @@ def test_memory_is_bounded_whatever_the_frame_count():
 
 def test_identical_consecutive_frames_are_counted():
     s = Streams(1, WindowConfig(size=10, evaluate_every=5), SourceConfig())
-    st = s.route(frame())
+    st = s.get("c1")
     flags = [st.observe(frame(data=d), np.zeros(1), frame_digest(d)) for d in (b"a", b"a", b"b", b"b", b"b")]
     assert flags == [False, True, False, True, True] and st.identical_frames == 3
 
