@@ -35,8 +35,10 @@ def demo_config(bootstrap: str, reference: str, port: int) -> dict:
                   "dead_letter_topic": "driftmon.deadletter", "fetch_max_wait_ms": 20,
                   "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "lag_interval_s": 2.0},
         "reference": {"path": reference},
-        "window": {"size": 60, "evaluate_every": 15},
-        "hysteresis": {"k": 2, "m": 3, "recover": 3},
+        # overlapping windows are correlated evaluations: 3 of 4 firings (not 2 of 3) before a
+        # declaration keeps healthy cameras quiet while a real shift is declared within ~20 s
+        "window": {"size": 60, "evaluate_every": 20},
+        "hysteresis": {"k": 3, "m": 4, "recover": 3},
         "http": {"host": "127.0.0.1", "port": port},
     }
 
@@ -114,7 +116,9 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
         verdict = s["last_verdict"]
         if s["drifted"] and verdict:
             fired = sorted({f for t in verdict["tests"] if t["name"] == "ks" for f in t["drifted_features"]})
-            parts.append(f"{cam.camera_id}: DRIFTED ({', '.join(fired[:3])}{'...' if len(fired) > 3 else ''})")
+            tests = [t["name"] for t in verdict["tests"] if t["drift"] and t["name"] in ("ks", "mmd")]
+            why = ", ".join(fired[:3]) + ("..." if len(fired) > 3 else "") if fired else ", ".join(tests)
+            parts.append(f"{cam.camera_id}: DRIFTED ({why or 'held by hysteresis'})")
         else:
             parts.append(f"{cam.camera_id}: ok" if verdict else f"{cam.camera_id}: filling {s['window_fill']:.0%}")
     return "\n  ".join(parts)
