@@ -13,7 +13,7 @@ import numpy as np
 
 from monitor import __version__
 from monitor.broker import BrokerError
-from monitor.config import ConfigError, load_config, to_dict
+from monitor.config import Config, ConfigError, load_config, to_dict
 from monitor.embed import EmbedderError
 
 
@@ -51,32 +51,20 @@ def _parser() -> argparse.ArgumentParser:
 
     ref = sub.add_parser("reference", help="reference sets").add_subparsers(metavar="ACTION")
     build = ref.add_parser("build", help="build a reference from images or a Kafka topic")
-    src = build.add_mutually_exclusive_group(required=True)
-    src.add_argument("--from-dir", metavar="DIR", help="a directory of images (searched recursively)")
-    src.add_argument("--from-topic", metavar="TOPIC", help="a Kafka topic (brokers from --config)")
-    build.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
-    build.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
+    _add_frame_source(build, from_dir="a directory of images (searched recursively)",
+                      from_topic="a Kafka topic (brokers from --config)", min_frames="build from")
     build.add_argument("--out", required=True, help="a .npz file (shared reference) or a reference store directory")
     build.add_argument("--stream", help="store it as this stream's own reference (store directories only)")
     build.add_argument("--per-stream", action="store_true",
                        help="with --from-topic: one reference per stream key found in the topic")
-    build.add_argument("--min-frames", type=int, default=50, help="refuse to build from fewer frames (default 50)")
-    build.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
-    build.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     build.set_defaults(func=_reference_build)
 
     promote = ref.add_parser("promote", help="make a healthy window or a labelled batch a stream's new reference "
                                               "version (older versions are kept)")
-    psrc = promote.add_mutually_exclusive_group(required=True)
-    psrc.add_argument("--from-dir", metavar="DIR", help="a directory of images, e.g. a labelled batch")
-    psrc.add_argument("--from-topic", metavar="TOPIC", help="a Kafka topic: the stream's frames between --start and --end")
-    promote.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
-    promote.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
+    _add_frame_source(promote, from_dir="a directory of images, e.g. a labelled batch",
+                      from_topic="a Kafka topic: the stream's frames between --start and --end", min_frames="promote")
     promote.add_argument("--store", required=True, help="the reference store directory the daemon reads")
     promote.add_argument("--stream", required=True, help="the stream whose reference is replaced")
-    promote.add_argument("--min-frames", type=int, default=50, help="refuse to promote fewer frames (default 50)")
-    promote.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
-    promote.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     promote.set_defaults(func=_reference_promote)
 
     check = sub.add_parser("check", help="judge directories of images against a reference, one JSON line each")
@@ -96,6 +84,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="", help="where references and logs go (default: a temporary dir)")
     demo.set_defaults(func=_demo)
     return p
+
+
+def _add_frame_source(p: argparse.ArgumentParser, *, from_dir: str, from_topic: str, min_frames: str) -> None:
+    """The options of commands that make a reference from collected frames (see ``_collect``)."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-dir", metavar="DIR", help=from_dir)
+    src.add_argument("--from-topic", metavar="TOPIC", help=from_topic)
+    p.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
+    p.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
+    p.add_argument("--min-frames", type=int, default=50, help=f"refuse to {min_frames} fewer frames (default 50)")
+    p.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 
 def _setup_logging(level: str) -> None:
@@ -152,11 +152,12 @@ def _parse_time(value: str | None) -> float | None:
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
-def _reference_build(args: argparse.Namespace) -> int:
+def _collect(args: argparse.Namespace, config: Config):
+    """The frames of --from-dir, or of --from-topic between --start and --end; a label of where
+    they came from; and a function making the reference of the frames in a mask for a stream,
+    which refuses fewer than --min-frames."""
     from monitor import collect
-    from monitor.reference import ReferenceStore
 
-    config = load_config(args.config)
     embedder = collect.build_embedder_from(config)
     if args.from_dir:
         got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
@@ -165,6 +166,21 @@ def _reference_build(args: argparse.Namespace) -> int:
         start, end = _parse_time(args.start), _parse_time(args.end)
         got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
         source = f"kafka:{args.from_topic}[{args.start or ''}..{args.end or ''}]"
+
+    def make_reference(mask: np.ndarray, stream: str | None):
+        n = int(mask.sum())
+        if n < args.min_frames:
+            raise ValueError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
+                             f"decode errors: {got.errors or 'none'}")
+        return collect.make_reference(got, mask=mask, stream=stream, source=source, config=config, embedder=embedder)
+
+    return got, source, make_reference
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from monitor.reference import ReferenceStore
+
+    got, _, make_reference = _collect(args, load_config(args.config))
     store = ReferenceStore(args.out)
     groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
     if args.per_stream:
@@ -174,13 +190,8 @@ def _reference_build(args: argparse.Namespace) -> int:
         groups = {k: keys == k for k in sorted(set(got.streams))}
     written = []
     for stream, mask in groups.items():
-        n = int(mask.sum())
-        if n < args.min_frames:
-            raise ValueError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
-                             f"decode errors: {got.errors or 'none'}")
-        path = store.add(collect.make_reference(got, mask=mask, stream=stream, source=source, config=config,
-                                                embedder=embedder))
-        written.append({"path": str(path), "stream": stream or "*", "frames": n})
+        path = store.add(make_reference(mask, stream))
+        written.append({"path": str(path), "stream": stream or "*", "frames": int(mask.sum())})
     print(json.dumps({"written": written, "decode_errors": got.errors}))
     return 0
 
@@ -189,7 +200,6 @@ def _reference_promote(args: argparse.Namespace) -> int:
     """A new version of one stream's reference from a healthy window or a labelled batch."""
     from dataclasses import replace
 
-    from monitor import collect
     from monitor.reference import ReferenceStore
 
     config = load_config(args.config)
@@ -198,25 +208,15 @@ def _reference_promote(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.store} is a single shared reference file; promote needs a store directory")
     if args.from_topic and not (args.start and args.end):
         raise ValueError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
-    embedder = collect.build_embedder_from(config)
-    if args.from_dir:
-        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
-        mask = np.ones(len(got.rows), bool)
-        source = f"dir:{Path(args.from_dir).resolve()}"
-    else:
-        start, end = _parse_time(args.start), _parse_time(args.end)
-        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
-        mask = np.array([s == args.stream for s in got.streams], bool)
-        source = f"kafka:{args.from_topic}[{args.start}..{args.end}]"
-    n = int(mask.sum())
-    if n < args.min_frames:
-        raise ValueError(f"{args.stream}: only {n} usable frames (need --min-frames {args.min_frames}); "
-                         f"decode errors: {got.errors or 'none'}")
+    got, source, make_reference = _collect(args, config)
+    # a labelled batch is all the stream's; a topic holds every stream's frames
+    mask = np.ones(len(got.rows), bool) if args.from_dir else np.array([s == args.stream for s in got.streams], bool)
+    ref = make_reference(mask, args.stream)
     before = store.versions(args.stream)
-    ref = collect.make_reference(got, mask=mask, stream=args.stream, source=source, config=config, embedder=embedder)
     path = store.add(replace(ref, extra=dict(ref.extra, promoted=True, previous_versions=before)))
     print(json.dumps({"stream": args.stream, "version": store.versions(args.stream)[-1], "path": str(path),
-                      "frames": n, "previous_versions": before, "source": source, "decode_errors": got.errors}))
+                      "frames": int(mask.sum()), "previous_versions": before, "source": source,
+                      "decode_errors": got.errors}))
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import logging
 import threading
 import time
 from pathlib import Path
@@ -23,9 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from monitor.state import atomic_write_bytes, atomic_write_json, read_json
-
-log = logging.getLogger(__name__)
+from monitor.state import atomic_write_bytes, atomic_write_json, load_json_dir
 
 SCHEMA = "driftmon.event/v1"
 
@@ -78,12 +75,7 @@ class EventStore:
         self._lock = threading.RLock()
         self._events: dict[str, dict[str, Any]] = {}
         self._open: dict[str, str] = {}  # stream -> id of its open event
-        for path in sorted(self.dir.glob("evt-*.json")):
-            try:
-                event = read_json(path)
-            except ValueError:
-                log.error("drift event file %s does not parse; ignored", path)
-                continue
+        for event in load_json_dir(self.dir, "evt-*.json", "drift event"):
             self._events[event["id"]] = event
             if event["status"] == "open":
                 self._open[event["stream"]] = event["id"]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -48,6 +51,19 @@ def read_json(path: str | Path, default: Any = None) -> Any:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return default
+
+
+def load_json_dir(directory: str | Path, pattern: str, what: str) -> list[Any]:
+    """The JSON of each file in ``directory`` matching ``pattern``, in name order. A file that
+    does not parse (``what`` names its kind in the log) is skipped, so one damaged file cannot
+    keep the daemon from starting."""
+    records = []
+    for path in sorted(Path(directory).glob(pattern)):
+        try:
+            records.append(read_json(path))
+        except ValueError:
+            log.error("%s file %s does not parse; ignored", what, path)
+    return records
 
 
 def safe_name(text: str, max_len: int = 80) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import hmac
 import json
-import logging
 import re
 import threading
 import time
@@ -29,9 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from monitor.config import TicketsConfig
-from monitor.state import atomic_write_json, atomic_write_text, read_json, safe_name
-
-log = logging.getLogger(__name__)
+from monitor.state import atomic_write_json, atomic_write_text, load_json_dir, safe_name
 
 SCHEMA = "driftmon.ticket/v1"
 WEBHOOK_SCHEMA = "driftmon.ticket-webhook/v1"
@@ -227,14 +224,8 @@ class TicketBook:
         self.link = link  # path -> absolute URL
         self.on_change = on_change
         self._lock = threading.Lock()
-        self._tickets: dict[str, dict[str, Any]] = {}
-        for path in sorted(self.dir.glob("drift-*.json")):
-            try:
-                t = read_json(path)
-            except ValueError:
-                log.error("ticket file %s does not parse; ignored", path)
-                continue
-            self._tickets[t["id"]] = t
+        self._tickets: dict[str, dict[str, Any]] = {
+            t["id"]: t for t in load_json_dir(self.dir, "drift-*.json", "ticket")}
 
     def get(self, tid: str) -> dict[str, Any] | None:
         with self._lock:

@@ -1,12 +1,16 @@
 """Integration tests run against a real Kafka-protocol broker (Tansu) started on a free port."""
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from monitor.actions import Actions
 from monitor.broker import Broker
 from monitor.collect import build_embedder_from, from_dir, make_reference
 from monitor.config import config_from_dict
@@ -47,31 +51,71 @@ def daemon_config(broker, topic, reference, group=None, **overrides):
 
 
 class RunningDaemon:
-    """A daemon in a background thread with its own metrics registry."""
+    """A daemon in a background thread with its own metrics registry, and its HTTP API."""
 
-    def __init__(self, config):
-        self.registry = CollectorRegistry()
-        self.daemon = Daemon(config, registry=self.registry)
+    wait_s = 90.0
+
+    def __init__(self, config, registry=None, **wiring):
+        self.registry = CollectorRegistry() if registry is None else registry
+        self.daemon = Daemon(config, registry=self.registry, **wiring)
         started = threading.Event()
         self.thread = threading.Thread(target=self.daemon.run, kwargs={"ready_event": started}, daemon=True)
         self.thread.start()
         assert started.wait(30), "daemon did not start"
+        self.port = self.daemon.port
+        self.base = f"http://127.0.0.1:{self.port}"
 
     def value(self, name, **labels):
         return self.registry.get_sample_value(name, labels) or 0.0
 
-    def wait_for(self, predicate, timeout=90.0):
-        deadline = time.monotonic() + timeout
+    def wait_for(self, predicate, timeout=None):
+        deadline = time.monotonic() + (self.wait_s if timeout is None else timeout)
         while time.monotonic() < deadline:
             if predicate():
                 return True
             time.sleep(0.2)
         return False
 
+    def get(self, path):
+        with urllib.request.urlopen(self.base + path, timeout=30) as res:
+            return res.status, res.headers.get("Content-Type"), res.read()
+
+    def get_json(self, path):
+        return json.loads(self.get(path)[2])
+
+    def post(self, path, body, token=None):
+        """POST JSON; returns (status, JSON answer), error answers included."""
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+        req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as res:
+                return res.status, json.loads(res.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
     def stop(self):
         self.daemon.stop()
         self.thread.join(timeout=30)
         assert not self.thread.is_alive(), "daemon did not stop"
+
+
+class ActionsDaemon(RunningDaemon):
+    """The daemon with Actions wired in as `driftmon run` wires them (Actions on the daemon's
+    registry, their routes on the daemon's HTTP server)."""
+
+    wait_s = 150.0  # evidence and relabel deliveries come well after the frames are judged
+
+    def __init__(self, config, drain_s=30.0):
+        registry = CollectorRegistry()
+        self.actions = Actions(config, registry)
+        self.drain_s = drain_s
+        super().__init__(config, registry, on_verdict=self.actions.on_verdict, routes=self.actions.routes())
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:  # the action workers are closed even when the daemon thread hangs
+            self.actions.close(drain_s=self.drain_s)
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -34,14 +33,11 @@ import cv2
 import numpy as np
 import pytest
 from kafka import KafkaConsumer
-from prometheus_client import CollectorRegistry
 
-from monitor.actions import Actions
 from monitor.broker import free_port
-from monitor.daemon import Daemon
 from monitor.fleet import encode, make_fleet
 
-from .conftest import build_references, daemon_config, send_frames
+from .conftest import ActionsDaemon, build_references, daemon_config, send_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("LS_VENV", ROOT / ".venv-labelstudio"))
@@ -136,54 +132,6 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-class ActionsDaemon:
-    """The daemon with Actions wired in as `driftmon run` wires them, in a background thread."""
-
-    def __init__(self, config):
-        self.registry = CollectorRegistry()
-        self.actions = Actions(config, self.registry)
-        self.daemon = Daemon(config, registry=self.registry, on_verdict=self.actions.on_verdict,
-                             routes=self.actions.routes())
-        started = threading.Event()
-        self.thread = threading.Thread(target=self.daemon.run, kwargs={"ready_event": started}, daemon=True)
-        self.thread.start()
-        assert started.wait(30), "daemon did not start"
-        self.base = f"http://127.0.0.1:{self.daemon.port}"
-
-    def value(self, name, **labels):
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-    def wait_for(self, predicate, timeout=150.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.25)
-        return False
-
-    def get(self, path):
-        with urllib.request.urlopen(self.base + path, timeout=30) as res:
-            return res.status, res.headers.get("Content-Type"), res.read()
-
-    def get_json(self, path):
-        return json.loads(self.get(path)[2])
-
-    def post(self, path, body, token=TOKEN):
-        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
-        req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=30) as res:
-                return res.status, json.loads(res.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def stop(self):
-        self.daemon.stop()
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "daemon did not stop"
-        self.actions.close(drain_s=30)
 
 
 def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
@@ -394,7 +342,7 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
         assert d.value("driftmon_alert_webhooks_total", result="unauthorized") == 2
         assert d.value("driftmon_alert_webhooks_total", result="bad_request") == 4
 
-        status, answer = d.post("/alerts/alertmanager", good)
+        status, answer = d.post("/alerts/alertmanager", good, TOKEN)
         assert status == 200 and answer["tickets"] == [{"id": f"drift-{fp}", "action": "created"}]
         assert d.wait_for(lambda: len(receiver.posts) == 1 and (tickets_dir / f"drift-{fp}.md").exists())
         ticket = json.loads((tickets_dir / f"drift-{fp}.json").read_text())
@@ -415,10 +363,10 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             assert 400 <= d.post("/alerts/alertmanager", body, token)[0] < 500
         assert snapshot(tickets_dir) == before and len(receiver.posts) == 1
 
-        status, answer = d.post("/alerts/alertmanager", good)  # Alertmanager re-sends (repeat_interval)
+        status, answer = d.post("/alerts/alertmanager", good, TOKEN)  # Alertmanager re-sends (repeat_interval)
         assert answer["tickets"] == [{"id": f"drift-{fp}", "action": "updated"}]
         resolved, _ = alertmanager_payload(cam0, fp, "resolved", starts)
-        status, answer = d.post("/alerts/alertmanager", resolved)
+        status, answer = d.post("/alerts/alertmanager", resolved, TOKEN)
         assert answer["tickets"] == [{"id": f"drift-{fp}", "action": "resolved"}]
         assert d.wait_for(lambda: len(receiver.posts) == 3)
         assert [p["body"]["action"] for p in receiver.posts] == ["created", "updated", "resolved"]

@@ -47,7 +47,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -58,14 +57,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
-from monitor.actions import Actions
 from monitor.broker import free_port
-from monitor.daemon import Daemon
 from monitor.fleet import encode, make_fleet
 
-from .conftest import build_references, camera_frames, daemon_config, send_frames
+from .conftest import ActionsDaemon, build_references, camera_frames, daemon_config, send_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from deploy_assets import RULES_FILE, extract_promql  # noqa: E402
@@ -247,35 +243,6 @@ def alertmanager_config(daemon_port: int) -> str:
 # --- driftmon ------------------------------------------------------------------------------------
 
 
-class LiveDaemon:
-    """driftmon wired as `driftmon run` wires it (Actions on the daemon's registry, its routes on
-    the daemon's HTTP server), in a background thread."""
-
-    def __init__(self, config):
-        self.registry = CollectorRegistry()
-        self.actions = Actions(config, self.registry)
-        self.daemon = Daemon(config, registry=self.registry, on_verdict=self.actions.on_verdict,
-                             routes=self.actions.routes())
-        started = threading.Event()
-        self.thread = threading.Thread(target=self.daemon.run, kwargs={"ready_event": started}, daemon=True)
-        self.thread.start()
-        assert started.wait(30), "daemon did not start"
-        self.port = self.daemon.port
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def value(self, name: str, **labels: str) -> float:
-        return self.registry.get_sample_value(name, labels) or 0.0
-
-    def get(self, path: str) -> dict:
-        return http_json(self.base + path)
-
-    def stop(self) -> None:
-        self.daemon.stop()
-        self.thread.join(timeout=30)
-        self.actions.close(drain_s=10)
-        assert not self.thread.is_alive(), "daemon did not stop"
-
-
 def bad_records():
     jpeg = encode(np.full((64, 64, 3), 128, np.uint8))
     return [
@@ -299,7 +266,7 @@ class Scenario:
         self.recovered = self.fleet[RECOVERS].camera_id
         self.tickets_dir = tmp / "tickets"
         self.servers: list[Server] = []
-        self.daemon: LiveDaemon | None = None
+        self.daemon: ActionsDaemon | None = None
         self.sent = 0  # records sent
         self.t = REF_FRAMES  # next frame number per camera
 
@@ -315,7 +282,7 @@ class Scenario:
                      "retry": {"attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0},
                      "relabel": {"sinks": ["directory"], "directory": str(self.tmp / "export")},
                      "tickets": {"token": TOKEN, "sinks": ["directory"], "directory": str(self.tickets_dir)}})
-        self.daemon = LiveDaemon(config)
+        self.daemon = ActionsDaemon(config, drain_s=10)
 
         am_dir = self.tmp / "alertmanager"
         am_dir.mkdir()
@@ -412,11 +379,11 @@ class Scenario:
         wait_for(lambda: set(prom.firing(ALERT)) >= self.drifted)
         self.firing_after_drift = prom.firing(ALERT)
         # (c) ... Alertmanager delivers them, driftmon opens tickets
-        wait_for(lambda: {t["stream"] for t in d.get("/tickets")["tickets"]} >= self.drifted)
+        wait_for(lambda: {t["stream"] for t in d.get_json("/tickets")["tickets"]} >= self.drifted)
         self.am_alerts = {a["labels"].get("stream"): a for a in self.alertmanager.alerts()
                           if a["labels"]["alertname"] == ALERT}
-        self.tickets = {t["stream"]: d.get(f"/tickets/{t['id']}") for t in d.get("/tickets")["tickets"]}
-        self.events = {e["stream"]: e for e in d.get("/events")["events"]}
+        self.tickets = {t["stream"]: d.get_json(f"/tickets/{t['id']}") for t in d.get_json("/tickets")["tickets"]}
+        self.events = {e["stream"]: e for e in d.get_json("/events")["events"]}
         # the evidence (reports) and relabel deliveries of the drift events
         wait_for(lambda: d.value("driftmon_drift_reports_total", result="ok") >= len(self.drifted)
                  and d.actions.idle())
@@ -436,8 +403,8 @@ class Scenario:
         self.firing_after_recovery = prom.firing(ALERT)
         ticket = self.tickets.get(self.recovered)
         if ticket is not None:
-            wait_for(lambda: d.get(f"/tickets/{ticket['id']}").get("status") == "resolved")
-            self.resolved_ticket = d.get(f"/tickets/{ticket['id']}")
+            wait_for(lambda: d.get_json(f"/tickets/{ticket['id']}").get("status") == "resolved")
+            self.resolved_ticket = d.get_json(f"/tickets/{ticket['id']}")
         else:
             self.resolved_ticket = None
         self.ever_fired = {r["metric"].get("stream") for r in prom.vector(
@@ -570,7 +537,7 @@ def test_recovery_resolves_the_alert_and_the_ticket(live):
     assert live.resolved_ticket["stream"] == live.recovered
     still = live.drifted - {live.recovered}
     for stream in still:
-        assert live.daemon.get(f"/tickets/{live.tickets[stream]['id']}")["status"] == "firing"
+        assert live.daemon.get_json(f"/tickets/{live.tickets[stream]['id']}")["status"] == "firing"
     assert live.final_values["tickets_created"] == len(live.drifted)
     assert live.final_values["tickets_resolved"] == 1
     assert live.final_values["webhooks_accepted"] >= len(live.drifted) + 1  # the firing ones, the resolution
