@@ -10,7 +10,8 @@ __all__ = ["FeatureTestResult", "MultivariateTestResult"]
 
 # --- univariate exports (begin) ---
 from detectors.anderson import anderson_test  # noqa: E402
-from detectors.calibration import CalibrationResult, calibrate_threshold  # noqa: E402
+from detectors.calibration import (  # noqa: E402
+    CalibrationResult, KSCalibration, calibrate_ks, calibrate_threshold)
 from detectors.categorical import chi2_test, g_test  # noqa: E402
 from detectors.correction import Correction, correct  # noqa: E402
 from detectors.cvm import cvm_test  # noqa: E402
@@ -26,6 +27,8 @@ __all__ += [
     "anderson_test",
     "CalibrationResult",
     "calibrate_threshold",
+    "KSCalibration",
+    "calibrate_ks",
     "chi2_test",
     "g_test",
     "Correction",

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from detectors._pooled import Pooled, pooled_columns
 from detectors._univariate_common import (
     as_columns, check_alpha, check_correction, check_pair, p_value_result)
 from detectors.result import FeatureTestResult
@@ -38,54 +39,61 @@ def _sigma(n1: int, n2: int) -> float:
     return math.sqrt(sigmasq)
 
 
-def _a2akn_rows(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> np.ndarray:
-    """Midrank A2akN (Scholz-Stephens eq. 7) for every row of two sorted arrays.
+def a2akn(pooled: Pooled) -> np.ndarray:
+    """Midrank A2akN (Scholz-Stephens eq. 7) for every column.
 
-    The two sorted rows are merged by rank (two ``searchsorted``); runs of equal pooled
-    values (the distinct values ``z_j``, with multiplicity ``l_j``) are then found on the
-    flattened merge, so all rows are handled in one vectorised pass.
+    The sum runs over the distinct pooled values ``z`` (multiplicity ``l``): the distinct
+    reference values, plus the current values that the reference does not hold. For each,
+    the counts below ``z`` and at ``z`` in each sample come from ``pooled``; no merge.
     """
-    k, n1 = ref_sorted.shape
-    n2 = cur_sorted.shape[1]
+    ref = pooled.ref
+    k, n1 = ref.shape
+    n2 = pooled.cur_sorted.shape[1]
     N = n1 + n2
-    merged = np.empty((k, N))
-    is_ref = np.zeros((k, N), dtype=np.int64)
-    i1, i2 = np.arange(n1), np.arange(n2)
-    for c in range(k):
-        r, x = ref_sorted[c], cur_sorted[c]
-        pos_r = i1 + np.searchsorted(x, r, side="left")
-        pos_x = i2 + np.searchsorted(r, x, side="right")
-        merged[c, pos_r] = r
-        merged[c, pos_x] = x
-        is_ref[c, pos_r] = 1
-    flat = merged.ravel()
-    start = np.ones(k * N, dtype=bool)
-    start[1:] = flat[1:] != flat[:-1]
-    start[::N] = True  # every row starts a run
-    starts = np.flatnonzero(start)
-    lj = np.diff(np.append(starts, k * N)).astype(np.float64)
-    ends = starts + lj.astype(np.int64) - 1
-    row = starts // N
-    cum_ref = np.cumsum(is_ref.ravel())
-    ref_le = cum_ref[ends] - row * n1                        # #ref <= z_j
-    all_le = ends % N + 1                                    # #pooled <= z_j
-    f_ref = cum_ref[ends] - cum_ref[starts] + is_ref.ravel()[starts]  # #ref == z_j
-    f_cur = lj - f_ref
-    bj = starts % N + lj / 2.0
-    m_ref = ref_le - f_ref / 2.0
-    m_cur = (all_le - ref_le) - f_cur / 2.0
-    denom = bj * (N - bj) - N * lj / 4.0   # 0 only when a row has one distinct value
-    num = lj / N * ((N * m_ref - bj * n1) ** 2 / n1 + (N * m_cur - bj * n2) ** 2 / n2)
-    terms = np.divide(num, denom, out=np.zeros_like(num), where=denom > 0)
-    # one distinct value in the pooled row: the ECDFs coincide, A2akN = 0
-    return np.bincount(row, weights=terms, minlength=k) * (N - 1.0) / N
 
+    def terms(ref_lt, f_ref, cur_lt, f_cur):
+        # In place where possible: these arrays are n_ref x k, and fresh temporaries of that
+        # size cost more in page faults than in arithmetic.
+        lj = np.add(f_ref, f_cur, dtype=np.float64)
+        bj = np.multiply(lj, 0.5, out=np.empty(np.shape(cur_lt)))
+        bj += ref_lt
+        bj += cur_lt
+        # M_cur = B - M_ref, so (N M_ref - n1 B)^2 / n1 + (N M_cur - n2 B)^2 / n2
+        # = (N M_ref - n1 B)^2 (1 / n1 + 1 / n2): one squared deviation per value.
+        dev = np.multiply(ref_lt, N, dtype=np.float64)
+        dev += np.multiply(f_ref, N / 2.0)
+        dev -= n1 * bj
+        dev *= dev
+        dev *= lj
+        denom = np.subtract(N, bj)
+        denom *= bj
+        denom -= (N / 4.0) * lj
+        # 0 only when a row holds one distinct value: the ECDFs coincide, the term is 0
+        return np.divide(dev, denom, out=np.zeros_like(dev), where=denom > 0)
 
-def anderson_from_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray):
-    n1, n2 = ref_sorted.shape[1], cur_sorted.shape[1]
+    # distinct reference values: first occurrences in each sorted reference row
+    if ref.all_distinct:  # the usual case for continuous features: no gathering needed
+        below, at_most = pooled.cur_below_ref, pooled.cur_at_most_ref
+        a2 = terms(ref.less, 1, below, 0 if at_most is below else at_most - below).sum(axis=1)
+    else:
+        at = ref.run_start
+        ref_lt = ref.less.ravel()[at]
+        cur_lt = pooled.cur_below_ref.ravel()[at]
+        a2 = np.bincount(at // n1, minlength=k, weights=terms(
+            ref_lt, ref.less_equal.ravel()[at] - ref_lt,
+            cur_lt, pooled.cur_at_most_ref.ravel()[at] - cur_lt))
+    # current values absent from the reference, once per distinct value
+    only = (pooled.ref_less == pooled.ref_less_equal) & (pooled.cur_less == np.arange(n2))
+    cur_lt = pooled.cur_less[only]
+    a2 += np.bincount(np.nonzero(only)[0], minlength=k, weights=terms(
+        pooled.ref_less[only], 0, cur_lt, pooled.cur_less_equal[only] - cur_lt))
+    return a2 * ((1 / n1 + 1 / n2) * (N - 1.0) / N ** 2)
+
+def anderson_from_pooled(pooled: Pooled):
+    n1, n2 = pooled.ref.shape[1], pooled.cur_sorted.shape[1]
     if n1 + n2 < 4:
         raise ValueError("the Anderson-Darling test needs at least 4 rows in total")
-    a2 = _a2akn_rows(ref_sorted, cur_sorted)
+    a2 = a2akn(pooled)
     stat = (a2 - 1.0) / _sigma(n1, n2)
     p = np.exp(np.polyval(_LOGSIG_FIT, np.clip(stat, _CRITICAL.min(), _CRITICAL.max())))
     p = np.where(stat < _CRITICAL.min(), _SIG.max(), p)
@@ -139,6 +147,6 @@ def anderson_test(x_ref, x_cur, *, alpha: float = 0.05,
     ref = as_columns(x_ref, "x_ref")
     cur = as_columns(x_cur, "x_cur")
     check_pair(ref, cur)
-    stat, p, note = anderson_from_sorted(np.sort(ref.T, axis=1), np.sort(cur.T, axis=1))
+    stat, p, note = anderson_from_pooled(pooled_columns(ref, cur))
     return p_value_result("anderson", stat, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from detectors.ks import ks_p_value
+
 
 @dataclass(frozen=True)
 class CalibrationResult:
@@ -120,7 +122,9 @@ def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
     >>> 2.5 < cal.threshold < 4.0   # a z-score threshold, far above 1.96
     True
     """
-    ref = np.asarray(x_ref, dtype=np.float64)
+    ref = np.asarray(x_ref)
+    if ref.dtype.kind not in "iuf":  # integers stay integers (rank codes sort faster)
+        ref = ref.astype(np.float64)
     if ref.ndim == 1:
         ref = ref[:, None]
     if ref.ndim != 2 or ref.shape[0] == 0 or not np.all(np.isfinite(ref)):
@@ -175,3 +179,137 @@ def _resample_indices(rng: np.random.Generator, n: int, size: int, block: int) -
         return rng.integers(0, n, size=size)
     starts = rng.integers(0, n - block + 1, size=math.ceil(size / block))
     return (starts[:, None] + np.arange(block)).ravel()[:size]
+
+
+@dataclass(frozen=True)
+class KSCalibration:
+    """Outcome of :func:`calibrate_ks`: a threshold on the largest per-feature KS statistic.
+
+    Attributes
+    ----------
+    statistic_threshold : alarm when ``max_k D_k > statistic_threshold``.
+    level : the exact two-sided KS p-value of a single feature at that statistic; alarming when
+        any feature's p-value is below it is the same rule. Compare with ``alpha / k``
+        (Bonferroni), which ignores the schedule.
+    n_ref, window : the sample sizes the threshold holds for.
+    calibration : the underlying :class:`CalibrationResult`.
+    """
+
+    statistic_threshold: float
+    level: float
+    n_ref: int
+    window: int
+    calibration: CalibrationResult
+
+
+def ks_rank_codes(x_ref) -> tuple[np.ndarray, int]:
+    """Each value's position in its own sorted column, as one integer per value.
+
+    Returns ``(codes, shift)`` with ``code = (less << shift) | equal``, where ``less`` counts
+    the column's values below it and ``equal`` those equal to it: sorting codes sorts values,
+    and a window's KS statistic against the whole column follows from its codes alone (see
+    :func:`max_ks_statistic`).
+    """
+    x = np.asarray(x_ref, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    n = x.shape[0]
+    shift = int(n).bit_length()
+    codes = np.empty(x.shape, dtype=np.int64)
+    for c in range(x.shape[1]):
+        col = np.sort(x[:, c])
+        less = np.searchsorted(col, x[:, c], side="left")
+        codes[:, c] = (less << shift) | (np.searchsorted(col, x[:, c], side="right") - less)
+    return codes, shift
+
+
+def max_ks_statistic(codes: np.ndarray, n_ref: int, shift: int,
+                     ref_counts: np.ndarray | None = None) -> np.ndarray:
+    """Largest KS statistic over features for windows of reference codes.
+
+    ``codes`` has shape ``(b, window, k)`` (from :func:`ks_rank_codes` of the reference the
+    statistic is taken against); returns ``(b,)``. Same counting as :func:`detectors.ks_test`
+    (``max(F_ref - F_cur)`` just below a window value, ``max(F_cur - F_ref)`` at it), exact.
+
+    ``ref_counts``, shape ``(k, n_ref + 1)``, optionally replaces the reference by a resample of
+    it: ``ref_counts[c, i]`` is how many resampled values lie below the ``i``-th smallest value
+    of column ``c`` (default: ``i`` itself, the reference unchanged).
+    """
+    w = codes.shape[1]
+    s = np.sort(np.swapaxes(codes, 1, 2), axis=-1)           # (b, k, w)
+    j = np.arange(w)
+    # in place: this is the calibration's inner loop, run ~30 x target_run_length times
+    less = s >> shift                                         # reference values < x_j
+    at_most = np.bitwise_and(s, (1 << shift) - 1, out=s)      # reference values == x_j
+    at_most += less
+    if ref_counts is not None:  # look the counts up in the resample, one flat gather each
+        offset = (np.arange(codes.shape[2]) * (n_ref + 1))[:, None].astype(less.dtype)
+        flat = ref_counts.ravel()
+        less = np.take(flat, less + offset)
+        at_most += offset
+        at_most = np.take(flat, at_most)
+    less *= w
+    less -= j * n_ref                                         # n_ref w (F_ref - F_cur) below x_j
+    up = less.max(axis=(1, 2))
+    at_most *= w
+    np.subtract((j + 1) * n_ref, at_most, out=at_most)        # n_ref w (F_cur - F_ref) at x_j
+    down = at_most.max(axis=(1, 2))
+    return np.maximum(np.maximum(up, down), 0) / (n_ref * w)
+
+
+def calibrate_ks(x_ref, *, window: int, stride: int, target_run_length: float = 10_000,
+                 resample_block: int = 1, n_blocks: int | None = None,
+                 seed: int | None = 0) -> KSCalibration:
+    """Calibrate per-feature KS tests on a sliding schedule to a run length between false alarms.
+
+    The evaluation fires when any feature's KS statistic against ``x_ref`` exceeds the returned
+    threshold; on streams exchangeable with the reference, the expected number of evaluations
+    between firings is then at least ``target_run_length``. Simulated by
+    :func:`calibrate_threshold` on the exact ``window`` / ``stride`` schedule, with the
+    correlation between features kept (whole frames are resampled) and between overlapping
+    windows accounted for. Work happens on integer rank codes (no floating-point sort of the
+    reference per window), about ``30 * target_run_length`` window evaluations in all.
+
+    Parameters
+    ----------
+    x_ref : array_like, shape (n_ref, k)
+        Reference frames' features (time order matters only with ``resample_block > 1``).
+    window, stride, target_run_length, resample_block, n_blocks, seed :
+        As for :func:`calibrate_threshold`.
+
+    Returns
+    -------
+    KSCalibration
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from detectors import calibrate_ks
+    >>> ref = np.random.default_rng(0).normal(size=(5000, 4))
+    >>> cal = calibrate_ks(ref, window=100, stride=25, target_run_length=500, seed=1)
+    >>> bool(cal.level < 0.05 / 4)   # stricter than Bonferroni for one look
+    True
+    """
+    codes, shift = ks_rank_codes(x_ref)
+    n_ref, k = codes.shape
+    small = n_ref << shift < 2**31 and n_ref * (window + 1) < 2**31
+    if small:
+        codes = codes.astype(np.int32)  # half the memory traffic; sorts twice as fast
+    resample_block = _positive_int("resample_block", resample_block)
+    # Each simulated stream also gets its own resample of the reference: the live reference is
+    # one sample of the process, and its sampling error raises every window's statistic.
+    order = np.argsort(codes, axis=0, kind="stable").T        # (k, n_ref): rows in value order
+    rng = np.random.default_rng(None if seed is None else [seed, 1])
+
+    def statistic(windows):
+        weights = np.bincount(_resample_indices(rng, n_ref, n_ref, resample_block), minlength=n_ref)
+        counts = np.zeros((k, n_ref + 1), dtype=codes.dtype)
+        np.cumsum(weights[order], axis=1, out=counts[:, 1:])
+        return max_ks_statistic(windows, n_ref, shift, counts)
+
+    result = calibrate_threshold(
+        codes, statistic, window=window, stride=stride, target_run_length=target_run_length,
+        n_blocks=n_blocks, resample_block=resample_block, vectorized=True, seed=seed)
+    return KSCalibration(statistic_threshold=result.threshold,
+                         level=ks_p_value(n_ref, window, result.threshold), n_ref=n_ref,
+                         window=window, calibration=result)

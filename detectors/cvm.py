@@ -7,6 +7,7 @@ import math
 import numpy as np
 from scipy import special, stats
 
+from detectors._pooled import Pooled, pooled_columns
 from detectors._univariate_common import (
     as_columns, check_alpha, check_correction, check_pair, p_value_result)
 from detectors.result import FeatureTestResult
@@ -22,31 +23,17 @@ def check_cvm_method(method: str) -> str:
     return method
 
 
-def self_ranks(ref_sorted: np.ndarray):
-    """Left/right positions of each sorted reference value within its own row (ties)."""
-    left = np.stack([np.searchsorted(r, r, side="left") for r in ref_sorted])
-    right = np.stack([np.searchsorted(r, r, side="right") for r in ref_sorted])
-    return left, right
-
-
-def cvm_u_from_sorted(ref_sorted, cur_sorted, ref_left=None, ref_right=None) -> np.ndarray:
+def cvm_u(pooled: Pooled) -> np.ndarray:
     """Anderson's ``U = n sum (r_i - i)^2 + m sum (s_j - j)^2`` with pooled midranks."""
-    k, n1 = ref_sorted.shape
-    n2 = cur_sorted.shape[1]
-    if ref_left is None:
-        ref_left, ref_right = self_ranks(ref_sorted)
+    ref = pooled.ref
+    n1, n2 = ref.shape[1], pooled.cur_sorted.shape[1]
+    # 1-based midrank of v in the pooled sample = (#pooled < v + #pooled <= v + 1) / 2
+    rank_r = 0.5 * (ref.less + ref.less_equal + pooled.cur_below_ref + pooled.cur_at_most_ref + 1)
+    rank_x = 0.5 * (pooled.ref_less + pooled.ref_less_equal + pooled.cur_less
+                    + pooled.cur_less_equal + 1)
     i1 = np.arange(1, n1 + 1, dtype=np.float64)
     i2 = np.arange(1, n2 + 1, dtype=np.float64)
-    u = np.empty(k)
-    for c in range(k):
-        r, x = ref_sorted[c], cur_sorted[c]
-        # midrank = (#pooled < v + #pooled <= v + 1) / 2
-        rank_r = 0.5 * (ref_left[c] + ref_right[c] + np.searchsorted(x, r, "left")
-                        + np.searchsorted(x, r, "right") + 1)
-        rank_x = 0.5 * (np.searchsorted(r, x, "left") + np.searchsorted(r, x, "right")
-                        + np.searchsorted(x, x, "left") + np.searchsorted(x, x, "right") + 1)
-        u[c] = n1 * np.sum((rank_r - i1) ** 2) + n2 * np.sum((rank_x - i2) ** 2)
-    return u
+    return n1 * np.sum((rank_r - i1) ** 2, axis=1) + n2 * np.sum((rank_x - i2) ** 2, axis=1)
 
 
 def _cdf_cvm_inf(x: np.ndarray) -> np.ndarray:
@@ -68,11 +55,12 @@ def _cdf_cvm_inf(x: np.ndarray) -> np.ndarray:
     return total
 
 
-def cvm_from_sorted(ref_sorted, cur_sorted, method: str, ref_left=None, ref_right=None):
+def cvm_from_pooled(pooled: Pooled, method: str):
+    ref_sorted, cur_sorted = pooled.ref.sorted, pooled.cur_sorted
     n1, n2 = ref_sorted.shape[1], cur_sorted.shape[1]
     if n1 < 2 or n2 < 2:
         raise ValueError("the Cramér-von Mises test needs at least two rows in each sample")
-    u = cvm_u_from_sorted(ref_sorted, cur_sorted, ref_left, ref_right)
+    u = cvm_u(pooled)
     kk, N = n1 * n2, n1 + n2
     t = u / (kk * N) - (4 * kk - 1) / (6 * N)
     mode = method
@@ -147,6 +135,6 @@ def cvm_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni
     ref = as_columns(x_ref, "x_ref")
     cur = as_columns(x_cur, "x_cur")
     check_pair(ref, cur)
-    t, p, note = cvm_from_sorted(np.sort(ref.T, axis=1), np.sort(cur.T, axis=1), method)
+    t, p, note = cvm_from_pooled(pooled_columns(ref, cur), method)
     return p_value_result("cvm", t, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
+from detectors._pooled import Pooled, pooled_columns
 from detectors._univariate_common import (
     as_columns, check_alpha, check_correction, check_pair, p_value_result)
 from detectors.result import FeatureTestResult
@@ -33,37 +34,28 @@ def check_ks_method(method: str) -> str:
     return method
 
 
-def ks_statistic_counts(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> np.ndarray:
+def ks_statistic_counts(pooled: Pooled) -> np.ndarray:
     """Return ``h`` with ``D = h / lcm(n_ref, n_cur)`` for each column, exactly (integers).
-
-    ``ref_sorted`` has shape ``(k, n_ref)``, ``cur_sorted`` ``(k, n_cur)``, each row sorted.
 
     Between consecutive current points the reference ECDF can only rise, so
     ``max(F_ref - F_cur)`` is reached just below a current point and ``max(F_cur - F_ref)``
-    at a current point: two ``searchsorted`` of the current sample into the reference
-    suffice, with ties handled by the left/right sides.
+    at a current point: the counts of reference values below / at most each current point
+    suffice, with ties handled by the strict / non-strict count.
     """
-    k, n1 = ref_sorted.shape
-    n2 = cur_sorted.shape[1]
-    g = math.gcd(n1, n2)
+    n1 = pooled.ref.shape[1]
+    n2 = pooled.cur_sorted.shape[1]
     j = np.arange(n2, dtype=np.int64)
-    h = np.empty(k, dtype=np.int64)
-    for c in range(k):
-        r, x = ref_sorted[c], cur_sorted[c]
-        left = np.searchsorted(r, x, side="left")
-        right = np.searchsorted(r, x, side="right")
-        # n1 * n2 * (F_ref - F_cur) just below x_j, and n1 * n2 * (F_cur - F_ref) at x_j
-        up = (left * n2 - j * n1).max()
-        down = ((j + 1) * n1 - right * n2).max()
-        h[c] = max(up, down, 0)
-    return h // g
+    # n1 * n2 * (F_ref - F_cur) just below x_j, and n1 * n2 * (F_cur - F_ref) at x_j
+    up = (pooled.ref_less * n2 - j * n1).max(axis=1)
+    down = ((j + 1) * n1 - pooled.ref_less_equal * n2).max(axis=1)
+    return np.maximum(np.maximum(up, down), 0) // math.gcd(n1, n2)
 
 
-def ks_from_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray, method: str):
-    """Statistic, p-value and note for sorted ``(k, n)`` rows; the core of every KS entry point."""
-    n1 = ref_sorted.shape[1]
-    n2 = cur_sorted.shape[1]
-    h = ks_statistic_counts(ref_sorted, cur_sorted)
+def ks_from_pooled(pooled: Pooled, method: str):
+    """Statistic, p-value and note for every column; the core of every KS entry point."""
+    n1 = pooled.ref.shape[1]
+    n2 = pooled.cur_sorted.shape[1]
+    h = ks_statistic_counts(pooled)
     lcm = (n1 // math.gcd(n1, n2)) * n2
     d = h / lcm
     mode = method
@@ -88,6 +80,18 @@ def ks_from_sorted(ref_sorted: np.ndarray, cur_sorted: np.ndarray, method: str):
         p = _asymp_p(n1, n2, d)
         note = "asymptotic (Smirnov distribution with n = round(n_ref n_cur / (n_ref + n_cur)))"
     return d, np.clip(p, 0.0, 1.0), note
+
+
+def ks_p_value(n_ref: int, n_cur: int, statistic: float) -> float:
+    """Two-sided p-value of one KS statistic ``D`` for these sample sizes (``method="auto"``)."""
+    g = math.gcd(n_ref, n_cur)
+    lcm = (n_ref // g) * n_cur
+    h = int(round(statistic * lcm))
+    if max(n_ref, n_cur) <= MAX_AUTO_EXACT_N:
+        ok, p = _exact_p(n_ref, n_cur, h)
+        if ok:
+            return min(1.0, max(0.0, p))
+    return float(np.clip(_asymp_p(n_ref, n_cur, np.array([h / lcm]))[0], 0.0, 1.0))
 
 
 def _asymp_p(n1: int, n2: int, d: np.ndarray) -> np.ndarray:
@@ -192,8 +196,6 @@ def ks_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
     ref = as_columns(x_ref, "x_ref")
     cur = as_columns(x_cur, "x_cur")
     check_pair(ref, cur)
-    ref_sorted = np.sort(ref.T, axis=1)
-    cur_sorted = np.sort(cur.T, axis=1)
-    d, p, note = ks_from_sorted(ref_sorted, cur_sorted, method)
+    d, p, note = ks_from_pooled(pooled_columns(ref, cur), method)
     return p_value_result("ks", d, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

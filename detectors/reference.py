@@ -7,11 +7,12 @@ import numpy as np
 from detectors._univariate_common import (
     as_columns, check_alpha, check_bins, check_correction, check_threshold, p_value_result,
     threshold_result)
-from detectors.anderson import anderson_from_sorted
+from detectors._pooled import Pooled, SortedReference
+from detectors.anderson import anderson_from_pooled
 from detectors.binning import current_proportions, fit_histograms
-from detectors.cvm import check_cvm_method, cvm_from_sorted, self_ranks
+from detectors.cvm import check_cvm_method, cvm_from_pooled
 from detectors.divergence import hellinger_from_proportions, js_from_proportions
-from detectors.ks import check_ks_method, ks_from_sorted
+from detectors.ks import check_ks_method, ks_from_pooled
 from detectors.psi import psi_from_proportions
 from detectors.result import FeatureTestResult
 from detectors.wasserstein import std_denominator, wasserstein_from_sorted
@@ -26,7 +27,8 @@ class UnivariateReference:
 
     Fitting sorts each column and computes what every window reuses: the PSI / JS /
     Hellinger bin edges and reference histograms, the mean and standard deviation used to
-    normalise Wasserstein, and (lazily) the within-reference ranks for Cramér-von Mises.
+    normalise Wasserstein, and the within-reference counts that KS, Cramér-von Mises and
+    Anderson-Darling share (a window is placed in the reference once, for all three).
     Every method returns exactly what the matching pure function (``ks_test``, ...) returns
     for ``(x_ref, x_cur)``: both run the same code on the same sorted columns.
 
@@ -77,7 +79,7 @@ class UnivariateReference:
         self._mean = ref.mean(axis=0)
         self._denominator = std_denominator(self._mean, ref.std(axis=0))
         self._edges, self._ref_props = fit_histograms(self._sorted, self.psi_bins)
-        self._ranks = None
+        self._ranked = SortedReference(self._sorted)
 
     @property
     def n_ref(self) -> int:
@@ -124,8 +126,7 @@ class UnivariateReference:
         check_ks_method(method)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        cur = self._current(x_cur)
-        return self._ks(np.sort(cur.T, axis=1), alpha, correction, method)
+        return self._ks(self._pooled(x_cur), alpha, correction, method)
 
     def cvm(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
             method: str = "auto") -> FeatureTestResult:
@@ -133,16 +134,14 @@ class UnivariateReference:
         check_cvm_method(method)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        cur = self._current(x_cur)
-        return self._cvm(np.sort(cur.T, axis=1), alpha, correction, method)
+        return self._cvm(self._pooled(x_cur), alpha, correction, method)
 
     def anderson(self, x_cur, *, alpha: float = 0.05,
                  correction: str = "bonferroni") -> FeatureTestResult:
         """Anderson-Darling test of ``x_cur`` against the reference (see ``anderson_test``)."""
         alpha = check_alpha(alpha)
         check_correction(correction)
-        cur = self._current(x_cur)
-        return self._anderson(np.sort(cur.T, axis=1), alpha, correction)
+        return self._anderson(self._pooled(x_cur), alpha, correction)
 
     def psi(self, x_cur, *, threshold: float = 0.2) -> FeatureTestResult:
         """Population stability index on the fitted bins (see ``psi_test``)."""
@@ -199,15 +198,16 @@ class UnivariateReference:
         th = {"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1, "hellinger": 0.1}
         th.update({k: check_threshold(v) for k, v in (thresholds or {}).items()})
         cur = self._current(x_cur)
-        cur_sorted = np.sort(cur.T, axis=1)
+        cur_sorted = np.ascontiguousarray(np.sort(cur.T, axis=1))
+        pooled = Pooled(self._ranked, cur_sorted)
         out = {}
         for name in tests:
             if name == "ks":
-                out[name] = self._ks(cur_sorted, alpha, correction, "auto")
+                out[name] = self._ks(pooled, alpha, correction, "auto")
             elif name == "cvm":
-                out[name] = self._cvm(cur_sorted, alpha, correction, "auto")
+                out[name] = self._cvm(pooled, alpha, correction, "auto")
             elif name == "anderson":
-                out[name] = self._anderson(cur_sorted, alpha, correction)
+                out[name] = self._anderson(pooled, alpha, correction)
             elif name == "psi":
                 out[name] = self._psi(cur_sorted, th["psi"])
             elif name == "wasserstein":
@@ -218,23 +218,25 @@ class UnivariateReference:
                 out[name] = self.hellinger(cur, threshold=th["hellinger"])
         return out
 
-    # --- cores on sorted current columns ---------------------------------------------------
-    def _ks(self, cur_sorted, alpha, correction, method):
-        d, p, note = ks_from_sorted(self._sorted, cur_sorted, method)
+    # --- cores on a window placed in the reference (rank tests) or sorted (the others) ------
+    def _pooled(self, x_cur) -> Pooled:
+        cur = self._current(x_cur)
+        return Pooled(self._ranked, np.ascontiguousarray(np.sort(cur.T, axis=1)))
+
+    def _ks(self, pooled, alpha, correction, method):
+        d, p, note = ks_from_pooled(pooled, method)
         return p_value_result("ks", d, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=cur_sorted.shape[1], note=note)
+                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
 
-    def _cvm(self, cur_sorted, alpha, correction, method):
-        if self._ranks is None:
-            self._ranks = self_ranks(self._sorted)
-        t, p, note = cvm_from_sorted(self._sorted, cur_sorted, method, *self._ranks)
+    def _cvm(self, pooled, alpha, correction, method):
+        t, p, note = cvm_from_pooled(pooled, method)
         return p_value_result("cvm", t, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=cur_sorted.shape[1], note=note)
+                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
 
-    def _anderson(self, cur_sorted, alpha, correction):
-        stat, p, note = anderson_from_sorted(self._sorted, cur_sorted)
+    def _anderson(self, pooled, alpha, correction):
+        stat, p, note = anderson_from_pooled(pooled)
         return p_value_result("anderson", stat, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=cur_sorted.shape[1], note=note)
+                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
 
     def _psi(self, cur_cols, threshold):
         stat = psi_from_proportions(self._ref_props, current_proportions(self._edges, cur_cols))

@@ -175,6 +175,13 @@ class TestsConfig:
     wasserstein_threshold: float = 0.1
     # Columns tested; empty = every image statistic.
     features: tuple[str, ...] = ()
+    # > 0: calibrate the `ks` test's threshold on each reference, by replaying resampled reference
+    # frames through this window schedule, so that an unshifted stream fires on average at most
+    # once per this many evaluations (0 = off: `alpha` with `correction`). Only `ks` may vote then.
+    run_length: int = 0
+    # Calibration resamples runs of this many consecutive reference frames (1 = frames drawn
+    # independently); set it to the frames over which a camera's features stay correlated.
+    run_length_block: int = 1
 
     def __post_init__(self) -> None:
         _check(0 < self.alpha < 1, "tests.alpha", f"must be in (0, 1), got {self.alpha}")
@@ -185,6 +192,9 @@ class TestsConfig:
         _check(self.psi_threshold > 0, "tests.psi_threshold", "must be > 0")
         _check(2 <= self.psi_bins <= 100, "tests.psi_bins", "must be in [2, 100]")
         _check(self.wasserstein_threshold > 0, "tests.wasserstein_threshold", "must be > 0")
+        _check(self.run_length == 0 or 100 <= self.run_length <= 1_000_000, "tests.run_length",
+               f"must be 0 (off) or in [100, 1000000], got {self.run_length}")
+        _check(self.run_length_block >= 1, "tests.run_length_block", "must be >= 1")
         if self.features:
             from monitor.features import FEATURE_NAMES
 
@@ -464,6 +474,14 @@ class Config:
     def __post_init__(self) -> None:
         _check(bool(self.voting_tests), "tests.vote",
                "only embedding tests vote, but embedding.enabled is false")
+        _check(not self.tests.run_length or self.voting_tests == ("ks",), "tests.vote",
+               f"with tests.run_length only 'ks' can vote (its threshold is the calibrated one), "
+               f"got {list(self.voting_tests)}; the other tests are still run and reported")
+
+    @property
+    def evaluation_stride(self) -> int:
+        """Frames between two evaluations of a stream's window."""
+        return self.window.evaluate_every if self.window.mode == "sliding" else self.window.size
 
     @property
     def active_tests(self) -> tuple[str, ...]:

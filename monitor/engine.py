@@ -9,16 +9,17 @@ unlucky window does not page anyone.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from detectors.calibration import calibrate_ks
 from detectors.categorical import chi2_test
 from detectors.hysteresis import Hysteresis
 from detectors.ks import ks_test
-from detectors.ks_dims import ks_dims_test
 from detectors.mmd import MMDReference
 from detectors.reduce import PCA
 from detectors.reference import UnivariateReference
@@ -29,6 +30,7 @@ from monitor.predictions import MIN_PREDICTIONS, FittedPredictions, PredictionWi
 from monitor.reference import Reference, ReferenceError
 from monitor.streams import StreamState
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FeatureOutcome:
@@ -80,6 +82,59 @@ P_VALUE_TESTS = ("ks", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks")
 MAX_CLASS_FEATURES = 32
 
 
+@dataclass(frozen=True)
+class KSCalibrationPlan:
+    """What a calibrated KS threshold holds for: the schedule, the promise and the columns.
+
+    A reference stores the calibration it was built with (``fitted["calibration.ks"]``); it is
+    reused only for exactly this plan and this reference's size."""
+
+    window: int
+    stride: int
+    run_length: int
+    block: int
+    features: tuple[str, ...]
+
+    KEY = "calibration.ks"
+
+    @classmethod
+    def from_config(cls, config: Config, features: tuple[str, ...]) -> "KSCalibrationPlan | None":
+        t = config.tests
+        if not t.run_length:
+            return None
+        return cls(config.window.size, config.evaluation_stride, t.run_length, t.run_length_block, features)
+
+    def describe(self) -> str:
+        return f"window {self.window} every {self.stride} frames, run length {self.run_length}"
+
+    def calibrate(self, columns: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        """Arrays to store in a reference's ``fitted``: the threshold on max D and what it holds for."""
+        if columns.shape[0] < self.window:
+            raise ReferenceError(f"{columns.shape[0]} reference frames cannot calibrate windows of {self.window}")
+        started = time.perf_counter()
+        cal = calibrate_ks(columns, window=self.window, stride=self.stride, target_run_length=self.run_length,
+                           resample_block=min(self.block, columns.shape[0]), seed=seed)
+        log.info("calibrated KS on %d reference frames for %s in %.1f s: fires when D > %.4f (p < %.3g)",
+                 columns.shape[0], self.describe(), time.perf_counter() - started, cal.statistic_threshold,
+                 cal.level)
+        return {self.KEY: np.array([cal.statistic_threshold, cal.level, columns.shape[0], self.window,
+                                    self.stride, self.run_length, self.block], dtype=np.float64),
+                f"{self.KEY}.features": np.array(self.features, dtype=str)}
+
+    def stored(self, reference: Reference) -> tuple[float, float] | None:
+        """``(threshold on max D, per-feature level)`` stored for this plan in ``reference``, if any."""
+        arr = reference.fitted.get(self.KEY)
+        names = reference.fitted.get(f"{self.KEY}.features")
+        if arr is None or names is None:
+            return None
+        d, level, n_ref, window, stride, run_length, block = arr.tolist()
+        if ((int(n_ref), int(window), int(stride), int(run_length), int(block))
+                != (reference.n_frames, self.window, self.stride, self.run_length, self.block)
+                or tuple(str(n) for n in names) != self.features):
+            return None
+        return d, level
+
+
 class FittedReference:
     """A reference prepared once and reused for every window: sorted columns, bins and scales for
     the image statistics; with embeddings, the PCA fitted on the reference and the MMD kernel block
@@ -93,8 +148,17 @@ class FittedReference:
             reference.columns(feature_names), feature_names=list(feature_names), psi_bins=config.tests.psi_bins)
         self.pca: PCA | None = None
         self.mmd: MMDReference | None = None
-        self.reduced: np.ndarray | None = None
+        self.reduced_ks: UnivariateReference | None = None
         self.predictions = FittedPredictions.from_reference(reference)  # None: built without any
+        # (threshold on the largest KS statistic, per-feature level) when tests.run_length is set
+        self.ks_calibration: tuple[float, float] | None = None
+        plan = KSCalibrationPlan.from_config(config, feature_names)
+        if plan is not None:
+            self.ks_calibration = plan.stored(reference)
+            if self.ks_calibration is None:  # e.g. the shared reference, at start: calibrate now
+                arrays = plan.calibrate(reference.columns(feature_names), seed=reference.version)
+                reference.fitted.update(arrays)
+                self.ks_calibration = plan.stored(reference)
         if set(config.active_tests) & set(EMBEDDING_TESTS):
             self._fit_embeddings(config, embedder)
 
@@ -119,9 +183,11 @@ class FittedReference:
         else:  # a reference built elsewhere: fit now, the same way `reference build` does
             k = min(config.embedding.pca_components, ref.embeddings.shape[1], ref.n_frames - 1)
             self.pca = PCA().fit(ref.embeddings, k)
-        self.reduced = self.pca.transform(ref.embeddings)
+        reduced = self.pca.transform(ref.embeddings)
+        # sorted once here, not per window: ks_dims compares every window with these columns
+        self.reduced_ks = UnivariateReference(reduced, feature_names=[f"pc{i:02d}" for i in range(reduced.shape[1])])
         size = config.embedding.mmd_reference_size
-        sample = self.reduced
+        sample = reduced
         if len(sample) > size:  # seeded, so a restart fits the same kernel block
             sample = sample[np.random.default_rng(ref.version).choice(len(sample), size, replace=False)]
         self.mmd = MMDReference(sample, dtype="float32")
@@ -152,6 +218,10 @@ class Engine:
     def fit(self, reference: Reference) -> FittedReference:
         return FittedReference(reference, self.feature_names, self.config, self.embedder)
 
+    @property
+    def calibration_plan(self) -> KSCalibrationPlan | None:
+        return KSCalibrationPlan.from_config(self.config, self.feature_names)
+
     def new_detector(self) -> Hysteresis:
         h = self.config.hysteresis
         return Hysteresis(k=h.k, m=h.m, recover=h.recover)
@@ -162,6 +232,11 @@ class Engine:
         reference.columns(self.feature_names)
         if set(self.active) & set(EMBEDDING_TESTS):
             FittedReference.check_embeddings(reference, self.embedder)
+        plan = self.calibration_plan
+        if plan is not None and plan.stored(reference) is None:
+            raise ReferenceError(f"reference {reference.stream or '*'} v{reference.version} is not calibrated for "
+                                 f"tests.run_length ({plan.describe()}): rebuild it with this config "
+                                 "(driftmon reference build -c ...)")
 
     def run_tests(self, fitted: FittedReference, rows: np.ndarray, embeddings: np.ndarray | None = None,
                   predictions: PredictionWindow | None = None) -> tuple[tuple[TestOutcome, ...], bool]:
@@ -206,6 +281,8 @@ class Engine:
         ref = fitted.univariate
         t = self.tests
         if name == "ks":
+            if fitted.ks_calibration is not None and len(window) == self.config.window.size:
+                return self._calibrated_ks(fitted, window)
             return summarize(name, ref.ks(window, alpha=self._alpha(name), correction=t.correction),
                              self.feature_names)
         if name == "psi":
@@ -217,15 +294,27 @@ class Engine:
                                   alpha=self._alpha(name), seed=self._rng)
             return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold),
                                res.drift, "none", res.p_value_note, ())
-        if name == "ks_dims":
-            res = ks_dims_test(fitted.reduced, reduced, alpha=self._alpha(name))
-            k = len(res.dim_p_value)
-            dims = tuple(FeatureOutcome(f"pc{i:02d}", float(res.dim_statistic[i]),
-                                        float(min(1.0, k * res.dim_p_value[i])),
-                                        bool(min(1.0, k * res.dim_p_value[i]) <= res.threshold)) for i in range(k))
-            return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold), res.drift,
-                               "bonferroni", res.p_value_note, dims)
+        if name == "ks_dims":  # KS per principal component, Bonferroni across them (Rabanser et al. 2019)
+            dims = fitted.reduced_ks
+            return summarize(name, dims.ks(reduced, alpha=self._alpha(name), correction="bonferroni"),
+                             tuple(dims.feature_names))
         raise ValueError(f"unknown test {name!r}")  # pragma: no cover - the config admits no other
+
+    def _calibrated_ks(self, fitted: FittedReference, window: np.ndarray) -> TestOutcome:
+        """KS against the threshold calibrated for the run length: a feature drifts when its statistic
+        exceeds it, i.e. when its raw p-value is below the calibrated level."""
+        d_max, level = fitted.ks_calibration
+        res = fitted.univariate.ks(window, correction="none")
+        stat, p = np.asarray(res.statistic, dtype=float), np.asarray(res.p_value, dtype=float)
+        features = tuple(FeatureOutcome(f, float(stat[i]), float(p[i]), bool(stat[i] > d_max))
+                         for i, f in enumerate(self.feature_names))
+        return TestOutcome(
+            name="ks", statistic=float(stat.max()), p_value=float(p.min()), threshold=level,
+            drift=any(f.drift for f in features), correction="calibrated",
+            p_value_note=(f"{res.p_value_note}; threshold calibrated on the reference for a mean run length "
+                          f">= {self.config.tests.run_length} evaluations: fires when D > {d_max:.4g} "
+                          f"(p < {level:.3g})"),
+            features=features)
 
     def _run_prediction(self, name: str, ref: FittedPredictions | None, cur: PredictionWindow | None
                         ) -> TestOutcome | None:

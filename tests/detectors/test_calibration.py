@@ -11,7 +11,8 @@ import pytest
 from scipy import stats
 
 from detectors import (
-    anderson_test, calibrate_threshold, chi2_test, correct, cvm_test, g_test, ks_test)
+    anderson_test, calibrate_ks, calibrate_threshold, chi2_test, correct, cvm_test, g_test, ks_test)
+from detectors.calibration import ks_rank_codes, max_ks_statistic
 
 ALPHA = 0.05
 N_SEEDS = 600
@@ -132,3 +133,64 @@ def test_calibration_rejects_bad_options():
                    {"window": 5, "stride": 1, "resample_block": 1000}):
         with pytest.raises(ValueError):
             calibrate_threshold(ref, fn, **kwargs)
+
+
+def test_max_ks_statistic_equals_the_ks_test_with_ties_and_constant_columns():
+    rng = np.random.default_rng(8)
+    ref = np.c_[rng.normal(size=3000), np.round(rng.normal(size=3000)), np.full(3000, 7.0)]
+    codes, shift = ks_rank_codes(ref)
+    windows = rng.integers(0, 3000, size=(40, 120))
+    got = max_ks_statistic(codes[windows].astype(np.int32), 3000, shift)
+    want = [ks_test(ref, ref[w]).statistic.max() for w in windows]
+    np.testing.assert_array_equal(got, want)
+
+
+def _ks_run_lengths(ref, threshold, n_streams, cap, seed):
+    """Evaluations until max_k D_k first exceeds ``threshold`` on fresh N(0, I) streams."""
+    from detectors import UnivariateReference
+
+    uref = UnivariateReference(ref)
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_streams):
+        stream = rng.normal(size=(W + (cap - 1) * S, ref.shape[1]))
+        n = cap
+        for i in range(cap):
+            if uref.ks(stream[i * S:i * S + W], correction="none").statistic.max() > threshold:
+                n = i + 1
+                break
+        out.append(n)
+    return np.array(out)
+
+
+def test_calibrated_ks_delivers_the_promised_run_length_on_fresh_streams():
+    # The daemon's rule: 5 features, a 50-frame window every 10 frames, fire when any KS
+    # statistic exceeds the calibrated threshold. Streams are fresh draws from the process, not
+    # from the reference, and each of 30 references (4,000 frames) gets its own calibration and
+    # 10 streams: the reference's own sampling error is part of what is measured, and the
+    # promise is on average over references.
+    target = 100
+    run_lengths = []
+    for i in range(30):
+        ref = np.random.default_rng(100 + i).normal(size=(4000, 5))
+        cal = calibrate_ks(ref, window=W, stride=S, target_run_length=target, seed=i)
+        assert cal.level < ALPHA / 5  # stricter than Bonferroni for a single look
+        run_lengths.append(_ks_run_lengths(ref, cal.statistic_threshold, n_streams=10,
+                                           cap=20 * target, seed=1000 + i))
+    rl = np.concatenate(run_lengths)
+    mean, se = rl.mean(), rl.std(ddof=1) / np.sqrt(len(rl))
+    L = cal.calibration.block_evaluations
+    assert target - 3 * se <= mean <= target + L + 3 * se, (mean, se)
+    # Bonferroni at alpha on the same schedule: a false alarm every few dozen evaluations
+    bonf = _ks_run_lengths(ref, max_ks_threshold(ref, ALPHA / 5), n_streams=100, cap=20 * target,
+                           seed=12)
+    assert bonf.mean() < target / 2, bonf.mean()
+
+
+def max_ks_threshold(ref, level):
+    """Largest KS statistic whose exact p-value for (len(ref), W) is above ``level``."""
+    from detectors.ks import ks_p_value
+
+    grid = np.arange(1, W + 1) / W  # D is a multiple of 1/lcm; W divides len(ref) here
+    ok = [d for d in grid if ks_p_value(len(ref), W, d) > level]
+    return max(ok)

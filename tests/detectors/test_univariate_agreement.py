@@ -16,20 +16,25 @@ from detectors import (
 
 
 def _datasets(seed: int, n_sets: int, max_n: int = 60, k: int = 3):
-    """Random pairs: continuous, heavily tied (small integers), mixed, tiny and unequal sizes."""
+    """Random pairs: continuous, heavily tied (small integers), mixed, current values repeating
+    reference values, tiny and unequal sizes."""
     rng = np.random.default_rng(seed)
     for i in range(n_sets):
         n1 = int(rng.integers(1, max_n))
         n2 = int(rng.integers(1, max_n))
-        kind = i % 3
+        kind = i % 4
         if kind == 0:
             x, y = rng.normal(size=(n1, k)), rng.normal(0.3, 1.2, size=(n2, k))
         elif kind == 1:
             x = rng.integers(0, 4, size=(n1, k)).astype(float)
             y = rng.integers(0, 5, size=(n2, k)).astype(float)
-        else:
+        elif kind == 2:
             x = np.round(rng.exponential(size=(n1, k)), 1)
             y = np.round(rng.exponential(1.3, size=(n2, k)), 1)
+        else:  # distinct reference values, some of them repeated in the current window
+            x = rng.normal(size=(n1, k))
+            y = np.where(rng.uniform(size=(n2, k)) < 0.5, x[rng.integers(0, n1, size=(n2, k)), 0],
+                         rng.normal(size=(n2, k)))
         yield x, y
 
 

@@ -123,3 +123,31 @@ def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_f
     # give a wrongly re-read backlog time to show up before judging
     assert not second.wait_for(lambda: second.value("driftmon_frames_total", outcome="processed") > 10, timeout=3)
     assert second.value("driftmon_frames_total", outcome="processed") == 10
+
+
+def test_calibrated_run_length_from_reference_build_to_verdicts(broker, topic, small_fleet, tmp_path, run_daemon):
+    # tests.run_length: each camera's reference is calibrated when it is built, for the schedule
+    # the daemon runs; the daemon judges with that threshold and still catches real drift.
+    calibrated = {"tests": {"vote": ["ks"], "run_length": 500}, "embedding": {"enabled": False}}
+    config = daemon_config(broker, topic, tmp_path, **calibrated)
+    refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
+    config = daemon_config(broker, topic, refs, **calibrated)
+
+    live = []
+    for cam in small_fleet:
+        live += list(camera_frames(cam, range(REF_FRAMES, REF_FRAMES + 50)))
+    for i, (shift, severity) in DRIFTS.items():
+        small_fleet[i].set_shift(shift, severity)
+    for cam in small_fleet:
+        live += list(camera_frames(cam, range(REF_FRAMES + 50, REF_FRAMES + LIVE_FRAMES)))
+    send_frames(broker, topic, live)
+
+    d = run_daemon(config)
+    assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live))
+    status = json.load(urllib.request.urlopen(f"http://127.0.0.1:{d.daemon.port}/status"))
+    drifted = {cam.camera_id for i, cam in enumerate(small_fleet) if i in DRIFTS}
+    assert sorted(status["streams_drifted"]) == sorted(drifted)
+    for cam in small_fleet:
+        ks = next(t for t in status["streams"][cam.camera_id]["last_verdict"]["tests"] if t["name"] == "ks")
+        assert ks["correction"] == "calibrated" and "run length >= 500" in ks["p_value_note"]
+        assert ks["threshold"] < 0.05 / 20  # stricter than Bonferroni's per-feature level
