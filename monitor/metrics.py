@@ -64,6 +64,10 @@ class Metrics:
                                   ["stream", "test"], registry=r)
         self.test_statistic = Gauge("driftmon_stream_test_statistic", "Largest per-feature statistic",
                                     ["stream", "test"], registry=r)
+        self.test_threshold = Gauge("driftmon_stream_test_threshold",
+                                    "What the test compares with: the level for p-values (its alpha share, or "
+                                    "the run-length-calibrated level), else the statistic's threshold",
+                                    ["stream", "test"], registry=r)
         self.feature_statistic = Gauge("driftmon_stream_feature_statistic", "Per-feature test statistic",
                                        ["stream", "test", "feature"], registry=r)
         self.feature_window_mean = Gauge("driftmon_stream_feature_window_mean", "Feature mean over the window",
@@ -80,7 +84,7 @@ class Metrics:
             self.commits.labels(result)
         self._per_stream = [self.stream_frames, self.stream_identical, self.stream_last_ts, self.window_fill,
                             self.evaluations, self.drifted, self.drifted_since, self.test_drift, self.test_p_value,
-                            self.test_statistic, self.feature_statistic, self.feature_window_mean,
+                            self.test_statistic, self.test_threshold, self.feature_statistic, self.feature_window_mean,
                             self.reference_quantile, self.reference_info, self.reference_frames]
 
     def stream_label(self, stream: str) -> str:
@@ -133,6 +137,7 @@ class Metrics:
         for test in verdict.tests:
             self.test_drift.labels(label, test.name).set(int(test.drift))
             self.test_statistic.labels(label, test.name).set(test.statistic)
+            self.test_threshold.labels(label, test.name).set(test.threshold)
             if test.p_value is not None:
                 self.test_p_value.labels(label, test.name).set(test.p_value)
             if self.config.per_feature:

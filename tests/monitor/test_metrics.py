@@ -35,6 +35,8 @@ def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": "cam-a"}) == 1
     assert r.get_sample_value("driftmon_stream_drifted_since_timestamp_seconds", {"stream": "cam-a"}) == 100.0
     assert r.get_sample_value("driftmon_stream_test_p_value", {"stream": "cam-a", "test": "ks"}) == 0.001
+    ks = verdict("cam-a").tests[0]
+    assert r.get_sample_value("driftmon_stream_test_threshold", {"stream": "cam-a", "test": "ks"}) == ks.threshold
     assert r.get_sample_value("driftmon_stream_feature_window_mean",
                               {"stream": "cam-a", "feature": "brightness_mean"}) == 42.0
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": OTHER}) is None
