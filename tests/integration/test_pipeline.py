@@ -18,6 +18,18 @@ LIVE_FRAMES = 250
 DRIFTS = {1: ("dusk", 3), 4: ("defocus_blur", 3)}
 
 
+def live_frames(fleet):
+    """50 healthy frames per camera, then the DRIFTS cameras shift for the rest of LIVE_FRAMES."""
+    live = []
+    for cam in fleet:
+        live += list(camera_frames(cam, range(REF_FRAMES, REF_FRAMES + 50)))
+    for i, (shift, severity) in DRIFTS.items():
+        fleet[i].set_shift(shift, severity)
+    for cam in fleet:
+        live += list(camera_frames(cam, range(REF_FRAMES + 50, REF_FRAMES + LIVE_FRAMES)))
+    return live
+
+
 def bad_records():
     jpeg = encode(np.full((64, 64, 3), 128, np.uint8))
     return [
@@ -35,13 +47,7 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
     config = daemon_config(broker, topic, refs)
 
-    live = []
-    for cam in small_fleet:
-        live += list(camera_frames(cam, range(REF_FRAMES, REF_FRAMES + 50)))
-    for i, (shift, severity) in DRIFTS.items():
-        small_fleet[i].set_shift(shift, severity)
-    for cam in small_fleet:
-        live += list(camera_frames(cam, range(REF_FRAMES + 50, REF_FRAMES + LIVE_FRAMES)))
+    live = live_frames(small_fleet)
     bad = bad_records()
     send_frames(broker, topic, live[:600] + bad[:3] + live[600:] + bad[3:])
     total = len(live) + len(bad)
@@ -133,13 +139,7 @@ def test_calibrated_run_length_from_reference_build_to_verdicts(broker, topic, s
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
     config = daemon_config(broker, topic, refs, **calibrated)
 
-    live = []
-    for cam in small_fleet:
-        live += list(camera_frames(cam, range(REF_FRAMES, REF_FRAMES + 50)))
-    for i, (shift, severity) in DRIFTS.items():
-        small_fleet[i].set_shift(shift, severity)
-    for cam in small_fleet:
-        live += list(camera_frames(cam, range(REF_FRAMES + 50, REF_FRAMES + LIVE_FRAMES)))
+    live = live_frames(small_fleet)
     send_frames(broker, topic, live)
 
     d = run_daemon(config)
