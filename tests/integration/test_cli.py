@@ -1,4 +1,4 @@
-"""The command line as a user runs it: reference build (directory and topic), check, run + SIGTERM."""
+"""The command line as a user runs it: reference build (directory and topic), promote, check, run + SIGTERM."""
 
 import json
 import os
@@ -10,6 +10,9 @@ import urllib.request
 
 import yaml
 
+from monitor.config import load_config
+from monitor.engine import Engine
+from monitor.features import FEATURE_NAMES
 from monitor.fleet import Camera, encode
 from monitor.reference import Reference, ReferenceStore
 
@@ -70,6 +73,32 @@ def test_reference_build_refuses_too_few_frames(tmp_path):
     write_frames(tmp_path / "few", cam, range(5))
     res = driftmon("reference", "build", "--from-dir", tmp_path / "few", "--out", tmp_path / "r.npz", check=False)
     assert res.returncode == 2 and "only 5 usable frames" in res.stderr
+
+
+def test_reference_promote_adds_a_calibrated_version_and_refuses_what_it_cannot_promote(tmp_path):
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2)
+    write_frames(tmp_path / "first", cam, range(0, 120))
+    write_frames(tmp_path / "labelled", cam, range(120, 240))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"embedding": {"enabled": False}, "window": {"size": 50, "evaluate_every": 10},
+                                   "tests": {"vote": ["ks"], "run_length": 200}}))
+    driftmon("reference", "build", "--from-dir", tmp_path / "first", "--out", tmp_path / "store", "--stream",
+             "cam-a", "--config", cfg, "-q")
+    out = json.loads(driftmon("reference", "promote", "--from-dir", tmp_path / "labelled", "--store",
+                              tmp_path / "store", "--stream", "cam-a", "--config", cfg, "-q").stdout)
+    assert (out["stream"], out["version"], out["frames"], out["previous_versions"]) == ("cam-a", 2, 120, [1])
+    ref = ReferenceStore(tmp_path / "store").for_stream("cam-a")
+    assert ref.version == 2 and ref.extra["promoted"] and ref.source == f"dir:{(tmp_path / 'labelled').resolve()}"
+    # promoted with the daemon's config: calibrated for its schedule, so the daemon accepts it at start
+    Engine(load_config(cfg), FEATURE_NAMES).check(ref)
+
+    driftmon("reference", "build", "--from-dir", tmp_path / "first", "--out", tmp_path / "shared.npz", "-q")
+    res = driftmon("reference", "promote", "--from-dir", tmp_path / "labelled", "--store", tmp_path / "shared.npz",
+                   "--stream", "cam-a", check=False)
+    assert res.returncode == 2 and "single shared reference file" in res.stderr
+    res = driftmon("reference", "promote", "--from-topic", "frames", "--start", "0", "--store", tmp_path / "store",
+                   "--stream", "cam-a", check=False)
+    assert res.returncode == 2 and "--from-topic needs --start and --end" in res.stderr
 
 
 def test_reference_build_from_topic_per_stream(broker, topic, tmp_path):
