@@ -480,6 +480,10 @@ class Daemon:
             if ref is None:
                 return None
             try:
+                if (ref.stream or "*", ref.version) not in self._fitted:
+                    # added while running: refuse what the start would refuse (no calibration for
+                    # tests.run_length included) instead of calibrating inside the loop
+                    self.engine.check(ref)
                 state.reference = self._fit(ref)
             except (ReferenceError, EmbedderError) as e:  # a reference added while running
                 log.error("stream %s: %s", stream, e)

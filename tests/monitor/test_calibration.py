@@ -1,5 +1,7 @@
 """tests.run_length: the KS threshold calibrated on the reference for the daemon's own schedule."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,26 @@ def test_calibrated_threshold_fires_less_often_than_bonferroni_on_unshifted_wind
     assert 0.02 < fires[:, 1].mean() < 0.08, fires.mean(axis=0)
     assert fires[:, 0].mean() < 0.01, fires.mean(axis=0)
     assert not (fires[:, 0] & ~fires[:, 1]).any()  # stricter: fires only where Bonferroni does
+
+
+def test_daemon_calibrates_the_shared_reference_at_start_and_refuses_an_uncalibrated_one_added_later(
+        tmp_path, caplog):
+    from monitor.daemon import Daemon
+    from monitor.reference import ReferenceStore
+
+    store = ReferenceStore(tmp_path / "store")
+    uncalibrated = config_from_dict({"embedding": {"enabled": False}})
+    store.add(reference(uncalibrated))  # shared, built without tests.run_length
+    cfg = config_from_dict({
+        "embedding": {"enabled": False}, "window": {"size": 50, "evaluate_every": 10},
+        "tests": {"enabled": ["ks"], "vote": ["ks"], "features": FEATURES, "run_length": 200},
+        "reference": {"path": str(tmp_path / "store")}, "http": {"port": 0}})
+    d = Daemon(cfg)
+    shared = d._fitted_for("cam-a")
+    assert shared is not None and shared.ks_calibration is not None  # calibrated at start
+
+    late = reference(uncalibrated, seed=4)
+    store.add(dataclasses.replace(late, stream="cam-new"))
+    assert d._fitted_for("cam-new") is None  # not judged with an uncalibrated threshold
+    assert "not calibrated for tests.run_length" in caplog.text
+    assert not any(key[0] == "cam-new" for key in d._fitted)  # and not calibrated in the loop
