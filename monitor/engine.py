@@ -32,6 +32,7 @@ from monitor.streams import StreamState
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class FeatureOutcome:
     feature: str
