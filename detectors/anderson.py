@@ -89,6 +89,7 @@ def a2akn(pooled: Pooled) -> np.ndarray:
         pooled.ref_less[only], 0, cur_lt, pooled.cur_less_equal[only] - cur_lt))
     return a2 * ((1 / n1 + 1 / n2) * (N - 1.0) / N ** 2)
 
+
 def anderson_from_pooled(pooled: Pooled):
     n1, n2 = pooled.ref.shape[1], pooled.cur_sorted.shape[1]
     if n1 + n2 < 4:

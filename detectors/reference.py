@@ -7,7 +7,7 @@ import numpy as np
 from detectors._univariate_common import (
     as_columns, check_alpha, check_bins, check_correction, check_threshold, p_value_result,
     threshold_result)
-from detectors._pooled import Pooled, SortedReference
+from detectors._pooled import Pooled, SortedReference, sorted_columns
 from detectors.anderson import anderson_from_pooled
 from detectors.binning import current_proportions, fit_histograms
 from detectors.cvm import check_cvm_method, cvm_from_pooled
@@ -75,7 +75,7 @@ class UnivariateReference:
         if len(feature_names) != k:
             raise ValueError(f"{len(feature_names)} feature names for {k} columns")
         self.feature_names = feature_names
-        self._sorted = np.ascontiguousarray(np.sort(ref.T, axis=1))
+        self._sorted = sorted_columns(ref)
         self._mean = ref.mean(axis=0)
         self._denominator = std_denominator(self._mean, ref.std(axis=0))
         self._edges, self._ref_props = fit_histograms(self._sorted, self.psi_bins)
@@ -198,7 +198,7 @@ class UnivariateReference:
         th = {"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1, "hellinger": 0.1}
         th.update({k: check_threshold(v) for k, v in (thresholds or {}).items()})
         cur = self._current(x_cur)
-        cur_sorted = np.ascontiguousarray(np.sort(cur.T, axis=1))
+        cur_sorted = sorted_columns(cur)
         pooled = Pooled(self._ranked, cur_sorted)
         out = {}
         for name in tests:
@@ -220,8 +220,7 @@ class UnivariateReference:
 
     # --- cores on a window placed in the reference (rank tests) or sorted (the others) ------
     def _pooled(self, x_cur) -> Pooled:
-        cur = self._current(x_cur)
-        return Pooled(self._ranked, np.ascontiguousarray(np.sort(cur.T, axis=1)))
+        return Pooled(self._ranked, sorted_columns(self._current(x_cur)))
 
     def _ks(self, pooled, alpha, correction, method):
         d, p, note = ks_from_pooled(pooled, method)

@@ -16,7 +16,7 @@ from detectors.reduce import PCA
 from monitor.config import Config
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.embed import Embedder, build_embedder
-from monitor.engine import KSCalibrationPlan
+from monitor.engine import Engine
 from monitor.features import FEATURE_NAMES, compute_features
 from monitor.predictions import Prediction, derive, reference_arrays
 from monitor.reference import Reference
@@ -101,14 +101,14 @@ def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: st
         preds = got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep]
         pred_fitted, extra = reference_arrays(preds)
         fitted.update(pred_fitted)
-    plan = KSCalibrationPlan.from_config(config, tuple(config.tests.features) or FEATURE_NAMES)
+    ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
+                    time_range=(float(times.min()), float(times.max())) if len(times) else None,
+                    embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
+                    fitted=fitted, extra=extra)
+    plan = Engine(config, FEATURE_NAMES).calibration_plan  # the columns and schedule the daemon tests
     if plan is not None:  # the daemon reuses it for exactly this schedule (docs/detectors.md)
-        columns = got.matrix(mask)[:, [FEATURE_NAMES.index(n) for n in plan.features]]
-        fitted.update(plan.calibrate(columns, seed=0))
-    return Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
-                     time_range=(float(times.min()), float(times.max())) if len(times) else None,
-                     embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
-                     fitted=fitted, extra=extra)
+        ref.fitted.update(plan.calibrate(ref.columns(plan.features), seed=0))
+    return ref
 
 
 def build_embedder_from(config: Config) -> Embedder | None:

@@ -145,8 +145,8 @@ class FittedReference:
                  embedder: dict[str, Any] | None):
         self.reference = reference
         self.feature_names = feature_names
-        self.univariate = UnivariateReference(
-            reference.columns(feature_names), feature_names=list(feature_names), psi_bins=config.tests.psi_bins)
+        columns = reference.columns(feature_names)
+        self.univariate = UnivariateReference(columns, feature_names=list(feature_names), psi_bins=config.tests.psi_bins)
         self.pca: PCA | None = None
         self.mmd: MMDReference | None = None
         self.reduced_ks: UnivariateReference | None = None
@@ -157,8 +157,7 @@ class FittedReference:
         if plan is not None:
             self.ks_calibration = plan.stored(reference)
             if self.ks_calibration is None:  # e.g. the shared reference, at start: calibrate now
-                arrays = plan.calibrate(reference.columns(feature_names), seed=reference.version)
-                reference.fitted.update(arrays)
+                reference.fitted.update(plan.calibrate(columns, seed=reference.version))
                 self.ks_calibration = plan.stored(reference)
         if set(config.active_tests) & set(EMBEDDING_TESTS):
             self._fit_embeddings(config, embedder)
