@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, quote
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from monitor import explain
 from monitor.config import Config
 from monitor.engine import Verdict
 from monitor.events import SCHEMA as EVENT_SCHEMA
@@ -75,6 +76,10 @@ class ActionMetrics:
                                registry=r)
         self.webhooks = Counter("driftmon_alert_webhooks", "Alertmanager webhook requests, by result", ["result"],
                                 registry=r)
+        self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
+                              ["stage"], registry=r)
+        for stage in ("verdict", "open_event"):
+            self.errors.labels(stage)
 
     def stream_label(self, stream: str) -> str:
         if stream in self._streams:
@@ -106,6 +111,8 @@ class Actions:
         self._healthy: dict[str, list[dict[str, Any]]] = read_json(self.state_dir / "healthy.json", {}) or {}
         self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
+        # stream -> the verdict and window of a drift event that failed to open (opened at its next evaluation)
+        self._pending_open: dict[str, tuple[Verdict, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
         self._carried = {e["stream"] for e in self.events.list(status="open")}
         self.metrics.events_open.set(self.events.open_count())
@@ -163,12 +170,37 @@ class Actions:
     # --- the consume loop's side (cheap) -------------------------------------------------------
 
     def on_verdict(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        """Act on one evaluation. Never raises: a failure here is logged with its traceback and
+        counted (``driftmon_action_errors_total``), and an event that failed to open is opened at
+        the stream's next evaluation, with the verdict and window that declared it; drift detection
+        and offset commits go on meanwhile."""
+        stream = verdict.stream
+        try:
+            pending = self._pending_open.pop(stream, None)
+            if pending is not None and self.events.open_for(stream) is None:
+                self._try_open(*pending)
+            self._act(verdict, window)
+        except Exception:  # noqa: BLE001 - actions must never stop the consume loop
+            log.exception("actions failed on stream %s's evaluation at %s", stream, verdict.evaluated_at)
+            self.metrics.errors.labels("verdict").inc()
+
+    def _try_open(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        try:
+            self._open(verdict, window)
+        except Exception:  # noqa: BLE001 - kept, and tried again at the stream's next evaluation
+            log.exception("drift event for stream %s could not be opened; trying again at its next evaluation",
+                          verdict.stream)
+            self.metrics.errors.labels("open_event").inc()
+            self._pending_open[verdict.stream] = (verdict, window)
+
+    def _act(self, verdict: Verdict, window: WindowSnapshot) -> None:
         stream = verdict.stream
         open_id = self.events.open_for(stream)
         self._clean[stream] = 0 if verdict.fired else self._clean.get(stream, 0) + 1
         if verdict.drifted:
             if open_id is None:
-                self._open(verdict, window)
+                if stream not in self._pending_open:
+                    self._try_open(verdict, window)
             elif verdict.changed and stream in self._carried:
                 # drifted again after a restart: the same drift, still open; no second event
                 self._carried.discard(stream)
@@ -200,14 +232,11 @@ class Actions:
         ref = window.reference
         refs = [ref_dict(r) for r in window.refs]
         times = [r["ts"] for r in refs if r is not None]
-        shifts = {}
-        ref_cols = ref.columns(names)
-        for feature in sorted({f["feature"] for f in fired}):
-            i = names.index(feature)
-            mu, sd = float(ref_cols[:, i].mean()), float(ref_cols[:, i].std())
-            wm = float(rows[:, i].mean())
-            shifts[feature] = {"window_mean": wm, "reference_mean": mu, "reference_std": sd,
-                               "z": (wm - mu) / sd if sd > 0 else None}
+        shifts: dict[str, dict[str, Any]] = {}  # per drifted feature, measured in its own space
+        for test in verdict.tests:
+            for f in test.features:
+                if f.drift and f.feature not in shifts:
+                    shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
         event = {
             "schema": EVENT_SCHEMA, "id": eid, "stream": stream, "status": "open",
             "opened_at": verdict.evaluated_at, "closed_at": None, "close_reason": None,
@@ -291,7 +320,8 @@ class Actions:
             return
         names = tuple(event["feature_names"])
         scores = score_window(arrays["rows"], reference.columns(names), names,
-                              focus=[f["feature"] for f in event["fired"]], embeddings=arrays.get("embeddings"),
+                              focus=[f["feature"] for f in event["fired"] if f.get("kind") == explain.STATISTICS],
+                              embeddings=arrays.get("embeddings"),
                               ref_embeddings=getattr(reference, "embeddings", None))
         keys = [frame_key(r) if r else None for r in refs]
         pool, already = candidate_pool(scores, budget, s.pool_factor,

@@ -15,8 +15,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from monitor.errors import UnavailableError
 
-class BrokerError(RuntimeError):
+
+class BrokerError(UnavailableError):
     pass
 
 

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from monitor import __version__
-from monitor.broker import BrokerError
-from monitor.config import Config, ConfigError, load_config, to_dict
-from monitor.embed import EmbedderError
+from monitor.config import Config, load_config, to_dict
+from monitor.errors import ConfigError, DriftmonError, InputError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"driftmon: invalid configuration: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError, EmbedderError, BrokerError) as e:
-        # ValueError covers ReferenceError; EmbedderError a missing or mismatched model
+    except DriftmonError as e:  # what a user can fix; anything else is a bug and keeps its traceback
         print(f"driftmon: {e}", file=sys.stderr)
         return 2
 
@@ -138,7 +136,7 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_time(value: str | None) -> float | None:
+def _parse_time(value: str | None, option: str) -> float | None:
     if value is None:
         return None
     try:
@@ -148,7 +146,7 @@ def _parse_time(value: str | None) -> float | None:
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"not a time: {value!r} (use ISO 8601 or epoch seconds)") from None
+        raise ConfigError(f"{option}: not a time: {value!r} (use ISO 8601 or epoch seconds)") from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -163,14 +161,14 @@ def _collect(args: argparse.Namespace, config: Config):
         got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
         source = f"dir:{Path(args.from_dir).resolve()}"
     else:
-        start, end = _parse_time(args.start), _parse_time(args.end)
+        start, end = _parse_time(args.start, "--start"), _parse_time(args.end, "--end")
         got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
         source = f"kafka:{args.from_topic}[{args.start or ''}..{args.end or ''}]"
 
     def make_reference(mask: np.ndarray, stream: str | None):
         n = int(mask.sum())
         if n < args.min_frames:
-            raise ValueError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
+            raise InputError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
                              f"decode errors: {got.errors or 'none'}")
         return collect.make_reference(got, mask=mask, stream=stream, source=source, config=config, embedder=embedder)
 
@@ -185,7 +183,7 @@ def _reference_build(args: argparse.Namespace) -> int:
     groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
     if args.per_stream:
         if not args.from_topic:
-            raise ValueError("--per-stream needs --from-topic (frames from a directory carry no stream key)")
+            raise ConfigError("--per-stream needs --from-topic (frames from a directory carry no stream key)")
         keys = np.array(got.streams)
         groups = {k: keys == k for k in sorted(set(got.streams))}
     written = []
@@ -205,9 +203,9 @@ def _reference_promote(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = ReferenceStore(args.store)
     if store.is_file:
-        raise ValueError(f"{args.store} is a single shared reference file; promote needs a store directory")
+        raise ConfigError(f"--store: {args.store} is a single shared reference file; promote needs a store directory")
     if args.from_topic and not (args.start and args.end):
-        raise ValueError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
+        raise ConfigError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
     got, source, make_reference = _collect(args, config)
     # a labelled batch is all the stream's; a topic holds every stream's frames
     mask = np.ones(len(got.rows), bool) if args.from_dir else np.array([s == args.stream for s in got.streams], bool)
@@ -230,7 +228,7 @@ def _check(args: argparse.Namespace) -> int:
     store = ReferenceStore(args.reference)
     ref = store.for_stream(args.stream) if args.stream else store.load_latest(None)
     if ref is None:
-        raise ValueError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
+        raise InputError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
     embedder = collect.build_embedder_from(config)
     engine = Engine(config, FEATURE_NAMES, embedder.identity.to_dict() if embedder else None)
     fitted = engine.fit(ref)

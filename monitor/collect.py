@@ -17,6 +17,7 @@ from monitor.config import Config
 from monitor.decode import DecodeError, DecodeLimits, decode
 from monitor.embed import Embedder, build_embedder
 from monitor.engine import Engine
+from monitor.errors import InputError
 from monitor.features import FEATURE_NAMES, compute_features
 from monitor.predictions import Prediction, derive, reference_arrays
 from monitor.reference import Reference
@@ -155,7 +156,7 @@ class Progress:
 def image_files(directory: str | Path) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
-        raise FileNotFoundError(f"not a directory: {d}")
+        raise InputError(f"not a directory: {d}")
     return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
@@ -191,7 +192,7 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         if not partitions:
-            raise ValueError(f"topic {topic!r} does not exist or has no partitions")
+            raise InputError(f"topic {topic!r} does not exist or has no partitions")
         consumer.assign(partitions)
         end_offsets = consumer.end_offsets(partitions)
         if start_s is not None:

@@ -22,11 +22,9 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
+from monitor.errors import ConfigError
+
 ENV_PREFIX = "DRIFTMON_"
-
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message starts with the dotted field name."""
 
 
 def _check(ok: bool, name: str, message: str) -> None:

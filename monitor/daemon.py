@@ -403,7 +403,7 @@ class Daemon:
         self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
         if self.on_verdict is not None:
             self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
-                                                    fitted.reference, predictions))
+                                                    fitted, predictions))
 
     def _dead_letter(self, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from monitor.errors import InputError
+
 __all__ = ["DecodeLimits", "DecodeError", "Decoded", "decode", "REASONS", "read_dimensions"]
 
 #: Every value ``DecodeError.reason`` can take (also the ``reason`` label of
@@ -107,7 +109,7 @@ class DecodeLimits:
             )
 
 
-class DecodeError(Exception):
+class DecodeError(InputError):
     """A frame that cannot or must not be decoded: bad input, to count and dead-letter.
 
     ``reason`` is one of ``REASONS``; the message adds detail for logs.

@@ -52,6 +52,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monitor.errors import InputError
+
 __all__ = [
     "DEFAULT_ARCHITECTURE",
     "DEFAULT_SEED",
@@ -93,7 +95,7 @@ _DEFAULT_NORMALISATION = {"default": "centred", "torchscript": "imagenet", "torc
 _KINDS = tuple(DEFAULT_INPUT_SIZE)
 
 
-class EmbedderError(Exception):
+class EmbedderError(InputError):
     """An embedder cannot be built or used as configured (missing file, bad weights, ...)."""
 
 
@@ -141,11 +143,11 @@ class EmbedderIdentity:
     def __post_init__(self) -> None:
         for name, kind in (("architecture", str), ("weights_sha256", str), ("normalisation", str)):
             if not isinstance(getattr(self, name), kind) or not getattr(self, name):
-                raise ValueError(f"EmbedderIdentity.{name} must be a non-empty string")
+                raise EmbedderError(f"EmbedderIdentity.{name} must be a non-empty string")
         for name in ("input_size", "output_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"EmbedderIdentity.{name} must be a positive int, got {value!r}")
+                raise EmbedderError(f"EmbedderIdentity.{name} must be a positive int, got {value!r}")
 
     @property
     def label(self) -> str:
@@ -161,7 +163,7 @@ class EmbedderIdentity:
         missing = sorted(names - set(data))
         unknown = sorted(set(data) - names)
         if missing or unknown:
-            raise ValueError(f"bad embedder identity: missing {missing}, unknown {unknown}")
+            raise EmbedderError(f"bad embedder identity: missing {missing}, unknown {unknown}")
         return cls(**{name: data[name] for name in names})
 
 

@@ -26,6 +26,7 @@ from detectors.reference import UnivariateReference
 from detectors.result import FeatureTestResult
 from monitor.config import EMBEDDING_TESTS, PREDICTION_TESTS, Config
 from monitor.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
+from monitor.explain import EMBEDDING_DISTRIBUTION
 from monitor.predictions import MIN_PREDICTIONS, FittedPredictions, PredictionWindow, class_table
 from monitor.reference import Reference, ReferenceError
 from monitor.streams import StreamState
@@ -292,8 +293,10 @@ class Engine:
         if name == "mmd":
             res = fitted.mmd.test(reduced, n_permutations=self.config.embedding.mmd_permutations,
                                   alpha=self._alpha(name), seed=self._rng)
+            # one feature, the distribution as a whole: every drifted test names what moved
+            whole = FeatureOutcome(EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drift))
             return TestOutcome(name, float(res.statistic), float(res.p_value), float(res.threshold),
-                               res.drift, "none", res.p_value_note, ())
+                               res.drift, "none", res.p_value_note, (whole,))
         if name == "ks_dims":  # KS per principal component, Bonferroni across them (Rabanser et al. 2019)
             dims = fitted.reduced_ks
             return summarize(name, dims.ks(reduced, alpha=self._alpha(name), correction="bonferroni"),

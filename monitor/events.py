@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from monitor.explain import describe, kind_of
 from monitor.state import atomic_write_bytes, atomic_write_json, load_json_dir
 
 SCHEMA = "driftmon.event/v1"
@@ -35,12 +36,14 @@ def event_id(stream: str, opened_at: float) -> str:
 
 
 def fired_from(verdict: Any, vote: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Every (test, feature) that drifted on this verdict, with its statistic and adjusted p-value."""
+    """Every (test, feature) that drifted on this verdict, with its statistic and adjusted p-value,
+    the kind of input it judged (statistics, embeddings, predictions) and what it is in words."""
     out = []
     for t in verdict.tests:
         for f in t.features:
             if f.drift:
-                out.append({"test": t.name, "feature": f.feature, "statistic": f.statistic, "p_value": f.p_value,
+                out.append({"test": t.name, "feature": f.feature, "kind": kind_of(t.name),
+                            "what": describe(t.name, f.feature), "statistic": f.statistic, "p_value": f.p_value,
                             "threshold": t.threshold, "correction": t.correction, "voting": t.name in vote})
     return out
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from monitor.config import Config, SourceConfig
+from monitor.errors import UnavailableError
 from monitor.source import RecordError, make_consumer, parse_record, read_claim_check
 
 log = logging.getLogger(__name__)
 
 
-class FetchError(RuntimeError):
+class FetchError(UnavailableError):
     pass
 
 

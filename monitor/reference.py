@@ -25,12 +25,14 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from monitor.errors import InputError
+
 FORMAT_VERSION = 1
 SHARED = "_shared"
 _VERSION_RE = re.compile(r"^v(\d+)\.npz$")
 
 
-class ReferenceError(ValueError):
+class ReferenceError(InputError):
     """A missing, unreadable or incompatible reference."""
 
 

@@ -58,7 +58,8 @@ def summary_html(event: dict[str, Any], contact_sheet_href: str | None) -> str:
         return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
     rows = "".join(
-        f"<tr><td>{e(f['test'])}</td><td><b>{e(f['feature'])}</b></td><td>{f['statistic']:.4g}</td>"
+        f"<tr><td>{e(f['test'])}</td><td><b>{e(f['feature'])}</b></td><td>{e(f.get('what', ''))}</td>"
+        f"<td>{f['statistic']:.4g}</td>"
         f"<td>{'-' if f['p_value'] is None else format(f['p_value'], '.3g')}</td><td>{f['threshold']:.4g}</td>"
         f"<td>{e(f['correction'])}</td></tr>" for f in event.get("fired", []))
     ref = event.get("reference") or {}
@@ -75,8 +76,8 @@ def summary_html(event: dict[str, Any], contact_sheet_href: str | None) -> str:
         f"<p>Reference: stream {e(str(ref.get('stream')))} version {e(str(ref.get('version')))} "
         f"({e(str(ref.get('frames')))} frames). Window: {e(str(window.get('frames')))} frames, "
         f"{when(window.get('first_ts'))} to {when(window.get('last_ts'))}.</p>"
-        "<h3>Drifted statistics (driftmon's tests; p-values multiplicity-adjusted)</h3>"
-        "<table border=1 cellpadding=4 style=\"border-collapse:collapse\"><tr><th>test</th><th>statistic</th>"
+        "<h3>What drifted (driftmon's tests; p-values multiplicity-adjusted)</h3>"
+        "<table border=1 cellpadding=4 style=\"border-collapse:collapse\"><tr><th>test</th><th>feature</th><th>what</th>"
         f"<th>value</th><th>p-value</th><th>threshold</th><th>correction</th></tr>{rows}</table>"
         f"{sheet}<p style=\"color:#555\">Below: Evidently's drift report, reference vs this window.</p></section>")
 

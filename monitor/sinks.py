@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from monitor.config import KafkaConfig, LabelStudioConfig, RetryConfig
+from monitor.errors import UnavailableError
 from monitor.state import atomic_write_text, safe_name
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 RECORD_SCHEMA = "driftmon.relabel/v1"
 
 
-class SinkError(RuntimeError):
+class SinkError(UnavailableError):
     """A delivery failed; the worker retries it."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from urllib.parse import unquote, urlparse
 
 from monitor.config import KafkaConfig, SourceConfig
+from monitor.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class BadRecord:
     headers: list[tuple[str, bytes]]
 
 
-class RecordError(Exception):
+class RecordError(InputError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason

@@ -57,8 +57,13 @@ class WindowSnapshot:
     refs: list[FrameRef | None]  # aligned with rows
     embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
-    reference: Any  # monitor.reference.Reference the window was judged against
+    fitted: Any  # monitor.engine.FittedReference the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
+
+    @property
+    def reference(self) -> Any:
+        """The monitor.reference.Reference the window was judged against."""
+        return self.fitted.reference
 
 
 class Window:

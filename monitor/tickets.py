@@ -27,7 +27,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
+from monitor import explain
 from monitor.config import TicketsConfig
+from monitor.errors import InputError
 from monitor.state import atomic_write_json, atomic_write_text, load_json_dir, safe_name
 
 SCHEMA = "driftmon.ticket/v1"
@@ -40,7 +42,7 @@ _FRACTION = re.compile(r"\.(\d{6})\d+")
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-class WebhookError(ValueError):
+class WebhookError(InputError):
     """The payload is not a valid Alertmanager webhook; the message says where."""
 
 
@@ -172,7 +174,18 @@ _CONDITIONS = {
 }
 
 
-def condition(feature: str, z: float | None) -> str:
+def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> str:
+    """The condition a drifted feature points to, for the "collect more of" suggestion."""
+    if kind == explain.EMBEDDINGS:
+        return "scenes unlike the reference in the embeddings (new content, viewpoint or appearance)"
+    if kind == explain.PREDICTIONS:
+        if feature == "confidence":
+            return ("frames the model is less sure of (unfamiliar or harder scenes)" if z is not None and z < 0
+                    else "frames the model is surer of than before")
+        if feature.startswith("class_"):
+            which = feature[len("class_"):]
+            return f"{'fewer' if z is not None and z < 0 else 'more'} frames the model assigns to class {which}"
+        return "a different mix of predicted classes"
     up, down = _CONDITIONS.get(feature, (f"higher {feature}", f"lower {feature}"))
     return down if (z is not None and z < 0) else up
 
@@ -182,19 +195,23 @@ def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_
     """What to do about a drifted stream: collect more of the new condition, relabel the queued
     frames, and (once a drift has lasted long enough to be the new normal) re-baseline."""
     out: list[dict[str, Any]] = []
-    shifts: dict[str, float | None] = {}
+    moved: dict[str, tuple[str, float | None]] = {}  # feature -> (kind, z)
     for e in events:
         for f in e.get("fired", []):
-            shifts.setdefault(f["feature"], (e.get("shifts") or {}).get(f["feature"], {}).get("z"))
-    conditions = []
-    # the statistics that moved most (|z| of the window mean, in reference sd), at most three
-    ranked = sorted(shifts.items(), key=lambda kv: -abs(kv[1]) if kv[1] is not None else 0.0)[:3]
-    for feature, z in ranked:
-        text = condition(feature, z)
+            z = (e.get("shifts") or {}).get(f["feature"], {}).get("z")
+            moved.setdefault(f["feature"], (f.get("kind", explain.STATISTICS), z))
+    conditions: list[str] = []
+    features: list[str] = []
+    # what moved most (|z| of the window mean, in reference sd; unmeasured last): three conditions
+    for feature, (kind, z) in sorted(moved.items(), key=lambda kv: -abs(kv[1][1]) if kv[1][1] is not None else 0.0):
+        text = condition(feature, z, kind)
+        if len(conditions) == 3:
+            break
+        features.append(feature)
         if text not in conditions:
             conditions.append(text)
     if conditions:
-        out.append({"kind": "collect", "conditions": conditions, "features": [f for f, _ in ranked],
+        out.append({"kind": "collect", "conditions": conditions, "features": features,
                     "text": f"Collect and label more training frames of {stream} showing: " + "; ".join(conditions)})
     if samples:
         out.append({"kind": "relabel", "frames": samples,
@@ -300,7 +317,7 @@ class TicketBook:
 
     def _event_link(self, e: dict[str, Any]) -> dict[str, Any]:
         return {"id": e["id"], "status": e["status"], "opened_at": e["opened_at"], "closed_at": e.get("closed_at"),
-                "fired": sorted({f["feature"] for f in e.get("fired", [])}),
+                "fired": sorted({f.get("what") or f["feature"] for f in e.get("fired", [])}),
                 "url": self.link(f"/events/{e['id']}"),
                 "report_url": self.link(f"/events/{e['id']}/report"),
                 "contact_sheet_url": self.link(f"/events/{e['id']}/contact-sheet.jpg"),

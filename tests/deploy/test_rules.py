@@ -31,6 +31,7 @@ REQUIRED_ALERTS = {
     "DriftmonDown",
     "DriftmonNotReady",
     "DriftmonRelabelSinkFailing",
+    "DriftmonActionsFailing",
 }
 SEVERITIES = {"critical", "warning", "info"}
 

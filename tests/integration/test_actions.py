@@ -214,7 +214,6 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
     def config(group):
         return daemon_config(
             broker, topic, refs, group=group, source={"allowed_roots": [str(claims)]},
-            embedding={"enabled": False},
             actions={"enabled": True, "state_dir": str(state), "queue_size": 16,
                      "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
                      "report": {"contact_sheet_frames": 5, "reference_frames": 3, "thumbnail_px": 96},

@@ -2,9 +2,8 @@
 broker, with the shipped alert rules, and a real Alertmanager delivering the drift alert to
 driftmon's own webhook receiver, which turns it into a refresh ticket.
 
-The scenario (one daemon, four cameras with their own references, embeddings disabled to keep it
-fast — so the `mmd`/`ks_dims` tests are not part of it; `ks`, `psi` and `wasserstein` run on the
-image statistics):
+The scenario (one daemon with the default tests — image statistics and embeddings —, four cameras
+with their own references):
 
 1. healthy frames from every camera (cam-000 sending five of them twice, byte for byte: the
    identical-frame series), and a few bad records;
@@ -275,7 +274,7 @@ class Scenario:
     def start(self) -> None:
         refs = build_references(self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp), REF_FRAMES)
         config = daemon_config(
-            self.broker, self.topic, refs, embedding={"enabled": False},
+            self.broker, self.topic, refs,
             actions={"enabled": True, "state_dir": str(self.tmp / "state"), "queue_size": 16,
                      "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
                      "report": {"contact_sheet_frames": 4, "reference_frames": 2, "thumbnail_px": 64},

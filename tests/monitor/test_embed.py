@@ -228,11 +228,11 @@ def test_identity_dict_round_trip(embedder):
     }
     assert EmbedderIdentity.from_dict(data) == ident
     assert ident.label == f"{DEFAULT_ARCHITECTURE}@{DEFAULT_WEIGHTS_SHA256[:12]}"
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(EmbedderError, match="missing"):
         EmbedderIdentity.from_dict({k: v for k, v in data.items() if k != "output_dim"})
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(EmbedderError, match="unknown"):
         EmbedderIdentity.from_dict({**data, "colour": "blue"})
-    with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(EmbedderError, match="input_size"):
         EmbedderIdentity.from_dict({**data, "input_size": "128"})
 
 

@@ -1,0 +1,152 @@
+"""What moved, in words a person understands and in units of the reference's own spread.
+
+A verdict names (test, feature) pairs; a feature is one of three kinds, and each is described and
+measured in its own space:
+
+- ``statistics``: an image statistic (``brightness_mean``); its shift is the window mean against
+  the reference mean, in reference standard deviations (``z``);
+- ``embeddings``: the embedding distribution as a whole (MMD, feature ``embeddings``) or one
+  principal component of the reference-fitted PCA (``ks_dims``, features ``pc00``, ``pc01``...);
+  a component's shift is measured like a statistic's, on the projected embeddings;
+- ``predictions``: the deployed model's outputs — the predicted-class mix (``predicted_class``),
+  its confidence (``confidence``), one class's probability (``class_3``).
+
+Used when a drift event opens (its ``fired`` and ``shifts``), by the report, the contact sheet's
+captions and the refresh ticket, so every place names a drift the same way.
+
+Examples
+--------
+>>> describe("ks", "brightness_mean")
+'mean brightness'
+>>> describe("ks_dims", "pc02")
+'principal component 3 of the embeddings'
+>>> describe("mmd", "embeddings")
+'the embedding distribution (MMD)'
+>>> describe("pred_class", "predicted_class")
+'the predicted-class mix'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from monitor.config import EMBEDDING_TESTS, PREDICTION_TESTS
+
+STATISTICS, EMBEDDINGS, PREDICTIONS = "statistics", "embeddings", "predictions"
+#: The feature name of a test that judges the embedding distribution as a whole.
+EMBEDDING_DISTRIBUTION = "embeddings"
+
+#: Image statistic -> what it measures, in a few words (docs/features.md has the definitions).
+STATISTIC_WORDS = {
+    "brightness_mean": "mean brightness",
+    "brightness_std": "brightness spread",
+    "contrast_rms": "contrast",
+    "saturation_mean": "colour saturation",
+    "hue_cos": "colour cast (hue, cosine)",
+    "hue_sin": "colour cast (hue, sine)",
+    "red_share": "red share of the colour balance",
+    "green_share": "green share of the colour balance",
+    "blue_share": "blue share of the colour balance",
+    "sharpness_laplacian_var": "sharpness",
+    "noise_sigma": "sensor noise",
+    "luma_entropy": "brightness entropy (scene detail)",
+    "edge_density": "edge density",
+    "underexposed_fraction": "share of under-exposed pixels",
+    "overexposed_fraction": "share of blown-out pixels",
+    "colourfulness": "colourfulness",
+    "width": "frame width",
+    "height": "frame height",
+    "aspect_ratio": "aspect ratio",
+    "encoded_bytes_per_pixel": "encoded size per pixel (compression)",
+}
+
+
+def kind_of(test: str) -> str:
+    """The kind of input ``test`` judges: statistics, embeddings or predictions."""
+    if test in EMBEDDING_TESTS:
+        return EMBEDDINGS
+    if test in PREDICTION_TESTS:
+        return PREDICTIONS
+    return STATISTICS
+
+
+def component_index(feature: str) -> int | None:
+    """``pc03`` -> 3; None for anything that is not a principal component's name."""
+    if feature.startswith("pc") and feature[2:].isdigit():
+        return int(feature[2:])
+    return None
+
+
+def describe(test: str, feature: str) -> str:
+    """``feature`` of ``test`` in words."""
+    kind = kind_of(test)
+    if kind == EMBEDDINGS:
+        pc = component_index(feature)
+        if pc is not None:
+            return f"principal component {pc + 1} of the embeddings"
+        return "the embedding distribution (MMD)" if test == "mmd" else f"the embeddings ({test})"
+    if kind == PREDICTIONS:
+        if feature == "predicted_class":
+            return "the predicted-class mix"
+        if feature == "confidence":
+            return "the model's confidence"
+        if feature.startswith("class_"):
+            return f"the model's probability of class {feature[len('class_'):]}"
+        return f"the model's outputs ({feature})"
+    return STATISTIC_WORDS.get(feature, feature)
+
+
+def _z_shift(window: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """Window mean against the reference's mean, in reference standard deviations."""
+    mu, sd = float(np.mean(reference)), float(np.std(reference))
+    wm = float(np.mean(window))
+    return {"window_mean": wm, "reference_mean": mu, "reference_std": sd, "z": (wm - mu) / sd if sd > 0 else None}
+
+
+def measure(test: str, feature: str, outcome: Any, snapshot: Any) -> dict[str, Any]:
+    """How far ``feature`` of ``test`` moved on ``snapshot`` (a WindowSnapshot), with what it is
+    called; the fields a kind cannot measure are absent. ``outcome`` is the feature's FeatureOutcome."""
+    shift: dict[str, Any] = {"test": test, "kind": kind_of(test), "what": describe(test, feature),
+                             "statistic": outcome.statistic, "p_value": outcome.p_value}
+    fitted = snapshot.fitted
+    kind = shift["kind"]
+    if kind == STATISTICS and feature in snapshot.feature_names:
+        i = snapshot.feature_names.index(feature)
+        shift |= _z_shift(np.asarray(snapshot.rows)[:, i], fitted.reference.columns((feature,))[:, 0])
+    elif kind == EMBEDDINGS:
+        pc = component_index(feature)
+        if pc is not None and fitted.pca is not None and snapshot.embeddings is not None:
+            cur = fitted.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
+            ref = fitted.pca.transform(fitted.reference.embeddings)[:, pc]
+            shift |= _z_shift(cur, ref)
+    elif kind == PREDICTIONS and fitted.predictions is not None and snapshot.predictions is not None:
+        ref_p, cur_p = fitted.predictions, snapshot.predictions
+        if feature == "confidence" and len(ref_p.confidences) and len(cur_p.confidences()):
+            shift |= _z_shift(cur_p.confidences(), ref_p.confidences)
+        elif feature == "predicted_class":
+            shift["shares"] = class_shares(ref_p.labels, cur_p.labels())
+        elif feature.startswith("class_") and ref_p.probs is not None:
+            k = int(feature[len("class_"):])
+            cur = cur_p.probs(ref_p.probs.shape[1])
+            if len(cur) and k < ref_p.probs.shape[1]:
+                shift |= _z_shift(cur[:, k], ref_p.probs[:, k])
+    return shift
+
+
+def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> list[dict[str, Any]]:
+    """The classes whose share of predictions changed most, reference -> window."""
+    if not ref_labels or not cur_labels:
+        return []
+    labels = sorted(set(ref_labels) | set(cur_labels))
+    ref = {lab: 0 for lab in labels}
+    cur = dict(ref)
+    for lab in ref_labels:
+        ref[lab] += 1
+    for lab in cur_labels:
+        cur[lab] += 1
+    rows = [{"class": lab, "reference_share": ref[lab] / len(ref_labels), "window_share": cur[lab] / len(cur_labels)}
+            for lab in labels]
+    rows.sort(key=lambda r: -abs(r["window_share"] - r["reference_share"]))
+    return rows[:top]
