@@ -8,8 +8,8 @@ are interleaved round by round so a noisy shared machine slows all of them alike
 
 - ``full imdecode``     cv2.imdecode at full resolution (what a naive decoder pays)
 - ``bare reduced``      cv2.imdecode with IMREAD_REDUCED_COLOR_4 only (the floor)
-- ``decode()``          monitor.decode.decode: limits, header parse, reduced decode, RGB
-- ``features``          monitor.features.compute_features on the decoded 480x270 frame
+- ``decode()``          monitor.pipeline.decode.decode: limits, header parse, reduced decode, RGB
+- ``features``          monitor.pipeline.features.compute_features on the decoded 480x270 frame
 - ``decode+features``   both, as the consume loop runs them
 
 Usage::
@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-from monitor.decode import DecodeLimits, decode
-from monitor.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.decode import DecodeLimits, decode
+from monitor.pipeline.features import FEATURE_NAMES, compute_features
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 

@@ -55,12 +55,12 @@ from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.collect import Collector, build_embedder_from, make_reference  # noqa: E402
+from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.config import Config, config_from_dict  # noqa: E402
-from monitor.embed import Embedder  # noqa: E402
-from monitor.engine import Engine, FittedReference  # noqa: E402
-from monitor.features import FEATURE_NAMES  # noqa: E402
-from monitor.fleet import SHIFTS, Camera, encode, make_fleet  # noqa: E402
+from monitor.pipeline.embed import Embedder  # noqa: E402
+from monitor.pipeline.engine import Engine, FittedReference  # noqa: E402
+from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
+from monitor.sim.fleet import SHIFTS, Camera, encode, make_fleet  # noqa: E402
 
 VERDICTS = ("stats", "emb", "combined")
 VERDICT_LABELS = {

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from monitor.embed import build_embedder
+from monitor.pipeline.embed import build_embedder
 
 
 def make_frames(n: int, width: int, height: int) -> list[np.ndarray]:

@@ -44,11 +44,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.broker import Broker, free_port  # noqa: E402
+from monitor.sim.broker import Broker, free_port  # noqa: E402
 
 
 def tiny_jpegs(n: int = 64, width: int = 64, height: int = 48) -> list[bytes]:
-    from monitor.fleet import encode
+    from monitor.sim.fleet import encode
 
     rng = np.random.default_rng(7)
     out = []
@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args(argv)
 
-    from monitor.collect import from_dir, make_reference
+    from monitor.reference.collect import from_dir, make_reference
     from monitor.config import config_from_dict
-    from monitor.reference import ReferenceStore
+    from monitor.reference.store import ReferenceStore
 
     with tempfile.TemporaryDirectory() as tmp, Broker(log_path=f"{tmp}/tansu.log") as broker:
         tmp = Path(tmp)
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             "log_level": "ERROR",
         }
         (tmp / "soak.yaml").write_text(yaml.safe_dump(config))
-        daemon = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(tmp / "soak.yaml")],
+        daemon = subprocess.Popen([sys.executable, "-m", "monitor.service.cli", "run", "--config", str(tmp / "soak.yaml")],
                                   stdout=open(tmp / "daemon.log", "wb"), stderr=subprocess.STDOUT, cwd=ROOT)
         try:
             deadline = time.monotonic() + 120

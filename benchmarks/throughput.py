@@ -36,13 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.broker import Broker  # noqa: E402
+from monitor.sim.broker import Broker  # noqa: E402
 from monitor.config import config_from_dict  # noqa: E402
-from monitor.collect import Collector, build_embedder_from, make_reference  # noqa: E402
-from monitor.engine import Engine  # noqa: E402
-from monitor.features import FEATURE_NAMES  # noqa: E402
-from monitor.fleet import encode, make_fleet  # noqa: E402
-from monitor.reference import Reference  # noqa: E402
+from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
+from monitor.pipeline.engine import Engine  # noqa: E402
+from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
+from monitor.sim.fleet import encode, make_fleet  # noqa: E402
+from monitor.reference.store import Reference  # noqa: E402
 
 
 def rss_mib() -> float:
@@ -87,7 +87,7 @@ def daemon_fps(broker: Broker, frames: list[tuple[str, bytes]], total: int, work
     from kafka import KafkaProducer
     from prometheus_client import CollectorRegistry
 
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     topic = f"bench-{workers}-{int(embeddings)}-{int(time.time())}"
     broker.create_topic(topic, partitions=4)

@@ -194,7 +194,7 @@ class TestsConfig:
                f"must be 0 (off) or in [100, 1000000], got {self.run_length}")
         _check(self.run_length_block >= 1, "tests.run_length_block", "must be >= 1")
         if self.features:
-            from monitor.features import FEATURE_NAMES
+            from monitor.pipeline.features import FEATURE_NAMES
 
             unknown = sorted(set(self.features) - set(FEATURE_NAMES))
             _check(not unknown, "tests.features", f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")

@@ -10,13 +10,13 @@ import uuid
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor.actions import Actions
-from monitor.broker import Broker
-from monitor.collect import build_embedder_from, from_dir, make_reference
+from monitor.actions.coordinator import Actions
+from monitor.sim.broker import Broker
+from monitor.reference.collect import build_embedder_from, from_dir, make_reference
 from monitor.config import config_from_dict
-from monitor.daemon import Daemon
-from monitor.fleet import Camera, encode, make_fleet
-from monitor.reference import ReferenceStore
+from monitor.service.daemon import Daemon
+from monitor.sim.fleet import Camera, encode, make_fleet
+from monitor.reference.store import ReferenceStore
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from monitor.broker import free_port
-from monitor.collect import from_dir, make_reference
+from monitor.sim.broker import free_port
+from monitor.reference.collect import from_dir, make_reference
 from monitor.config import config_from_dict
-from monitor.fleet import encode
-from monitor.reference import ReferenceStore
+from monitor.sim.fleet import encode
+from monitor.reference.store import ReferenceStore
 
-DRIFTMON = [sys.executable, "-m", "monitor.cli"]
+DRIFTMON = [sys.executable, "-m", "monitor.service.cli"]
 # Records whose value is this prefix + a serial number are not images: each is dead-lettered
 # (reason unsupported_format), and its dead letter names its origin offset. Dead letters are
 # acknowledged before the batch's offsets are committed, so they are an exact, kill-proof record

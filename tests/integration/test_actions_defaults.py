@@ -10,10 +10,10 @@ import json
 import numpy as np
 from kafka import KafkaConsumer
 
-from monitor import explain
-from monitor.collect import build_embedder_from, from_topic, make_reference
-from monitor.fleet import encode, make_fleet
-from monitor.reference import ReferenceStore
+from monitor.actions import explain
+from monitor.reference.collect import build_embedder_from, from_topic, make_reference
+from monitor.sim.fleet import encode, make_fleet
+from monitor.reference.store import ReferenceStore
 
 from .conftest import ActionsDaemon, build_references, camera_frames, daemon_config, end_offsets, send_frames
 from .test_actions import TOKEN, alertmanager_payload

@@ -11,14 +11,14 @@ import urllib.request
 import yaml
 
 from monitor.config import load_config
-from monitor.engine import Engine
-from monitor.features import FEATURE_NAMES
-from monitor.fleet import Camera, encode
-from monitor.reference import Reference, ReferenceStore
+from monitor.pipeline.engine import Engine
+from monitor.pipeline.features import FEATURE_NAMES
+from monitor.sim.fleet import Camera, encode
+from monitor.reference.store import Reference, ReferenceStore
 
 from .conftest import camera_frames, send_frames
 
-DRIFTMON = [sys.executable, "-m", "monitor.cli"]
+DRIFTMON = [sys.executable, "-m", "monitor.service.cli"]
 
 
 def driftmon(*args, check=True):
@@ -124,7 +124,7 @@ def test_run_serves_and_stops_cleanly_on_sigterm(broker, topic, tmp_path):
     cam = Camera("cam-a", "rocket", width=320, height=240, seed=3)
     write_frames(tmp_path / "good", cam, range(60))
     driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz", "-q")
-    port = __import__("monitor.broker", fromlist=["free_port"]).free_port()
+    port = __import__("monitor.sim.broker", fromlist=["free_port"]).free_port()
     cfg = tmp_path / "driftmon.yaml"
     cfg.write_text(yaml.safe_dump({
         "kafka": {"topics": [topic], "group_id": f"run-{topic}", "fetch_max_wait_ms": 20,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.broker import Broker
+from monitor.sim.broker import Broker
 
 from .harness import MARKER, DaemonProcess, committed, dead_letters, partition_records, produce, run_config, \
     serial_records, stats_reference

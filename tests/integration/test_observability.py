@@ -57,8 +57,8 @@ import numpy as np
 import pytest
 import yaml
 
-from monitor.broker import free_port
-from monitor.fleet import encode, make_fleet
+from monitor.sim.broker import free_port
+from monitor.sim.fleet import encode, make_fleet
 
 from .conftest import ActionsDaemon, build_references, camera_frames, daemon_config, send_frames
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
-from monitor.collect import build_embedder_from, from_dir, make_reference
-from monitor.fleet import encode
-from monitor.reference import ReferenceStore
+from monitor.reference.collect import build_embedder_from, from_dir, make_reference
+from monitor.sim.fleet import encode
+from monitor.reference.store import ReferenceStore
 
 from .conftest import build_references, camera_frames, daemon_config, end_offsets, send_frames
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from monitor.collect import from_topic, make_reference
-from monitor.fleet import encode
-from monitor.reference import ReferenceStore
+from monitor.reference.collect import from_topic, make_reference
+from monitor.sim.fleet import encode
+from monitor.reference.store import ReferenceStore
 
 from .conftest import daemon_config, send_frames
 

@@ -9,7 +9,7 @@
 - SASL: Tansu supports SCRAM-SHA-256/512 only, and creates users over the Kafka protocol, which it
   refuses once --authentication is on; its memory storage starts empty, so no login can succeed.
   Proven: unknown credentials and plaintext clients are refused, and the daemon then stays alive
-  and not ready rather than crashing. The option mapping is unit-tested (tests/monitor/test_kafka_options.py).
+  and not ready rather than crashing. The option mapping is unit-tested (tests/monitor/pipeline/test_source_kafka_options.py).
 - HTTP: with actions disabled (the default) nothing that serves frames is routed.
 """
 
@@ -26,7 +26,7 @@ import urllib.request
 
 import pytest
 
-from monitor.broker import Broker, free_port
+from monitor.sim.broker import Broker, free_port
 from monitor.config import KafkaConfig, config_from_dict
 
 from .harness import DaemonProcess, run_config, serial_records, stats_reference

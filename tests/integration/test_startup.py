@@ -3,8 +3,8 @@
 import urllib.error
 import urllib.request
 
-from monitor.broker import Broker, free_port
-from monitor.fleet import Camera
+from monitor.sim.broker import Broker, free_port
+from monitor.sim.fleet import Camera
 
 from .conftest import build_references, camera_frames, daemon_config, send_frames
 

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 import yaml
 
-from monitor.broker import free_port
-from monitor.fleet import make_fleet
+from monitor.sim.broker import free_port
+from monitor.sim.fleet import make_fleet
 
 from .conftest import build_references, camera_frames, daemon_config, send_frames
 
@@ -117,7 +117,7 @@ def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(broker, top
         "hysteresis": {"k": 2, "m": 3, "recover": 3},
         "checkpoint": {"store": "file", "path": str(tmp_path / "state"), "interval_s": 1.0},
     }))
-    cmd = [sys.executable, "-m", "monitor.cli", "run", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "monitor.service.cli", "run", "--config", str(cfg)]
     fleet[1].set_shift("dusk", 4)
     send_frames(broker, topic, phase(fleet, REF_FRAMES, 80))
 

@@ -98,12 +98,12 @@ def test_sasl_options_are_passed_through():
 
 def test_config_check_cli(tmp_path):
     good = write(tmp_path, "window:\n  size: 50\n  evaluate_every: 10\n")
-    ok = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "check", str(good)], capture_output=True,
+    ok = subprocess.run([sys.executable, "-m", "monitor.service.cli", "config", "check", str(good)], capture_output=True,
                         text=True)
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka:\n  max_poll_records: -1\n")
-    res = subprocess.run([sys.executable, "-m", "monitor.cli", "config", "check", str(bad)], capture_output=True,
+    res = subprocess.run([sys.executable, "-m", "monitor.service.cli", "config", "check", str(bad)], capture_output=True,
                          text=True)
     assert res.returncode == 2
     assert "kafka.max_poll_records" in res.stderr

@@ -1,0 +1,541 @@
+"""Actions: from a verdict to something done about it (docs/actions.md).
+
+``Actions.on_verdict`` is called by the consume loop after every evaluation. It only does cheap
+things there: open a drift event when a stream turns drifted (one small JSON file and the window's
+rows), close it when the stream recovers, remember a few frames of healthy windows. Everything
+slow runs on background workers with bounded queues, retried with backoff and counted:
+
+- the *evidence* worker: selects the frames worth relabelling (``monitor.actions.selection``, fetching
+  pooled frames again with ``monitor.actions.fetch``), then writes the Evidently report and the contact
+  sheet (``monitor.actions.report``);
+- one worker per relabel sink (``monitor.actions.sinks``: Kafka topic, Label Studio, a directory);
+- one worker per ticket sink (``monitor.actions.tickets``: a directory of JSON + Markdown, a webhook).
+
+HTTP routes: ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
+``/events/{id}/contact-sheet.jpg``, ``GET /tickets``, ``/tickets/{id}`` and the Alertmanager
+receiver ``POST /alerts/alertmanager``.
+
+State lives in ``actions.state_dir`` and survives restarts: events (an event open before a
+restart is still open after it), the ledger of queued frames (none is queued twice), each sink's
+ledger of deliveries (none is delivered twice), tickets. Work left pending by a stop (evidence not
+written, deliveries not made) is picked up again at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from monitor.actions import explain
+from monitor.config import Config
+from monitor.pipeline.engine import Verdict
+from monitor.actions.events import SCHEMA as EVENT_SCHEMA
+from monitor.actions.events import EventStore, event_id, fired_from, ref_dict, tests_from
+from monitor.actions.fetch import FetchError, FrameFetcher
+from monitor.service.http import Request, Response, Route
+from monitor.actions.selection import Probe, QueueLedger, candidate_pool, image_hash, score_window, select, uncertainty
+from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStudioSink, RelabelSink, Worker, image_extension,
+                           wait_idle)
+from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
+from monitor.pipeline.streams import WindowSnapshot
+from monitor.actions.tickets import (DirectoryTicketSink, TicketBook, WebhookError, WebhookTicketSink, check_token,
+                             parse_webhook)
+
+log = logging.getLogger(__name__)
+
+OTHER = "__other__"
+
+
+class ActionMetrics:
+    """The actions' Prometheus series (docs/metrics.md), on the daemon's registry."""
+
+    def __init__(self, registry: CollectorRegistry, max_streams: int):
+        r = registry
+        self.max_streams = max_streams
+        self._streams: set[str] = set()
+        self.events = Counter("driftmon_drift_events", "Drift events opened", ["stream"], registry=r)
+        self.events_closed = Counter("driftmon_drift_events_closed", "Drift events closed (stream recovered)",
+                                     ["stream"], registry=r)
+        self.events_open = Gauge("driftmon_drift_events_open", "Drift events currently open", registry=r)
+        self.reports = Counter("driftmon_drift_reports", "Evidence reports written, by result", ["result"], registry=r)
+        self.selected = Counter("driftmon_relabel_selected_frames", "Frames selected for relabelling", registry=r)
+        self.skipped = Counter("driftmon_relabel_skipped_frames",
+                               "Candidate frames passed over by selection, by reason", ["reason"], registry=r)
+        self.delivered = Counter("driftmon_relabel_frames", "Selected frames delivered, by relabel sink", ["sink"],
+                                 registry=r)
+        self.sink_errors = Counter("driftmon_sink_errors", "Failed tries and refused items, by worker", ["sink"],
+                                   registry=r)
+        self.sink_depth = Gauge("driftmon_sink_queue_depth", "Items waiting, by worker", ["sink"], registry=r)
+        self.tickets = Counter("driftmon_tickets", "Ticket changes from Alertmanager, by action", ["action"],
+                               registry=r)
+        self.webhooks = Counter("driftmon_alert_webhooks", "Alertmanager webhook requests, by result", ["result"],
+                                registry=r)
+        self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
+                              ["stage"], registry=r)
+        for stage in ("verdict", "open_event"):
+            self.errors.labels(stage)
+
+    def stream_label(self, stream: str) -> str:
+        if stream in self._streams:
+            return stream
+        if len(self._streams) < self.max_streams:
+            self._streams.add(stream)
+            return stream
+        return OTHER
+
+
+def frame_key(ref: dict[str, Any]) -> str:
+    """What "the same frame" means for the ledgers: camera id and frame id."""
+    return f"{ref['camera_id']}/{ref['frame_id']}"
+
+
+class Actions:
+    def __init__(self, config: Config, registry: CollectorRegistry | None = None):
+        self.config = config
+        a = self.cfg = config.actions
+        self.state_dir = Path(a.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = ActionMetrics(registry if registry is not None else CollectorRegistry(),
+                                     config.metrics.max_streams)
+        self.events = EventStore(self.state_dir / "events")
+        self.ledger = QueueLedger(self.state_dir / "queued.jsonl", a.selection.remember_frames)
+        self.artefacts = Path(a.artefact_dir) if a.artefact_dir else self.state_dir / "artefacts"
+        self.claim_dir = Path(a.relabel.claim_check_dir) if a.relabel.claim_check_dir else self.state_dir / "frames"
+        self.fetcher = FrameFetcher(config, extra_roots=(str(self.claim_dir),))
+        self._healthy: dict[str, list[dict[str, Any]]] = read_json(self.state_dir / "healthy.json", {}) or {}
+        self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
+        self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
+        # stream -> the verdict and window of a drift event that failed to open (opened at its next evaluation)
+        self._pending_open: dict[str, tuple[Verdict, WindowSnapshot]] = {}
+        # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
+        self._carried = {e["stream"] for e in self.events.list(status="open")}
+        self.metrics.events_open.set(self.events.open_count())
+
+        m = self.metrics
+        self.evidence = Worker("evidence", self._evidence, a.retry, a.queue_size,
+                               errors=m.sink_errors.labels("evidence"), depth=m.sink_depth.labels("evidence"),
+                               on_give_up=self._evidence_failed)
+        self.sinks: list[tuple[RelabelSink, KeyLedger, Worker]] = []
+        for sink in self._make_sinks():
+            ledger = KeyLedger(self.state_dir / "delivered" / f"{sink.name}.keys")
+            worker = Worker(f"relabel-{sink.name}", self._deliverer(sink, ledger), a.retry, a.relabel.queue_size,
+                            errors=m.sink_errors.labels(sink.name), depth=m.sink_depth.labels(sink.name))
+            self.sinks.append((sink, ledger, worker))
+        t = a.tickets
+        self.ticket_dir = Path(t.directory) if t.directory else self.state_dir / "tickets"
+        self.tickets = TicketBook(self.state_dir / "tickets", t, events=self.events, link=self.link,
+                                  on_change=self._ticket_changed)
+        self.ticket_workers: list[Worker] = []
+        for tsink in self._make_ticket_sinks():
+            self.ticket_workers.append(Worker(tsink.name, lambda item, s=tsink: s.deliver(*item), a.retry, 1000,
+                                              errors=m.sink_errors.labels(tsink.name),
+                                              depth=m.sink_depth.labels(tsink.name)))
+        self._resume()
+
+    def _make_sinks(self) -> list[RelabelSink]:
+        r = self.cfg.relabel
+        made: list[RelabelSink] = []
+        for name in r.sinks:
+            if name == "kafka":
+                made.append(KafkaSink(self.config.kafka, r.topic))
+            elif name == "label_studio":
+                made.append(LabelStudioSink(r.label_studio))
+            elif name == "directory":
+                made.append(DirectorySink(r.directory))
+        return made
+
+    def _make_ticket_sinks(self) -> list[Any]:
+        t = self.cfg.tickets
+        made: list[Any] = []
+        for name in t.sinks:
+            if name == "directory":
+                made.append(DirectoryTicketSink(self.ticket_dir))
+            elif name == "webhook":
+                made.append(WebhookTicketSink(t.webhook_url, t.webhook_token, t.timeout_s))
+        return made
+
+    def link(self, path: str) -> str:
+        """An absolute URL for one of our paths when the daemon's address is known, else the path."""
+        base = self.cfg.public_url
+        if not base and self.config.http.port:
+            base = f"http://{self.config.http.host}:{self.config.http.port}"
+        return base.rstrip("/") + path if base else path
+
+    # --- the consume loop's side (cheap) -------------------------------------------------------
+
+    def on_verdict(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        """Act on one evaluation. Never raises: a failure here is logged with its traceback and
+        counted (``driftmon_action_errors_total``), and an event that failed to open is opened at
+        the stream's next evaluation, with the verdict and window that declared it; drift detection
+        and offset commits go on meanwhile."""
+        stream = verdict.stream
+        try:
+            pending = self._pending_open.pop(stream, None)
+            if pending is not None and self.events.open_for(stream) is None:
+                self._try_open(*pending)
+            self._act(verdict, window)
+        except Exception:  # noqa: BLE001 - actions must never stop the consume loop
+            log.exception("actions failed on stream %s's evaluation at %s", stream, verdict.evaluated_at)
+            self.metrics.errors.labels("verdict").inc()
+
+    def _try_open(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        try:
+            self._open(verdict, window)
+        except Exception:  # noqa: BLE001 - kept, and tried again at the stream's next evaluation
+            log.exception("drift event for stream %s could not be opened; trying again at its next evaluation",
+                          verdict.stream)
+            self.metrics.errors.labels("open_event").inc()
+            self._pending_open[verdict.stream] = (verdict, window)
+
+    def _act(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        stream = verdict.stream
+        open_id = self.events.open_for(stream)
+        self._clean[stream] = 0 if verdict.fired else self._clean.get(stream, 0) + 1
+        if verdict.drifted:
+            if open_id is None:
+                if stream not in self._pending_open:
+                    self._try_open(verdict, window)
+            elif verdict.changed and stream in self._carried:
+                # drifted again after a restart: the same drift, still open; no second event
+                self._carried.discard(stream)
+                self.events.update(open_id, lambda e: e.update(confirmed_at=verdict.evaluated_at))
+            return
+        if open_id is not None:
+            if verdict.changed:
+                self._close(open_id, verdict, "recovered")
+            elif stream in self._carried and self._clean[stream] >= self.config.hysteresis.recover:
+                self._close(open_id, verdict, "recovered after a restart")
+            return
+        if not verdict.fired:
+            self._remember_healthy(stream, window)
+
+    def _remember_healthy(self, stream: str, window: WindowSnapshot) -> None:
+        n = self.cfg.report.reference_frames
+        refs = [r for r in window.refs if r is not None]
+        if not n or not refs:
+            return
+        picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
+        self._healthy[stream] = [ref_dict(refs[i]) for i in sorted(set(picks.tolist()))]
+
+    def _open(self, verdict: Verdict, window: WindowSnapshot) -> None:
+        stream = verdict.stream
+        eid = event_id(stream, verdict.evaluated_at)
+        fired = fired_from(verdict, self.config.tests.vote)
+        names = tuple(window.feature_names)
+        rows = np.asarray(window.rows, dtype=np.float32)
+        ref = window.reference
+        refs = [ref_dict(r) for r in window.refs]
+        times = [r["ts"] for r in refs if r is not None]
+        shifts: dict[str, dict[str, Any]] = {}  # per drifted feature, measured in its own space
+        for test in verdict.tests:
+            for f in test.features:
+                if f.drift and f.feature not in shifts:
+                    shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
+        event = {
+            "schema": EVENT_SCHEMA, "id": eid, "stream": stream, "status": "open",
+            "opened_at": verdict.evaluated_at, "closed_at": None, "close_reason": None,
+            "reference": {"stream": verdict.reference_stream, "version": verdict.reference_version,
+                          "frames": verdict.n_ref, "source": getattr(ref, "source", "")},
+            "fired": fired, "shifts": shifts, "tests": tests_from(verdict), "feature_names": list(names),
+            "window": {"frames": int(rows.shape[0]), "first_ts": min(times, default=None),
+                       "last_ts": max(times, default=None), "refs": refs},
+            "healthy_refs": list(self._healthy.get(stream, [])),
+            "evidence": {"status": "pending", "report": None, "contact_sheet": None, "error": None},
+            "samples": [],
+        }
+        arrays = {"rows": rows}
+        embeddings = getattr(window, "embeddings", None)
+        if embeddings is not None:
+            arrays["embeddings"] = np.asarray(embeddings, dtype=np.float32)
+        self.events.create(event, arrays)
+        self._references[eid] = ref
+        self._carried.discard(stream)
+        self.metrics.events.labels(self.metrics.stream_label(stream)).inc()
+        self.metrics.events_open.set(self.events.open_count())
+        log.warning("drift event %s opened for stream %s (%s)", eid, stream,
+                    ", ".join(sorted(shifts)) or "no feature named")
+        if not self.evidence.submit(eid):
+            self._references.pop(eid, None)  # stays "pending": picked up again at the next start
+
+    def _close(self, eid: str, verdict: Verdict, reason: str) -> None:
+        def change(e: dict[str, Any]) -> None:
+            e.update(status="closed", closed_at=verdict.evaluated_at, close_reason=reason)
+
+        event = self.events.update(eid, change)
+        self._carried.discard(event["stream"])
+        self.metrics.events_closed.labels(self.metrics.stream_label(event["stream"])).inc()
+        self.metrics.events_open.set(self.events.open_count())
+        log.warning("drift event %s closed: stream %s %s", eid, event["stream"], reason)
+
+    # --- the evidence worker (slow) ------------------------------------------------------------
+
+    def _evidence(self, eid: str) -> None:
+        event = self.events.get(eid)
+        if event is None or event["evidence"]["status"] == "done":
+            return
+        arrays = self.events.window_arrays(eid)
+        reference = self._references.get(eid) or self._load_reference(event)
+        if not event["samples"]:
+            self._select(event, arrays, reference)
+            event = self.events.get(eid)
+        for sample in event["samples"]:
+            self._queue_deliveries(sample)
+        if self.cfg.report.enabled:
+            self._report(event, arrays, reference)
+        else:
+            self.events.update(eid, lambda e: e["evidence"].update(status="done"))
+        self._references.pop(eid, None)
+
+    def _evidence_failed(self, eid: str, error: Exception) -> None:
+        self.metrics.reports.labels("failed").inc()
+        self.events.update(eid, lambda e: e["evidence"].update(status="failed", error=str(error)[:500]))
+        self._references.pop(eid, None)
+
+    def _load_reference(self, event: dict[str, Any]) -> Any:
+        from monitor.reference.store import ReferenceStore
+
+        store = ReferenceStore(self.config.reference.path)
+        ref = store.for_stream(event["stream"])
+        if ref is None:
+            raise FetchError(f"no reference for stream {event['stream']} in {self.config.reference.path}")
+        if ref.version != event["reference"]["version"]:
+            log.info("event %s: reference v%s is gone from memory; using v%s for its evidence",
+                     event["id"], event["reference"]["version"], ref.version)
+        return ref
+
+    def _select(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+        s = self.cfg.selection
+        eid, stream = event["id"], event["stream"]
+        budget = min(s.max_per_event, self.ledger.remaining_today(s.max_per_day))
+        refs = event["window"]["refs"]
+        if budget <= 0:
+            self.metrics.skipped.labels("budget").inc(len(refs))
+            self.events.update(eid, lambda e: e.update(selection={"budget": 0, "note": "daily budget spent"}))
+            return
+        names = tuple(event["feature_names"])
+        scores = score_window(arrays["rows"], reference.columns(names), names,
+                              focus=[f["feature"] for f in event["fired"] if f.get("kind") == explain.STATISTICS],
+                              embeddings=arrays.get("embeddings"),
+                              ref_embeddings=getattr(reference, "embeddings", None))
+        keys = [frame_key(r) if r else None for r in refs]
+        pool, already = candidate_pool(scores, budget, s.pool_factor,
+                                       lambda i: keys[i] is None or keys[i] in self.ledger)
+        probes: dict[int, Probe] = {}
+        fetched: dict[int, Any] = {}
+        for i in pool:
+            try:
+                got = self.fetcher.fetch(refs[i])
+            except FetchError as e:
+                log.warning("event %s: %s", eid, e)
+                probes[i] = Probe(None)
+                continue
+            fetched[i] = got
+            probes[i] = Probe(image_hash(got.data, s.hash), uncertainty(got.predictions))
+        sel = select(scores, pool, probes, budget, hash_distance=s.hash_distance,
+                     known_hashes=self.ledger.recent_hashes(stream), uncertainty_weight=s.uncertainty_weight)
+        now = time.time()
+        samples = []
+        for pick in sel.picks:
+            ref = refs[pick.index]
+            got = fetched[pick.index]
+            uri, copied = ref["uri"], False
+            if not uri:  # arrived inline: keep a claim-check copy the sinks (and people) can read
+                path = self.claim_dir / safe_name(ref["camera_id"]) / f"{safe_name(ref['frame_id'], 120)}{image_extension(got.data)}"
+                atomic_write_bytes(path, got.data)
+                uri, copied = path.resolve().as_uri(), True
+            samples.append({"key": keys[pick.index], "event_id": eid, "stream": stream,
+                            "camera_id": ref["camera_id"], "frame_id": ref["frame_id"], "ts": ref["ts"], "uri": uri,
+                            "claim_check_copy": copied,
+                            "origin": {"topic": ref["topic"], "partition": ref["partition"], "offset": ref["offset"]},
+                            "reasons": pick.reasons, "scores": pick.scores, "hash": f"{pick.hash:016x}",
+                            "predictions": got.predictions, "reference": event["reference"], "selected_at": now})
+        self.ledger.add([{"key": x["key"], "stream": stream, "event_id": eid, "hash": int(x["hash"], 16)}
+                         for x in samples], now)
+        skipped = dict(sel.skipped) | ({"already_queued": already} if already else {})
+        for reason, n in skipped.items():
+            self.metrics.skipped.labels(reason).inc(n)
+        self.metrics.selected.inc(len(samples))
+        self.events.update(eid, lambda e: e.update(samples=samples, selection={
+            "budget": budget, "pool": len(pool), "selected": len(samples), "skipped": skipped, "space": scores.space}))
+        log.info("event %s: %d frame(s) selected for relabelling (pool %d, skipped %s)", eid, len(samples),
+                 len(pool), skipped or "none")
+
+    def _report(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+        from monitor.actions import report
+
+        eid = event["id"]
+        out = self.artefacts / safe_name(eid)
+        rc = self.cfg.report
+        selected = []
+        for sample in event["samples"][: rc.contact_sheet_frames]:
+            try:
+                selected.append((self.load(sample), sample["frame_id"]))
+            except FetchError as e:
+                log.warning("event %s: contact sheet: %s", eid, e)
+        healthy = self._reference_frames(event, reference, rc.reference_frames)
+        atomic_write_bytes(out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px))
+        block = report.summary_html(event, f"/events/{quote(eid)}/contact-sheet.jpg")
+        names = tuple(event["feature_names"])
+        try:
+            page = report.with_summary(report.evidently_html(
+                reference.columns(names), arrays["rows"], names, ref_embeddings=getattr(reference, "embeddings", None),
+                cur_embeddings=arrays.get("embeddings")), block)
+            result, error = "ok", None
+        except Exception as e:  # noqa: BLE001 - Evidently failing must still leave driftmon's own account
+            log.exception("event %s: Evidently report failed", eid)
+            page = report.standalone_summary(block, f"Evidently's report could not be generated: {e}")
+            result, error = "partial", f"evidently: {e}"[:500]
+        atomic_write_text(out / "report.html", page)
+        self.metrics.reports.labels(result).inc()
+        self.events.update(eid, lambda e: e["evidence"].update(
+            status="done", report=str(out / "report.html"), contact_sheet=str(out / "contact-sheet.jpg"),
+            error=error))
+
+    def _reference_frames(self, event: dict[str, Any], reference: Any, n: int) -> list[tuple[bytes, str]]:
+        """Frames of the stream's last healthy window; else images from the reference's source dir."""
+        out: list[tuple[bytes, str]] = []
+        for ref in event.get("healthy_refs", [])[:n]:
+            try:
+                out.append((self.fetcher.fetch(ref).data, ref["frame_id"]))
+            except FetchError as e:
+                log.info("event %s: healthy frame: %s", event["id"], e)
+        source = getattr(reference, "source", "") or ""
+        if not out and n and source.startswith("dir:"):
+            from monitor.reference.collect import image_files
+
+            try:
+                files = image_files(source[4:])
+            except FileNotFoundError:
+                files = []
+            for i in np.linspace(0, len(files) - 1, num=min(n, len(files))).round().astype(int).tolist() if files else []:
+                out.append((files[i].read_bytes(), files[i].name))
+        return out
+
+    def load(self, sample: dict[str, Any]) -> bytes:
+        """A selected frame's bytes: its claim check (ours or the producer's), else Kafka."""
+        if sample.get("uri"):
+            try:
+                return self.fetcher.read_uri(sample["uri"])
+            except FetchError as e:
+                log.info("%s: %s; trying Kafka", sample["key"], e)
+        ref = dict(sample["origin"], uri=None, frame_id=sample["frame_id"])
+        return self.fetcher.fetch(ref).data
+
+    # --- relabel sinks ---------------------------------------------------------------------------
+
+    def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Any:
+        def deliver(sample: dict[str, Any]) -> None:
+            if sample["key"] in ledger:
+                return
+            sink.deliver(sample, self.load)
+            ledger.add(sample["key"])
+            self.metrics.delivered.labels(sink.name).inc()
+
+        return deliver
+
+    def _queue_deliveries(self, sample: dict[str, Any]) -> None:
+        for _sink, ledger, worker in self.sinks:
+            if sample["key"] not in ledger:
+                worker.submit(sample)
+
+    def _resume(self) -> None:
+        """Work a stop left pending: evidence not written, deliveries not made."""
+        for summary in self.events.list():
+            event = self.events.get(summary["id"])
+            if event["evidence"]["status"] == "pending":
+                self.evidence.submit(event["id"])
+            else:
+                for sample in event["samples"]:
+                    self._queue_deliveries(sample)
+
+    # --- tickets ---------------------------------------------------------------------------------
+
+    def _ticket_changed(self, action: str, ticket: dict[str, Any]) -> None:
+        self.metrics.tickets.labels(action).inc()
+        for w in self.ticket_workers:
+            w.submit((action, ticket))
+
+    # --- HTTP ------------------------------------------------------------------------------------
+
+    def routes(self) -> dict[tuple[str, str], Route]:
+        return {("GET", "/events"): self._events_route, ("GET", "/events/"): self._event_route,
+                ("GET", "/tickets"): self._tickets_route, ("GET", "/tickets/"): self._ticket_route,
+                ("POST", "/alerts/alertmanager"): self._alertmanager_route}
+
+    def _events_route(self, req: Request) -> Response:
+        q = parse_qs(req.query)
+        status = q.get("status", [None])[0]
+        if status not in (None, "open", "closed"):
+            return Response(400, {"error": "status must be open or closed"})
+        return Response(200, {"events": self.events.list(stream=q.get("stream", [None])[0], status=status)})
+
+    def _event_route(self, req: Request) -> Response:
+        from urllib.parse import unquote
+
+        parts = [unquote(p) for p in req.path[len("/events/"):].split("/")]
+        event = self.events.get(parts[0]) if parts[0] else None
+        if event is None:
+            return Response(404, {"error": f"no drift event {parts[0]!r}"})
+        if len(parts) == 1:
+            return Response(200, event)
+        artefact = {"report": ("report", "text/html; charset=utf-8"),
+                    "contact-sheet.jpg": ("contact_sheet", "image/jpeg")}.get("/".join(parts[1:]))
+        if artefact is None:
+            return Response(404, {"error": f"no such path: {req.path}"})
+        path = event["evidence"].get(artefact[0])
+        if not path or not Path(path).is_file():
+            return Response(404, {"error": f"{artefact[0]} not written yet", "evidence": event["evidence"]["status"]})
+        return Response(200, Path(path).read_bytes(), artefact[1])
+
+    def _tickets_route(self, req: Request) -> Response:
+        return Response(200, {"tickets": self.tickets.list()})
+
+    def _ticket_route(self, req: Request) -> Response:
+        tid = req.path[len("/tickets/"):]
+        ticket = self.tickets.get(tid)
+        if ticket is None:
+            return Response(404, {"error": f"no ticket {tid!r}"})
+        return Response(200, ticket)
+
+    def _alertmanager_route(self, req: Request) -> Response:
+        token = self.cfg.tickets.token
+        if not token:
+            self.metrics.webhooks.labels("unconfigured").inc()
+            return Response(403, {"error": "actions.tickets.token is not set: this receiver accepts nothing"})
+        if not check_token(req.headers.get("authorization"), token):
+            self.metrics.webhooks.labels("unauthorized").inc()
+            return Response(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
+        try:
+            hook = parse_webhook(req.body)
+        except WebhookError as e:
+            self.metrics.webhooks.labels("bad_request").inc()
+            return Response(400, {"error": str(e)})
+        result = self.tickets.apply(hook)
+        self.metrics.webhooks.labels("accepted").inc()
+        return Response(200, result)
+
+    # --- shutdown --------------------------------------------------------------------------------
+
+    def idle(self) -> bool:
+        """Nothing queued or running on any worker (for tests and orderly shutdown)."""
+        return all(w.idle() for w in self._workers())
+
+    def _workers(self) -> list[Worker]:
+        return [self.evidence] + [w for _, _, w in self.sinks] + self.ticket_workers
+
+    def close(self, drain_s: float = 5.0) -> None:
+        """Give the workers ``drain_s`` to finish what is queued, then stop them; anything left is
+        pending in the state directory and resumed at the next start."""
+        wait_idle(self._workers(), drain_s)
+        for w in self._workers():
+            w.close()
+        for sink, _, _ in self.sinks:
+            sink.close()
+        self.fetcher.close()
+        atomic_write_json(self.state_dir / "healthy.json", self._healthy)

@@ -1,0 +1,421 @@
+"""Sample selection: which frames of a drifted window are most worth relabelling.
+
+Three steps, each small and testable on its own:
+
+1. **Score** every frame of the window (:func:`score_window`), without pixels: how far it lies
+   from the reference (mean distance to its k nearest reference frames, in embedding space when
+   embeddings are present, else in image statistics standardised by the reference), divided by
+   the reference's own typical k-NN distance; and how extreme its most unusual statistic is (the
+   largest |z| against the reference, over the statistics that drifted when any did).
+2. **Pool** the best-scored frames not queued before (:func:`candidate_pool`), a few per budget
+   slot. Only the pool's frames are fetched again (from their claim check or Kafka offset): their
+   perceptual hash and, when the record carries predictions, the model's uncertainty
+   (:func:`uncertainty`) are computed from them (:class:`Probe`).
+3. **Pick** a diverse subset (:func:`select`): greedy k-center — the best-scored frame first, then
+   each time the frame farthest from those picked — skipping near-duplicates (perceptual hash
+   within ``hash_distance`` bits of a frame picked now or queued recently for the stream).
+
+Budgets (per event and per UTC day) and "never queue a frame twice" are kept by
+:class:`QueueLedger`, an append-only JSON-lines file that survives restarts.
+
+Score
+-----
+``score = (1 - exp(-max(d - 1, 0))) + (1 - exp(-max(|z| - 2, 0) / 2)) + w * u`` where ``d`` is the
+distance ratio (1: as far as reference frames are from each other), ``z`` the most extreme
+standardised statistic, ``u`` in [0, 1] the model's uncertainty (0 when unknown) and ``w`` is
+``selection.uncertainty_weight``. Each term is bounded, so none swamps the others.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+HASH_BITS = 64
+FAR_RATIO = 1.5  # a distance ratio at or above this is reported as a reason
+EXTREME_Z = 3.0
+UNCERTAIN = 0.5
+
+
+# --- perceptual hashes ---------------------------------------------------------------------------
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    return image
+
+
+def dhash(image: np.ndarray) -> int:
+    """Difference hash: shrink to 9x8 grey, one bit per horizontally adjacent pair (left > right).
+
+    Robust to scaling, compression and global brightness; 64 bits.
+    """
+    small = cv2.resize(_gray(image), (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    bits = (small[:, :-1] > small[:, 1:]).ravel()
+    return _pack(bits)
+
+
+def phash(image: np.ndarray) -> int:
+    """Perceptual hash: DCT of a 32x32 grey image, one bit per low frequency (8x8, DC included)
+    above their median. More robust than :func:`dhash` to small geometric changes; 64 bits."""
+    small = cv2.resize(_gray(image), (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].ravel()
+    return _pack(low > np.median(low))
+
+
+def _pack(bits: np.ndarray) -> int:
+    value = 0
+    for b in bits.tolist():
+        value = (value << 1) | int(b)
+    return value
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def image_hash(data: bytes, method: str = "dhash") -> int | None:
+    """Hash of encoded image bytes (decoded at reduced size), or None when they do not decode."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    gray = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_4)
+    if gray is None:
+        gray = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        return None
+    return phash(gray) if method == "phash" else dhash(gray)
+
+
+# --- model uncertainty -----------------------------------------------------------------------------
+
+
+def uncertainty(predictions: dict[str, Any] | None) -> float | None:
+    """The deployed model's uncertainty on a frame, in [0, 1], from its predictions (frame contract).
+
+    - ``{"probs": [...]}``: normalised entropy ``H(p) / log K``.
+    - ``{"detections": [{"score": s}, ...]}``: the most uncertain detection, ``1 - |2s - 1|``
+      (a score of 0.5 is a coin flip; 0 or 1 is sure). No detections: None.
+    Anything else, or malformed values: None.
+    """
+    if not isinstance(predictions, dict):
+        return None
+    probs = predictions.get("probs")
+    if isinstance(probs, list) and len(probs) >= 2:
+        try:
+            p = np.asarray(probs, dtype=float)
+        except (TypeError, ValueError):
+            return None
+        if not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
+            return None
+        p = p / p.sum()
+        nz = p[p > 0]
+        return float(-(nz * np.log(nz)).sum() / math.log(len(p)))
+    detections = predictions.get("detections")
+    if isinstance(detections, list):
+        scores = [d.get("score") for d in detections if isinstance(d, dict)]
+        scores = [float(s) for s in scores if isinstance(s, (int, float)) and 0 <= s <= 1]
+        if scores:
+            return max(1.0 - abs(2.0 * s - 1.0) for s in scores)
+    return None
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Per-frame scores of one window (arrays aligned with the window's rows)."""
+
+    base: np.ndarray  # distance and extremeness terms of the score (no uncertainty yet)
+    distance: np.ndarray  # mean k-NN distance to the reference / the reference's own typical one
+    extreme_z: np.ndarray  # the signed z of each frame's most extreme statistic
+    extreme_feature: list[str]
+    points: np.ndarray  # the space distances and diversity are measured in
+    space: str  # "embedding" or "statistics"
+
+
+def standardise(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    mu = ref.mean(axis=0)
+    sd = ref.std(axis=0)
+    sd = np.where(sd > 1e-9, sd, 1.0)
+    return (x - mu) / sd
+
+
+def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False,
+                      chunk: int = 2048) -> np.ndarray:
+    """Mean Euclidean distance of each row of ``x`` to its ``k`` nearest rows of ``ref``."""
+    k = max(1, min(k, ref.shape[0] - (1 if exclude_self else 0)))
+    out = np.empty(x.shape[0])
+    ref_sq = (ref ** 2).sum(axis=1)
+    for start in range(0, x.shape[0], chunk):
+        part = x[start:start + chunk]
+        d2 = (part ** 2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * part @ ref.T
+        np.maximum(d2, 0.0, out=d2)
+        if exclude_self:  # x is ref: drop each row's zero distance to itself
+            idx = np.arange(start, start + part.shape[0])
+            d2[np.arange(part.shape[0]), idx] = np.inf
+        nearest = np.partition(d2, k - 1, axis=1)[:, :k]
+        out[start:start + part.shape[0]] = np.sqrt(nearest).mean(axis=1)
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
+def score_window(rows: np.ndarray, ref_rows: np.ndarray, feature_names: Sequence[str], *,
+                 focus: Iterable[str] = (), embeddings: np.ndarray | None = None,
+                 ref_embeddings: np.ndarray | None = None, k: int = 5, max_ref: int = 2000,
+                 seed: int = 0) -> Scores:
+    """Score each window frame by how unlike the reference it is (see the module docstring).
+
+    ``focus``: the statistics that drifted; extremeness is judged on them (all when empty).
+    Embeddings are used for distance and diversity when both the window and the reference have them.
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    ref_rows = np.asarray(ref_rows, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    if ref_rows.shape[0] > max_ref:
+        ref_rows = ref_rows[rng.choice(ref_rows.shape[0], max_ref, replace=False)]
+    z = standardise(ref_rows, rows)
+    names = list(feature_names)
+    focus_idx = [names.index(f) for f in focus if f in names] or list(range(len(names)))
+    zf = z[:, focus_idx]
+    arg = np.abs(zf).argmax(axis=1)
+    extreme_z = zf[np.arange(zf.shape[0]), arg]
+    extreme_feature = [names[focus_idx[i]] for i in arg]
+
+    use_emb = (embeddings is not None and ref_embeddings is not None and len(embeddings) == len(rows)
+               and embeddings.shape[1] == ref_embeddings.shape[1])
+    if use_emb:
+        ref_e = np.asarray(ref_embeddings, dtype=np.float64)
+        if ref_e.shape[0] > max_ref:
+            ref_e = ref_e[rng.choice(ref_e.shape[0], max_ref, replace=False)]
+        points, ref_points, space = _unit(np.asarray(embeddings, dtype=np.float64)), _unit(ref_e), "embedding"
+    else:
+        points, ref_points, space = z, standardise(ref_rows, ref_rows), "statistics"
+    d = knn_mean_distance(points, ref_points, k)
+    sample = ref_points if ref_points.shape[0] <= 500 else ref_points[rng.choice(ref_points.shape[0], 500, replace=False)]
+    typical = float(np.median(knn_mean_distance(sample, sample, k, exclude_self=True))) if sample.shape[0] > 1 else 0.0
+    ratio = d / typical if typical > 0 else np.where(d > 0, np.inf, 1.0)
+    base = (1 - np.exp(-np.maximum(ratio - 1, 0))) + (1 - np.exp(-np.maximum(np.abs(extreme_z) - 2, 0) / 2))
+    return Scores(base=base, distance=ratio, extreme_z=extreme_z, extreme_feature=extreme_feature, points=points,
+                  space=space)
+
+
+# --- pooling and picking ---------------------------------------------------------------------------
+
+
+def candidate_pool(scores: Scores, budget: int, pool_factor: int,
+                   is_queued: Callable[[int], bool]) -> tuple[list[int], int]:
+    """The best-scored frames not queued before, ``pool_factor`` per budget slot (best first);
+    and how many queued frames were passed over on the way."""
+    want = budget * pool_factor
+    pool: list[int] = []
+    queued = 0
+    for i in np.argsort(-scores.base, kind="stable").tolist():
+        if len(pool) >= want:
+            break
+        if is_queued(i):
+            queued += 1
+            continue
+        pool.append(i)
+    return pool, queued
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What fetching a pooled frame told: its perceptual hash and the model's uncertainty."""
+
+    hash: int | None  # None: the frame could not be fetched or decoded
+    uncertainty: float | None = None
+
+
+@dataclass(frozen=True)
+class Pick:
+    index: int  # row in the window
+    score: float
+    reasons: list[dict[str, Any]]
+    scores: dict[str, Any]
+    hash: int
+
+
+@dataclass
+class Selection:
+    picks: list[Pick] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)  # reason -> frames passed over
+
+
+def select(scores: Scores, pool: Sequence[int], probes: dict[int, Probe], budget: int, *,
+           hash_distance: int, known_hashes: Iterable[int] = (), uncertainty_weight: float = 1.0) -> Selection:
+    """Greedy k-center over ``pool``: start from the best final score, then repeatedly take the
+    frame farthest (in ``scores.points``) from every frame taken so far, ties to the better score.
+    A frame whose fetch failed, or whose hash is within ``hash_distance`` of a taken frame or of
+    ``known_hashes``, is skipped (and never proposed again)."""
+    out = Selection()
+    if budget <= 0 or not pool:
+        return out
+    known = list(known_hashes)
+    final = {i: float(scores.base[i]) + uncertainty_weight * (probes[i].uncertainty or 0.0)
+             if i in probes else float(scores.base[i]) for i in pool}
+    remaining = list(pool)
+    min_dist = {i: math.inf for i in remaining}
+    taken_hashes: list[int] = []
+    while remaining and len(out.picks) < budget:
+        if not out.picks:
+            i = max(remaining, key=lambda j: (final[j], -j))
+        else:
+            i = max(remaining, key=lambda j: (min_dist[j], final[j], -j))
+        remaining.remove(i)
+        probe = probes.get(i)
+        if probe is None or probe.hash is None:
+            out.skipped["fetch_failed"] += 1
+            continue
+        if any(hamming(probe.hash, h) <= hash_distance for h in taken_hashes + known):
+            out.skipped["near_duplicate"] += 1
+            continue
+        diversity = None if not out.picks else float(min_dist[i])
+        out.picks.append(Pick(i, final[i], _reasons(scores, i, probe, diversity), {
+            "score": round(final[i], 6),
+            "distance_ratio": _finite(scores.distance[i]),
+            "extreme_feature": scores.extreme_feature[i],
+            "extreme_z": round(float(scores.extreme_z[i]), 4),
+            "uncertainty": None if probe.uncertainty is None else round(probe.uncertainty, 4),
+            "diversity": None if diversity is None else round(diversity, 4),
+            "space": scores.space,
+        }, probe.hash))
+        taken_hashes.append(probe.hash)
+        p = scores.points[i]
+        for j in remaining:
+            d = float(np.linalg.norm(scores.points[j] - p))
+            if d < min_dist[j]:
+                min_dist[j] = d
+    return out
+
+
+def _finite(x: float) -> float | None:
+    x = float(x)
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def _reasons(scores: Scores, i: int, probe: Probe, diversity: float | None) -> list[dict[str, Any]]:
+    reasons = []
+    ratio = float(scores.distance[i])
+    if ratio >= FAR_RATIO:
+        reasons.append({"code": "far_from_reference", "text": f"{ratio:.1f}x as far from the reference as reference "
+                                                              f"frames are from each other ({scores.space})"})
+    z = float(scores.extreme_z[i])
+    if abs(z) >= EXTREME_Z:
+        reasons.append({"code": "extreme_statistic", "feature": scores.extreme_feature[i],
+                        "text": f"{scores.extreme_feature[i]} {abs(z):.1f} sd {'above' if z > 0 else 'below'} "
+                                "the reference"})
+    if probe.uncertainty is not None and probe.uncertainty >= UNCERTAIN:
+        reasons.append({"code": "uncertain_prediction", "text": f"model uncertainty {probe.uncertainty:.2f}"})
+    if diversity is not None:
+        reasons.append({"code": "diverse", "text": f"k-center pick, {diversity:.2f} from the frames picked before it"})
+    if not reasons or reasons[0]["code"] == "diverse":
+        reasons.insert(0, {"code": "top_drift_score", "text": "among the highest drift scores in the window"})
+    return reasons
+
+
+# --- the ledger ------------------------------------------------------------------------------------
+
+
+class QueueLedger:
+    """Frames queued for relabelling, so that none is queued twice, and the per-day budget.
+
+    An append-only JSON-lines file (one line per queued frame: key, stream, event, hash, time),
+    compacted when it grows past twice ``remember`` lines; the newest ``remember`` frames are kept.
+    """
+
+    def __init__(self, path: str | Path, remember: int = 200_000, recent_per_stream: int = 256):
+        self.path = Path(path)
+        self.remember = remember
+        self.recent_per_stream = recent_per_stream
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lines = 0
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        with self.path.open() as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash mid-append
+                self._frames[entry["key"]] = entry
+                self._frames.move_to_end(entry["key"])
+                self._lines += 1
+        while len(self._frames) > self.remember:
+            self._frames.popitem(last=False)
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._frames
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._frames)
+
+    def queued_on(self, day: str) -> int:
+        with self._lock:
+            return sum(1 for e in self._frames.values() if e.get("day") == day)
+
+    def remaining_today(self, limit: int, now: float | None = None) -> int:
+        return max(0, limit - self.queued_on(utc_day(now)))
+
+    def recent_hashes(self, stream: str) -> list[int]:
+        with self._lock:
+            found = [e["hash"] for e in reversed(self._frames.values())
+                     if e.get("stream") == stream and e.get("hash") is not None]
+        return found[: self.recent_per_stream]
+
+    def add(self, entries: list[dict[str, Any]], now: float | None = None) -> None:
+        """Record frames as queued: dicts with ``key``, ``stream``, ``event_id``, ``hash``."""
+        if not entries:
+            return
+        now = time.time() if now is None else now
+        with self._lock:
+            lines = []
+            for e in entries:
+                e = dict(e, at=now, day=utc_day(now))
+                self._frames[e["key"]] = e
+                self._frames.move_to_end(e["key"])
+                lines.append(json.dumps(e, sort_keys=True))
+            while len(self._frames) > self.remember:
+                self._frames.popitem(last=False)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write("\n".join(lines) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self._lines += len(lines)
+            if self._lines > 2 * self.remember:
+                self._compact()
+
+    def _compact(self) -> None:
+        from monitor.files import atomic_write_text
+
+        atomic_write_text(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in self._frames.values()))
+        self._lines = len(self._frames)
+
+
+def utc_day(now: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() if now is None else now))

@@ -1,0 +1,391 @@
+"""Dataset-refresh tickets from Alertmanager: ``POST /alerts/alertmanager``.
+
+Alertmanager's webhook (payload version "4") is authenticated with a bearer token from config
+(compared in constant time), validated in full before anything changes, and each firing or
+resolved alert named in ``actions.tickets.alertnames`` with a stream label becomes (or updates)
+one ticket, keyed by the alert's fingerprint: a re-sent alert updates its ticket, a resolved one
+marks it resolved; none is ever duplicated.
+
+A ticket carries the alert, the drift events of that stream that overlap the alert, links to
+their reports, the frames queued for relabelling from them, and suggested actions. It is kept in
+``<state_dir>/tickets/<id>.json`` and handed to the ticket sinks (a directory of JSON + Markdown,
+a generic JSON webhook) on background workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from monitor.actions import explain
+from monitor.config import TicketsConfig
+from monitor.errors import InputError
+from monitor.files import atomic_write_json, atomic_write_text, load_json_dir, safe_name
+
+SCHEMA = "driftmon.ticket/v1"
+WEBHOOK_SCHEMA = "driftmon.ticket-webhook/v1"
+HISTORY_MAX = 50
+SAMPLES_MAX = 50
+LINK_SLACK_S = 300.0  # an event that ended up to this long before the alert started is still linked
+
+_FRACTION = re.compile(r"\.(\d{6})\d+")
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+class WebhookError(InputError):
+    """The payload is not a valid Alertmanager webhook; the message says where."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: float
+    ends_at: float | None
+    generator_url: str
+    fingerprint: str
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    status: str
+    receiver: str
+    group_key: str
+    external_url: str
+    alerts: list[Alert]
+
+
+def check_token(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time; an empty token admits nobody."""
+    if not token or not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def parse_time(value: Any, where: str) -> float | None:
+    """RFC 3339 (Alertmanager sends nanoseconds and ``Z``); the zero time means unset."""
+    if not isinstance(value, str) or not value:
+        raise WebhookError(f"{where}: must be an RFC 3339 time string")
+    if value.startswith("0001-01-01"):
+        return None
+    text = _FRACTION.sub(r".\1", value.replace("Z", "+00:00").replace("z", "+00:00"))
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise WebhookError(f"{where}: {value!r} is not an RFC 3339 time") from None
+    if t.tzinfo is None:
+        raise WebhookError(f"{where}: {value!r} has no time zone")
+    return t.timestamp()
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise WebhookError(f"{where}: must be an object of strings")
+    return dict(value)
+
+
+def parse_webhook(body: bytes) -> Webhook:
+    """Validate an Alertmanager webhook payload (version "4") completely, or raise WebhookError."""
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WebhookError(f"body is not JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise WebhookError("body must be a JSON object")
+    if payload.get("version") != "4":
+        raise WebhookError(f"version: must be \"4\" (Alertmanager webhook), got {payload.get('version')!r}")
+    status = payload.get("status")
+    if status not in ("firing", "resolved"):
+        raise WebhookError(f"status: must be firing or resolved, got {status!r}")
+    alerts = payload.get("alerts")
+    if not isinstance(alerts, list) or not alerts:
+        raise WebhookError("alerts: must be a non-empty list")
+    for name in ("receiver", "groupKey", "externalURL"):
+        if name in payload and not isinstance(payload[name], str):
+            raise WebhookError(f"{name}: must be a string")
+    for name in ("groupLabels", "commonLabels", "commonAnnotations"):
+        if name in payload:
+            _str_map(payload[name], name)
+    parsed = []
+    for i, a in enumerate(alerts):
+        where = f"alerts[{i}]"
+        if not isinstance(a, dict):
+            raise WebhookError(f"{where}: must be an object")
+        if a.get("status") not in ("firing", "resolved"):
+            raise WebhookError(f"{where}.status: must be firing or resolved, got {a.get('status')!r}")
+        fingerprint = a.get("fingerprint")
+        if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,128}", fingerprint):
+            raise WebhookError(f"{where}.fingerprint: must be a non-empty alphanumeric string")
+        labels = _str_map(a.get("labels"), f"{where}.labels")
+        if "alertname" not in labels:
+            raise WebhookError(f"{where}.labels: has no alertname")
+        annotations = _str_map(a.get("annotations", {}), f"{where}.annotations")
+        starts = parse_time(a.get("startsAt"), f"{where}.startsAt")
+        if starts is None:
+            raise WebhookError(f"{where}.startsAt: must be set")
+        ends = parse_time(a["endsAt"], f"{where}.endsAt") if a.get("endsAt") else None
+        gen = a.get("generatorURL", "")
+        if not isinstance(gen, str):
+            raise WebhookError(f"{where}.generatorURL: must be a string")
+        parsed.append(Alert(a["status"], labels, annotations, starts, ends, gen, fingerprint, a))
+    return Webhook(status, payload.get("receiver", ""), payload.get("groupKey", ""), payload.get("externalURL", ""),
+                   parsed)
+
+
+# --- suggestions ---------------------------------------------------------------------------------
+
+# feature -> (condition when the window is above the reference, when below)
+_CONDITIONS = {
+    "brightness_mean": ("brighter scenes (glare, daylight, over-exposure)", "darker scenes (dusk, night, under-exposure)"),
+    "brightness_std": ("higher-contrast scenes", "flatter, lower-contrast scenes (haze, fog, flat light)"),
+    "contrast_rms": ("higher-contrast scenes", "flatter, lower-contrast scenes (haze, fog, flat light)"),
+    "saturation_mean": ("more saturated colour", "washed-out colour (fog, dusk, a failing sensor)"),
+    "colourfulness": ("more colourful scenes", "washed-out colour (fog, dusk, a failing sensor)"),
+    "hue_cos": ("a colour cast (white balance)", "a colour cast (white balance)"),
+    "hue_sin": ("a colour cast (white balance)", "a colour cast (white balance)"),
+    "red_share": ("a red/warm colour cast", "a cooler colour balance"),
+    "green_share": ("a green colour cast", "less green (season, vegetation)"),
+    "blue_share": ("a blue/cool colour cast", "a warmer colour balance"),
+    "sharpness_laplacian_var": ("sharper, busier frames", "blurred frames (defocus, motion blur, dirty or wet lens)"),
+    "noise_sigma": ("noisier frames (low light, high sensor gain)", "smoother frames (heavy compression or denoising)"),
+    "luma_entropy": ("busier scenes", "emptier or flatter scenes (occlusion, fog)"),
+    "edge_density": ("busier scenes (clutter, rain, new objects)", "fewer edges (blur, fog, occlusion)"),
+    "underexposed_fraction": ("more under-exposed pixels (night, shadows)", "fewer under-exposed pixels"),
+    "overexposed_fraction": ("more blown-out highlights (sun, headlights)", "fewer blown-out highlights"),
+    "width": ("a resolution change", "a resolution change"),
+    "height": ("a resolution change", "a resolution change"),
+    "aspect_ratio": ("a crop or aspect change", "a crop or aspect change"),
+    "encoded_bytes_per_pixel": ("an encoder or compression change", "an encoder or compression change"),
+}
+
+
+def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> str:
+    """The condition a drifted feature points to, for the "collect more of" suggestion."""
+    if kind == explain.EMBEDDINGS:
+        return "scenes unlike the reference in the embeddings (new content, viewpoint or appearance)"
+    if kind == explain.PREDICTIONS:
+        if feature == "confidence":
+            return ("frames the model is less sure of (unfamiliar or harder scenes)" if z is not None and z < 0
+                    else "frames the model is surer of than before")
+        if feature.startswith("class_"):
+            which = feature[len("class_"):]
+            return f"{'fewer' if z is not None and z < 0 else 'more'} frames the model assigns to class {which}"
+        return "a different mix of predicted classes"
+    up, down = _CONDITIONS.get(feature, (f"higher {feature}", f"lower {feature}"))
+    return down if (z is not None and z < 0) else up
+
+
+def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_s: float,
+            rebaseline_after_s: float) -> list[dict[str, Any]]:
+    """What to do about a drifted stream: collect more of the new condition, relabel the queued
+    frames, and (once a drift has lasted long enough to be the new normal) re-baseline."""
+    out: list[dict[str, Any]] = []
+    moved: dict[str, tuple[str, float | None]] = {}  # feature -> (kind, z)
+    for e in events:
+        for f in e.get("fired", []):
+            z = (e.get("shifts") or {}).get(f["feature"], {}).get("z")
+            moved.setdefault(f["feature"], (f.get("kind", explain.STATISTICS), z))
+    conditions: list[str] = []
+    features: list[str] = []
+    # what moved most (|z| of the window mean, in reference sd; unmeasured last): three conditions
+    for feature, (kind, z) in sorted(moved.items(), key=lambda kv: -abs(kv[1][1]) if kv[1][1] is not None else 0.0):
+        text = condition(feature, z, kind)
+        if len(conditions) == 3:
+            break
+        features.append(feature)
+        if text not in conditions:
+            conditions.append(text)
+    if conditions:
+        out.append({"kind": "collect", "conditions": conditions, "features": features,
+                    "text": f"Collect and label more training frames of {stream} showing: " + "; ".join(conditions)})
+    if samples:
+        out.append({"kind": "relabel", "frames": samples,
+                    "text": f"Relabel the {samples} frame(s) driftmon queued from this drift and add them to the "
+                            "training set"})
+    if firing_for_s >= rebaseline_after_s:
+        out.append({"kind": "rebaseline", "text": f"The drift has lasted {firing_for_s / 3600:.1f} h: if the new "
+                    "condition is the camera's new normal (and the model copes), make a healthy recent window the "
+                    "stream's reference",
+                    "command": f"driftmon reference promote --store <reference store> --stream {stream} "
+                               "--from-topic <frames topic> --start <ISO time> --end <ISO time>"})
+    return out
+
+
+# --- the ticket book -----------------------------------------------------------------------------
+
+
+class TicketBook:
+    """Tickets by id, persisted; turns validated webhooks into ticket changes."""
+
+    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: Any,
+                 link: Callable[[str], str], on_change: Callable[[str, dict[str, Any]], None]):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.events = events
+        self.link = link  # path -> absolute URL
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._tickets: dict[str, dict[str, Any]] = {
+            t["id"]: t for t in load_json_dir(self.dir, "drift-*.json", "ticket")}
+
+    def get(self, tid: str) -> dict[str, Any] | None:
+        with self._lock:
+            t = self._tickets.get(tid)
+            return copy.deepcopy(t) if t else None
+
+    def list(self) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [{k: t[k] for k in ("id", "stream", "status", "created_at", "updated_at", "notifications")}
+                     for t in self._tickets.values()]
+        return sorted(found, key=lambda t: t["created_at"])
+
+    def apply(self, hook: Webhook, now: float | None = None) -> dict[str, Any]:
+        """Create or update a ticket per relevant alert; returns what was done."""
+        now = time.time() if now is None else now
+        done: list[dict[str, str]] = []
+        ignored = 0
+        for alert in hook.alerts:
+            stream = alert.labels.get(self.config.stream_label)
+            if alert.labels["alertname"] not in self.config.alertnames or not stream:
+                ignored += 1
+                continue
+            action, ticket = self._upsert(alert, stream, hook, now)
+            done.append({"id": ticket["id"], "action": action})
+            self.on_change(action, ticket)
+        return {"tickets": done, "ignored": ignored}
+
+    def _upsert(self, alert: Alert, stream: str, hook: Webhook, now: float) -> tuple[str, dict[str, Any]]:
+        tid = f"drift-{safe_name(alert.fingerprint)}"
+        with self._lock:
+            old = self._tickets.get(tid)
+            events = self.events.overlapping(stream, alert.starts_at - LINK_SLACK_S, alert.ends_at)
+            samples = [s for e in events for s in e.get("samples", [])]
+            end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
+            ticket = {
+                "schema": SCHEMA,
+                "id": tid,
+                "fingerprint": alert.fingerprint,
+                "stream": stream,
+                "status": alert.status,
+                "title": f"Dataset refresh: camera stream {stream} drifted",
+                "created_at": old["created_at"] if old else now,
+                "updated_at": now,
+                "resolved_at": None,
+                "notifications": (old["notifications"] if old else 0) + 1,
+                "alert": {"alertname": alert.labels["alertname"], "status": alert.status, "labels": alert.labels,
+                          "annotations": alert.annotations, "startsAt": alert.raw.get("startsAt"),
+                          "endsAt": alert.raw.get("endsAt", _ZERO_TIME), "generatorURL": alert.generator_url,
+                          "fingerprint": alert.fingerprint},
+                "receiver": hook.receiver,
+                "group_key": hook.group_key,
+                "external_url": hook.external_url,
+                "events": [self._event_link(e) for e in events],
+                "samples_total": len(samples),
+                "samples": [{k: s.get(k) for k in ("key", "event_id", "camera_id", "frame_id", "ts", "uri")}
+                            | {"score": (s.get("scores") or {}).get("score"),
+                               "reasons": [r["code"] for r in s.get("reasons") or []]}
+                            for s in samples[:SAMPLES_MAX]],
+                "suggested_actions": suggest(stream, events, len(samples), max(0.0, end - alert.starts_at),
+                                             self.config.rebaseline_after_s),
+                "history": ((old or {}).get("history") or [])[-(HISTORY_MAX - 1):],
+            }
+            if alert.status == "resolved":
+                already = old is not None and old.get("status") == "resolved" and old.get("resolved_at")
+                ticket["resolved_at"] = old["resolved_at"] if already else now
+            action = "created" if old is None else (
+                "resolved" if alert.status == "resolved" and old.get("status") != "resolved" else "updated")
+            ticket["history"].append({"at": now, "action": action, "alert_status": alert.status})
+            atomic_write_json(self.dir / f"{tid}.json", ticket)
+            self._tickets[tid] = ticket
+            return action, copy.deepcopy(ticket)
+
+    def _event_link(self, e: dict[str, Any]) -> dict[str, Any]:
+        return {"id": e["id"], "status": e["status"], "opened_at": e["opened_at"], "closed_at": e.get("closed_at"),
+                "fired": sorted({f.get("what") or f["feature"] for f in e.get("fired", [])}),
+                "url": self.link(f"/events/{e['id']}"),
+                "report_url": self.link(f"/events/{e['id']}/report"),
+                "contact_sheet_url": self.link(f"/events/{e['id']}/contact-sheet.jpg"),
+                "samples": len(e.get("samples", []))}
+
+
+# --- ticket sinks --------------------------------------------------------------------------------
+
+
+def markdown(ticket: dict[str, Any]) -> str:
+    """A ticket as Markdown (for the directory sink; paste-able into any tracker)."""
+    def when(t: float | None) -> str:
+        return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+    a = ticket["alert"]
+    lines = [f"# {ticket['title']}", "",
+             f"- **Ticket:** `{ticket['id']}` ({ticket['status']}; {ticket['notifications']} notification(s))",
+             f"- **Stream:** `{ticket['stream']}`",
+             f"- **Alert:** {a['alertname']} since {a['startsAt']} (fingerprint `{a['fingerprint']}`)",
+             f"- **Created:** {when(ticket['created_at'])}; **updated:** {when(ticket['updated_at'])}"
+             + (f"; **resolved:** {when(ticket['resolved_at'])}" if ticket.get("resolved_at") else ""), ""]
+    if a["annotations"].get("summary"):
+        lines += [f"> {a['annotations']['summary']}", ""]
+    lines += ["## Suggested actions", ""]
+    lines += [f"- **{s['kind']}**: {s['text']}" + (f"\n  `{s['command']}`" if s.get("command") else "")
+              for s in ticket["suggested_actions"]] or ["- none yet (no drift event linked)"]
+    lines += ["", "## Drift events", ""]
+    lines += [f"- [{e['id']}]({e['url']}) ({e['status']}, opened {when(e['opened_at'])}): "
+              f"{', '.join(e['fired']) or '-'} — [report]({e['report_url']}), "
+              f"[contact sheet]({e['contact_sheet_url']}), {e['samples']} frame(s) queued"
+              for e in ticket["events"]] or ["- none linked"]
+    lines += ["", f"## Frames queued for relabelling ({ticket['samples_total']})", ""]
+    lines += [f"- `{s['camera_id']}` / `{s['frame_id']}` score {s['score']}: {', '.join(s['reasons'])}"
+              + (f" — {s['uri']}" if s.get("uri") else "") for s in ticket["samples"]] or ["- none"]
+    return "\n".join(lines) + "\n"
+
+
+class DirectoryTicketSink:
+    name = "ticket_directory"
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+
+    def deliver(self, action: str, ticket: dict[str, Any]) -> None:
+        atomic_write_json(self.dir / f"{ticket['id']}.json", ticket)
+        atomic_write_text(self.dir / f"{ticket['id']}.md", markdown(ticket))
+
+
+class WebhookTicketSink:
+    """POSTs ``{"schema", "action", "ticket"}`` as JSON; any 2xx is success, the rest is retried."""
+
+    name = "ticket_webhook"
+
+    def __init__(self, url: str, token: str, timeout_s: float):
+        self.url, self.token, self.timeout_s = url, token, timeout_s
+
+    def deliver(self, action: str, ticket: dict[str, Any]) -> None:
+        from monitor.actions.sinks import SinkError
+
+        body = json.dumps({"schema": WEBHOOK_SCHEMA, "action": action, "ticket": ticket}).encode()
+        headers = {"Content-Type": "application/json"} | (
+            {"Authorization": f"Bearer {self.token}"} if self.token else {})
+        req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as res:
+                if not 200 <= res.status < 300:
+                    raise SinkError(f"webhook {self.url}: HTTP {res.status}")
+        except urllib.error.HTTPError as e:
+            raise SinkError(f"webhook {self.url}: HTTP {e.code}") from None
+        except (urllib.error.URLError, OSError) as e:
+            raise SinkError(f"webhook {self.url}: {e}") from None

@@ -1,0 +1,236 @@
+"""Collect image statistics from a directory or a Kafka topic, with the daemon's own decode and
+feature code: what ``driftmon reference build`` and ``driftmon check`` are made of."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from detectors.reduce import PCA
+from monitor.config import Config
+from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
+from monitor.pipeline.embed import Embedder, build_embedder
+from monitor.pipeline.engine import Engine
+from monitor.errors import InputError
+from monitor.pipeline.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.predictions import Prediction, derive, reference_arrays
+from monitor.reference.store import Reference
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+@dataclass
+class Collected:
+    """Statistics (and embeddings) of the frames that decoded, and why the others did not."""
+
+    rows: list[np.ndarray] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    streams: list[str] = field(default_factory=list)
+    predictions: list[Prediction | None] = field(default_factory=list)  # the model's outputs, aligned with rows
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
+        m = np.vstack(self.rows).astype(np.float32) if self.rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        return m if mask is None else m[mask]
+
+    def embedding_matrix(self, mask: np.ndarray | None = None) -> np.ndarray | None:
+        if not self.embeddings:
+            return None
+        m = np.vstack(self.embeddings).astype(np.float32)
+        return m if mask is None else m[mask]
+
+    def add_error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+class Collector:
+    """Decode, statistics and (optionally) embeddings for chunks of encoded frames, on a pool."""
+
+    def __init__(self, config: Config, embedder: Embedder | None, pool: ThreadPoolExecutor):
+        self.limits = limits_from(config)
+        self.embedder = embedder
+        self.pool = pool
+        self.out = Collected()
+
+    def _analyse(self, data: bytes) -> tuple[np.ndarray, np.ndarray] | str:
+        try:
+            decoded = decode(data, self.limits)
+        except DecodeError as e:
+            return e.reason
+        return compute_features(decoded), decoded.rgb
+
+    def add(self, items: list[tuple]) -> None:
+        """Frames as (encoded bytes, event time, stream key) or (..., the frame's ``predictions``)."""
+        results = list(self.pool.map(self._analyse, [item[0] for item in items]))
+        images = []
+        for item, result in zip(items, results):
+            if isinstance(result, str):
+                self.out.add_error(result)
+                continue
+            _, ts, stream = item[:3]
+            row, rgb = result
+            self.out.rows.append(row)
+            self.out.times.append(ts)
+            self.out.streams.append(stream)
+            self.out.predictions.append(derive(item[3]) if len(item) > 3 else None)
+            images.append(rgb)
+        if self.embedder is not None and images:
+            self.out.embeddings.extend(self.embedder.embed_many(images))
+
+
+def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: str | None, source: str,
+                   config: Config, embedder: Embedder | None) -> Reference:
+    """A reference from collected frames; with embeddings, the PCA fitted on them is stored too, and
+    with model outputs, their classes, confidences and probability vectors."""
+    times = np.asarray(got.times) if mask is None else np.asarray(got.times)[mask]
+    embeddings = got.embedding_matrix(mask)
+    fitted: dict[str, np.ndarray] = {}
+    if embeddings is not None and len(embeddings) >= 2:
+        k = min(config.embedding.pca_components, embeddings.shape[1], len(embeddings) - 1)
+        fitted = {f"pca.{name}": value for name, value in PCA().fit(embeddings, k).to_arrays().items()}
+    extra: dict = {}
+    if len(got.predictions) == len(got.rows):
+        preds = got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep]
+        pred_fitted, extra = reference_arrays(preds)
+        fitted.update(pred_fitted)
+    ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
+                    time_range=(float(times.min()), float(times.max())) if len(times) else None,
+                    embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
+                    fitted=fitted, extra=extra)
+    plan = Engine(config, FEATURE_NAMES).calibration_plan  # the columns and schedule the daemon tests
+    if plan is not None:  # the daemon reuses it for exactly this schedule (docs/detectors.md)
+        ref.fitted.update(plan.calibrate(ref.columns(plan.features), seed=0))
+    return ref
+
+
+def build_embedder_from(config: Config) -> Embedder | None:
+    """The configured embedder, or None when embeddings are off; problems fail here, at start."""
+    e = config.embedding
+    if not e.enabled:
+        return None
+    return build_embedder(e.kind, path=e.path or None, arch=e.arch or None, input_size=e.input_size or None,
+                          threads=e.threads or None, device=e.device,
+                          fp16={"auto": "auto", "on": True, "off": False}[e.fp16])
+
+
+def limits_from(config: Config) -> DecodeLimits:
+    d = config.decode
+    return DecodeLimits(max_encoded_bytes=d.max_encoded_bytes, max_pixels=d.max_pixels, analysis_size=d.analysis_size)
+
+
+class Progress:
+    """One self-overwriting line on stderr when it is a terminal, a log line every 10 s otherwise."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool = True):
+        self.label, self.total, self.enabled = label, total, enabled
+        self.done = 0
+        self._start = self._last = time.monotonic()
+        self._tty = sys.stderr.isatty()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.enabled and (now - self._last >= (0.2 if self._tty else 10.0)):
+            self._last = now
+            self._print(end="\r" if self._tty else "\n")
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            self._print(end="\n")
+
+    def _print(self, end: str) -> None:
+        rate = self.done / max(time.monotonic() - self._start, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        print(f"{self.label}: {self.done}{of} frames ({rate:.0f}/s)", end=end, file=sys.stderr, flush=True)
+
+
+def image_files(directory: str | Path) -> list[Path]:
+    d = Path(directory)
+    if not d.is_dir():
+        raise InputError(f"not a directory: {d}")
+    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def from_dir(directory: str | Path, config: Config, progress: bool = True,
+             embedder: Embedder | None = None, chunk: int = 64) -> Collected:
+    files = image_files(directory)
+    bar = Progress(str(directory), len(files), progress)
+    with ThreadPoolExecutor(config.decode.workers) as pool:
+        collector = Collector(config, embedder, pool)
+        for i in range(0, len(files), chunk):
+            items = []
+            for path in files[i:i + chunk]:
+                try:
+                    items.append((path.read_bytes(), path.stat().st_mtime, ""))
+                except OSError:
+                    collector.out.add_error("unreadable")
+            collector.add(items)
+            bar.update(len(files[i:i + chunk]))
+    bar.close()
+    return collector.out
+
+
+def from_topic(config: Config, topic: str, start_s: float | None, end_s: float | None,
+               progress: bool = True, embedder: Embedder | None = None, idle_timeout_s: float = 5.0) -> Collected:
+    """Read ``topic`` between event times ``start_s`` and ``end_s`` (all of it when None) without
+    joining a consumer group, and collect every frame's statistics and stream key."""
+    from kafka import TopicPartition
+
+    from monitor.pipeline.source import RecordError, make_consumer, parse_record
+    from monitor.pipeline.streams import stream_key
+
+    consumer = make_consumer(config.kafka, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            raise InputError(f"topic {topic!r} does not exist or has no partitions")
+        consumer.assign(partitions)
+        end_offsets = consumer.end_offsets(partitions)
+        if start_s is not None:
+            found = consumer.offsets_for_times({tp: int(start_s * 1000) for tp in partitions})
+            for tp in partitions:
+                o = found.get(tp)
+                consumer.seek(tp, o.offset if o is not None else end_offsets[tp])
+        else:
+            consumer.seek_to_beginning(*partitions)
+        bar = Progress(topic, None, progress)
+        pool = ThreadPoolExecutor(config.decode.workers)
+        collector = Collector(config, embedder, pool)
+        idle_since = time.monotonic()
+        while True:
+            polled = consumer.poll(timeout_ms=500)
+            if not polled:
+                # end_offsets is only a lower bound on some brokers: stop when it is passed
+                # and the broker has nothing more to give, or when nothing came for a while
+                caught_up = all(consumer.position(tp) >= end_offsets[tp] for tp in partitions)
+                if caught_up or time.monotonic() - idle_since >= idle_timeout_s:
+                    break
+                continue
+            idle_since = time.monotonic()
+            items = []
+            for records in polled.values():
+                for r in records:
+                    try:
+                        frame = parse_record(r, config.source)
+                    except RecordError as e:
+                        collector.out.add_error(e.reason)
+                        continue
+                    if (start_s is None or frame.ts >= start_s) and (end_s is None or frame.ts <= end_s):
+                        items.append((frame.data, frame.ts, stream_key(frame, config.source), frame.predictions))
+                bar.update(len(records))
+            collector.add(items)
+        pool.shutdown()
+        bar.close()
+        return collector.out
+    finally:
+        consumer.close()
+

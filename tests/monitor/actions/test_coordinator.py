@@ -1,0 +1,233 @@
+"""Drift events through Actions.on_verdict: open, close, persistence across a restart, HTTP routes,
+verdicts from every kind of test, and failures inside actions.
+
+No broker here: selection has a zero budget and reports are off, so nothing is fetched; the real
+pipeline (broker, Label Studio, Alertmanager payloads) is tests/integration/test_actions.py.
+"""
+
+import json
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from monitor.actions import explain
+from monitor.actions.coordinator import Actions
+from monitor.config import config_from_dict
+from monitor.pipeline.engine import Engine, FeatureOutcome, Verdict
+from monitor.pipeline.engine import TestOutcome as Outcome
+from monitor.pipeline.features import FEATURE_NAMES
+from monitor.service.http import Request
+from monitor.pipeline.predictions import Prediction, PredictionWindow, reference_arrays
+from monitor.reference.store import Reference
+from monitor.pipeline.streams import FrameRef, WindowSnapshot
+from monitor.actions.tickets import condition, suggest
+
+NAMES = ("brightness_mean", "contrast_rms")
+EMBEDDER = {"architecture": "test-encoder", "weights_sha256": "0" * 64, "input_size": 32,
+            "normalisation": "none", "output_dim": 8}
+
+
+def make_config(tmp_path, **actions):
+    return config_from_dict({"actions": {"enabled": True, "state_dir": str(tmp_path / "state"),
+                                         "relabel": {"sinks": []}, "report": {"enabled": False},
+                                         "selection": {"max_per_event": 0},
+                                         "tickets": {"token": "tok", "sinks": []}} | actions,
+                             "hysteresis": {"k": 1, "m": 1, "recover": 2}})
+
+
+def verdict(stream, drifted, changed, fired, t):
+    ks = Outcome("ks", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, 0.05, fired, "bonferroni", "",
+                     (FeatureOutcome("brightness_mean", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, fired),
+                      FeatureOutcome("contrast_rms", 0.1, 0.7, False)))
+    return Verdict(stream, t, stream, 1, 100, 50, (ks,), fired, drifted, changed)
+
+
+def window(stream, shift=0.0, config=None):
+    """A 50-frame window of two statistics (and embeddings, as by default) and the reference it is
+    judged against, fitted by the engine as the daemon fits it."""
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(50, 2)).astype(np.float32) + [shift, 0]
+    refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(50)]
+    ref = Reference(features=rng.normal(size=(100, 2)).astype(np.float32), feature_names=NAMES, stream=stream,
+                    embeddings=rng.normal(size=(100, 8)).astype(np.float32), embedder=EMBEDDER)
+    fitted = Engine(config or config_from_dict({}), NAMES).fit(ref)
+    return WindowSnapshot(stream=stream, rows=rows, refs=refs, embeddings=rng.normal(size=(50, 8)).astype(np.float32),
+                          feature_names=NAMES, fitted=fitted)
+
+
+def get(actions, path, query=""):
+    routes = actions.routes()
+    for (method, prefix), route in sorted(routes.items(), key=lambda kv: -len(kv[0][1])):
+        if method == "GET" and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
+            return route(Request("GET", path, query, {}, b""))
+    raise AssertionError(path)
+
+
+def test_events_open_close_and_survive_a_restart(tmp_path):
+    config = make_config(tmp_path)
+    reg = CollectorRegistry()
+    a = Actions(config, reg)
+    a.on_verdict(verdict("cam-1", False, False, False, 1.0), window("cam-1"))
+    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    a.on_verdict(verdict("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still drifted: same event
+    a.on_verdict(verdict("cam-2", False, False, False, 3.0), window("cam-2"))
+    events = get(a, "/events").body["events"]
+    assert len(events) == 1 and events[0]["stream"] == "cam-1" and events[0]["status"] == "open"
+    eid = events[0]["id"]
+    full = get(a, f"/events/{eid}").body
+    assert full["fired"][0]["feature"] == "brightness_mean" and full["fired"][0]["p_value"] == 1e-6
+    assert full["shifts"]["brightness_mean"]["z"] > 2
+    assert len(full["window"]["refs"]) == 50 and full["window"]["refs"][0]["offset"] == 0
+    assert full["healthy_refs"]  # frames of the healthy window seen before the drift
+    assert get(a, f"/events/{eid}/report").status == 404  # reports are off
+    assert get(a, "/events/nope").status == 404
+    assert reg.get_sample_value("driftmon_drift_events_total", {"stream": "cam-1"}) == 1
+    assert reg.get_sample_value("driftmon_drift_events_open") == 1
+    a.close()
+
+    # restart: the event is still open; a fresh drifted transition joins it instead of opening another
+    b = Actions(config, CollectorRegistry())
+    assert get(b, "/events", "status=open").body["events"][0]["id"] == eid
+    b.on_verdict(verdict("cam-1", False, False, True, 10.0), window("cam-1", 3.0))
+    b.on_verdict(verdict("cam-1", True, True, True, 11.0), window("cam-1", 3.0))
+    assert [e["id"] for e in get(b, "/events").body["events"]] == [eid]
+    b.on_verdict(verdict("cam-1", False, True, False, 12.0), window("cam-1"))  # recovered
+    closed = get(b, f"/events/{eid}").body
+    assert closed["status"] == "closed" and closed["closed_at"] == 12.0 and closed["close_reason"] == "recovered"
+    b.close()
+
+
+def test_an_event_carried_over_a_restart_closes_after_clean_evaluations(tmp_path):
+    config = make_config(tmp_path)
+    a = Actions(config, CollectorRegistry())
+    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    a.close()
+    b = Actions(config, CollectorRegistry())
+    # after a restart hysteresis starts clean, so "not drifted" alone proves nothing; `recover`
+    # (2) evaluations that did not fire do
+    b.on_verdict(verdict("cam-1", False, False, False, 10.0), window("cam-1"))
+    assert get(b, "/events", "status=open").body["events"]
+    b.on_verdict(verdict("cam-1", False, False, False, 11.0), window("cam-1"))
+    assert get(b, "/events", "status=open").body["events"] == []
+    assert get(b, "/events", "status=closed").body["events"][0]["close_reason"] == "recovered after a restart"
+    assert get(b, "/events", "status=bogus").status == 400
+    b.close()
+
+
+def test_alertmanager_route_checks_token_then_payload(tmp_path):
+    a = Actions(make_config(tmp_path), CollectorRegistry())
+    route = a.routes()[("POST", "/alerts/alertmanager")]
+    body = json.dumps({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "DriftmonStreamDrifted", "stream": "cam-1"}, "annotations": {},
+         "startsAt": "2026-11-27T18:40:00Z", "fingerprint": "abc"}]}).encode()
+    assert route(Request("POST", "/alerts/alertmanager", "", {}, body)).status == 401
+    assert route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer nope"}, body)).status == 401
+    assert route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer tok"}, b"{}")).status == 400
+    assert a.tickets.list() == []
+    ok = route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer tok"}, body))
+    assert ok.status == 200 and ok.body["tickets"] == [{"id": "drift-abc", "action": "created"}]
+    a.close()
+
+
+def every_kind(stream):
+    """A real verdict of the default tests on a window where image statistics, embeddings and the
+    model's outputs all moved, with the window and the reference it was judged against."""
+    rng = np.random.default_rng(3)
+    config = config_from_dict({})
+    k = len(FEATURE_NAMES)
+    ref_rows = rng.normal(100, 5, size=(300, k)).astype(np.float32)
+    rows = rng.normal(100, 5, size=(80, k)).astype(np.float32)
+    rows[:, FEATURE_NAMES.index("noise_sigma")] += 40  # far beyond the reference's spread
+    ref_emb = rng.normal(size=(300, 8)).astype(np.float32)
+    emb = rng.normal(size=(80, 8)).astype(np.float32) + 2.5
+
+    def preds(n, mix, peak):
+        out = []
+        for c in rng.choice(3, size=n, p=mix):
+            logits = rng.normal(size=3)
+            logits[c] += peak
+            p = np.exp(logits) / np.exp(logits).sum()
+            out.append(Prediction(str(int(np.argmax(p))), float(p.max()), p.astype(np.float32)))
+        return out
+
+    fitted_preds, extra = reference_arrays(preds(300, [0.6, 0.3, 0.1], 4.0))
+    ref = Reference(features=ref_rows, feature_names=FEATURE_NAMES, stream=stream, embeddings=ref_emb,
+                    embedder=EMBEDDER, fitted=fitted_preds, extra=extra)
+    engine = Engine(config, FEATURE_NAMES)
+    fitted = engine.fit(ref)
+    window_preds = PredictionWindow(preds(80, [0.1, 0.2, 0.7], 0.5))
+    outcomes, fired = engine.run_tests(fitted, rows, emb, window_preds)
+    verdict = Verdict(stream, 50.0, stream, 1, 300, 80, outcomes, fired, True, True)
+    refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(80)]
+    return verdict, WindowSnapshot(stream, rows, refs, emb, FEATURE_NAMES, fitted, window_preds)
+
+
+def test_a_verdict_from_every_kind_of_test_opens_one_event_named_in_words(tmp_path):
+    verdict, snapshot = every_kind("cam-9")
+    drifted = {t.name for t in verdict.tests if t.drift}
+    assert {"ks", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks"} <= drifted, drifted
+    reg = CollectorRegistry()
+    a = Actions(make_config(tmp_path), reg)
+    a.on_verdict(verdict, snapshot)
+    events = get(a, "/events").body["events"]
+    assert len(events) == 1 and reg.get_sample_value("driftmon_action_errors_total", {"stage": "verdict"}) == 0
+    event = get(a, f"/events/{events[0]['id']}").body
+    kinds = {f["kind"] for f in event["fired"]}
+    assert kinds == {"statistics", "embeddings", "predictions"}
+    shifts = event["shifts"]
+    assert shifts["noise_sigma"]["what"] == "sensor noise" and shifts["noise_sigma"]["z"] > 5
+    assert shifts["embeddings"]["what"] == "the embedding distribution (MMD)" and shifts["embeddings"]["p_value"] < 0.05
+    pcs = [f for f in shifts if explain.component_index(f) is not None]
+    assert pcs and all(shifts[f]["what"].startswith("principal component ") and shifts[f]["z"] is not None
+                       for f in pcs)
+    assert shifts["predicted_class"]["what"] == "the predicted-class mix"
+    shares = {r["class"]: r for r in shifts["predicted_class"]["shares"][:2]}  # the two that moved most
+    assert shares["0"]["window_share"] < shares["0"]["reference_share"]
+    assert shares["2"]["window_share"] > shares["2"]["reference_share"]
+    assert shifts["confidence"]["z"] < 0  # the model became unsure
+    collect = suggest("cam-9", [event], 0, 0.0, 86_400)[0]
+    assert collect["conditions"][0].startswith("noisier frames") and len(collect["conditions"]) == 3
+    assert any("in the embeddings" in c for c in collect["conditions"])
+    assert condition("confidence", shifts["confidence"]["z"], "predictions").startswith("frames the model is less sure")
+    assert condition("predicted_class", None, "predictions") == "a different mix of predicted classes"
+    a.close()
+
+
+def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_evaluation(tmp_path, monkeypatch):
+    reg = CollectorRegistry()
+    a = Actions(make_config(tmp_path), reg)
+    real = explain.measure
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in describing a shift")
+
+    monkeypatch.setattr(explain, "measure", broken)
+    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))  # does not raise
+    assert get(a, "/events").body["events"] == []
+    assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 1
+    a.on_verdict(verdict("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still broken: still pending
+    assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 2
+    monkeypatch.setattr(explain, "measure", real)
+    a.on_verdict(verdict("cam-1", True, False, True, 4.0), window("cam-1", 3.0))
+    events = get(a, "/events").body["events"]
+    assert len(events) == 1 and events[0]["opened_at"] == 2.0  # the verdict that declared the drift
+    a.close()
+
+
+def test_every_kind_of_feature_gets_its_metric_series_and_selection_ignores_non_statistics():
+    from monitor.config import MetricsConfig
+    from monitor.service.metrics import Metrics
+    from monitor.actions.selection import score_window
+
+    verdict, snapshot = every_kind("cam-9")
+    reg = CollectorRegistry()
+    Metrics(MetricsConfig(), reg).observe_verdict(verdict, None)
+    for test, feature in (("ks", "noise_sigma"), ("mmd", "embeddings"), ("ks_dims", "pc00"),
+                          ("pred_class", "predicted_class"), ("probs_ks", "class_2")):
+        labels = {"stream": "cam-9", "test": test, "feature": feature}
+        assert reg.get_sample_value("driftmon_stream_feature_statistic", labels) is not None, labels
+    # a focus naming embedding components or model outputs judges extremeness on every statistic
+    ref_rows = snapshot.reference.columns(FEATURE_NAMES)
+    mixed = score_window(snapshot.rows, ref_rows, FEATURE_NAMES, focus=["pc00", "embeddings", "predicted_class"])
+    every = score_window(snapshot.rows, ref_rows, FEATURE_NAMES)
+    assert np.array_equal(mixed.extreme_z, every.extreme_z)

@@ -1,0 +1,115 @@
+"""Alertmanager webhook validation, bearer tokens, ticket idempotency, suggestions, Markdown."""
+
+import json
+
+import pytest
+
+from monitor.config import TicketsConfig
+from monitor.actions.tickets import TicketBook, WebhookError, check_token, markdown, parse_time, parse_webhook, suggest
+
+
+def alert(status="firing", fingerprint="a1b2c3", stream="cam-1", name="DriftmonStreamDrifted", **extra):
+    return {"status": status, "labels": {"alertname": name, "stream": stream, "severity": "warning"},
+            "annotations": {"summary": f"Camera {stream} no longer looks like its reference"},
+            "startsAt": "2026-11-27T18:40:00.123456789Z",
+            "endsAt": "2026-11-27T19:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint} | extra
+
+
+def payload(*alerts, status="firing"):
+    return {"version": "4", "groupKey": "{}:{alertname=\"DriftmonStreamDrifted\"}", "truncatedAlerts": 0,
+            "status": status, "receiver": "driftmon", "groupLabels": {}, "commonLabels": {},
+            "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+
+
+def test_check_token_is_exact_and_needs_bearer():
+    assert check_token("Bearer s3cret", "s3cret")
+    assert check_token("bearer s3cret", "s3cret")
+    assert not check_token("Bearer s3cre", "s3cret")
+    assert not check_token("Basic s3cret", "s3cret")
+    assert not check_token(None, "s3cret")
+    assert not check_token("Bearer ", "")  # an unset token admits nobody
+
+
+def test_parse_time_handles_nanoseconds_and_the_zero_time():
+    assert parse_time("2026-11-27T18:40:00.123456789Z", "t") == pytest.approx(parse_time("2026-11-27T18:40:00.123456Z", "t"))
+    assert parse_time("0001-01-01T00:00:00Z", "t") is None
+    with pytest.raises(WebhookError):
+        parse_time("2026-11-27T18:40:00", "t")  # no zone
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda p: p.update(version="3"), "version"),
+    (lambda p: p.update(status="pending"), "status"),
+    (lambda p: p.update(alerts=[]), "alerts"),
+    (lambda p: p["alerts"][0].pop("fingerprint"), "alerts[0].fingerprint"),
+    (lambda p: p["alerts"][0].update(fingerprint="../../etc"), "alerts[0].fingerprint"),
+    (lambda p: p["alerts"][0].update(labels={"stream": "x"}), "alerts[0].labels"),
+    (lambda p: p["alerts"][0].update(labels={"alertname": 3}), "alerts[0].labels"),
+    (lambda p: p["alerts"][0].update(startsAt="yesterday"), "alerts[0].startsAt"),
+    (lambda p: p["alerts"][0].update(status="unknown"), "alerts[0].status"),
+    (lambda p: p.update(commonLabels=[]), "commonLabels"),
+])
+def test_bad_payloads_are_refused_naming_the_field(mutate, where):
+    p = payload(alert())
+    mutate(p)
+    with pytest.raises(WebhookError, match=r"^" + where.replace("[", r"\[").replace("]", r"\]")):
+        parse_webhook(json.dumps(p).encode())
+
+
+def test_not_json_is_refused():
+    with pytest.raises(WebhookError):
+        parse_webhook(b"{not json")
+    with pytest.raises(WebhookError):
+        parse_webhook(b"[]")
+
+
+class FakeEvents:
+    def __init__(self, events):
+        self.events = events
+
+    def overlapping(self, stream, start, end):
+        return [e for e in self.events if e["stream"] == stream]
+
+
+def _event():
+    return {"id": "evt-1", "stream": "cam-1", "status": "open", "opened_at": 1_800_000_000.0, "closed_at": None,
+            "fired": [{"test": "ks", "feature": "brightness_mean"}, {"test": "ks", "feature": "sharpness_laplacian_var"}],
+            "shifts": {"brightness_mean": {"z": -3.0}, "sharpness_laplacian_var": {"z": -2.0}},
+            "samples": [{"key": "cam-1/f1", "event_id": "evt-1", "camera_id": "cam-1", "frame_id": "f1", "ts": 1.0,
+                         "uri": "file:///x/f1.jpg", "scores": {"score": 1.5},
+                         "reasons": [{"code": "far_from_reference", "text": "far"}]}]}
+
+
+def test_tickets_are_idempotent_on_fingerprint(tmp_path):
+    changes = []
+    book = TicketBook(tmp_path, TicketsConfig(token="t"), events=FakeEvents([_event()]),
+                      link=lambda p: "http://driftmon" + p, on_change=lambda a, t: changes.append((a, t)))
+    first = book.apply(parse_webhook(json.dumps(payload(alert(), alert(fingerprint="ff", name="Other"))).encode()),
+                       now=1_800_000_100.0)
+    assert first == {"tickets": [{"id": "drift-a1b2c3", "action": "created"}], "ignored": 1}
+    again = book.apply(parse_webhook(json.dumps(payload(alert())).encode()), now=1_800_000_200.0)
+    assert again["tickets"] == [{"id": "drift-a1b2c3", "action": "updated"}]
+    resolved = book.apply(parse_webhook(json.dumps(payload(alert("resolved"), status="resolved")).encode()),
+                          now=1_800_000_300.0)
+    assert resolved["tickets"] == [{"id": "drift-a1b2c3", "action": "resolved"}]
+    assert [a for a, _ in changes] == ["created", "updated", "resolved"]
+    assert len(book.list()) == 1
+    t = TicketBook(tmp_path, TicketsConfig(token="t"), events=FakeEvents([]), link=str,
+                   on_change=lambda a, t: None).get("drift-a1b2c3")  # reloaded from disk
+    assert t["status"] == "resolved" and t["notifications"] == 3 and t["created_at"] == 1_800_000_100.0
+    assert t["resolved_at"] == 1_800_000_300.0
+    assert [h["action"] for h in t["history"]] == ["created", "updated", "resolved"]
+    assert t["events"][0]["report_url"] == "http://driftmon/events/evt-1/report"
+    assert t["samples_total"] == 1
+    kinds = [s["kind"] for s in t["suggested_actions"]]
+    assert kinds[:2] == ["collect", "relabel"]
+    assert "darker scenes" in t["suggested_actions"][0]["text"] and "blurred" in t["suggested_actions"][0]["text"]
+    md = markdown(t)
+    assert "# Dataset refresh" in md and "evt-1" in md and "f1" in md
+
+
+def test_rebaseline_is_suggested_once_a_drift_lasts():
+    kinds = [s["kind"] for s in suggest("cam-1", [_event()], 0, 2 * 86_400, 86_400)]
+    assert kinds == ["collect", "rebaseline"]
+    assert suggest("cam-1", [], 0, 10, 86_400) == []
