@@ -10,7 +10,7 @@ Every frame goes through the daemon's own code: ``Camera.frame(t)`` (monitor/fle
 ``encode`` (JPEG q90, what the demo's producer sends) -> ``Collector.add`` (monitor/collect:
 ``decode`` at the analysis size, ``compute_features``, the configured embedder on the decoded
 image; exactly what ``driftmon reference build`` runs) -> references by ``collect.make_reference``
-(statistics, embeddings, the PCA fitted on them) -> verdicts by ``Engine.fit`` and
+(statistics, embeddings, the PCA fitted on them) -> verdicts by ``Engine.prepare`` and
 ``Engine.run_tests``. Three verdicts, each from its own ``Engine`` with its own configuration:
 
 ``stats``     image statistics alone: ``tests.enabled = tests.vote = [ks]`` (KS on all 20
@@ -58,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.config import Config, config_from_dict  # noqa: E402
 from monitor.pipeline.embed import Embedder  # noqa: E402
-from monitor.pipeline.engine import Engine, FittedReference  # noqa: E402
+from monitor.pipeline.engine import Engine  # noqa: E402
+from monitor.reference.fit import PreparedReference  # noqa: E402
 from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
 from monitor.sim.fleet import SHIFTS, Camera, encode, make_fleet  # noqa: E402
 
@@ -182,7 +183,7 @@ class Pipeline:
         return got
 
 
-def evaluate_group(engines: dict[str, Engine], fitted: dict[str, FittedReference], rows: np.ndarray,
+def evaluate_group(engines: dict[str, Engine], fitted: dict[str, PreparedReference], rows: np.ndarray,
                    emb: np.ndarray, windows: Sequence[int], shift: str, severity: int, tally: Tally) -> None:
     """Cut one group of frames into disjoint windows of each size and run every verdict on each."""
     for n in windows:
@@ -192,10 +193,11 @@ def evaluate_group(engines: dict[str, Engine], fitted: dict[str, FittedReference
         for start in range(0, len(rows) - n + 1, n):
             w = slice(start, start + n)
             for verdict, engine in engines.items():
-                outcomes, fired = engine.run_tests(fitted[verdict], rows[w], emb[w])
-                tally.add(verdict, shift, severity, n, fired)
+                judged = engine.run_tests(fitted[verdict], rows[w], emb[w])
+                outcomes = judged.tests
+                tally.add(verdict, shift, severity, n, judged.drifted)
                 if verdict == "combined":
-                    voted = [o.name for o in outcomes if o.name in engine.voting and o.drift]
+                    voted = [o.name for o in outcomes if o.name in engine.voting and o.drifted]
                     parts["+".join(sorted(voted)) or "-"] += 1
                 elif verdict == "stats":
                     for o in outcomes:
@@ -219,13 +221,13 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
     timings: dict[str, float] = {}
     with ThreadPoolExecutor(args.workers) as pool:
         pipe = Pipeline(base, embedder, pool, args.quality)
-        fitted: dict[str, dict[str, FittedReference]] = {}
+        fitted: dict[str, dict[str, PreparedReference]] = {}
         t0 = time.perf_counter()
         for cam in cameras:
             got = pipe.collect(cam, range(args.reference))
             ref = make_reference(got, stream=cam.camera_id, source=f"fleet:{cam.scene}", config=base,
                                  embedder=embedder)
-            fitted[cam.camera_id] = {v: engines[v].fit(ref) for v in VERDICTS}
+            fitted[cam.camera_id] = {v: engines[v].prepare(ref) for v in VERDICTS}
         timings["reference"] = time.perf_counter() - t0
         log(f"references: {len(cameras)} x {args.reference} frames in {timings['reference']:.0f} s")
 

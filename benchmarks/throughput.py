@@ -144,7 +144,7 @@ def evaluation_ms(repeats: int = 30) -> float:
     engine = Engine(config, FEATURE_NAMES)
     ref = Reference(features=rng.normal(size=(5000, len(FEATURE_NAMES))).astype(np.float32),
                     feature_names=FEATURE_NAMES)
-    fitted = engine.fit(ref)
+    fitted = engine.prepare(ref)
     window = rng.normal(size=(1000, len(FEATURE_NAMES))).astype(np.float32)
     times = []
     for _ in range(repeats):

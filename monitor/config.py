@@ -23,6 +23,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from monitor.errors import ConfigError
+from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY
 
 ENV_PREFIX = "DRIFTMON_"
 
@@ -150,24 +151,17 @@ class WindowConfig:
         _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
 
 
-TestName = Literal["ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks"]
-# Tests on embeddings: they need `embedding.enabled` and references built with embeddings.
-EMBEDDING_TESTS = ("mmd", "ks_dims")
-# Tests on the model's outputs (a frame's `predictions`): skipped where the reference or the
-# window has too few frames with predictions (docs/predictions.md).
-PREDICTION_TESTS = ("pred_class", "confidence", "probs_ks")
-
-
 @dataclass(frozen=True)
 class TestsConfig:
+    __test__ = False  # not a pytest class
+
     alpha: float = 0.05
     correction: Literal["bonferroni", "bh"] = "bonferroni"
-    enabled: tuple[TestName, ...] = ("ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence",
-                                     "probs_ks")
-    # A stream's evaluation fires when any of these tests drifted; `alpha` is split evenly
-    # between the voting tests with p-values (Bonferroni), so an evaluation's false-alarm
-    # probability stays at most `alpha`.
-    vote: tuple[TestName, ...] = ("ks", "mmd")
+    # Names from the registry of drift tests (monitor/pipeline/drift_tests.py, docs/detectors.md).
+    enabled: tuple[str, ...] = tuple(t.name for t in REGISTRY.values() if t.enabled)
+    # A window drifted when any of these tests drifted; `alpha` is split evenly between the voting
+    # tests with p-values (Bonferroni), so a window's false-alarm probability stays at most `alpha`.
+    vote: tuple[str, ...] = tuple(t.name for t in REGISTRY.values() if t.votes)
     psi_threshold: float = 0.2
     psi_bins: int = 10
     wasserstein_threshold: float = 0.1
@@ -184,6 +178,9 @@ class TestsConfig:
     def __post_init__(self) -> None:
         _check(0 < self.alpha < 1, "tests.alpha", f"must be in (0, 1), got {self.alpha}")
         _check(len(self.enabled) > 0, "tests.enabled", "needs at least one test")
+        for field_name in ("enabled", "vote"):
+            for i, name in enumerate(getattr(self, field_name)):
+                _check(name in REGISTRY, f"tests.{field_name}[{i}]", f"unknown test {name!r}; known: {', '.join(REGISTRY)}")
         _check(len(self.vote) > 0, "tests.vote", "needs at least one test")
         for t in self.vote:
             _check(t in self.enabled, "tests.vote", f"{t!r} is not in tests.enabled")
@@ -484,7 +481,7 @@ class Config:
     @property
     def active_tests(self) -> tuple[str, ...]:
         """The enabled tests that can run: embedding tests only with embeddings."""
-        return tuple(t for t in self.tests.enabled if self.embedding.enabled or t not in EMBEDDING_TESTS)
+        return tuple(t for t in self.tests.enabled if self.embedding.enabled or REGISTRY[t].consumes != EMBEDDINGS)
 
     @property
     def voting_tests(self) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
-"""Actions: from a verdict to something done about it (docs/actions.md).
+"""Actions: from an evaluation to something done about it (docs/actions.md).
 
-``Actions.on_verdict`` is called by the consume loop after every evaluation. It only does cheap
+``Actions.on_evaluation`` is called by the consume loop after every evaluation. It only does cheap
 things there: open a drift event when a stream turns drifted (one small JSON file and the window's
 rows), close it when the stream recovers, remember a few frames of healthy windows. Everything
 slow runs on background workers with bounded queues, retried with backoff and counted:
@@ -34,9 +34,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from monitor.actions import explain
 from monitor.config import Config
-from monitor.pipeline.engine import Verdict
+from monitor.pipeline.engine import Evaluation
 from monitor.actions.events import SCHEMA as EVENT_SCHEMA
-from monitor.actions.events import EventStore, event_id, fired_from, ref_dict, tests_from
+from monitor.actions.events import EventStore, event_id, fired_from, ref_dict
 from monitor.actions.fetch import FetchError, FrameFetcher
 from monitor.service.http import Request, Response, Route
 from monitor.actions.selection import Probe, QueueLedger, candidate_pool, image_hash, score_window, select, uncertainty
@@ -78,7 +78,7 @@ class ActionMetrics:
                                 registry=r)
         self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
                               ["stage"], registry=r)
-        for stage in ("verdict", "open_event"):
+        for stage in ("evaluation", "open_event"):
             self.errors.labels(stage)
 
     def stream_label(self, stream: str) -> str:
@@ -111,8 +111,8 @@ class Actions:
         self._healthy: dict[str, list[dict[str, Any]]] = read_json(self.state_dir / "healthy.json", {}) or {}
         self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
-        # stream -> the verdict and window of a drift event that failed to open (opened at its next evaluation)
-        self._pending_open: dict[str, tuple[Verdict, WindowSnapshot]] = {}
+        # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
+        self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
         self._carried = {e["stream"] for e in self.events.list(status="open")}
         self.metrics.events_open.set(self.events.open_count())
@@ -169,50 +169,50 @@ class Actions:
 
     # --- the consume loop's side (cheap) -------------------------------------------------------
 
-    def on_verdict(self, verdict: Verdict, window: WindowSnapshot) -> None:
+    def on_evaluation(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         """Act on one evaluation. Never raises: a failure here is logged with its traceback and
         counted (``driftmon_action_errors_total``), and an event that failed to open is opened at
-        the stream's next evaluation, with the verdict and window that declared it; drift detection
+        the stream's next evaluation, with the evaluation and window that declared it; drift detection
         and offset commits go on meanwhile."""
-        stream = verdict.stream
+        stream = evaluation.stream
         try:
             pending = self._pending_open.pop(stream, None)
             if pending is not None and self.events.open_for(stream) is None:
                 self._try_open(*pending)
-            self._act(verdict, window)
+            self._act(evaluation, window)
         except Exception:  # noqa: BLE001 - actions must never stop the consume loop
-            log.exception("actions failed on stream %s's evaluation at %s", stream, verdict.evaluated_at)
-            self.metrics.errors.labels("verdict").inc()
+            log.exception("actions failed on stream %s's evaluation at %s", stream, evaluation.evaluated_at)
+            self.metrics.errors.labels("evaluation").inc()
 
-    def _try_open(self, verdict: Verdict, window: WindowSnapshot) -> None:
+    def _try_open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         try:
-            self._open(verdict, window)
+            self._open(evaluation, window)
         except Exception:  # noqa: BLE001 - kept, and tried again at the stream's next evaluation
             log.exception("drift event for stream %s could not be opened; trying again at its next evaluation",
-                          verdict.stream)
+                          evaluation.stream)
             self.metrics.errors.labels("open_event").inc()
-            self._pending_open[verdict.stream] = (verdict, window)
+            self._pending_open[evaluation.stream] = (evaluation, window)
 
-    def _act(self, verdict: Verdict, window: WindowSnapshot) -> None:
-        stream = verdict.stream
+    def _act(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
+        stream = evaluation.stream
         open_id = self.events.open_for(stream)
-        self._clean[stream] = 0 if verdict.fired else self._clean.get(stream, 0) + 1
-        if verdict.drifted:
+        self._clean[stream] = 0 if evaluation.window_drifted else self._clean.get(stream, 0) + 1
+        if evaluation.drifted:
             if open_id is None:
                 if stream not in self._pending_open:
-                    self._try_open(verdict, window)
-            elif verdict.changed and stream in self._carried:
+                    self._try_open(evaluation, window)
+            elif evaluation.changed and stream in self._carried:
                 # drifted again after a restart: the same drift, still open; no second event
                 self._carried.discard(stream)
-                self.events.update(open_id, lambda e: e.update(confirmed_at=verdict.evaluated_at))
+                self.events.update(open_id, lambda e: e.update(confirmed_at=evaluation.evaluated_at))
             return
         if open_id is not None:
-            if verdict.changed:
-                self._close(open_id, verdict, "recovered")
+            if evaluation.changed:
+                self._close(open_id, evaluation, "recovered")
             elif stream in self._carried and self._clean[stream] >= self.config.hysteresis.recover:
-                self._close(open_id, verdict, "recovered after a restart")
+                self._close(open_id, evaluation, "recovered after a restart")
             return
-        if not verdict.fired:
+        if not evaluation.window_drifted:
             self._remember_healthy(stream, window)
 
     def _remember_healthy(self, stream: str, window: WindowSnapshot) -> None:
@@ -223,26 +223,26 @@ class Actions:
         picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
         self._healthy[stream] = [ref_dict(refs[i]) for i in sorted(set(picks.tolist()))]
 
-    def _open(self, verdict: Verdict, window: WindowSnapshot) -> None:
-        stream = verdict.stream
-        eid = event_id(stream, verdict.evaluated_at)
-        fired = fired_from(verdict, self.config.tests.vote)
+    def _open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
+        stream = evaluation.stream
+        eid = event_id(stream, evaluation.evaluated_at)
+        fired = fired_from(evaluation, self.config.tests.vote)
         names = tuple(window.feature_names)
         rows = np.asarray(window.rows, dtype=np.float32)
         ref = window.reference
         refs = [ref_dict(r) for r in window.refs]
         times = [r["ts"] for r in refs if r is not None]
         shifts: dict[str, dict[str, Any]] = {}  # per drifted feature, measured in its own space
-        for test in verdict.tests:
+        for test in evaluation.tests:
             for f in test.features:
-                if f.drift and f.feature not in shifts:
+                if f.drifted and f.feature not in shifts:
                     shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
         event = {
             "schema": EVENT_SCHEMA, "id": eid, "stream": stream, "status": "open",
-            "opened_at": verdict.evaluated_at, "closed_at": None, "close_reason": None,
-            "reference": {"stream": verdict.reference_stream, "version": verdict.reference_version,
-                          "frames": verdict.n_ref, "source": getattr(ref, "source", "")},
-            "fired": fired, "shifts": shifts, "tests": tests_from(verdict), "feature_names": list(names),
+            "opened_at": evaluation.evaluated_at, "closed_at": None, "close_reason": None,
+            "reference": {"stream": evaluation.reference_stream, "version": evaluation.reference_version,
+                          "frames": evaluation.n_ref, "source": getattr(ref, "source", "")},
+            "fired": fired, "shifts": shifts, "tests": [t.to_dict() for t in evaluation.tests], "feature_names": list(names),
             "window": {"frames": int(rows.shape[0]), "first_ts": min(times, default=None),
                        "last_ts": max(times, default=None), "refs": refs},
             "healthy_refs": list(self._healthy.get(stream, [])),
@@ -263,9 +263,9 @@ class Actions:
         if not self.evidence.submit(eid):
             self._references.pop(eid, None)  # stays "pending": picked up again at the next start
 
-    def _close(self, eid: str, verdict: Verdict, reason: str) -> None:
+    def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
         def change(e: dict[str, Any]) -> None:
-            e.update(status="closed", closed_at=verdict.evaluated_at, close_reason=reason)
+            e.update(status="closed", closed_at=evaluation.evaluated_at, close_reason=reason)
 
         event = self.events.update(eid, change)
         self._carried.discard(event["stream"])

@@ -1,6 +1,6 @@
 """Drift events: one per stretch of time a stream is declared drifted (after hysteresis).
 
-An event opens when a stream's verdict turns drifted and closes when it recovers. It records what
+An event opens when a stream's evaluation turns drifted and closes when it recovers. It records what
 fired (tests, features, statistics, p-values), the reference it was judged against, and the
 references of the window's frames (no pixels). Each event is one JSON file in
 ``<state_dir>/events/`` (written atomically) plus the window's rows in an ``.npz`` beside it,
@@ -35,25 +35,17 @@ def event_id(stream: str, opened_at: float) -> str:
     return f"evt-{stamp}-{digest}"
 
 
-def fired_from(verdict: Any, vote: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Every (test, feature) that drifted on this verdict, with its statistic and adjusted p-value,
+def fired_from(evaluation: Any, vote: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Every (test, feature) that drifted on this evaluation, with its statistic and adjusted p-value,
     the kind of input it judged (statistics, embeddings, predictions) and what it is in words."""
     out = []
-    for t in verdict.tests:
+    for t in evaluation.tests:
         for f in t.features:
-            if f.drift:
+            if f.drifted:
                 out.append({"test": t.name, "feature": f.feature, "kind": kind_of(t.name),
                             "what": describe(t.name, f.feature), "statistic": f.statistic, "p_value": f.p_value,
                             "threshold": t.threshold, "correction": t.correction, "voting": t.name in vote})
     return out
-
-
-def tests_from(verdict: Any) -> list[dict[str, Any]]:
-    return [{"name": t.name, "statistic": t.statistic, "p_value": t.p_value, "threshold": t.threshold,
-             "drift": t.drift, "correction": t.correction, "p_value_note": t.p_value_note,
-             "drifted_features": t.drifted_features,
-             "features": [{"feature": f.feature, "statistic": f.statistic, "p_value": f.p_value, "drift": f.drift}
-                          for f in t.features]} for t in verdict.tests]
 
 
 def ref_dict(ref: Any) -> dict[str, Any] | None:

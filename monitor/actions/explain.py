@@ -1,6 +1,6 @@
 """What moved, in words a person understands and in units of the reference's own spread.
 
-A verdict names (test, feature) pairs; a feature is one of three kinds, and each is described and
+An evaluation names (test, feature) pairs; a feature is one of three kinds, and each is described and
 measured in its own space:
 
 - ``statistics``: an image statistic (``brightness_mean``); its shift is the window mean against
@@ -32,11 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.config import EMBEDDING_TESTS, PREDICTION_TESTS
-
-STATISTICS, EMBEDDINGS, PREDICTIONS = "statistics", "embeddings", "predictions"
-#: The feature name of a test that judges the embedding distribution as a whole.
-EMBEDDING_DISTRIBUTION = "embeddings"
+from monitor.pipeline.drift_tests import EMBEDDINGS, PREDICTIONS, STATISTICS, kind_of
 
 #: Image statistic -> what it measures, in a few words (docs/features.md has the definitions).
 STATISTIC_WORDS = {
@@ -61,15 +57,6 @@ STATISTIC_WORDS = {
     "aspect_ratio": "aspect ratio",
     "encoded_bytes_per_pixel": "encoded size per pixel (compression)",
 }
-
-
-def kind_of(test: str) -> str:
-    """The kind of input ``test`` judges: statistics, embeddings or predictions."""
-    if test in EMBEDDING_TESTS:
-        return EMBEDDINGS
-    if test in PREDICTION_TESTS:
-        return PREDICTIONS
-    return STATISTICS
 
 
 def component_index(feature: str) -> int | None:
@@ -110,19 +97,19 @@ def measure(test: str, feature: str, outcome: Any, snapshot: Any) -> dict[str, A
     called; the fields a kind cannot measure are absent. ``outcome`` is the feature's FeatureOutcome."""
     shift: dict[str, Any] = {"test": test, "kind": kind_of(test), "what": describe(test, feature),
                              "statistic": outcome.statistic, "p_value": outcome.p_value}
-    fitted = snapshot.fitted
+    prepared = snapshot.prepared
     kind = shift["kind"]
     if kind == STATISTICS and feature in snapshot.feature_names:
         i = snapshot.feature_names.index(feature)
-        shift |= _z_shift(np.asarray(snapshot.rows)[:, i], fitted.reference.columns((feature,))[:, 0])
+        shift |= _z_shift(np.asarray(snapshot.rows)[:, i], prepared.reference.columns((feature,))[:, 0])
     elif kind == EMBEDDINGS:
         pc = component_index(feature)
-        if pc is not None and fitted.pca is not None and snapshot.embeddings is not None:
-            cur = fitted.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
-            ref = fitted.pca.transform(fitted.reference.embeddings)[:, pc]
+        if pc is not None and prepared.pca is not None and snapshot.embeddings is not None:
+            cur = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
+            ref = prepared.pca.transform(prepared.reference.embeddings)[:, pc]
             shift |= _z_shift(cur, ref)
-    elif kind == PREDICTIONS and fitted.predictions is not None and snapshot.predictions is not None:
-        ref_p, cur_p = fitted.predictions, snapshot.predictions
+    elif kind == PREDICTIONS and prepared.predictions is not None and snapshot.predictions is not None:
+        ref_p, cur_p = prepared.predictions, snapshot.predictions
         if feature == "confidence" and len(ref_p.confidences) and len(cur_p.confidences()):
             shift |= _z_shift(cur_p.confidences(), ref_p.confidences)
         elif feature == "predicted_class":

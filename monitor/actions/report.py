@@ -2,9 +2,9 @@
 
 - The report is generated with Evidently (``DataDriftPreset`` over the image statistics, reference
   vs the drifted window; plus ``EmbeddingsDrift`` when both sides carry embeddings), with a short
-  header of driftmon's own verdict on top: which tests and statistics fired, with statistics and
+  header of driftmon's own evaluation on top: which tests and statistics fired, with statistics and
   multiplicity-adjusted p-values. Evidently's per-column tests are its own (its defaults choose
-  K-S or Wasserstein by sample size) and are shown as a second opinion; the daemon's verdict is
+  K-S or Wasserstein by sample size) and are shown as a second opinion; the daemon's evaluation is
   the one that opened the event.
 - The contact sheet is one JPEG: frames of the stream's last healthy window (when known) above
   the frames selected for relabelling from the drifted window.

@@ -35,6 +35,7 @@ import numpy as np
 from monitor.config import KafkaConfig, LabelStudioConfig, RetryConfig
 from monitor.errors import UnavailableError
 from monitor.files import atomic_write_text, safe_name
+from monitor.retry import Backoff, Stopped, retry
 
 log = logging.getLogger(__name__)
 
@@ -109,22 +110,21 @@ class Worker:
                 self._set_depth()
 
     def _attempt(self, item: Any) -> None:
-        delay = self.retry.backoff_s
-        for attempt in range(1, self.retry.attempts + 1):
-            try:
-                self.handle(item)
-                return
-            except Exception as e:  # noqa: BLE001 - any failure of a sink is retried, then given up
-                self._error()
-                if attempt == self.retry.attempts or self._stop.is_set():
-                    log.error("%s: giving up after %d tries: %s", self.name, attempt, e)
-                    if self._on_give_up is not None:
-                        self._on_give_up(item, e)
-                    return
+        backoff = Backoff(self.retry.backoff_s, self.retry.max_backoff_s, self.retry.attempts)
+
+        def failed(attempt: int, e: BaseException, delay: float | None) -> None:
+            self._error()
+            if delay is not None:
                 log.warning("%s: try %d failed (%s); retrying in %.1fs", self.name, attempt, e, delay)
-                if self._stop.wait(delay):
-                    return
-                delay = min(delay * 2, self.retry.max_backoff_s)
+
+        try:  # any failure of a sink is retried, then given up
+            retry(lambda: self.handle(item), backoff, stop=self._stop, on_failure=failed)
+        except Stopped:
+            return  # closing: the item stays pending for the next start
+        except Exception as e:  # noqa: BLE001 - the last try failed
+            log.error("%s: giving up after %d tries: %s", self.name, self.retry.attempts, e)
+            if self._on_give_up is not None:
+                self._on_give_up(item, e)
 
     def close(self, timeout: float = 10.0) -> None:
         self._stop.set()

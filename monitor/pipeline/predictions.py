@@ -9,9 +9,9 @@ A frame may carry ``{"probs": [p0, p1, ...]}`` (a class-probability vector) or
 - the confidence: the largest probability, or the top detection's score;
 - for ``probs``, the vector itself (for the per-class KS test).
 
-A reference stores these as arrays aligned with its frames (``fitted["pred.class"]``: codes into
-the label vocabulary in ``extra["pred_labels"]``, -1 where a frame had no predictions;
-``fitted["pred.confidence"]``: NaN where none; ``fitted["pred.probs"]``: NaN rows where none).
+A reference stores these aligned with its frames (:class:`~monitor.reference.store.ReferencePredictions`:
+class codes into its label vocabulary, -1 where a frame had no predictions; confidences, NaN where
+none; probability vectors, NaN rows where none).
 Malformed predictions count as none: the model's output never stops the pipeline.
 """
 
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from monitor.reference.store import ReferencePredictions
 
 NO_DETECTION = "<none>"
 # Fewer frames with predictions than this, in the reference or the window: the tests are skipped.
@@ -99,17 +101,16 @@ class PredictionWindow:
         return np.vstack(rows).astype(np.float64) if rows else np.zeros((0, k))
 
 
-def reference_arrays(items: list[Prediction | None]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``fitted`` arrays and ``extra`` entries of a reference for its frames' predictions; empty
-    when no frame had any."""
+def reference_predictions(items: list[Prediction | None]) -> ReferencePredictions | None:
+    """What a reference keeps of its frames' predictions, aligned with them; None when no frame
+    had any."""
     if not any(p is not None for p in items):
-        return {}, {}
+        return None
     vocab = sorted({p.label for p in items if p is not None})
     code = {label: i for i, label in enumerate(vocab)}
-    fitted = {
-        "pred.class": np.array([code[p.label] if p is not None else -1 for p in items], dtype=np.int32),
-        "pred.confidence": np.array([p.confidence if p is not None else np.nan for p in items], dtype=np.float32),
-    }
+    classes = np.array([code[p.label] if p is not None else -1 for p in items], dtype=np.int32)
+    confidences = np.array([p.confidence if p is not None else np.nan for p in items], dtype=np.float32)
+    probs = None
     sizes = {len(p.probs) for p in items if p is not None and p.probs is not None}
     if sizes:
         k = max(sizes, key=lambda s: sum(1 for p in items if p is not None and p.probs is not None
@@ -118,29 +119,21 @@ def reference_arrays(items: list[Prediction | None]) -> tuple[dict[str, np.ndarr
         for i, p in enumerate(items):
             if p is not None and p.probs is not None and len(p.probs) == k:
                 probs[i] = p.probs
-        fitted["pred.probs"] = probs
-    return fitted, {"pred_labels": vocab}
+    return ReferencePredictions(classes, tuple(vocab), confidences, probs)
 
 
 class FittedPredictions:
-    """A reference's predictions, ready for the tests."""
+    """A reference's predictions, ready for the tests: the frames that had them."""
 
-    def __init__(self, fitted: dict[str, np.ndarray], extra: dict[str, Any]):
-        vocab = list(extra.get("pred_labels") or [])
-        codes = np.asarray(fitted["pred.class"])
-        self.labels = [vocab[c] for c in codes[codes >= 0]]
-        conf = np.asarray(fitted["pred.confidence"], dtype=np.float64)
+    def __init__(self, predictions: ReferencePredictions):
+        codes = np.asarray(predictions.classes)
+        self.labels = [predictions.labels[c] for c in codes[codes >= 0]]
+        conf = np.asarray(predictions.confidences, dtype=np.float64)
         self.confidences = conf[np.isfinite(conf)]
         self.probs: np.ndarray | None = None
-        if "pred.probs" in fitted:
-            p = np.asarray(fitted["pred.probs"], dtype=np.float64)
+        if predictions.probs is not None:
+            p = np.asarray(predictions.probs, dtype=np.float64)
             self.probs = p[~np.isnan(p).any(axis=1)]
-
-    @classmethod
-    def from_reference(cls, reference: Any) -> "FittedPredictions | None":
-        if "pred.class" not in reference.fitted or "pred.confidence" not in reference.fitted:
-            return None
-        return cls(reference.fitted, reference.extra)
 
 
 def class_table(ref_labels: list[str], cur_labels: list[str], min_expected: float = 5.0

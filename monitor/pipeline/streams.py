@@ -50,20 +50,20 @@ class FrameRef:
 
 @dataclass(frozen=True)
 class WindowSnapshot:
-    """A stream's window at an evaluation, for what acts on the verdict (events, selection)."""
+    """A stream's window at an evaluation, for what acts on the evaluation (events, selection)."""
 
     stream: str
     rows: np.ndarray  # (n, len(feature_names)) image statistics, oldest first
     refs: list[FrameRef | None]  # aligned with rows
     embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
-    fitted: Any  # monitor.pipeline.engine.FittedReference the window was judged against (its PCA included)
+    prepared: Any  # monitor.reference.fit.PreparedReference the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
 
     @property
     def reference(self) -> Any:
         """The monitor.reference.store.Reference the window was judged against."""
-        return self.fitted.reference
+        return self.prepared.reference
 
 
 class Window:
@@ -144,10 +144,10 @@ class StreamState:
     last_ts: float = 0.0
     last_digest: bytes = b""
     last_evaluated_at: float = 0.0
-    verdict: Any = None  # the newest engine.Verdict
-    verdict_dict: dict | None = None  # the same, as plain data for /status
+    evaluation: Any = None  # the newest engine.Evaluation
+    evaluation_dict: dict | None = None  # the same, as plain data for /status
     detector_state: Any = None  # the engine's per-stream state (hysteresis)
-    reference: Any = None  # the engine's fitted reference for this stream
+    reference: Any = None  # the PreparedReference this stream is judged against
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False  # changed since its last checkpoint

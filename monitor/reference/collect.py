@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.reduce import PCA
 from monitor.config import Config
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import Embedder, build_embedder
-from monitor.pipeline.engine import Engine
 from monitor.errors import InputError
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
-from monitor.pipeline.predictions import Prediction, derive, reference_arrays
+from monitor.pipeline.predictions import Prediction, derive, reference_predictions
+from monitor.reference.fit import fit_reference
 from monitor.reference.store import Reference
 
 log = logging.getLogger(__name__)
@@ -89,27 +88,20 @@ class Collector:
 
 def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: str | None, source: str,
                    config: Config, embedder: Embedder | None) -> Reference:
-    """A reference from collected frames; with embeddings, the PCA fitted on them is stored too, and
-    with model outputs, their classes, confidences and probability vectors."""
+    """A reference from collected frames (those in ``mask``), fitted for ``config``
+    (:func:`~monitor.reference.fit.fit_reference`): with embeddings, their PCA; with
+    ``tests.run_length``, the calibrated threshold; with model outputs, their classes, confidences
+    and probability vectors."""
     times = np.asarray(got.times) if mask is None else np.asarray(got.times)[mask]
-    embeddings = got.embedding_matrix(mask)
-    fitted: dict[str, np.ndarray] = {}
-    if embeddings is not None and len(embeddings) >= 2:
-        k = min(config.embedding.pca_components, embeddings.shape[1], len(embeddings) - 1)
-        fitted = {f"pca.{name}": value for name, value in PCA().fit(embeddings, k).to_arrays().items()}
-    extra: dict = {}
+    predictions = None
     if len(got.predictions) == len(got.rows):
-        preds = got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep]
-        pred_fitted, extra = reference_arrays(preds)
-        fitted.update(pred_fitted)
+        predictions = reference_predictions(
+            got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep])
     ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
                     time_range=(float(times.min()), float(times.max())) if len(times) else None,
-                    embeddings=embeddings, embedder=embedder.identity.to_dict() if embedder else None,
-                    fitted=fitted, extra=extra)
-    plan = Engine(config, FEATURE_NAMES).calibration_plan  # the columns and schedule the daemon tests
-    if plan is not None:  # the daemon reuses it for exactly this schedule (docs/detectors.md)
-        ref.fitted.update(plan.calibrate(ref.columns(plan.features), seed=0))
-    return ref
+                    embeddings=got.embedding_matrix(mask), embedder=embedder.identity.to_dict() if embedder else None,
+                    predictions=predictions)
+    return fit_reference(ref, config)
 
 
 def build_embedder_from(config: Config) -> Embedder | None:

@@ -13,6 +13,7 @@ A stream uses the newest version of its own reference if one exists, else the sh
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -25,19 +26,69 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+from detectors.reduce import PCA
 from monitor.errors import InputError
+from monitor.files import atomic_write_bytes
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)  # version 1: fitted arrays under "fitted.*" keys, calibration positional
 SHARED = "_shared"
 _VERSION_RE = re.compile(r"^v(\d+)\.npz$")
 
 
-class ReferenceError(InputError):
+class BadReference(InputError):
     """A missing, unreadable or incompatible reference."""
 
 
 @dataclass(frozen=True)
+class ReferencePredictions:
+    """The deployed model's outputs on the reference's frames, aligned with them."""
+
+    classes: np.ndarray  # (n,) int32 codes into ``labels``; -1 where a frame had no predictions
+    labels: tuple[str, ...]  # the predicted-class vocabulary
+    confidences: np.ndarray  # (n,) float32; NaN where none
+    probs: np.ndarray | None = None  # (n, K) float32 probability vectors; NaN rows where none
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"pred.class": self.classes, "pred.confidence": self.confidences}
+        return out | ({"pred.probs": self.probs} if self.probs is not None else {})
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], labels: list[str]) -> "ReferencePredictions | None":
+        if "pred.class" not in arrays or "pred.confidence" not in arrays:
+            return None
+        return cls(np.asarray(arrays["pred.class"]), tuple(labels), np.asarray(arrays["pred.confidence"]),
+                   arrays.get("pred.probs"))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold calibrated on the reference for one test, one window schedule and one promise:
+    an unshifted stream fires on average at most once per ``run_length`` evaluations."""
+
+    test: str
+    statistic_threshold: float  # fires when the statistic exceeds it
+    level: float  # the same, as a per-feature p-value level
+    window: int
+    stride: int
+    run_length: int
+    block: int  # reference frames resampled together
+    n_ref: int  # reference frames it was calibrated on
+    features: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"features": list(self.features)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
+        return cls(**(data | {"features": tuple(data["features"])}))
+
+
+@dataclass(frozen=True)
 class Reference:
+    """A reference: the frames' statistics (and embeddings, model outputs), provenance, and what was
+    fitted on it once (``monitor.reference.fit.fit_reference``). Immutable: fitting returns a new one."""
+
     features: np.ndarray  # (n_frames, n_features) float32
     feature_names: tuple[str, ...]
     stream: str | None = None  # None: shared by every stream
@@ -46,18 +97,20 @@ class Reference:
     time_range: tuple[float, float] | None = None  # event times of the first and last frame
     created_at: float = field(default_factory=time.time)
     embeddings: np.ndarray | None = None  # (n_frames, dim) float32
-    embedder: dict[str, Any] | None = None  # the embedder's identity
-    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts about it
-    fitted: dict[str, np.ndarray] = field(default_factory=dict)  # arrays fitted on it (e.g. PCA)
+    embedder: dict[str, Any] | None = None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
+    predictions: ReferencePredictions | None = None  # the model's outputs on the frames, when they had any
+    pca: PCA | None = None  # fitted on the embeddings
+    calibrations: tuple[Calibration, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts (e.g. promoted from where)
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[1] != len(self.feature_names):
-            raise ReferenceError(
+            raise BadReference(
                 f"features shape {self.features.shape} does not match {len(self.feature_names)} feature names")
         if self.features.shape[0] < 2:
-            raise ReferenceError(f"a reference needs at least 2 frames, got {self.features.shape[0]}")
+            raise BadReference(f"a reference needs at least 2 frames, got {self.features.shape[0]}")
         if self.embeddings is not None and self.embeddings.shape[0] != self.features.shape[0]:
-            raise ReferenceError("embeddings and features have different frame counts")
+            raise BadReference("embeddings and features have different frame counts")
 
     @property
     def n_frames(self) -> int:
@@ -67,9 +120,12 @@ class Reference:
         """The feature matrix restricted to ``names``, in that order."""
         missing = [n for n in names if n not in self.feature_names]
         if missing:
-            raise ReferenceError(f"reference lacks feature(s) {missing}; rebuild it with this driftmon version")
+            raise BadReference(f"reference lacks feature(s) {missing}; rebuild it with this driftmon version")
         index = [self.feature_names.index(n) for n in names]
         return self.features[:, index]
+
+    def calibration(self, test: str) -> Calibration | None:
+        return next((c for c in self.calibrations if c.test == test), None)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -82,24 +138,26 @@ class Reference:
             "features": list(self.feature_names),
             "embedder": self.embedder,
             "embedding_dim": None if self.embeddings is None else int(self.embeddings.shape[1]),
+            "calibrations": [c.to_dict() for c in self.calibrations],
         }
 
     # --- files -----------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = self.describe() | {"format_version": FORMAT_VERSION, "stream": self.stream, "extra": self.extra}
+        meta = self.describe() | {"format_version": FORMAT_VERSION, "stream": self.stream, "extra": self.extra,
+                                  "pred_labels": list(self.predictions.labels) if self.predictions else None}
         arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32),
                                          "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if self.embeddings is not None:
             arrays["embeddings"] = self.embeddings.astype(np.float32)
-        arrays.update({f"fitted.{name}": value for name, value in self.fitted.items()})
+        if self.pca is not None:
+            arrays.update({f"pca.{k}": v for k, v in self.pca.to_arrays().items()})
+        if self.predictions is not None:
+            arrays.update(self.predictions.arrays())
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(buf.getvalue())
-        tmp.replace(path)  # atomic: a reader never sees half a reference
+        atomic_write_bytes(path, buf.getvalue())  # a reader never sees half a reference
         return path
 
     @classmethod
@@ -108,20 +166,40 @@ class Reference:
         try:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode())
-                features = z["features"]
-                embeddings = z["embeddings"] if "embeddings" in z.files else None
-                fitted = {name[len("fitted."):]: z[name] for name in z.files if name.startswith("fitted.")}
+                arrays = {name: z[name] for name in z.files if name != "meta"}
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
-            raise ReferenceError(f"{path}: not a driftmon reference ({e})") from None
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ReferenceError(f"{path}: reference format {meta.get('format_version')} is not supported "
-                                 f"(this driftmon reads {FORMAT_VERSION})")
+            raise BadReference(f"{path}: not a driftmon reference ({e})") from None
+        version = meta.get("format_version")
+        if version not in READABLE_FORMATS:
+            raise BadReference(f"{path}: reference format {version} is not supported "
+                               f"(this driftmon reads {', '.join(map(str, READABLE_FORMATS))})")
+        if version == 1:
+            arrays, meta = _from_format_1(arrays, meta)
+        pca = {k[len("pca."):]: v for k, v in arrays.items() if k.startswith("pca.")}
         tr = meta.get("time_range")
-        return cls(features=features, feature_names=tuple(meta["features"]), stream=meta.get("stream"),
+        return cls(features=arrays["features"], feature_names=tuple(meta["features"]), stream=meta.get("stream"),
                    version=int(meta["version"]), source=meta.get("source", ""),
-                   time_range=tuple(tr) if tr else None, created_at=float(meta["created_at"]),
-                   embeddings=embeddings, embedder=meta.get("embedder"), extra=meta.get("extra") or {},
-                   fitted=fitted)
+                   time_range=(tr[0], tr[1]) if tr else None, created_at=float(meta["created_at"]),
+                   embeddings=arrays.get("embeddings"), embedder=meta.get("embedder"),
+                   predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
+                   pca=PCA.from_arrays(pca) if pca else None,
+                   calibrations=tuple(Calibration.from_dict(c) for c in meta.get("calibrations") or []),
+                   extra=meta.get("extra") or {})
+
+
+def _from_format_1(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+    """A format-1 file's arrays and meta in format 2's layout: fitted arrays lose their "fitted."
+    prefix, the prediction labels leave ``extra``, the KS calibration gets its names."""
+    out = {(k[len("fitted."):] if k.startswith("fitted.") else k): v for k, v in arrays.items()}
+    extra = dict(meta.get("extra") or {})
+    meta = meta | {"pred_labels": extra.pop("pred_labels", None), "extra": extra, "calibrations": []}
+    ks = out.pop("calibration.ks", None)
+    names = out.pop("calibration.ks.features", None)
+    if ks is not None and names is not None:
+        d, level, n_ref, window, stride, run_length, block = ks.tolist()
+        meta["calibrations"] = [Calibration("ks", d, level, int(window), int(stride), int(run_length), int(block),
+                                            int(n_ref), tuple(str(n) for n in names)).to_dict()]
+    return out, meta
 
 
 class ReferenceStore:
@@ -170,7 +248,7 @@ class ReferenceStore:
         """Store ``reference`` as the next version of its stream (older versions are kept)."""
         if self.is_file:
             if reference.stream is not None:
-                raise ReferenceError(f"{self.path} is a single shared reference file; use a store directory "
+                raise BadReference(f"{self.path} is a single shared reference file; use a store directory "
                                      "for per-stream references")
             path = reference.save(self.path)
         else:

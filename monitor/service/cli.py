@@ -117,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
         from monitor.actions.coordinator import Actions
 
         actions = Actions(config, registry)
-    daemon = Daemon(config, registry=registry, on_verdict=actions.on_verdict if actions else None,
+    daemon = Daemon(config, registry=registry, on_evaluation=actions.on_evaluation if actions else None,
                     routes=actions.routes() if actions else None)
     daemon.install_signal_handlers()
     try:
@@ -231,26 +231,18 @@ def _check(args: argparse.Namespace) -> int:
         raise InputError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
     embedder = collect.build_embedder_from(config)
     engine = Engine(config, FEATURE_NAMES, embedder.identity.to_dict() if embedder else None)
-    fitted = engine.fit(ref)
+    prepared = engine.prepare(ref)
     for d in args.dirs:
         got = collect.from_dir(d, config, progress=not args.quiet, embedder=embedder)
         result: dict = {"path": d, "frames": len(got.rows), "decode_errors": got.errors,
-                        "reference": {"stream": fitted.stream, "version": ref.version, "frames": ref.n_frames}}
+                        "reference": {"stream": prepared.stream, "version": ref.version, "frames": ref.n_frames}}
         if len(got.rows) < 2:
-            result |= {"drift": None, "error": "fewer than 2 decodable images", "tests": []}
+            result |= {"drifted": None, "error": "fewer than 2 decodable images", "tests": []}
         else:
-            outcomes, fired = engine.run_tests(fitted, got.matrix(), got.embedding_matrix())
-            result |= {"drift": fired, "tests": [_test_json(o) for o in outcomes]}
+            judged = engine.run_tests(prepared, got.matrix(), got.embedding_matrix())
+            result |= {"drifted": judged.drifted, "tests": [o.to_dict() for o in judged.tests]}
         print(json.dumps(result), flush=True)
     return 0
-
-
-def _test_json(o) -> dict:
-    return {"name": o.name, "statistic": o.statistic, "p_value": o.p_value, "threshold": o.threshold,
-            "drift": o.drift, "correction": o.correction, "p_value_note": o.p_value_note,
-            "drifted_features": o.drifted_features,
-            "features": [{"feature": f.feature, "statistic": f.statistic, "p_value": f.p_value, "drift": f.drift}
-                         for f in o.features]}
 
 
 def _demo(args: argparse.Namespace) -> int:

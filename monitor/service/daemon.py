@@ -28,16 +28,21 @@ from monitor.service.checkpoint import CheckpointStore, open_store
 from monitor.reference.collect import build_embedder_from
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
-from monitor.pipeline.engine import Engine, FittedReference, Verdict
+from monitor.pipeline.engine import Engine, Evaluation
+from monitor.reference.fit import PreparedReference
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
 from monitor.service.http import HttpServer, Route
 from monitor.service.metrics import QUANTILES, Metrics
-from monitor.reference.store import ReferenceError, ReferenceStore
+from monitor.reference.store import BadReference, ReferenceStore
+from monitor.retry import Backoff, Stopped, retry
 from monitor.pipeline.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
                             parse_record)
 from monitor.pipeline.streams import StreamState, Streams, WindowSnapshot, frame_digest, stream_key
 
 log = logging.getLogger(__name__)
+
+# The first connection to Kafka is waited for as long as it takes (alive, not ready meanwhile).
+CONNECT_BACKOFF = Backoff(initial_s=1.0, max_s=30.0)
 
 
 class _FinishBeforeRevoke(ConsumerRebalanceListener):
@@ -89,7 +94,7 @@ class Analysed:
 
 class Daemon:
     def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 on_verdict: Callable[[Verdict, WindowSnapshot], None] | None = None, routes: dict[tuple[str, str], Route] | None = None):
+                 on_evaluation: Callable[[Evaluation, WindowSnapshot], None] | None = None, routes: dict[tuple[str, str], Route] | None = None):
         self.config = config
         self.metrics = Metrics(config.metrics, registry)
         self.store = ReferenceStore(config.reference.path)
@@ -100,9 +105,9 @@ class Daemon:
                                identity.output_dim if identity else 0)
         self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
                                    max_pixels=config.decode.max_pixels, analysis_size=config.decode.analysis_size)
-        self.on_verdict = on_verdict
+        self.on_evaluation = on_evaluation
         self.routes = dict(routes or {})
-        self._fitted: dict[tuple[str, int], FittedReference] = {}
+        self._prepared: dict[tuple[str, int], PreparedReference] = {}
         self._stop = threading.Event()
         self._last_loop = 0.0
         self._connected = False
@@ -182,16 +187,18 @@ class Daemon:
         as alive meanwhile, and not ready); None when asked to stop first."""
         from kafka.errors import KafkaError
 
-        backoff = 1.0
-        while not self._stop.is_set():
+        def attempt() -> Any:
             self._last_loop = time.time()
-            try:
-                return factory()
-            except KafkaError as e:
-                log.warning("%s: cannot reach Kafka (%s); retrying in %.0f s", what, e, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-        return None
+            return factory()
+
+        def failed(_: int, e: BaseException, delay: float | None) -> None:
+            self._last_loop = time.time()
+            log.warning("%s: cannot reach Kafka (%s); retrying in %.0f s", what, e, delay)
+
+        try:
+            return retry(attempt, CONNECT_BACKOFF, retry_on=(KafkaError,), stop=self._stop, on_failure=failed)
+        except Stopped:
+            return None
 
     def alive(self) -> bool:
         return time.time() - self._last_loop < self.config.http.liveness_timeout_s
@@ -200,7 +207,7 @@ class Daemon:
         return self._connected and self._has_reference()
 
     def _has_reference(self) -> bool:
-        return bool(self._fitted) or bool(self.store.streams())
+        return bool(self._prepared) or bool(self.store.streams())
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -385,25 +392,25 @@ class Daemon:
                 and time.time() - state.last_evaluated_at >= interval)
 
     def _evaluate(self, state: StreamState) -> None:
-        fitted = self._fitted_for(state.key)
-        if fitted is None:
+        prepared = self._prepared_for(state.key)
+        if prepared is None:
             return  # counted and windowed, but nothing to compare against yet
         window = state.window.values()
         refs = state.window.refs()
         embeddings = state.window.embeddings()
         predictions = state.window.predictions()
-        verdict = self.engine.evaluate(state, fitted)
-        state.verdict_dict = verdict.to_dict()  # once per evaluation, not per status publication
+        evaluation = self.engine.evaluate(state, prepared)
+        state.evaluation_dict = evaluation.to_dict()  # once per evaluation, not per status publication
         means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
-        self.metrics.observe_verdict(verdict, means)
-        if verdict.changed:
-            fired = sorted({f for t in verdict.tests if t.name in self.config.tests.vote for f in t.drifted_features})
+        self.metrics.observe_evaluation(evaluation, means)
+        if evaluation.changed:
+            fired = sorted({f for t in evaluation.tests if t.name in self.config.tests.vote for f in t.drifted_features})
             log.warning("stream %s %s (features: %s)", state.key,
-                        "DRIFTED" if verdict.drifted else "recovered", ", ".join(fired) or "-")
-        self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.verdict and s.verdict.drifted))
-        if self.on_verdict is not None:
-            self.on_verdict(verdict, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
-                                                    fitted, predictions))
+                        "DRIFTED" if evaluation.drifted else "recovered", ", ".join(fired) or "-")
+        self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.evaluation and s.evaluation.drifted))
+        if self.on_evaluation is not None:
+            self.on_evaluation(evaluation, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
+                                                    prepared, predictions))
 
     def _dead_letter(self, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:
@@ -465,42 +472,42 @@ class Daemon:
             return
         shared = self.store.load_latest(None)
         if shared is not None:
-            self._fit(shared)
+            self._prepare(shared)
         for stream in self.store.streams():
             self.engine.check(self.store.load_latest(stream))
 
-    def _fitted_for(self, stream: str) -> FittedReference | None:
+    def _prepared_for(self, stream: str) -> PreparedReference | None:
         state = self.streams.get(stream)
         if state.reference is None:
             try:
                 ref = self.store.for_stream(stream)
-            except ReferenceError as e:
+            except BadReference as e:
                 log.error("stream %s: %s", stream, e)
                 return None
             if ref is None:
                 return None
             try:
-                if (ref.stream or "*", ref.version) not in self._fitted:
+                if (ref.stream or "*", ref.version) not in self._prepared:
                     # added while running: refuse what the start would refuse (no calibration for
                     # tests.run_length included) instead of calibrating inside the loop
                     self.engine.check(ref)
-                state.reference = self._fit(ref)
-            except (ReferenceError, EmbedderError) as e:  # a reference added while running
+                state.reference = self._prepare(ref)
+            except (BadReference, EmbedderError) as e:  # a reference added while running
                 log.error("stream %s: %s", stream, e)
                 return None
         return state.reference
 
-    def _fit(self, ref: Any) -> FittedReference:
+    def _prepare(self, ref: Any) -> PreparedReference:
         key = (ref.stream or "*", ref.version)
-        if key not in self._fitted:
-            fitted = self.engine.fit(ref)
-            self._fitted[key] = fitted
+        if key not in self._prepared:
+            prepared = self.engine.prepare(ref)
+            self._prepared[key] = prepared
             names = self.engine.feature_names
-            quantiles = fitted.univariate.quantiles(list(QUANTILES))
+            quantiles = prepared.univariate.quantiles(list(QUANTILES))
             embedder = EmbedderIdentity.from_dict(ref.embedder).label if ref.embedder else "none"
             self.metrics.observe_reference(key[0], ref.version, embedder,
                                            ref.n_frames, {n: quantiles[:, i].tolist() for i, n in enumerate(names)})
-        return self._fitted[key]
+        return self._prepared[key]
 
     # --- status ------------------------------------------------------------------------------
 
@@ -517,7 +524,7 @@ class Daemon:
                                                                "version": s.reference.reference.version},
                 # the hysteresis state, which a restored stream has before its first evaluation here
                 "drifted": bool(s.detector_state is not None and s.detector_state.drifted),
-                "last_verdict": s.verdict_dict,
+                "last_evaluation": s.evaluation_dict,
             }
         with self._lock:
             self._status = {"streams": streams}
@@ -531,7 +538,7 @@ class Daemon:
             "ready": self.ready(),
             "streams_total": len(streams),
             "streams_drifted": sorted(k for k, s in streams.items() if s["drifted"]),
-            "references": [f.reference.describe() for f in self._fitted.values()],
+            "references": [f.reference.describe() for f in self._prepared.values()],
             "config": to_dict(self.config),
             "streams": streams,
         }

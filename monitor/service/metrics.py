@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from monitor import __version__
 from monitor.config import MetricsConfig
-from monitor.pipeline.engine import Verdict
+from monitor.pipeline.engine import Evaluation
 
 OTHER = "__other__"
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -126,16 +126,16 @@ class Metrics:
             self._last_ts[label] = ts
             self.stream_last_ts.labels(label).set(ts)
 
-    def observe_verdict(self, verdict: Verdict, window_means: dict[str, float] | None) -> None:
-        label = self.stream_label(verdict.stream)
+    def observe_evaluation(self, evaluation: Evaluation, window_means: dict[str, float] | None) -> None:
+        label = self.stream_label(evaluation.stream)
         self.evaluations.labels(label).inc()
         if label == OTHER:
             return  # folded streams share counters, never per-stream state
-        self.drifted.labels(label).set(int(verdict.drifted))
-        if verdict.changed:
-            self.drifted_since.labels(label).set(verdict.evaluated_at if verdict.drifted else 0)
-        for test in verdict.tests:
-            self.test_drift.labels(label, test.name).set(int(test.drift))
+        self.drifted.labels(label).set(int(evaluation.drifted))
+        if evaluation.changed:
+            self.drifted_since.labels(label).set(evaluation.evaluated_at if evaluation.drifted else 0)
+        for test in evaluation.tests:
+            self.test_drift.labels(label, test.name).set(int(test.drifted))
             self.test_statistic.labels(label, test.name).set(test.statistic)
             self.test_threshold.labels(label, test.name).set(test.threshold)
             if test.p_value is not None:

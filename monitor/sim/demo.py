@@ -113,14 +113,14 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
         if s is None:
             parts.append(f"{cam.camera_id}: -")
             continue
-        verdict = s["last_verdict"]
-        if s["drifted"] and verdict:
-            fired = sorted({f for t in verdict["tests"] if t["name"] == "ks" for f in t["drifted_features"]})
-            tests = [t["name"] for t in verdict["tests"] if t["drift"] and t["name"] in ("ks", "mmd")]
+        evaluation = s["last_evaluation"]
+        if s["drifted"] and evaluation:
+            fired = sorted({f for t in evaluation["tests"] if t["name"] == "ks" for f in t["drifted_features"]})
+            tests = [t["name"] for t in evaluation["tests"] if t["drifted"] and t["name"] in ("ks", "mmd")]
             why = ", ".join(fired[:3]) + ("..." if len(fired) > 3 else "") if fired else ", ".join(tests)
             parts.append(f"{cam.camera_id}: DRIFTED ({why or 'held by hysteresis'})")
         else:
-            parts.append(f"{cam.camera_id}: ok" if verdict else f"{cam.camera_id}: filling {s['window_fill']:.0%}")
+            parts.append(f"{cam.camera_id}: ok" if evaluation else f"{cam.camera_id}: filling {s['window_fill']:.0%}")
     return "\n  ".join(parts)
 
 

@@ -109,7 +109,7 @@ class ActionsDaemon(RunningDaemon):
         registry = CollectorRegistry()
         self.actions = Actions(config, registry)
         self.drain_s = drain_s
-        super().__init__(config, registry, on_verdict=self.actions.on_verdict, routes=self.actions.routes())
+        super().__init__(config, registry, on_evaluation=self.actions.on_evaluation, routes=self.actions.routes())
 
     def stop(self):
         try:

@@ -92,7 +92,7 @@ def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_
         assert [e["id"] for e in ticket["events"]] == [eid]
         assert "the predicted-class mix" in ticket["events"][0]["fired"]
         assert "noisier frames" in ticket["suggested_actions"][0]["text"]
-        assert d.value("driftmon_action_errors_total", stage="verdict") == 0
+        assert d.value("driftmon_action_errors_total", stage="evaluation") == 0
         assert d.value("driftmon_action_errors_total", stage="open_event") == 0
         assert d.thread.is_alive()
     finally:

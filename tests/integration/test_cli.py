@@ -49,23 +49,23 @@ def test_reference_build_from_dir_and_check(tmp_path):
     ref = Reference.load(tmp_path / "ref.npz")
     assert ref.n_frames == 200 and ref.source.startswith("dir:")
     assert ref.embeddings.shape[0] == 200 and ref.embedder["architecture"] == "driftmon-randconv-v1"
-    assert ref.fitted["pca.components"].shape[0] == 32
+    assert ref.pca.components_.shape[0] == 32
 
     res = driftmon("check", "--reference", tmp_path / "ref.npz", "-q", tmp_path / "today", tmp_path / "foggy",
                    tmp_path / "broken")
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["path"] for r in lines] == [str(tmp_path / d) for d in ("today", "foggy", "broken")]
     today, foggy, broken = lines
-    assert today["drift"] is False and foggy["drift"] is True
+    assert today["drifted"] is False and foggy["drifted"] is True
     for r in (today, foggy):
         assert {t["name"] for t in r["tests"]} == {"ks", "psi", "wasserstein", "mmd", "ks_dims"}
         for t in r["tests"]:
-            assert {"name", "statistic", "p_value", "threshold", "drift"} <= set(t)
+            assert {"name", "statistic", "p_value", "threshold", "drifted"} <= set(t)
     ks = next(t for t in foggy["tests"] if t["name"] == "ks")
     assert ks["p_value"] < 0.05 and ks["drifted_features"]
     mmd = next(t for t in foggy["tests"] if t["name"] == "mmd")
-    assert mmd["drift"] is True and mmd["p_value"] <= mmd["threshold"]
-    assert broken["drift"] is None and broken["decode_errors"] == {"corrupt": 1}
+    assert mmd["drifted"] is True and mmd["p_value"] <= mmd["threshold"]
+    assert broken["drifted"] is None and broken["decode_errors"] == {"corrupt": 1}
 
 
 def test_reference_build_refuses_too_few_frames(tmp_path):

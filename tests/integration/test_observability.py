@@ -490,7 +490,7 @@ def test_drift_alert_condition_selects_exactly_the_drifted_cameras(live):
 
 
 def test_prometheus_fires_the_drift_alert_for_exactly_the_drifted_cameras(live):
-    # the daemon's own verdicts first: the drifted cameras drifted, the healthy ones did not
+    # the daemon's own evaluations first: the drifted cameras drifted, the healthy ones did not
     assert {s for s, v in live.drifted_flags.items() if v == 1} == live.drifted
     assert all(live.drifted_flags[s] == 0 for s in live.healthy)
     assert set(live.firing_after_drift) == live.drifted

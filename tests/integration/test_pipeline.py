@@ -1,4 +1,4 @@
-"""The daemon end to end through the real broker: frames in, verdicts, metrics and commits out."""
+"""The daemon end to end through the real broker: frames in, evaluations, metrics and commits out."""
 
 import json
 import urllib.request
@@ -77,7 +77,7 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_
     base = f"http://127.0.0.1:{d.daemon.port}"
     status = json.load(urllib.request.urlopen(f"{base}/status"))
     assert sorted(status["streams_drifted"]) == sorted(drifted)
-    dusk = status["streams"][small_fleet[1].camera_id]["last_verdict"]
+    dusk = status["streams"][small_fleet[1].camera_id]["last_evaluation"]
     ks = next(t for t in dusk["tests"] if t["name"] == "ks")
     assert "brightness_mean" in ks["drifted_features"]
     metrics_text = urllib.request.urlopen(f"{base}/metrics").read().decode()
@@ -148,6 +148,6 @@ def test_calibrated_run_length_from_reference_build_to_verdicts(broker, topic, s
     drifted = {cam.camera_id for i, cam in enumerate(small_fleet) if i in DRIFTS}
     assert sorted(status["streams_drifted"]) == sorted(drifted)
     for cam in small_fleet:
-        ks = next(t for t in status["streams"][cam.camera_id]["last_verdict"]["tests"] if t["name"] == "ks")
+        ks = next(t for t in status["streams"][cam.camera_id]["last_evaluation"]["tests"] if t["name"] == "ks")
         assert ks["correction"] == "calibrated" and "run length >= 500" in ks["p_value_note"]
         assert ks["threshold"] < 0.05 / 20  # stricter than Bonferroni's per-feature level

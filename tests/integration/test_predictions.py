@@ -41,7 +41,7 @@ def test_predicted_class_mix_change_is_detected(broker, topic, small_fleet, tmp_
     store = ReferenceStore(tmp_path / "refs")
     store.add(make_reference(got, stream=None, source=f"topic:{ref_topic}", config=config, embedder=None))
     ref = store.load_latest(None)
-    assert ref.extra["pred_labels"] == ["0", "1", "2"] and ref.fitted["pred.probs"].shape == (200, 3)
+    assert ref.predictions.labels == ("0", "1", "2") and ref.predictions.probs.shape == (200, 3)
 
     d = run_daemon(config)
     labels = {"stream": cam.camera_id, "test": "pred_class"}

@@ -78,7 +78,7 @@ def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fle
     single = run_daemon(daemon_config(broker, topic, refs, group=f"g-{topic}-single", **overrides()))
     assert single.wait_for(lambda: sum(frames_by_stream(single).values()) == 8 * 100)
     assert frames_by_stream(second) == frames_by_stream(single) == {c.camera_id: 100 for c in fleet}
-    # the fleet-wide verdict equals one process's, and holds the drifted cameras
+    # the fleet-wide evaluation equals one process's, and holds the drifted cameras
     assert drifted(second) == drifted(single)
     assert {fleet[i].camera_id for i in DRIFT} <= set(drifted(single))
     # nothing lost either: what the replicas absorbed adds up to the input (re-reads were skipped)

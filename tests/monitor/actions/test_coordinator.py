@@ -1,5 +1,5 @@
-"""Drift events through Actions.on_verdict: open, close, persistence across a restart, HTTP routes,
-verdicts from every kind of test, and failures inside actions.
+"""Drift events through Actions.on_evaluation: open, close, persistence across a restart, HTTP routes,
+evaluations from every kind of test, and failures inside actions.
 
 No broker here: selection has a zero budget and reports are off, so nothing is fetched; the real
 pipeline (broker, Label Studio, Alertmanager payloads) is tests/integration/test_actions.py.
@@ -13,11 +13,12 @@ from prometheus_client import CollectorRegistry
 from monitor.actions import explain
 from monitor.actions.coordinator import Actions
 from monitor.config import config_from_dict
-from monitor.pipeline.engine import Engine, FeatureOutcome, Verdict
-from monitor.pipeline.engine import TestOutcome as Outcome
+from monitor.pipeline.drift_tests import FeatureOutcome
+from monitor.pipeline.drift_tests import TestOutcome as Outcome
+from monitor.pipeline.engine import Engine, Evaluation
 from monitor.pipeline.features import FEATURE_NAMES
 from monitor.service.http import Request
-from monitor.pipeline.predictions import Prediction, PredictionWindow, reference_arrays
+from monitor.pipeline.predictions import Prediction, PredictionWindow, reference_predictions
 from monitor.reference.store import Reference
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.actions.tickets import condition, suggest
@@ -35,24 +36,24 @@ def make_config(tmp_path, **actions):
                              "hysteresis": {"k": 1, "m": 1, "recover": 2}})
 
 
-def verdict(stream, drifted, changed, fired, t):
+def evaluation(stream, drifted, changed, fired, t):
     ks = Outcome("ks", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, 0.05, fired, "bonferroni", "",
                      (FeatureOutcome("brightness_mean", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, fired),
                       FeatureOutcome("contrast_rms", 0.1, 0.7, False)))
-    return Verdict(stream, t, stream, 1, 100, 50, (ks,), fired, drifted, changed)
+    return Evaluation(stream, t, stream, 1, 100, 50, (ks,), fired, drifted, changed)
 
 
 def window(stream, shift=0.0, config=None):
     """A 50-frame window of two statistics (and embeddings, as by default) and the reference it is
-    judged against, fitted by the engine as the daemon fits it."""
+    judged against, prepared by the engine as the daemon prepares it."""
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(50, 2)).astype(np.float32) + [shift, 0]
     refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(50)]
     ref = Reference(features=rng.normal(size=(100, 2)).astype(np.float32), feature_names=NAMES, stream=stream,
                     embeddings=rng.normal(size=(100, 8)).astype(np.float32), embedder=EMBEDDER)
-    fitted = Engine(config or config_from_dict({}), NAMES).fit(ref)
+    prepared = Engine(config or config_from_dict({}), NAMES).prepare(ref)
     return WindowSnapshot(stream=stream, rows=rows, refs=refs, embeddings=rng.normal(size=(50, 8)).astype(np.float32),
-                          feature_names=NAMES, fitted=fitted)
+                          feature_names=NAMES, prepared=prepared)
 
 
 def get(actions, path, query=""):
@@ -67,10 +68,10 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
     config = make_config(tmp_path)
     reg = CollectorRegistry()
     a = Actions(config, reg)
-    a.on_verdict(verdict("cam-1", False, False, False, 1.0), window("cam-1"))
-    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
-    a.on_verdict(verdict("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still drifted: same event
-    a.on_verdict(verdict("cam-2", False, False, False, 3.0), window("cam-2"))
+    a.on_evaluation(evaluation("cam-1", False, False, False, 1.0), window("cam-1"))
+    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    a.on_evaluation(evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still drifted: same event
+    a.on_evaluation(evaluation("cam-2", False, False, False, 3.0), window("cam-2"))
     events = get(a, "/events").body["events"]
     assert len(events) == 1 and events[0]["stream"] == "cam-1" and events[0]["status"] == "open"
     eid = events[0]["id"]
@@ -88,10 +89,10 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
     # restart: the event is still open; a fresh drifted transition joins it instead of opening another
     b = Actions(config, CollectorRegistry())
     assert get(b, "/events", "status=open").body["events"][0]["id"] == eid
-    b.on_verdict(verdict("cam-1", False, False, True, 10.0), window("cam-1", 3.0))
-    b.on_verdict(verdict("cam-1", True, True, True, 11.0), window("cam-1", 3.0))
+    b.on_evaluation(evaluation("cam-1", False, False, True, 10.0), window("cam-1", 3.0))
+    b.on_evaluation(evaluation("cam-1", True, True, True, 11.0), window("cam-1", 3.0))
     assert [e["id"] for e in get(b, "/events").body["events"]] == [eid]
-    b.on_verdict(verdict("cam-1", False, True, False, 12.0), window("cam-1"))  # recovered
+    b.on_evaluation(evaluation("cam-1", False, True, False, 12.0), window("cam-1"))  # recovered
     closed = get(b, f"/events/{eid}").body
     assert closed["status"] == "closed" and closed["closed_at"] == 12.0 and closed["close_reason"] == "recovered"
     b.close()
@@ -100,14 +101,14 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
 def test_an_event_carried_over_a_restart_closes_after_clean_evaluations(tmp_path):
     config = make_config(tmp_path)
     a = Actions(config, CollectorRegistry())
-    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
     a.close()
     b = Actions(config, CollectorRegistry())
     # after a restart hysteresis starts clean, so "not drifted" alone proves nothing; `recover`
     # (2) evaluations that did not fire do
-    b.on_verdict(verdict("cam-1", False, False, False, 10.0), window("cam-1"))
+    b.on_evaluation(evaluation("cam-1", False, False, False, 10.0), window("cam-1"))
     assert get(b, "/events", "status=open").body["events"]
-    b.on_verdict(verdict("cam-1", False, False, False, 11.0), window("cam-1"))
+    b.on_evaluation(evaluation("cam-1", False, False, False, 11.0), window("cam-1"))
     assert get(b, "/events", "status=open").body["events"] == []
     assert get(b, "/events", "status=closed").body["events"][0]["close_reason"] == "recovered after a restart"
     assert get(b, "/events", "status=bogus").status == 400
@@ -130,7 +131,7 @@ def test_alertmanager_route_checks_token_then_payload(tmp_path):
 
 
 def every_kind(stream):
-    """A real verdict of the default tests on a window where image statistics, embeddings and the
+    """A real evaluation of the default tests on a window where image statistics, embeddings and the
     model's outputs all moved, with the window and the reference it was judged against."""
     rng = np.random.default_rng(3)
     config = config_from_dict({})
@@ -150,27 +151,27 @@ def every_kind(stream):
             out.append(Prediction(str(int(np.argmax(p))), float(p.max()), p.astype(np.float32)))
         return out
 
-    fitted_preds, extra = reference_arrays(preds(300, [0.6, 0.3, 0.1], 4.0))
+    predictions = reference_predictions(preds(300, [0.6, 0.3, 0.1], 4.0))
     ref = Reference(features=ref_rows, feature_names=FEATURE_NAMES, stream=stream, embeddings=ref_emb,
-                    embedder=EMBEDDER, fitted=fitted_preds, extra=extra)
+                    embedder=EMBEDDER, predictions=predictions)
     engine = Engine(config, FEATURE_NAMES)
-    fitted = engine.fit(ref)
+    prepared = engine.prepare(ref)
     window_preds = PredictionWindow(preds(80, [0.1, 0.2, 0.7], 0.5))
-    outcomes, fired = engine.run_tests(fitted, rows, emb, window_preds)
-    verdict = Verdict(stream, 50.0, stream, 1, 300, 80, outcomes, fired, True, True)
+    judged = engine.run_tests(prepared, rows, emb, window_preds)
+    evaluation = Evaluation(stream, 50.0, stream, 1, 300, 80, judged.tests, judged.drifted, True, True)
     refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(80)]
-    return verdict, WindowSnapshot(stream, rows, refs, emb, FEATURE_NAMES, fitted, window_preds)
+    return evaluation, WindowSnapshot(stream, rows, refs, emb, FEATURE_NAMES, prepared, window_preds)
 
 
 def test_a_verdict_from_every_kind_of_test_opens_one_event_named_in_words(tmp_path):
-    verdict, snapshot = every_kind("cam-9")
-    drifted = {t.name for t in verdict.tests if t.drift}
+    evaluation, snapshot = every_kind("cam-9")
+    drifted = {t.name for t in evaluation.tests if t.drifted}
     assert {"ks", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks"} <= drifted, drifted
     reg = CollectorRegistry()
     a = Actions(make_config(tmp_path), reg)
-    a.on_verdict(verdict, snapshot)
+    a.on_evaluation(evaluation, snapshot)
     events = get(a, "/events").body["events"]
-    assert len(events) == 1 and reg.get_sample_value("driftmon_action_errors_total", {"stage": "verdict"}) == 0
+    assert len(events) == 1 and reg.get_sample_value("driftmon_action_errors_total", {"stage": "evaluation"}) == 0
     event = get(a, f"/events/{events[0]['id']}").body
     kinds = {f["kind"] for f in event["fired"]}
     assert kinds == {"statistics", "embeddings", "predictions"}
@@ -202,15 +203,15 @@ def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_eva
         raise RuntimeError("a bug in describing a shift")
 
     monkeypatch.setattr(explain, "measure", broken)
-    a.on_verdict(verdict("cam-1", True, True, True, 2.0), window("cam-1", 3.0))  # does not raise
+    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))  # does not raise
     assert get(a, "/events").body["events"] == []
     assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 1
-    a.on_verdict(verdict("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still broken: still pending
+    a.on_evaluation(evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still broken: still pending
     assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 2
     monkeypatch.setattr(explain, "measure", real)
-    a.on_verdict(verdict("cam-1", True, False, True, 4.0), window("cam-1", 3.0))
+    a.on_evaluation(evaluation("cam-1", True, False, True, 4.0), window("cam-1", 3.0))
     events = get(a, "/events").body["events"]
-    assert len(events) == 1 and events[0]["opened_at"] == 2.0  # the verdict that declared the drift
+    assert len(events) == 1 and events[0]["opened_at"] == 2.0  # the evaluation that declared the drift
     a.close()
 
 
@@ -219,9 +220,9 @@ def test_every_kind_of_feature_gets_its_metric_series_and_selection_ignores_non_
     from monitor.service.metrics import Metrics
     from monitor.actions.selection import score_window
 
-    verdict, snapshot = every_kind("cam-9")
+    evaluation, snapshot = every_kind("cam-9")
     reg = CollectorRegistry()
-    Metrics(MetricsConfig(), reg).observe_verdict(verdict, None)
+    Metrics(MetricsConfig(), reg).observe_evaluation(evaluation, None)
     for test, feature in (("ks", "noise_sigma"), ("mmd", "embeddings"), ("ks_dims", "pc00"),
                           ("pred_class", "predicted_class"), ("probs_ks", "class_2")):
         labels = {"stream": "cam-9", "test": test, "feature": feature}

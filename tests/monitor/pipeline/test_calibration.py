@@ -7,9 +7,10 @@ import pytest
 
 from monitor.reference.collect import Collected, make_reference
 from monitor.config import ConfigError, config_from_dict
-from monitor.pipeline.engine import Engine, KSCalibrationPlan
+from monitor.pipeline.engine import Engine
+from monitor.reference.fit import CalibrationPlan
 from monitor.pipeline.features import FEATURE_NAMES
-from monitor.reference.store import Reference, ReferenceError
+from monitor.reference.store import Reference, BadReference
 
 FEATURES = list(FEATURE_NAMES[:4])
 
@@ -50,24 +51,26 @@ def test_config_admits_only_ks_as_voter_and_a_sane_run_length():
 def test_reference_build_stores_the_calibration_and_the_engine_uses_it(tmp_path):
     cfg = config()
     ref = Reference.load(reference(cfg).save(tmp_path / "ref.npz"))  # through the file format
-    plan = KSCalibrationPlan.from_config(cfg, tuple(FEATURES))
-    d_max, level = plan.stored(ref)
+    plan = CalibrationPlan.from_config(cfg, tuple(FEATURES))
+    cal = plan.stored(ref)
+    d_max, level = cal.statistic_threshold, cal.level
     assert 0 < level < 0.05 / len(FEATURES) and 0 < d_max < 1
     engine = Engine(cfg, FEATURE_NAMES)
     engine.check(ref)  # calibrated for this schedule: accepted at start
-    fitted = engine.fit(ref)
-    assert fitted.ks_calibration == (d_max, level)
+    prepared = engine.prepare(ref)
+    assert prepared.ks_calibration == cal
 
     rng = np.random.default_rng(1)
     for rows, shifted in ((window(rng), False), (window(rng, shift=1.0), True)):
-        (ks,), fired = engine.run_tests(fitted, rows)
+        judged = engine.run_tests(prepared, rows)
+        (ks,), fired = judged.tests, judged.drifted
         assert ks.correction == "calibrated" and ks.threshold == level
-        assert fired is shifted and ks.drift is shifted
+        assert fired is shifted and ks.drifted is shifted
         # the rule: a feature drifts when its statistic exceeds the calibrated threshold
-        assert [f.drift for f in ks.features] == [f.statistic > d_max for f in ks.features]
+        assert [f.drifted for f in ks.features] == [f.statistic > d_max for f in ks.features]
         assert ks.drifted_features == ([FEATURES[2]] if shifted else [])
     # a window of another size is not what the threshold was calibrated for: Bonferroni
-    (ks,), _ = engine.run_tests(fitted, window(rng, n=70))
+    (ks,) = engine.run_tests(prepared, window(rng, n=70)).tests
     assert ks.correction == "bonferroni"
 
 
@@ -75,11 +78,11 @@ def test_another_schedule_is_refused_at_start_and_a_shared_reference_is_calibrat
     ref = reference(config(every=10))
     other = config(every=25)
     engine = Engine(other, FEATURE_NAMES)
-    with pytest.raises(ReferenceError, match=r"not calibrated for tests.run_length \(window 50 every 25"):
+    with pytest.raises(BadReference, match=r"not calibrated for tests.run_length \(window 50 every 25"):
         engine.check(ref)
-    fitted = engine.fit(ref)  # the daemon fits the shared reference at start: it calibrates then
-    assert fitted.ks_calibration == KSCalibrationPlan.from_config(other, tuple(FEATURES)).stored(ref)
-    assert fitted.ks_calibration is not None
+    prepared = engine.prepare(ref)  # the daemon fits the shared reference at start: it calibrates then
+    assert prepared.ks_calibration == CalibrationPlan.from_config(other, tuple(FEATURES)).stored(prepared.reference)
+    assert prepared.ks_calibration is not None and prepared.reference is not ref  # fitted: a new reference
 
 
 def test_calibrated_threshold_fires_less_often_than_bonferroni_on_unshifted_windows():
@@ -89,9 +92,9 @@ def test_calibrated_threshold_fires_less_often_than_bonferroni_on_unshifted_wind
     plain = Engine(config_from_dict({"embedding": {"enabled": False}, "window": {"size": 50},
                                      "tests": {"enabled": ["ks"], "vote": ["ks"], "features": FEATURES}}),
                    FEATURE_NAMES)
-    f_cal, f_plain = calibrated.fit(ref), plain.fit(ref)
+    f_cal, f_plain = calibrated.prepare(ref), plain.prepare(ref)
     rng = np.random.default_rng(3)
-    fires = np.array([[calibrated.run_tests(f_cal, w)[1], plain.run_tests(f_plain, w)[1]]
+    fires = np.array([[calibrated.run_tests(f_cal, w).drifted, plain.run_tests(f_plain, w).drifted]
                       for w in (window(rng) for _ in range(1500))])
     # Bonferroni: about alpha = 5% of single looks; calibrated: well under 1% of them
     assert 0.02 < fires[:, 1].mean() < 0.08, fires.mean(axis=0)
@@ -112,11 +115,11 @@ def test_daemon_calibrates_the_shared_reference_at_start_and_refuses_an_uncalibr
         "tests": {"enabled": ["ks"], "vote": ["ks"], "features": FEATURES, "run_length": 200},
         "reference": {"path": str(tmp_path / "store")}, "http": {"port": 0}})
     d = Daemon(cfg)
-    shared = d._fitted_for("cam-a")
+    shared = d._prepared_for("cam-a")
     assert shared is not None and shared.ks_calibration is not None  # calibrated at start
 
     late = reference(uncalibrated, seed=4)
     store.add(dataclasses.replace(late, stream="cam-new"))
-    assert d._fitted_for("cam-new") is None  # not judged with an uncalibrated threshold
+    assert d._prepared_for("cam-new") is None  # not judged with an uncalibrated threshold
     assert "not calibrated for tests.run_length" in caplog.text
-    assert not any(key[0] == "cam-new" for key in d._fitted)  # and not calibrated in the loop
+    assert not any(key[0] == "cam-new" for key in d._prepared)  # and not calibrated in the loop

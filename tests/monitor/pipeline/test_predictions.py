@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from monitor.reference.collect import Collected, make_reference
-from monitor.config import PREDICTION_TESTS, WindowConfig, config_from_dict
+from monitor.config import WindowConfig, config_from_dict
+from monitor.pipeline.drift_tests import PREDICTIONS, REGISTRY
 from monitor.pipeline.engine import Engine
 from monitor.pipeline.features import FEATURE_NAMES
 from monitor.pipeline.predictions import NO_DETECTION, PredictionWindow, class_table, derive
@@ -13,6 +14,7 @@ from monitor.pipeline.source import Frame, Origin
 from monitor.pipeline.streams import StreamState, Window
 
 K = 5
+PREDICTION_TESTS = tuple(name for name, t in REGISTRY.items() if t.consumes == PREDICTIONS)
 MIX = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
 SHIFTED = np.array([0.15, 0.3, 0.15, 0.1, 0.3])
 
@@ -46,8 +48,8 @@ def reference_with(payloads, rng, tmp_path=None):
 
 def run(engine, fitted, payloads, rng):
     rows = rng.normal(size=(len(payloads), len(FEATURE_NAMES))).astype(np.float32)
-    outcomes, _ = engine.run_tests(fitted, rows, None, PredictionWindow([derive(p) for p in payloads]))
-    return {o.name: o for o in outcomes}
+    judged = engine.run_tests(fitted, rows, None, PredictionWindow([derive(p) for p in payloads]))
+    return {o.name: o for o in judged.tests}
 
 
 # --- derivation ------------------------------------------------------------------------------
@@ -92,16 +94,16 @@ def test_prediction_tests_are_enabled_by_default_but_do_not_vote():
 def test_pred_class_fires_when_the_class_mix_changes_and_not_otherwise(tmp_path):
     engine = Engine(config(), FEATURE_NAMES)
     rng = np.random.default_rng(0)
-    fitted = engine.fit(reference_with(probs_payloads(rng, 1000, MIX), rng, tmp_path))
+    fitted = engine.prepare(reference_with(probs_payloads(rng, 1000, MIX), rng, tmp_path))
     same_fired, shifted_fired = 0, 0
     for seed in range(20):
         r = np.random.default_rng(100 + seed)
         same = run(engine, fitted, probs_payloads(r, 200, MIX), r)
         assert set(PREDICTION_TESTS) <= set(same)
-        same_fired += same["pred_class"].drift
+        same_fired += same["pred_class"].drifted
         shifted = run(engine, fitted, probs_payloads(r, 200, SHIFTED), r)
-        shifted_fired += shifted["pred_class"].drift
-        assert shifted["probs_ks"].drift  # class 0's and class 4's probabilities moved
+        shifted_fired += shifted["pred_class"].drifted
+        assert shifted["probs_ks"].drifted  # class 0's and class 4's probabilities moved
         assert {"class_0", "class_4"} & set(shifted["probs_ks"].drifted_features)
     assert same_fired <= 3  # alpha 0.05 over 20 windows
     assert shifted_fired == 20
@@ -110,10 +112,10 @@ def test_pred_class_fires_when_the_class_mix_changes_and_not_otherwise(tmp_path)
 def test_confidence_fires_when_the_model_becomes_unsure():
     engine = Engine(config(), FEATURE_NAMES)
     rng = np.random.default_rng(1)
-    fitted = engine.fit(reference_with(probs_payloads(rng, 500, MIX, peak=3.0), rng))
-    assert not run(engine, fitted, probs_payloads(rng, 200, MIX, peak=3.0), rng)["confidence"].drift
+    fitted = engine.prepare(reference_with(probs_payloads(rng, 500, MIX, peak=3.0), rng))
+    assert not run(engine, fitted, probs_payloads(rng, 200, MIX, peak=3.0), rng)["confidence"].drifted
     unsure = run(engine, fitted, probs_payloads(rng, 200, MIX, peak=1.0), rng)
-    assert unsure["confidence"].drift and unsure["confidence"].p_value < 1e-6
+    assert unsure["confidence"].drifted and unsure["confidence"].p_value < 1e-6
 
 
 def test_detections_with_a_new_label_drift():
@@ -125,24 +127,24 @@ def test_detections_with_a_new_label_drift():
                 for lab in labels]
 
     ref = reference_with(dets(rng.choice(["car", "person"], 400, p=[0.7, 0.3])), rng)
-    assert ref.extra["pred_labels"] == ["car", "person"] and "pred.probs" not in ref.fitted
-    fitted = engine.fit(ref)
+    assert ref.predictions.labels == ("car", "person") and ref.predictions.probs is None
+    fitted = engine.prepare(ref)
     same = run(engine, fitted, dets(rng.choice(["car", "person"], 200, p=[0.7, 0.3])), rng)
-    assert not same["pred_class"].drift and "probs_ks" not in same  # detections carry no vectors
+    assert not same["pred_class"].drifted and "probs_ks" not in same  # detections carry no vectors
     new = run(engine, fitted, dets(rng.choice(["car", "person", "truck"], 200, p=[0.5, 0.2, 0.3])), rng)
-    assert new["pred_class"].drift
+    assert new["pred_class"].drifted
 
 
 def test_frames_without_predictions_skip_the_tests():
     engine = Engine(config(), FEATURE_NAMES)
     rng = np.random.default_rng(3)
-    with_preds = engine.fit(reference_with(probs_payloads(rng, 300, MIX), rng))
+    with_preds = engine.prepare(reference_with(probs_payloads(rng, 300, MIX), rng))
     none = run(engine, with_preds, [None] * 200, rng)
     assert "ks" in none and not set(PREDICTION_TESTS) & set(none)
     few = run(engine, with_preds, probs_payloads(rng, 5, MIX) + [None] * 195, rng)
     assert not set(PREDICTION_TESTS) & set(few)
-    without = engine.fit(reference_with([None] * 300, rng))
-    assert "pred.class" not in without.reference.fitted
+    without = engine.prepare(reference_with([None] * 300, rng))
+    assert without.reference.predictions is None
     assert not set(PREDICTION_TESTS) & set(run(engine, without, probs_payloads(rng, 200, MIX), rng))
 
 
@@ -150,11 +152,11 @@ def test_a_voting_prediction_test_fires_the_evaluation():
     engine = Engine(config(vote=["ks", "pred_class"]), FEATURE_NAMES)
     assert engine.vote_alpha == pytest.approx(0.025)
     rng = np.random.default_rng(4)
-    fitted = engine.fit(reference_with(probs_payloads(rng, 500, MIX), rng))
+    fitted = engine.prepare(reference_with(probs_payloads(rng, 500, MIX), rng))
     rows = rng.normal(size=(200, len(FEATURE_NAMES))).astype(np.float32)
-    _, fired = engine.run_tests(fitted, rows, None,
-                                PredictionWindow([derive(p) for p in probs_payloads(rng, 200, SHIFTED)]))
-    assert fired
+    judged = engine.run_tests(fitted, rows, None,
+                              PredictionWindow([derive(p) for p in probs_payloads(rng, 200, SHIFTED)]))
+    assert judged.drifted
 
 
 # --- stream window ---------------------------------------------------------------------------

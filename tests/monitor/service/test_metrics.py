@@ -2,14 +2,15 @@ from prometheus_client import CollectorRegistry
 
 from monitor.config import MetricsConfig
 from monitor.pipeline import engine
-from monitor.pipeline.engine import FeatureOutcome, Verdict
+from monitor.pipeline.drift_tests import FeatureOutcome, TestOutcome
+from monitor.pipeline.engine import Evaluation
 from monitor.service.metrics import OTHER, Metrics
 
 
-def verdict(stream, drifted=True):
+def evaluation(stream, drifted=True):
     f = FeatureOutcome("brightness_mean", 0.4, 0.001, True)
-    t = engine.TestOutcome("ks", 0.4, 0.001, 0.05, True, "bonferroni", "exact", (f,))
-    return Verdict(stream, 100.0, "*", 1, 500, 100, (t,), True, drifted, True)
+    t = TestOutcome("ks", 0.4, 0.001, 0.05, True, "bonferroni", "exact", (f,))
+    return Evaluation(stream, 100.0, "*", 1, 500, 100, (t,), True, drifted, True)
 
 
 def test_stream_labels_are_capped_and_folded_frames_counted():
@@ -30,12 +31,12 @@ def test_stream_labels_are_capped_and_folded_frames_counted():
 def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
     r = CollectorRegistry()
     m = Metrics(MetricsConfig(max_streams=1), r)
-    m.observe_verdict(verdict("cam-a"), {"brightness_mean": 42.0})
-    m.observe_verdict(verdict("cam-b"), {"brightness_mean": 1.0})
+    m.observe_evaluation(evaluation("cam-a"), {"brightness_mean": 42.0})
+    m.observe_evaluation(evaluation("cam-b"), {"brightness_mean": 1.0})
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": "cam-a"}) == 1
     assert r.get_sample_value("driftmon_stream_drifted_since_timestamp_seconds", {"stream": "cam-a"}) == 100.0
     assert r.get_sample_value("driftmon_stream_test_p_value", {"stream": "cam-a", "test": "ks"}) == 0.001
-    ks = verdict("cam-a").tests[0]
+    ks = evaluation("cam-a").tests[0]
     assert r.get_sample_value("driftmon_stream_test_threshold", {"stream": "cam-a", "test": "ks"}) == ks.threshold
     assert r.get_sample_value("driftmon_stream_feature_window_mean",
                               {"stream": "cam-a", "feature": "brightness_mean"}) == 42.0
@@ -46,7 +47,7 @@ def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
 def test_per_feature_series_can_be_switched_off():
     r = CollectorRegistry()
     m = Metrics(MetricsConfig(per_feature=False), r)
-    m.observe_verdict(verdict("cam-a"), {"brightness_mean": 42.0})
+    m.observe_evaluation(evaluation("cam-a"), {"brightness_mean": 42.0})
     assert r.get_sample_value("driftmon_stream_feature_statistic",
                               {"stream": "cam-a", "test": "ks", "feature": "brightness_mean"}) is None
     assert r.get_sample_value("driftmon_stream_test_statistic", {"stream": "cam-a", "test": "ks"}) == 0.4
@@ -56,7 +57,7 @@ def test_a_stream_handed_to_another_replica_leaves_no_series_behind():
     r = CollectorRegistry()
     m = Metrics(MetricsConfig(max_streams=1), r)
     m.observe_frame("cam-a", ts=1.0, identical=False, window_fill=1.0)
-    m.observe_verdict(verdict("cam-a"), {"brightness_mean": 42.0})
+    m.observe_evaluation(evaluation("cam-a"), {"brightness_mean": 42.0})
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": "cam-a"}) == 1
     m.forget_stream("cam-a")
     text = __import__("prometheus_client").generate_latest(r).decode()

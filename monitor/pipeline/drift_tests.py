@@ -1,0 +1,271 @@
+"""The registry of drift tests: one entry per test, the only place a test's name is spelled.
+
+An entry says what the test consumes (image statistics, embeddings or the model's outputs),
+whether it decides by a p-value or by comparing a statistic with a threshold, whether it is on and
+votes by default, and how it runs on one window. Configuration validation (``tests.enabled``,
+``tests.vote``), the engine's dispatch, the split of alpha between voting tests, the ``test``
+label of the metrics and the table in docs/detectors.md all read from :data:`REGISTRY`.
+
+Adding a test is one ``run`` function plus one :class:`DriftTest` entry (docs/detectors.md,
+"Adding a drift test"). A ``run`` function gets a :class:`Run` — the prepared reference, the
+window, its level — and returns a :class:`TestOutcome`, or None when the window or the reference
+lacks what the test needs (too few predictions, say): the test is then absent from the evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+import numpy as np
+
+from detectors.categorical import chi2_test
+from detectors.ks import ks_test
+from detectors.result import FeatureTestResult
+from monitor.pipeline.predictions import MIN_PREDICTIONS, PredictionWindow, class_table
+
+if TYPE_CHECKING:
+    from monitor.config import TestsConfig
+    from monitor.reference.fit import PreparedReference
+
+Consumes = Literal["statistics", "embeddings", "predictions"]
+STATISTICS: Consumes = "statistics"
+EMBEDDINGS: Consumes = "embeddings"
+PREDICTIONS: Consumes = "predictions"
+#: The feature name of a test that judges the embedding distribution as a whole.
+EMBEDDING_DISTRIBUTION = "embeddings"
+#: probs_ks reports every class as a feature up to this many classes, beyond it only the drifted ones.
+MAX_CLASS_FEATURES = 32
+
+
+@dataclass(frozen=True)
+class FeatureOutcome:
+    feature: str
+    statistic: float
+    p_value: float | None  # multiplicity-adjusted
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    """One test's result on one window: the largest statistic, the smallest adjusted p-value, what
+    it was compared with, and every feature's own result."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    statistic: float  # the largest per-feature statistic
+    p_value: float | None  # the smallest adjusted p-value; None for threshold-only tests
+    threshold: float
+    drifted: bool
+    correction: str
+    p_value_note: str
+    features: tuple[FeatureOutcome, ...]
+
+    @property
+    def drifted_features(self) -> list[str]:
+        return [f.feature for f in self.features if f.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"drifted_features": self.drifted_features}
+
+
+def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...]) -> TestOutcome:
+    """A per-feature detectors result as this test's outcome."""
+    stat = np.asarray(res.statistic, dtype=float)
+    adj = None if res.adjusted_p_value is None else np.asarray(res.adjusted_p_value, dtype=float)
+    features = tuple(
+        FeatureOutcome(f, float(stat[i]), None if adj is None else float(adj[i]), bool(res.drifted[i]))
+        for i, f in enumerate(feature_names))
+    return TestOutcome(
+        name=name, statistic=float(np.max(stat)), p_value=None if adj is None else float(np.min(adj)),
+        threshold=float(res.threshold), drifted=bool(np.any(res.drifted)), correction=res.correction,
+        p_value_note=res.p_value_note, features=features)
+
+
+@dataclass(frozen=True)
+class WindowData:
+    """What the tests see of one window, oldest frame first; computed once per evaluation."""
+
+    statistics: np.ndarray  # (n, k): the tested image-statistic columns
+    reduced: np.ndarray | None = None  # (n, pcs): the embeddings in the reference's principal components
+    predictions: PredictionWindow | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One test's run on one window: the reference prepared for it, the window, the test's level
+    (its share of ``tests.alpha`` when it votes), the tests' settings and the engine's generator."""
+
+    prepared: PreparedReference
+    window: WindowData
+    alpha: float
+    settings: TestsConfig
+    rng: np.random.Generator
+    window_size: int  # the configured window size (a calibrated threshold holds for it alone)
+    mmd_permutations: int = 100
+
+    @property
+    def reduced(self) -> np.ndarray | None:
+        return self.window.reduced
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """One drift test: what it consumes, how it decides, its defaults, and how it runs."""
+
+    name: str
+    consumes: Consumes
+    yields_p_value: bool  # decides by a p-value at its level; else a statistic against a threshold
+    summary: str  # one line for docs/detectors.md
+    run: Callable[[Run], TestOutcome | None]
+    enabled: bool = True  # in tests.enabled by default
+    votes: bool = False  # in tests.vote by default
+
+
+# --- image statistics ------------------------------------------------------------------------
+
+
+def run_ks(r: Run) -> TestOutcome:
+    prepared = r.prepared
+    if prepared.ks_calibration is not None and len(r.window.statistics) == r.window_size:
+        return calibrated_ks(r)
+    res = prepared.univariate.ks(r.window.statistics, alpha=r.alpha, correction=r.settings.correction)
+    return summarize("ks", res, prepared.feature_names)
+
+
+def calibrated_ks(r: Run) -> TestOutcome:
+    """KS against the threshold calibrated for the run length: a feature drifts when its statistic
+    exceeds it, i.e. when its raw p-value is below the calibrated level."""
+    prepared = r.prepared
+    cal = prepared.ks_calibration
+    assert cal is not None
+    res = prepared.univariate.ks(r.window.statistics, correction="none")
+    stat, p = np.asarray(res.statistic, dtype=float), np.asarray(res.p_value, dtype=float)
+    features = tuple(FeatureOutcome(f, float(stat[i]), float(p[i]), bool(stat[i] > cal.statistic_threshold))
+                     for i, f in enumerate(prepared.feature_names))
+    return TestOutcome(
+        name="ks", statistic=float(stat.max()), p_value=float(p.min()), threshold=cal.level,
+        drifted=any(f.drifted for f in features), correction="calibrated",
+        p_value_note=(f"{res.p_value_note}; threshold calibrated on the reference for a mean run length "
+                      f">= {cal.run_length} evaluations: fires when D > {cal.statistic_threshold:.4g} "
+                      f"(p < {cal.level:.3g})"),
+        features=features)
+
+
+def run_cvm(r: Run) -> TestOutcome:
+    res = r.prepared.univariate.cvm(r.window.statistics, alpha=r.alpha, correction=r.settings.correction)
+    return summarize("cvm", res, r.prepared.feature_names)
+
+
+def run_psi(r: Run) -> TestOutcome:
+    res = r.prepared.univariate.psi(r.window.statistics, threshold=r.settings.psi_threshold)
+    return summarize("psi", res, r.prepared.feature_names)
+
+
+def run_wasserstein(r: Run) -> TestOutcome:
+    res = r.prepared.univariate.wasserstein(r.window.statistics, threshold=r.settings.wasserstein_threshold)
+    return summarize("wasserstein", res, r.prepared.feature_names)
+
+
+# --- embeddings ---------------------------------------------------------------------------------
+
+
+def run_mmd(r: Run) -> TestOutcome | None:
+    if r.reduced is None or r.prepared.mmd is None:
+        return None
+    res = r.prepared.mmd.test(r.reduced, n_permutations=r.mmd_permutations, alpha=r.alpha, seed=r.rng)
+    # one feature, the distribution as a whole: every drifted test names what moved
+    whole = FeatureOutcome(EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drifted))
+    return TestOutcome("mmd", float(res.statistic), float(res.p_value), float(res.threshold), bool(res.drifted),
+                       "none", res.p_value_note, (whole,))
+
+
+def run_ks_dims(r: Run) -> TestOutcome | None:
+    """KS per principal component, Bonferroni across them (Rabanser et al. 2019)."""
+    dims = r.prepared.reduced_ks
+    if r.reduced is None or dims is None:
+        return None
+    return summarize("ks_dims", dims.ks(r.reduced, alpha=r.alpha, correction="bonferroni"), tuple(dims.feature_names))
+
+
+# --- the model's outputs -----------------------------------------------------------------------
+
+
+def run_pred_class(r: Run) -> TestOutcome | None:
+    ref, cur = r.prepared.predictions, r.window.predictions
+    if ref is None or cur is None or min(len(ref.labels), len(cur.labels())) < MIN_PREDICTIONS:
+        return None
+    ref_codes, cur_codes, _ = class_table(ref.labels, cur.labels())
+    return summarize("pred_class", chi2_test(ref_codes, cur_codes, alpha=r.alpha, correction="none"),
+                     ("predicted_class",))
+
+
+def run_confidence(r: Run) -> TestOutcome | None:
+    ref, cur = r.prepared.predictions, r.window.predictions
+    if ref is None or cur is None:
+        return None
+    cur_conf = cur.confidences()
+    if min(len(ref.confidences), len(cur_conf)) < MIN_PREDICTIONS:
+        return None
+    return summarize("confidence", ks_test(ref.confidences, cur_conf, alpha=r.alpha, correction="none"),
+                     ("confidence",))
+
+
+def run_probs_ks(r: Run) -> TestOutcome | None:
+    ref, cur = r.prepared.predictions, r.window.predictions
+    if ref is None or cur is None or ref.probs is None or len(ref.probs) < MIN_PREDICTIONS:
+        return None
+    k = ref.probs.shape[1]
+    cur_probs = cur.probs(k)
+    if len(cur_probs) < MIN_PREDICTIONS:
+        return None
+    out = summarize("probs_ks", ks_test(ref.probs, cur_probs, alpha=r.alpha, correction="bonferroni"),
+                    tuple(f"class_{i}" for i in range(k)))
+    if k > MAX_CLASS_FEATURES:  # bounded metric series for 1000-class models
+        out = dataclasses.replace(out, features=tuple(f for f in out.features if f.drifted))
+    return out
+
+
+REGISTRY: dict[str, DriftTest] = {t.name: t for t in (
+    DriftTest("ks", STATISTICS, True, "Kolmogorov-Smirnov per image statistic, corrected across them "
+              "(or the run-length-calibrated threshold with `tests.run_length`)", run_ks, votes=True),
+    DriftTest("cvm", STATISTICS, True, "Cramér-von Mises per image statistic, corrected across them: more "
+              "weight on the whole distribution than KS's largest gap", run_cvm, enabled=False),
+    DriftTest("psi", STATISTICS, False, "population stability index per image statistic, on the reference's "
+              "decile bins, against `tests.psi_threshold`", run_psi),
+    DriftTest("wasserstein", STATISTICS, False, "Wasserstein-1 distance per image statistic, in reference "
+              "standard deviations, against `tests.wasserstein_threshold`", run_wasserstein),
+    DriftTest("mmd", EMBEDDINGS, True, "maximum mean discrepancy of the PCA-reduced embeddings, permutation "
+              "p-value (feature `embeddings`: the distribution as a whole)", run_mmd, votes=True),
+    DriftTest("ks_dims", EMBEDDINGS, True, "Kolmogorov-Smirnov per principal component of the embeddings, "
+              "Bonferroni across them (features `pc00`, `pc01`, ...)", run_ks_dims),
+    DriftTest("pred_class", PREDICTIONS, True, "chi-square test of the predicted-class mix "
+              "(feature `predicted_class`)", run_pred_class),
+    DriftTest("confidence", PREDICTIONS, True, "Kolmogorov-Smirnov test of the model's top confidence "
+              "(feature `confidence`)", run_confidence),
+    DriftTest("probs_ks", PREDICTIONS, True, "Kolmogorov-Smirnov per class probability, Bonferroni across "
+              "classes (features `class_0`, `class_1`, ...)", run_probs_ks),
+)}
+
+NAMES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def kind_of(test: str) -> Consumes:
+    """What ``test`` consumes: statistics, embeddings or predictions."""
+    return REGISTRY[test].consumes
+
+
+def markdown_table() -> str:
+    """The registry as the Markdown table in docs/detectors.md (kept in sync by a test)."""
+    rows = ["| test | consumes | decides by | on by default | votes by default | what it is |",
+            "|---|---|---|---|---|---|"]
+    for t in REGISTRY.values():
+        rows.append(f"| `{t.name}` | {t.consumes} | {'p-value' if t.yields_p_value else 'threshold'} | "
+                    f"{'yes' if t.enabled else 'no'} | {'yes' if t.votes else 'no'} | {t.summary} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the table for docs/detectors.md
+    print(markdown_table())
