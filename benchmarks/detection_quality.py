@@ -210,7 +210,7 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
     configs = {v: make_config(args, VERDICT_TESTS[v]) for v in VERDICTS}
     base = configs["combined"]
     embedder = build_embedder_from(base)
-    identity = embedder.identity.to_dict()
+    identity = embedder.identity
     engines = {v: Engine(configs[v], FEATURE_NAMES, identity, seed=args.seed + i) for i, v in enumerate(VERDICTS)}
     cameras = make_fleet(args.cameras, seed=args.seed, width=args.width, height=args.height)
     group = max(args.windows)

@@ -56,7 +56,7 @@ class Evaluation:
 class Engine:
     """Runs the configured tests on due streams; owns only configuration and its random generator."""
 
-    def __init__(self, config: Config, all_features: tuple[str, ...], embedder: dict[str, Any] | None = None,
+    def __init__(self, config: Config, all_features: tuple[str, ...], embedder: EmbedderIdentity | None = None,
                  seed: int = 0):
         self.config = config
         self.active = config.active_tests
@@ -107,7 +107,7 @@ class Engine:
                                "or set embedding.enabled: false")
         if self.embedder is not None:
             try:
-                check_compatible(EmbedderIdentity.from_dict(ref.embedder), EmbedderIdentity.from_dict(self.embedder))
+                check_compatible(EmbedderIdentity.from_dict(ref.embedder), self.embedder)
             except EmbedderMismatch as e:
                 raise EmbedderMismatch(f"{where}: {e}") from None
 

@@ -230,7 +230,7 @@ def _check(args: argparse.Namespace) -> int:
     if ref is None:
         raise InputError(f"{args.reference}: no reference for {args.stream or 'shared use'}")
     embedder = collect.build_embedder_from(config)
-    engine = Engine(config, FEATURE_NAMES, embedder.identity.to_dict() if embedder else None)
+    engine = Engine(config, FEATURE_NAMES, embedder.identity if embedder else None)
     prepared = engine.prepare(ref)
     for d in args.dirs:
         got = collect.from_dir(d, config, progress=not args.quiet, embedder=embedder)

@@ -100,7 +100,7 @@ class Daemon:
         self.store = ReferenceStore(config.reference.path)
         self.embedder = build_embedder_from(config)  # a missing or bad model fails here, at start
         identity = self.embedder.identity if self.embedder else None
-        self.engine = Engine(config, FEATURE_NAMES, identity.to_dict() if identity else None)
+        self.engine = Engine(config, FEATURE_NAMES, identity)
         self.streams = Streams(len(FEATURE_NAMES), config.window, config.source,
                                identity.output_dim if identity else 0)
         self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
