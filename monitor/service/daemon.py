@@ -31,7 +31,7 @@ from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
 from monitor.pipeline.engine import Engine, Evaluation
 from monitor.reference.fit import PreparedReference
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
-from monitor.service.http import HttpServer, Route
+from monitor.service.http import HttpServer, Route, Router
 from monitor.service.metrics import QUANTILES, Metrics
 from monitor.reference.store import BadReference, ReferenceStore
 from monitor.retry import Backoff, Stopped, retry
@@ -140,8 +140,9 @@ class Daemon:
     def run(self, ready_event: threading.Event | None = None) -> None:
         cfg = self.config
         with contextlib.ExitStack() as stack:
-            http = HttpServer(cfg.http.host, cfg.http.port, self.metrics.registry,
-                              status=self.status, alive=self.alive, ready=self.ready, routes=self.routes).start()
+            router = Router(self.metrics.registry, status=self.status, alive=self.alive, ready=self.ready,
+                            routes=self.routes)
+            http = HttpServer(cfg.http.host, cfg.http.port, router).start()
             stack.callback(http.close)
             self.port = http.port
             if ready_event is not None:

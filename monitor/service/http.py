@@ -130,14 +130,10 @@ def _encoded(res: Response) -> Response:
 
 
 class HttpServer:
-    """The :class:`Router` on a socket, served from a background thread: parses each GET or POST
+    """A :class:`Router` on a socket, served from a background thread: parses each GET or POST
     into a :class:`Request` and writes the router's answer (other methods get the stdlib's 501)."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, *,
-                 status: Callable[[], dict[str, Any]], alive: Callable[[], bool], ready: Callable[[], bool],
-                 routes: dict[tuple[str, str], Route] | None = None):
-        router = Router(registry, status=status, alive=alive, ready=ready, routes=routes)
-
+    def __init__(self, host: str, port: int, router: Router):
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 self._answer(router.handle(self._request("GET")))

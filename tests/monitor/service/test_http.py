@@ -183,8 +183,7 @@ def test_the_server_carries_requests_and_answers_over_a_socket():
         seen.append(req)
         return Response(202, {"got": req.body.decode()}, headers={"X-Echo": req.headers["x-token"]})
 
-    server = HttpServer("127.0.0.1", 0, CollectorRegistry(), status=lambda: {"streams": {}},
-                        alive=lambda: True, ready=lambda: False, routes={("POST", "/echo"): echo}).start()
+    server = HttpServer("127.0.0.1", 0, router({("POST", "/echo"): echo}, ready=False)).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
         post = urllib.request.Request(base + "/echo?a=1", data=b"hello", method="POST", headers={"X-Token": "t"})
