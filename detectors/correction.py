@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CORRECTION_METHODS = ("bonferroni", "bh", "none")
+from detectors.validation import (
+    CORRECTION_METHODS, as_unit_values, check_alpha, check_choice)
+
+__all__ = ["CORRECTION_METHODS", "Correction", "correct"]
 
 
 @dataclass(frozen=True)
@@ -69,16 +72,12 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
     >>> correct([0.01, 0.04], method="bonferroni").adjusted_p_value.tolist()
     [0.02, 0.08]
     """
-    if method not in CORRECTION_METHODS:
-        raise ValueError(f"method must be one of {CORRECTION_METHODS}, got {method!r}")
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    check_choice(method, "method", CORRECTION_METHODS)
+    alpha = check_alpha(alpha)
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0:
         raise ValueError(f"p_values must be a non-empty 1-D or 2-D array, got shape {p.shape}")
-    if np.any(np.isnan(p)) or np.any(p < 0.0) or np.any(p > 1.0):
-        raise ValueError("p_values must lie in [0, 1]")
+    p = as_unit_values(p, "p_values")
     m = p.shape[-1]
     if method == "none":
         adjusted = p.copy()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from detectors.validation import check_int
+
 
 @dataclass(frozen=True)
 class HysteresisResult:
@@ -62,9 +64,7 @@ class Hysteresis:
     """
 
     def __init__(self, k: int = 3, m: int = 5, recover: int = 3):
-        for name, v in (("k", k), ("m", m), ("recover", recover)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        k, m, recover = check_int(k, "k"), check_int(m, "m"), check_int(recover, "recover")
         if k > m:
             raise ValueError(f"k must be <= m, got k={k}, m={m}")
         self.k = k

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._univariate_common import (
-    as_columns, check_alpha, check_bins, check_correction, check_threshold, p_value_result,
-    threshold_result)
+from detectors._univariate_common import p_value_result, threshold_result
 from detectors._pooled import Pooled, SortedReference, sorted_columns
 from detectors.anderson import anderson_from_pooled
 from detectors.binning import current_proportions, fit_histograms
-from detectors.cvm import check_cvm_method, cvm_from_pooled
+from detectors.cvm import CVM_METHODS, cvm_from_pooled
 from detectors.divergence import hellinger_from_proportions, js_from_proportions
-from detectors.ks import check_ks_method, ks_from_pooled
+from detectors.ks import KS_METHODS, ks_from_pooled
 from detectors.psi import psi_from_proportions
 from detectors.result import FeatureTestResult
+from detectors.validation import (
+    as_columns, as_unit_values, check_alpha, check_bins, check_choice, check_correction,
+    check_threshold, check_width)
 from detectors.wasserstein import std_denominator, wasserstein_from_sorted
 
 #: Tests :meth:`UnivariateReference.evaluate` knows, by result ``method`` name.
@@ -104,9 +105,7 @@ class UnivariateReference:
     # --- helpers -------------------------------------------------------------------------
     def _current(self, x_cur) -> np.ndarray:
         cur = as_columns(x_cur, "x_cur")
-        if cur.shape[1] != self.n_features:
-            raise ValueError(f"reference has {self.n_features} features but x_cur has "
-                             f"{cur.shape[1]}")
+        check_width(cur, self.n_features, "x_cur")
         return cur
 
     def quantiles(self, q) -> np.ndarray:
@@ -114,16 +113,14 @@ class UnivariateReference:
 
         Linear interpolation (numpy's default); for dashboards' reference bands.
         """
-        q = np.asarray(q, dtype=np.float64)
-        if np.any((q < 0) | (q > 1)) or np.any(np.isnan(q)):
-            raise ValueError("quantile levels must be in [0, 1]")
+        q = as_unit_values(q, "q")
         return np.quantile(self._sorted, q, axis=1)
 
     # --- tests -----------------------------------------------------------------------------
     def ks(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
            method: str = "auto") -> FeatureTestResult:
         """Kolmogorov-Smirnov test of ``x_cur`` against the reference (see ``ks_test``)."""
-        check_ks_method(method)
+        check_choice(method, "method", KS_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
         return self._ks(self._pooled(x_cur), alpha, correction, method)
@@ -131,7 +128,7 @@ class UnivariateReference:
     def cvm(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
             method: str = "auto") -> FeatureTestResult:
         """Cramér-von Mises test of ``x_cur`` against the reference (see ``cvm_test``)."""
-        check_cvm_method(method)
+        check_choice(method, "method", CVM_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
         return self._cvm(self._pooled(x_cur), alpha, correction, method)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.validation import as_vector, check_choice, check_int, check_number
+
 
 @dataclass(frozen=True)
 class SequentialResult:
@@ -29,15 +31,6 @@ class SequentialResult:
     @property
     def drift(self) -> bool:
         return bool(np.any(self.detected))
-
-
-def _as_vector(x, n: int | None, name: str) -> np.ndarray:
-    v = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    if v.ndim != 1 or (n is not None and v.shape[0] != n):
-        raise ValueError(f"{name} must be a vector of {n} values, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} must be finite")
-    return v
 
 
 class Cusum:
@@ -79,17 +72,13 @@ class Cusum:
     """
 
     def __init__(self, mean, std, *, k: float = 0.5, h: float = 5.0):
-        self.mean = _as_vector(mean, None, "mean")
-        std = _as_vector(std, len(self.mean), "std")
+        self.mean = as_vector(mean, "mean")
+        std = as_vector(std, "std", len(self.mean))
         if np.any(std < 0):
             raise ValueError("std must be >= 0")
         self.std = np.maximum(std, 1e-12)
-        if not (np.isfinite(k) and k >= 0):
-            raise ValueError(f"k must be finite and >= 0, got {k}")
-        if not (np.isfinite(h) and h > 0):
-            raise ValueError(f"h must be finite and > 0, got {h}")
-        self.k = float(k)
-        self.h = float(h)
+        self.k = check_number(k, "k", at_least=0.0)
+        self.h = check_number(h, "h", above=0.0)
         self._reset()
 
     def _reset(self) -> None:
@@ -106,7 +95,7 @@ class Cusum:
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
-        z = (_as_vector(x, len(self.mean), "x") - self.mean) / self.std
+        z = (as_vector(x, "x", len(self.mean)) - self.mean) / self.std
         self._pos = np.maximum(0.0, self._pos + z - self.k)
         self._neg = np.maximum(0.0, self._neg - z - self.k)
         stat = np.maximum(self._pos, self._neg)
@@ -157,25 +146,12 @@ class PageHinkley:
 
     def __init__(self, n_features: int, *, delta: float = 0.005, threshold: float = 50.0,
                  min_instances: int = 30, alpha: float = 1 - 1e-4, mode: str = "both"):
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
-        if not (np.isfinite(delta) and delta >= 0):
-            raise ValueError(f"delta must be finite and >= 0, got {delta}")
-        if not (np.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be finite and > 0, got {threshold}")
-        if isinstance(min_instances, bool) or not isinstance(min_instances, int) \
-                or min_instances < 1:
-            raise ValueError(f"min_instances must be a positive integer, got {min_instances!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if mode not in ("both", "up", "down"):
-            raise ValueError(f"mode must be 'both', 'up' or 'down', got {mode!r}")
-        self.n_features = n_features
-        self.delta = float(delta)
-        self.threshold = float(threshold)
-        self.min_instances = min_instances
-        self.alpha = float(alpha)
-        self.mode = mode
+        self.n_features = check_int(n_features, "n_features")
+        self.delta = check_number(delta, "delta", at_least=0.0)
+        self.threshold = check_number(threshold, "threshold", above=0.0)
+        self.min_instances = check_int(min_instances, "min_instances")
+        self.alpha = check_number(alpha, "alpha", above=0.0, at_most=1.0)
+        self.mode = check_choice(mode, "mode", ("both", "up", "down"))
         self._reset()
 
     def _reset(self) -> None:
@@ -195,7 +171,7 @@ class PageHinkley:
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
-        x = _as_vector(x, self.n_features, "x")
+        x = as_vector(x, "x", self.n_features)
         self._count += 1
         self._mean += (x - self._mean) / self._count
         dev = x - self._mean
