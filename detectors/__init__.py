@@ -4,9 +4,10 @@ No Kafka, no Prometheus, no configuration files, no environment reads: arrays in
 frozen results out.
 """
 
+from detectors.base import StatefulDetector
 from detectors.result import FeatureTestResult, MultivariateTestResult
 
-__all__ = ["FeatureTestResult", "MultivariateTestResult"]
+__all__ = ["FeatureTestResult", "MultivariateTestResult", "StatefulDetector"]
 
 # --- univariate exports (begin) ---
 from detectors.anderson import anderson_test  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from detectors.base import StatefulDetector
 from detectors.validation import check_int
 
 
@@ -23,7 +24,7 @@ class HysteresisResult:
     changed: bool
 
 
-class Hysteresis:
+class Hysteresis(StatefulDetector):
     """Declare drift when at least ``k`` of the last ``m`` evaluations fired; recover after
     ``recover`` consecutive clean evaluations.
 
@@ -50,7 +51,8 @@ class Hysteresis:
     0.05 without hysteresis. For a guarantee under overlapping windows, calibrate the
     per-evaluation threshold instead (``calibrate_threshold``).
 
-    All mutable state is created in ``_reset()``: a reset detector equals a new one.
+    A :class:`~detectors.base.StatefulDetector`: all mutable state is created in ``_reset()``,
+    so after ``reset()`` the detector equals a new one.
 
     Examples
     --------

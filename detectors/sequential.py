@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.base import StatefulDetector
 from detectors.validation import as_vector, check_choice, check_int, check_number
 
 
@@ -33,7 +34,7 @@ class SequentialResult:
         return bool(np.any(self.detected))
 
 
-class Cusum:
+class Cusum(StatefulDetector):
     """Two-sided tabular CUSUM on standardised values, vectorised over features.
 
     Parameters
@@ -58,7 +59,7 @@ class Cusum:
     updates; summaries of overlapping windows are positively correlated, which shortens the
     in-control run length (use non-overlapping windows, or raise ``h``). Standard deviations
     below 1e-12 are floored to avoid division by zero (a constant summary then detects any
-    change).
+    change). ``reset()`` restarts every feature (a :class:`~detectors.base.StatefulDetector`).
 
     Examples
     --------
@@ -106,7 +107,7 @@ class Cusum:
         return SequentialResult(detected=self._detected.copy(), statistic=stat)
 
 
-class PageHinkley:
+class PageHinkley(StatefulDetector):
     """Page-Hinkley test for a change in the mean, vectorised over features.
 
     Parameters
@@ -131,7 +132,8 @@ class PageHinkley:
     ``L_t = alpha L_{t-1} + d_t + delta`` (decrease) with running maximum ``M_t``. A change
     is detected when ``U_t - m_t > lambda`` or ``M_t - L_t > lambda`` (and at least
     ``min_instances`` updates were seen); the feature's state then restarts. Unlike CUSUM it
-    needs no in-control mean, only its scale in ``delta`` and ``threshold``.
+    needs no in-control mean, only its scale in ``delta`` and ``threshold``. ``reset()``
+    restarts every feature (a :class:`~detectors.base.StatefulDetector`).
 
     Examples
     --------

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors import Cusum, Hysteresis, HysteresisResult, PageHinkley
+from detectors import Cusum, Hysteresis, HysteresisResult, PageHinkley, StatefulDetector
 
 
 def _drive(h, fired):
@@ -49,7 +49,7 @@ def test_hysteresis_reset_state_and_pickle():
     h3 = pickle.loads(pickle.dumps(h))
     seq = [False, True, False, False]
     assert [r.drifted for r in _drive(h2, seq)] == [r.drifted for r in _drive(h3, seq)]
-    h._reset()
+    h.reset()
     assert h.get_state() == Hysteresis(k=2, m=4, recover=2).get_state()
     with pytest.raises(AttributeError):
         h.drifted = True
@@ -119,7 +119,7 @@ def test_page_hinkley_detects_both_directions_and_respects_mode():
 def test_sequential_reset_equals_fresh_and_rejects_bad_input():
     c = Cusum([0.0], [1.0])
     c.update([3.0])
-    c._reset()
+    c.reset()
     fresh = Cusum([0.0], [1.0])
     assert c.update([1.0]).statistic.tolist() == fresh.update([1.0]).statistic.tolist()
     with pytest.raises(ValueError):
@@ -132,3 +132,28 @@ def test_sequential_reset_equals_fresh_and_rejects_bad_input():
         PageHinkley(1, mode="sideways")
     with pytest.raises(ValueError):
         PageHinkley(1, alpha=0.0)
+
+
+def _same(a, b) -> bool:
+    """Equal instance state, arrays compared by value."""
+    va, vb = vars(a), vars(b)
+    return va.keys() == vb.keys() and all(
+        np.array_equal(va[k], vb[k]) if isinstance(va[k], np.ndarray) else va[k] == vb[k]
+        for k in va)
+
+
+@pytest.mark.parametrize("make, feed", [
+    (lambda: Hysteresis(k=2, m=3, recover=2), [True, True, False, True]),
+    (lambda: Cusum([0.0, 1.0], [1.0, 2.0], h=2.0), [[3.0, 1.0], [4.0, -5.0], [0.5, 1.0]]),
+    (lambda: PageHinkley(2, threshold=1.0, min_instances=1), [[0.0, 0.0], [5.0, -5.0], [9.0, 1.0]]),
+])
+def test_stateful_detectors_share_one_protocol(make, feed):
+    d = make()
+    assert isinstance(d, StatefulDetector)
+    for x in feed:
+        d.update(x)
+    assert not _same(d, make())
+    d.reset()
+    assert _same(d, make())  # all mutable state is created in _reset()
+    with pytest.raises(AttributeError):
+        d.drifted = True
