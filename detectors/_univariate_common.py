@@ -18,7 +18,7 @@ def p_value_result(method: str, statistic: np.ndarray, p_value: np.ndarray, *, a
     c = correct(p_value, alpha=alpha, method=correction)
     return FeatureTestResult(
         method=method, statistic=statistic, p_value=p_value,
-        adjusted_p_value=c.adjusted_p_value, threshold=alpha, drifted=c.rejected,
+        adjusted_p_value=c.adjusted_p_value, threshold=alpha, drifted=c.drifted,
         n_ref=n_ref, n_cur=n_cur, correction=correction, p_value_note=note)
 
 

@@ -18,7 +18,8 @@ class Correction:
 
     Attributes
     ----------
-    rejected : bool array, same shape as the p-values: ``adjusted_p_value <= threshold``.
+    drifted : bool array, same shape as the p-values: ``adjusted_p_value <= threshold`` (the
+        hypothesis of no drift is rejected).
     adjusted_p_value : the corrected p-values (clipped to 1).
     threshold : the level ``alpha`` that ``adjusted_p_value`` is compared with.
     raw_threshold : the equivalent cut-off on the *raw* p-values, per family (shape of the
@@ -26,7 +27,7 @@ class Correction:
         step-up cut-off ``p_(i*)`` (0.0 when nothing is rejected) for BH, ``alpha`` for none.
     """
 
-    rejected: np.ndarray
+    drifted: np.ndarray
     adjusted_p_value: np.ndarray
     threshold: float
     raw_threshold: np.ndarray | float
@@ -51,7 +52,7 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
     Returns
     -------
     Correction
-        ``rejected``, ``adjusted_p_value``, ``threshold`` (= alpha), ``raw_threshold``.
+        ``drifted``, ``adjusted_p_value``, ``threshold`` (= alpha), ``raw_threshold``.
 
     Notes
     -----
@@ -67,7 +68,7 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
     >>> c = correct([0.01, 0.04, 0.03, 0.5], alpha=0.05, method="bh")
     >>> c.adjusted_p_value.round(4).tolist()
     [0.04, 0.0533, 0.0533, 0.5]
-    >>> c.rejected.tolist()
+    >>> c.drifted.tolist()
     [True, False, False, False]
     >>> correct([0.01, 0.04], method="bonferroni").adjusted_p_value.tolist()
     [0.02, 0.08]
@@ -96,6 +97,5 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
         np.put_along_axis(adjusted, order, q, axis=-1)
         passing = np.where(ps <= ranks * (alpha / m), ps, 0.0)
         raw = passing.max(axis=-1)
-    rejected = adjusted <= alpha
-    return Correction(rejected=rejected, adjusted_p_value=adjusted, threshold=alpha,
+    return Correction(drifted=adjusted <= alpha, adjusted_p_value=adjusted, threshold=alpha,
                       raw_threshold=raw)

@@ -20,18 +20,19 @@ class SequentialResult:
 
     Attributes
     ----------
-    detected : bool array (n_features,): a change was detected at this update (the feature's
+    drifted : bool array (n_features,): a change was detected at this update (the feature's
         detector then restarts).
     statistic : float array (n_features,): the decision statistic *before* any restart
         (compare with the detector's threshold).
     """
 
-    detected: np.ndarray
+    drifted: np.ndarray
     statistic: np.ndarray
 
     @property
-    def drift(self) -> bool:
-        return bool(np.any(self.detected))
+    def any_drifted(self) -> bool:
+        """True when any feature drifted at this update."""
+        return bool(np.any(self.drifted))
 
 
 class Cusum(StatefulDetector):
@@ -68,7 +69,7 @@ class Cusum(StatefulDetector):
     >>> rng = np.random.default_rng(11)
     >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(2, 1, 100)]  # step at index 200
     >>> cusum = Cusum(mean=[0.0], std=[1.0], k=0.5, h=5.0)
-    >>> [i for i, v in enumerate(x) if cusum.update([v]).detected[0]][:1]
+    >>> [i for i, v in enumerate(x) if cusum.update([v]).drifted[0]][:1]
     [203]
     """
 
@@ -86,13 +87,13 @@ class Cusum(StatefulDetector):
         n = len(self.mean)
         self._pos = np.zeros(n)
         self._neg = np.zeros(n)
-        self._detected = np.zeros(n, dtype=bool)
+        self._drifted = np.zeros(n, dtype=bool)
         self.n_updates = 0
 
     @property
     def drifted(self) -> np.ndarray:
         """Features in which the latest update detected a change (read-only copy)."""
-        return self._detected.copy()
+        return self._drifted.copy()
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
@@ -100,11 +101,11 @@ class Cusum(StatefulDetector):
         self._pos = np.maximum(0.0, self._pos + z - self.k)
         self._neg = np.maximum(0.0, self._neg - z - self.k)
         stat = np.maximum(self._pos, self._neg)
-        self._detected = stat > self.h
-        self._pos[self._detected] = 0.0
-        self._neg[self._detected] = 0.0
+        self._drifted = stat > self.h
+        self._pos[self._drifted] = 0.0
+        self._neg[self._drifted] = 0.0
         self.n_updates += 1
-        return SequentialResult(detected=self._detected.copy(), statistic=stat)
+        return SequentialResult(drifted=self._drifted.copy(), statistic=stat)
 
 
 class PageHinkley(StatefulDetector):
@@ -142,7 +143,7 @@ class PageHinkley(StatefulDetector):
     >>> rng = np.random.default_rng(11)
     >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(2, 1, 100)]  # step at index 200
     >>> ph = PageHinkley(n_features=1, delta=0.1, threshold=10.0)
-    >>> [i for i, v in enumerate(x) if ph.update([v]).detected[0]][:1]
+    >>> [i for i, v in enumerate(x) if ph.update([v]).drifted[0]][:1]
     [204]
     """
 
@@ -164,12 +165,12 @@ class PageHinkley(StatefulDetector):
         self._up_min = np.zeros(n)
         self._down = np.zeros(n)
         self._down_max = np.zeros(n)
-        self._detected = np.zeros(n, dtype=bool)
+        self._drifted = np.zeros(n, dtype=bool)
 
     @property
     def drifted(self) -> np.ndarray:
         """Features in which the latest update detected a change (read-only copy)."""
-        return self._detected.copy()
+        return self._drifted.copy()
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
@@ -189,10 +190,10 @@ class PageHinkley(StatefulDetector):
             stat = down_stat
         else:
             stat = np.maximum(up_stat, down_stat)
-        self._detected = (stat > self.threshold) & (self._count >= self.min_instances)
-        d = self._detected
+        self._drifted = (stat > self.threshold) & (self._count >= self.min_instances)
+        d = self._drifted
         if d.any():
             for arr in (self._count, self._mean, self._up, self._up_min, self._down,
                         self._down_max):
                 arr[d] = 0.0
-        return SequentialResult(detected=d.copy(), statistic=stat)
+        return SequentialResult(drifted=d.copy(), statistic=stat)

@@ -77,7 +77,7 @@ def test_cusum_detects_step_and_is_vectorised():
     c = Cusum(mean=np.zeros(n), std=np.ones(n), k=0.5, h=8.0)
     first = np.full(n, -1)
     for i, row in enumerate(x):
-        d = c.update(row).detected
+        d = c.update(row).drifted
         first[(first < 0) & d] = i
     assert 150 <= first[1] <= 160 and 150 <= first[3] <= 160
     assert first[0] == -1 and first[2] == -1
@@ -90,7 +90,7 @@ def test_cusum_in_control_run_length_matches_theory():
     c = Cusum(mean=np.zeros(300), std=np.ones(300), k=0.5, h=5.0)
     first = np.full(300, -1)
     for t in range(3000):
-        d = c.update(rng.normal(size=300)).detected
+        d = c.update(rng.normal(size=300)).drifted
         first[(first < 0) & d] = t + 1
     first[first < 0] = 3000
     mean, se = first.mean(), first.std() / np.sqrt(300)
@@ -106,9 +106,9 @@ def test_page_hinkley_detects_both_directions_and_respects_mode():
     up = PageHinkley(n_features=2, delta=0.1, threshold=15.0, mode="up")
     hits, hits_up = [], []
     for i, row in enumerate(x):
-        if ph.update(row).drift:
+        if ph.update(row).any_drifted:
             hits.append((i, ph.drifted.tolist()))
-        if up.update(row).drift:
+        if up.update(row).any_drifted:
             hits_up.append((i, up.drifted.tolist()))
     assert hits and all(i >= 200 for i, _ in hits)
     assert {tuple(d) for _, d in hits} >= {(True, False), (False, True)} or \
