@@ -18,9 +18,48 @@ from detectors.validation import (
     check_threshold, check_width)
 from detectors.wasserstein import std_denominator, wasserstein_from_sorted
 
-#: Tests :meth:`UnivariateReference.evaluate` knows, by result ``method`` name.
-UNIVARIATE_TESTS = ("ks", "cvm", "anderson", "psi", "wasserstein", "jensen_shannon",
-                    "hellinger")
+
+class PlacedWindow:
+    """A window validated, sorted and placed in one reference once, for all its tests.
+
+    Made by :meth:`UnivariateReference.place`; every test method of that reference takes it in
+    place of the raw window and returns exactly what it returns for the raw window. Several
+    tests of one window then share one validation, one sort per column (KS, Cramér-von Mises,
+    Anderson-Darling, Wasserstein) and one placement in the reference (the pooled ranks of the
+    three rank tests). The sort and the placement are made on first use, so a window that only
+    the binned tests (PSI, Jensen-Shannon, Hellinger) see pays for neither.
+
+    Attributes
+    ----------
+    reference : the :class:`UnivariateReference` it was placed in (the only one that takes it).
+    columns : ``(k, n_cur)`` view of the validated window, one row per feature.
+    """
+
+    __slots__ = ("reference", "columns", "_sorted", "_pooled")
+
+    def __init__(self, reference: "UnivariateReference", columns: np.ndarray):
+        self.reference = reference
+        self.columns = columns
+        self._sorted: np.ndarray | None = None
+        self._pooled: Pooled | None = None
+
+    @property
+    def n_cur(self) -> int:
+        return self.columns.shape[1]
+
+    @property
+    def sorted(self) -> np.ndarray:
+        """The window's columns as sorted, contiguous rows ``(k, n_cur)`` (sorted once)."""
+        if self._sorted is None:
+            self._sorted = sorted_columns(self.columns.T)
+        return self._sorted
+
+    @property
+    def pooled(self) -> Pooled:
+        """The window's counts against the reference, shared by the rank tests (made once)."""
+        if self._pooled is None:
+            self._pooled = Pooled(self.reference._ranked, self.sorted)
+        return self._pooled
 
 
 class UnivariateReference:
@@ -29,9 +68,11 @@ class UnivariateReference:
     Fitting sorts each column and computes what every window reuses: the PSI / JS /
     Hellinger bin edges and reference histograms, the mean and standard deviation used to
     normalise Wasserstein, and the within-reference counts that KS, Cramér-von Mises and
-    Anderson-Darling share (a window is placed in the reference once, for all three).
-    Every method returns exactly what the matching pure function (``ks_test``, ...) returns
-    for ``(x_ref, x_cur)``: both run the same code on the same sorted columns.
+    Anderson-Darling share. Every method returns exactly what the matching pure function
+    (``ks_test``, ...) returns for ``(x_ref, x_cur)``: both run the same code on the same
+    sorted columns. A window tested several times is best placed once (:meth:`place`) and the
+    :class:`PlacedWindow` passed to every method: it is validated, sorted and placed in the
+    reference once for all of them, with the same results.
 
     Parameters
     ----------
@@ -62,6 +103,9 @@ class UnivariateReference:
     [False, False, True]
     >>> ref.wasserstein(window).drifted.tolist()
     [False, False, True]
+    >>> placed = ref.place(window)            # sorted and placed once, for every test below
+    >>> ref.ks(placed).drifted.tolist(), ref.cvm(placed).drifted.tolist()
+    ([False, False, True], [False, False, True])
     >>> ref.quantiles([0.05, 0.95]).shape
     (2, 3)
     """
@@ -102,11 +146,23 @@ class UnivariateReference:
         return cls(arrays["x_ref_sorted"], feature_names=[str(f) for f in arrays["feature_names"]],
                    psi_bins=int(arrays["psi_bins"]))
 
-    # --- helpers -------------------------------------------------------------------------
-    def _current(self, x_cur) -> np.ndarray:
+    # --- windows -------------------------------------------------------------------------
+    def place(self, x_cur) -> PlacedWindow:
+        """Validate ``x_cur`` (shape ``(n_cur, k)`` or ``(n_cur,)``) once for several tests.
+
+        Returns a :class:`PlacedWindow` that every test method takes instead of ``x_cur``; its
+        sort and its placement in the reference are made once, when a test first needs them.
+        """
         cur = as_columns(x_cur, "x_cur")
         check_width(cur, self.n_features, "x_cur")
-        return cur
+        return PlacedWindow(self, cur.T)
+
+    def _placed(self, x_cur) -> PlacedWindow:
+        if isinstance(x_cur, PlacedWindow):
+            if x_cur.reference is not self:
+                raise ValueError("x_cur was placed in another reference")
+            return x_cur
+        return self.place(x_cur)
 
     def quantiles(self, q) -> np.ndarray:
         """Reference quantiles per feature: shape ``(len(q), k)``, or ``(k,)`` for scalar q.
@@ -123,7 +179,7 @@ class UnivariateReference:
         check_choice(method, "method", KS_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._ks(self._pooled(x_cur), alpha, correction, method)
+        return self._ks(self._placed(x_cur).pooled, alpha, correction, method)
 
     def cvm(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
             method: str = "auto") -> FeatureTestResult:
@@ -131,94 +187,43 @@ class UnivariateReference:
         check_choice(method, "method", CVM_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._cvm(self._pooled(x_cur), alpha, correction, method)
+        return self._cvm(self._placed(x_cur).pooled, alpha, correction, method)
 
     def anderson(self, x_cur, *, alpha: float = 0.05,
                  correction: str = "bonferroni") -> FeatureTestResult:
         """Anderson-Darling test of ``x_cur`` against the reference (see ``anderson_test``)."""
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._anderson(self._pooled(x_cur), alpha, correction)
+        return self._anderson(self._placed(x_cur).pooled, alpha, correction)
 
     def psi(self, x_cur, *, threshold: float = 0.2) -> FeatureTestResult:
         """Population stability index on the fitted bins (see ``psi_test``)."""
         threshold = check_threshold(threshold)
-        return self._psi(self._current(x_cur).T, threshold)
+        return self._psi(self._placed(x_cur).columns, threshold)
 
     def jensen_shannon(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Jensen-Shannon distance on the fitted bins (see ``jensen_shannon_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
-        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.T))
+        cur = self._placed(x_cur)
+        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.columns))
         return threshold_result("jensen_shannon", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.shape[0], what="the Jensen-Shannon distance")
+                                n_cur=cur.n_cur, what="the Jensen-Shannon distance")
 
     def hellinger(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Hellinger distance on the fitted bins (see ``hellinger_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
+        cur = self._placed(x_cur)
         stat = hellinger_from_proportions(self._ref_props,
-                                          current_proportions(self._edges, cur.T))
+                                          current_proportions(self._edges, cur.columns))
         return threshold_result("hellinger", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.shape[0], what="the Hellinger distance")
+                                n_cur=cur.n_cur, what="the Hellinger distance")
 
     def wasserstein(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Normed Wasserstein-1 distance (see ``wasserstein_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
-        return self._wasserstein(np.sort(cur.T, axis=1), threshold)
-
-    def evaluate(self, x_cur, *, tests=("ks", "psi", "wasserstein"), alpha: float = 0.05,
-                 correction: str = "bonferroni", thresholds=None) -> dict[str, FeatureTestResult]:
-        """Run several tests on one window, sorting it once.
-
-        Parameters
-        ----------
-        tests : sequence of str
-            Names from ``UNIVARIATE_TESTS``.
-        alpha, correction : as for the tests with p-values (correction across features).
-        thresholds : mapping, optional
-            Threshold per threshold-only test name (defaults: psi 0.2, wasserstein 0.1,
-            jensen_shannon 0.1, hellinger 0.1).
-
-        Returns
-        -------
-        dict
-            ``{name: FeatureTestResult}`` in the order asked; identical to calling the
-            methods one by one.
-        """
-        unknown = [t for t in tests if t not in UNIVARIATE_TESTS]
-        if unknown:
-            raise ValueError(f"unknown tests {unknown}; choose from {UNIVARIATE_TESTS}")
-        alpha = check_alpha(alpha)
-        check_correction(correction)
-        th = {"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1, "hellinger": 0.1}
-        th.update({k: check_threshold(v) for k, v in (thresholds or {}).items()})
-        cur = self._current(x_cur)
-        cur_sorted = sorted_columns(cur)
-        pooled = Pooled(self._ranked, cur_sorted)
-        out = {}
-        for name in tests:
-            if name == "ks":
-                out[name] = self._ks(pooled, alpha, correction, "auto")
-            elif name == "cvm":
-                out[name] = self._cvm(pooled, alpha, correction, "auto")
-            elif name == "anderson":
-                out[name] = self._anderson(pooled, alpha, correction)
-            elif name == "psi":
-                out[name] = self._psi(cur_sorted, th["psi"])
-            elif name == "wasserstein":
-                out[name] = self._wasserstein(cur_sorted, th["wasserstein"])
-            elif name == "jensen_shannon":
-                out[name] = self.jensen_shannon(cur, threshold=th["jensen_shannon"])
-            else:
-                out[name] = self.hellinger(cur, threshold=th["hellinger"])
-        return out
+        return self._wasserstein(self._placed(x_cur).sorted, threshold)
 
     # --- cores on a window placed in the reference (rank tests) or sorted (the others) ------
-    def _pooled(self, x_cur) -> Pooled:
-        return Pooled(self._ranked, sorted_columns(self._current(x_cur)))
-
     def _ks(self, pooled, alpha, correction, method):
         d, p, note = ks_from_pooled(pooled, method)
         return p_value_result("ks", d, p, alpha=alpha, correction=correction,
