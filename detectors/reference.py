@@ -24,10 +24,10 @@ class PlacedWindow:
 
     Made by :meth:`UnivariateReference.place`; every test method of that reference takes it in
     place of the raw window and returns exactly what it returns for the raw window. Several
-    tests of one window then share one validation, one sort per column (KS, Cramér-von Mises,
-    Anderson-Darling, Wasserstein) and one placement in the reference (the pooled ranks of the
-    three rank tests). The sort and the placement are made on first use, so a window that only
-    the binned tests (PSI, Jensen-Shannon, Hellinger) see pays for neither.
+    tests of one window then share one validation, one sort per column (every test reads the
+    sorted rows: the binned tests too, as binary searches of sorted values are ~3x faster) and
+    one placement in the reference (the pooled ranks of KS, Cramér-von Mises and
+    Anderson-Darling). Both are made on first use.
 
     Attributes
     ----------
@@ -199,13 +199,13 @@ class UnivariateReference:
     def psi(self, x_cur, *, threshold: float = 0.2) -> FeatureTestResult:
         """Population stability index on the fitted bins (see ``psi_test``)."""
         threshold = check_threshold(threshold)
-        return self._psi(self._placed(x_cur).columns, threshold)
+        return self._psi(self._placed(x_cur).sorted, threshold)
 
     def jensen_shannon(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Jensen-Shannon distance on the fitted bins (see ``jensen_shannon_test``)."""
         threshold = check_threshold(threshold)
         cur = self._placed(x_cur)
-        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.columns))
+        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.sorted))
         return threshold_result("jensen_shannon", stat, threshold=threshold, n_ref=self.n_ref,
                                 n_cur=cur.n_cur, what="the Jensen-Shannon distance")
 
@@ -214,7 +214,7 @@ class UnivariateReference:
         threshold = check_threshold(threshold)
         cur = self._placed(x_cur)
         stat = hellinger_from_proportions(self._ref_props,
-                                          current_proportions(self._edges, cur.columns))
+                                          current_proportions(self._edges, cur.sorted))
         return threshold_result("hellinger", stat, threshold=threshold, n_ref=self.n_ref,
                                 n_cur=cur.n_cur, what="the Hellinger distance")
 
