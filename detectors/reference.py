@@ -27,32 +27,25 @@ class PlacedWindow:
     tests of one window then share one validation, one sort per column (every test reads the
     sorted rows: the binned tests too, as binary searches of sorted values are ~3x faster) and
     one placement in the reference (the pooled ranks of KS, Cramér-von Mises and
-    Anderson-Darling). Both are made on first use.
+    Anderson-Darling), made when one of those first needs it.
 
     Attributes
     ----------
     reference : the :class:`UnivariateReference` it was placed in (the only one that takes it).
-    columns : ``(k, n_cur)`` view of the validated window, one row per feature.
+    sorted : ``(k, n_cur)`` the validated window's columns as sorted, contiguous rows (a copy:
+        changing the caller's array afterwards changes nothing here).
     """
 
-    __slots__ = ("reference", "columns", "_sorted", "_pooled")
+    __slots__ = ("reference", "sorted", "_pooled")
 
-    def __init__(self, reference: "UnivariateReference", columns: np.ndarray):
+    def __init__(self, reference: "UnivariateReference", cur_sorted: np.ndarray):
         self.reference = reference
-        self.columns = columns
-        self._sorted: np.ndarray | None = None
+        self.sorted = cur_sorted
         self._pooled: Pooled | None = None
 
     @property
     def n_cur(self) -> int:
-        return self.columns.shape[1]
-
-    @property
-    def sorted(self) -> np.ndarray:
-        """The window's columns as sorted, contiguous rows ``(k, n_cur)`` (sorted once)."""
-        if self._sorted is None:
-            self._sorted = sorted_columns(self.columns.T)
-        return self._sorted
+        return self.sorted.shape[1]
 
     @property
     def pooled(self) -> Pooled:
@@ -150,12 +143,12 @@ class UnivariateReference:
     def place(self, x_cur) -> PlacedWindow:
         """Validate ``x_cur`` (shape ``(n_cur, k)`` or ``(n_cur,)``) once for several tests.
 
-        Returns a :class:`PlacedWindow` that every test method takes instead of ``x_cur``; its
-        sort and its placement in the reference are made once, when a test first needs them.
+        Returns a :class:`PlacedWindow` that every test method takes instead of ``x_cur``: the
+        window sorted once, and placed in the reference once when a rank test first needs it.
         """
         cur = as_columns(x_cur, "x_cur")
         check_width(cur, self.n_features, "x_cur")
-        return PlacedWindow(self, cur.T)
+        return PlacedWindow(self, sorted_columns(cur))
 
     def _placed(self, x_cur) -> PlacedWindow:
         if isinstance(x_cur, PlacedWindow):
