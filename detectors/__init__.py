@@ -4,9 +4,10 @@ No Kafka, no Prometheus, no configuration files, no environment reads: arrays in
 frozen results out.
 """
 
+from detectors.base import StatefulDetector
 from detectors.result import FeatureTestResult, MultivariateTestResult
 
-__all__ = ["FeatureTestResult", "MultivariateTestResult"]
+__all__ = ["FeatureTestResult", "MultivariateTestResult", "StatefulDetector"]
 
 # --- univariate exports (begin) ---
 from detectors.anderson import anderson_test  # noqa: E402
@@ -19,7 +20,7 @@ from detectors.divergence import hellinger_test, jensen_shannon_test  # noqa: E4
 from detectors.hysteresis import Hysteresis, HysteresisResult  # noqa: E402
 from detectors.ks import ks_test  # noqa: E402
 from detectors.psi import psi_test  # noqa: E402
-from detectors.reference import UnivariateReference  # noqa: E402
+from detectors.reference import PlacedWindow, UnivariateReference  # noqa: E402
 from detectors.sequential import Cusum, PageHinkley, SequentialResult  # noqa: E402
 from detectors.wasserstein import wasserstein_test  # noqa: E402
 
@@ -40,6 +41,7 @@ __all__ += [
     "HysteresisResult",
     "ks_test",
     "psi_test",
+    "PlacedWindow",
     "UnivariateReference",
     "Cusum",
     "PageHinkley",

@@ -38,38 +38,6 @@ import numpy as np
 _PERMUTATION_CHUNK = 128
 
 
-def as_2d(x: np.ndarray, name: str) -> np.ndarray:
-    """Validate a sample: a finite 2-D float array ``(n_samples, n_dims)`` (1-D means one dim)."""
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 1-D or 2-D (n_samples, n_dims), got shape {arr.shape}")
-    if arr.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 samples, got {arr.shape[0]}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def check_pair(x_ref: np.ndarray, x_cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate both samples and their dimensions."""
-    ref = as_2d(x_ref, "x_ref")
-    cur = as_2d(x_cur, "x_cur")
-    if ref.shape[1] != cur.shape[1]:
-        raise ValueError(
-            f"x_ref and x_cur must have the same number of dimensions, "
-            f"got {ref.shape[1]} and {cur.shape[1]}"
-        )
-    return ref, cur
-
-
-def check_permutations(n_permutations: int) -> int:
-    if int(n_permutations) != n_permutations or n_permutations < 1:
-        raise ValueError(f"n_permutations must be a positive integer, got {n_permutations}")
-    return int(n_permutations)
-
-
 def sq_dists(a: np.ndarray, b: np.ndarray, a_sq: np.ndarray | None = None) -> np.ndarray:
     """Squared Euclidean distances ``||a_i - b_j||^2`` via the Gram trick, clipped at 0."""
     if a_sq is None:

@@ -8,9 +8,9 @@ from functools import lru_cache
 import numpy as np
 
 from detectors._pooled import Pooled, pooled_columns
-from detectors._univariate_common import (
-    as_columns, check_alpha, check_correction, check_pair, p_value_result)
+from detectors._univariate_common import p_value_result
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_alpha, check_correction
 
 _SIG = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])
 # Scholz & Stephens (1987) Table 2 interpolation coefficients, for k - 1 = 1.
@@ -145,9 +145,7 @@ def anderson_test(x_ref, x_cur, *, alpha: float = 0.05,
     """
     alpha = check_alpha(alpha)
     check_correction(correction)
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     stat, p, note = anderson_from_pooled(pooled_columns(ref, cur))
     return p_value_result("anderson", stat, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

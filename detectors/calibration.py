@@ -15,6 +15,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors.ks import ks_p_value
+from detectors.validation import as_columns, check_int, check_number, make_rng
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,6 @@ class CalibrationResult:
     n_blocks: int
     block_alarm_rate: float
     block_maxima: np.ndarray
-
-
-def _positive_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
 
 
 def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
@@ -122,36 +117,28 @@ def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
     >>> 2.5 < cal.threshold < 4.0   # a z-score threshold, far above 1.96
     True
     """
-    ref = np.asarray(x_ref)
-    if ref.dtype.kind not in "iuf":  # integers stay integers (rank codes sort faster)
-        ref = ref.astype(np.float64)
-    if ref.ndim == 1:
-        ref = ref[:, None]
-    if ref.ndim != 2 or ref.shape[0] == 0 or not np.all(np.isfinite(ref)):
-        raise ValueError("x_ref must be a non-empty finite 1-D or 2-D array")
-    window = _positive_int("window", window)
-    stride = _positive_int("stride", stride)
-    resample_block = _positive_int("resample_block", resample_block)
+    ref = as_columns(x_ref, "x_ref", keep_dtype=True)  # rank codes stay integers: faster sorts
+    window = check_int(window, "window")
+    stride = check_int(stride, "stride")
+    resample_block = check_int(resample_block, "resample_block")
     if resample_block > ref.shape[0]:
         raise ValueError("resample_block must not exceed the reference length")
-    target = float(target_run_length)
-    if not (np.isfinite(target) and target >= 4):
-        raise ValueError(f"target_run_length must be finite and >= 4, got {target_run_length}")
+    target = check_number(target_run_length, "target_run_length", at_least=4.0)
     if block_evaluations is None:
         block_evaluations = min(max(50, 10 * math.ceil(window / stride)),
                                 max(1, int(target // 4)))
-    L = _positive_int("block_evaluations", block_evaluations)
+    L = check_int(block_evaluations, "block_evaluations")
     q = L / (target + L)
     if n_blocks is None:
         n_blocks = math.ceil(30 / q)
-    n_blocks = _positive_int("n_blocks", n_blocks)
+    n_blocks = check_int(n_blocks, "n_blocks")
     if n_blocks * q < 1:
         raise ValueError(f"n_blocks={n_blocks} is too few for tail level q={q:.3g}: need at "
                          f"least {math.ceil(1 / q)} (30 / q recommended)")
     if not callable(statistic_fn):
         raise ValueError("statistic_fn must be callable")
 
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     n_frames = window + (L - 1) * stride
     maxima = np.empty(n_blocks)
     for b in range(n_blocks):
@@ -303,10 +290,10 @@ def calibrate_ks(x_ref, *, window: int, stride: int, target_run_length: float = 
     small = n_ref << shift < 2**31 and n_ref * (window + 1) < 2**31
     if small:
         codes = codes.astype(np.int32)  # half the memory traffic; sorts twice as fast
-    resample_block = _positive_int("resample_block", resample_block)
+    resample_block = check_int(resample_block, "resample_block")
     # each simulated stream gets its own resample of the reference (the double bootstrap above)
     order = np.argsort(codes, axis=0, kind="stable").T        # (k, n_ref): rows in value order
-    rng = np.random.default_rng(None if seed is None else [seed, 1])
+    rng = make_rng(seed, stream=1)
 
     def statistic(windows):
         weights = np.bincount(_resample_indices(rng, n_ref, n_ref, resample_block), minlength=n_ref)

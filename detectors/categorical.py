@@ -5,28 +5,16 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from detectors._univariate_common import check_alpha, check_correction, p_value_result
+from detectors._univariate_common import p_value_result
 from detectors.result import FeatureTestResult
-
-
-def _label_columns(x, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D or 2-D array of labels, "
-                         f"got shape {a.shape}")
-    if a.dtype.kind == "f" and np.any(np.isnan(a)):
-        raise ValueError(f"{name} contains NaN; map missing values to a label first")
-    return a
+from detectors.validation import as_label_columns, check_alpha, check_correction, check_width
 
 
 def contingency_tables(x_ref, x_cur):
     """Per column, the 2 x K table of counts over the categories seen in either sample."""
-    ref = _label_columns(x_ref, "x_ref")
-    cur = _label_columns(x_cur, "x_cur")
-    if ref.shape[1] != cur.shape[1]:
-        raise ValueError(f"x_ref has {ref.shape[1]} features but x_cur has {cur.shape[1]}")
+    ref = as_label_columns(x_ref, "x_ref")
+    cur = as_label_columns(x_cur, "x_cur")
+    check_width(cur, ref.shape[1], "x_cur", of="x_ref")
     n1 = ref.shape[0]
     tables = []
     for c in range(ref.shape[1]):

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
-from detectors._gram import check_pair, check_permutations, permutation_p_value
-from detectors._univariate_common import check_alpha
+from detectors._gram import permutation_p_value
 from detectors.result import MultivariateTestResult
+from detectors.validation import (
+    as_pair, check_alpha, check_choice, check_int, check_number, make_rng)
 
 __all__ = ["ClassifierTestResult", "classifier_test", "auc_u"]
 
@@ -166,20 +167,15 @@ def classifier_test(
     True
     """
     alpha = check_alpha(alpha)
-    n_permutations = check_permutations(n_permutations)
-    if features not in _FEATURES:
-        raise ValueError(f"features must be one of {_FEATURES}, got {features!r}")
-    if int(n_folds) != n_folds or n_folds < 2:
-        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds}")
-    n_folds = int(n_folds)
-    l2 = float(l2)
-    if not (np.isfinite(l2) and l2 > 0.0):
-        raise ValueError(f"l2 must be a positive finite number, got {l2}")
-    ref, cur = check_pair(x_ref, x_cur)
+    n_permutations = check_int(n_permutations, "n_permutations")
+    check_choice(features, "features", _FEATURES)
+    n_folds = check_int(n_folds, "n_folds", minimum=2)
+    l2 = check_number(l2, "l2", above=0.0)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
     m, n = ref.shape[0], cur.shape[0]
     if min(m, n) < n_folds:
         raise ValueError(f"need at least n_folds={n_folds} samples in each of x_ref and x_cur")
-    rng = np.random.default_rng(seed)
+    rng = make_rng(seed)
     ref_fold = rng.permutation(np.arange(m) % n_folds)
     cur_fold = rng.permutation(np.arange(n) % n_folds)
     quadratic = features == "quadratic"

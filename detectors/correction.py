@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CORRECTION_METHODS = ("bonferroni", "bh", "none")
+from detectors.validation import (
+    CORRECTION_METHODS, as_unit_values, check_alpha, check_choice)
+
+__all__ = ["CORRECTION_METHODS", "Correction", "correct"]
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,8 @@ class Correction:
 
     Attributes
     ----------
-    rejected : bool array, same shape as the p-values: ``adjusted_p_value <= threshold``.
+    drifted : bool array, same shape as the p-values: ``adjusted_p_value <= threshold`` (the
+        hypothesis of no drift is rejected).
     adjusted_p_value : the corrected p-values (clipped to 1).
     threshold : the level ``alpha`` that ``adjusted_p_value`` is compared with.
     raw_threshold : the equivalent cut-off on the *raw* p-values, per family (shape of the
@@ -23,7 +27,7 @@ class Correction:
         step-up cut-off ``p_(i*)`` (0.0 when nothing is rejected) for BH, ``alpha`` for none.
     """
 
-    rejected: np.ndarray
+    drifted: np.ndarray
     adjusted_p_value: np.ndarray
     threshold: float
     raw_threshold: np.ndarray | float
@@ -48,7 +52,7 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
     Returns
     -------
     Correction
-        ``rejected``, ``adjusted_p_value``, ``threshold`` (= alpha), ``raw_threshold``.
+        ``drifted``, ``adjusted_p_value``, ``threshold`` (= alpha), ``raw_threshold``.
 
     Notes
     -----
@@ -64,21 +68,17 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
     >>> c = correct([0.01, 0.04, 0.03, 0.5], alpha=0.05, method="bh")
     >>> c.adjusted_p_value.round(4).tolist()
     [0.04, 0.0533, 0.0533, 0.5]
-    >>> c.rejected.tolist()
+    >>> c.drifted.tolist()
     [True, False, False, False]
     >>> correct([0.01, 0.04], method="bonferroni").adjusted_p_value.tolist()
     [0.02, 0.08]
     """
-    if method not in CORRECTION_METHODS:
-        raise ValueError(f"method must be one of {CORRECTION_METHODS}, got {method!r}")
-    alpha = float(alpha)
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    check_choice(method, "method", CORRECTION_METHODS)
+    alpha = check_alpha(alpha)
     p = np.asarray(p_values, dtype=np.float64)
     if p.ndim not in (1, 2) or p.shape[-1] == 0:
         raise ValueError(f"p_values must be a non-empty 1-D or 2-D array, got shape {p.shape}")
-    if np.any(np.isnan(p)) or np.any(p < 0.0) or np.any(p > 1.0):
-        raise ValueError("p_values must lie in [0, 1]")
+    p = as_unit_values(p, "p_values")
     m = p.shape[-1]
     if method == "none":
         adjusted = p.copy()
@@ -97,6 +97,5 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
         np.put_along_axis(adjusted, order, q, axis=-1)
         passing = np.where(ps <= ranks * (alpha / m), ps, 0.0)
         raw = passing.max(axis=-1)
-    rejected = adjusted <= alpha
-    return Correction(rejected=rejected, adjusted_p_value=adjusted, threshold=alpha,
+    return Correction(drifted=adjusted <= alpha, adjusted_p_value=adjusted, threshold=alpha,
                       raw_threshold=raw)

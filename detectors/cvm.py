@@ -8,19 +8,13 @@ import numpy as np
 from scipy import special, stats
 
 from detectors._pooled import Pooled, pooled_columns
-from detectors._univariate_common import (
-    as_columns, check_alpha, check_correction, check_pair, p_value_result)
+from detectors._univariate_common import p_value_result
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_alpha, check_choice, check_correction
 
 CVM_METHODS = ("auto", "exact", "asymptotic")
 #: ``method="auto"`` is exact when both samples have at most this many rows (as in scipy).
 MAX_AUTO_EXACT_N = 20
-
-
-def check_cvm_method(method: str) -> str:
-    if method not in CVM_METHODS:
-        raise ValueError(f"method must be one of {CVM_METHODS}, got {method!r}")
-    return method
 
 
 def cvm_u(pooled: Pooled) -> np.ndarray:
@@ -129,12 +123,10 @@ def cvm_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni
     >>> cvm_test(ref, cur).drifted.tolist()
     [False, True]
     """
-    check_cvm_method(method)
+    check_choice(method, "method", CVM_METHODS)
     alpha = check_alpha(alpha)
     check_correction(correction)
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     t, p, note = cvm_from_pooled(pooled_columns(ref, cur), method)
     return p_value_result("cvm", t, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._univariate_common import (
-    as_columns, check_bins, check_pair, check_threshold, threshold_result)
+from detectors._univariate_common import threshold_result
 from detectors.binning import current_proportions, fit_histograms
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_bins, check_threshold
 
 
 def js_from_proportions(ref_props, cur_props) -> np.ndarray:
@@ -30,9 +30,7 @@ def hellinger_from_proportions(ref_props, cur_props) -> np.ndarray:
 
 
 def _histograms(x_ref, x_cur, bins):
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     edges, ref_props = fit_histograms(np.sort(ref.T, axis=1), bins)
     return ref.shape[0], cur.shape[0], ref_props, current_proportions(edges, cur.T)
 

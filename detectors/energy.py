@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._gram import (
-    GramBlocks,
-    as_2d,
-    check_pair,
-    check_permutations,
-    permutation_p_value,
-    sq_dists,
-)
-from detectors._univariate_common import check_alpha
+from detectors._gram import GramBlocks, permutation_p_value, sq_dists
 from detectors.result import MultivariateTestResult
+from detectors.validation import (
+    as_columns, as_pair, check_alpha, check_int, check_width, make_rng)
 
 __all__ = ["EnergyReference", "energy_test"]
 
@@ -67,7 +61,7 @@ class EnergyReference:
     """
 
     def __init__(self, x_ref: np.ndarray) -> None:
-        x = as_2d(x_ref, "x_ref")
+        x = as_columns(x_ref, "x_ref", min_rows=2)
         self._x = x
         d_rr = _dists(x, x)
         np.fill_diagonal(d_rr, 0.0)
@@ -88,9 +82,8 @@ class EnergyReference:
         return int(self._d_rr.nbytes)
 
     def _blocks(self, x_cur: np.ndarray) -> GramBlocks:
-        y = as_2d(x_cur, "x_cur")
-        if y.shape[1] != self.n_dims:
-            raise ValueError(f"x_cur has {y.shape[1]} dimensions, the reference has {self.n_dims}")
+        y = as_columns(x_cur, "x_cur", min_rows=2)
+        check_width(y, self.n_dims, "x_cur")
         d_cc = _dists(y, y)
         np.fill_diagonal(d_cc, 0.0)
         return GramBlocks(self._d_rr, self._rowsum, self._diag, _dists(self._x, y), d_cc)
@@ -116,8 +109,8 @@ class EnergyReference:
     ) -> MultivariateTestResult:
         """Permutation energy test of ``x_cur`` against the reference (``drifted = p <= alpha``)."""
         alpha = check_alpha(alpha)
-        n_permutations = check_permutations(n_permutations)
-        rng = np.random.default_rng(seed)
+        n_permutations = check_int(n_permutations, "n_permutations")
+        rng = make_rng(seed)
         b = self._blocks(x_cur)
         observed = float(self._energy(b, b.obs_q, b.obs_l, b.obs_dc))
         permuted = self._energy(b, *b.permuted_forms(rng, n_permutations))
@@ -163,5 +156,5 @@ def energy_test(
     >>> bool(np.isclose(np.sqrt(res.statistic), energy_distance(u, v)))
     True
     """
-    ref, cur = check_pair(x_ref, x_cur)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
     return EnergyReference(ref).test(cur, n_permutations=n_permutations, alpha=alpha, seed=seed)

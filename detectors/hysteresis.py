@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from detectors.base import StatefulDetector
+from detectors.validation import check_int
+
 
 @dataclass(frozen=True)
 class HysteresisResult:
@@ -21,14 +24,14 @@ class HysteresisResult:
     changed: bool
 
 
-class Hysteresis:
-    """Declare drift when at least ``k`` of the last ``m`` evaluations fired; recover after
-    ``recover`` consecutive clean evaluations.
+class Hysteresis(StatefulDetector):
+    """Declare drift when the window drifted in at least ``k`` of the last ``m`` evaluations;
+    recover after ``recover`` consecutive clean evaluations.
 
     Parameters
     ----------
     k : int
-        Fired evaluations needed among the last ``m`` to enter the drifted state
+        Drifted windows needed among the last ``m`` evaluations to enter the drifted state
         (``1 <= k <= m``).
     m : int
         Length of the look-back window, in evaluations.
@@ -38,17 +41,18 @@ class Hysteresis:
     Notes
     -----
     While not drifted, the detector keeps the last ``m`` verdicts and enters drift on the
-    evaluation that makes the count of fired ones reach ``k``. While drifted, a fired
-    evaluation resets the clean streak; ``recover`` clean evaluations in a row end the drift
-    and clear the look-back window, so a new declaration needs ``k`` fresh firings.
+    evaluation that makes the count of drifted windows reach ``k``. While drifted, a drifted
+    window resets the clean streak; ``recover`` clean evaluations in a row end the drift and
+    clear the look-back window, so a new declaration needs ``k`` fresh drifted windows.
 
-    If evaluations fired independently with probability ``p`` (they do not when windows
+    If windows drifted independently with probability ``p`` (they do not when windows
     overlap), the chance that a given evaluation completes a declaration is about
     ``C(m-1, k-1) p^k``: with ``p = 0.05``, ``k = 3``, ``m = 5`` that is ~7.5e-4, against
     0.05 without hysteresis. For a guarantee under overlapping windows, calibrate the
     per-evaluation threshold instead (``calibrate_threshold``).
 
-    All mutable state is created in ``_reset()``: a reset detector equals a new one.
+    A :class:`~detectors.base.StatefulDetector`: all mutable state is created in ``_reset()``,
+    so after ``reset()`` the detector equals a new one.
 
     Examples
     --------
@@ -62,9 +66,7 @@ class Hysteresis:
     """
 
     def __init__(self, k: int = 3, m: int = 5, recover: int = 3):
-        for name, v in (("k", k), ("m", m), ("recover", recover)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        k, m, recover = check_int(k, "k"), check_int(m, "m"), check_int(recover, "recover")
         if k > m:
             raise ValueError(f"k must be <= m, got k={k}, m={m}")
         self.k = k
@@ -82,16 +84,16 @@ class Hysteresis:
         """The current state (read-only)."""
         return self._drifted
 
-    def update(self, fired: bool) -> HysteresisResult:
-        """Feed one evaluation's verdict; return the state after it."""
-        fired = bool(fired)
+    def update(self, window_drifted: bool) -> HysteresisResult:
+        """Feed one evaluation's verdict (did the window drift?); return the state after it."""
+        window_drifted = bool(window_drifted)
         was = self._drifted
-        self._recent.append(fired)
+        self._recent.append(window_drifted)
         if not self._drifted:
             if sum(self._recent) >= self.k:
                 self._drifted = True
                 self._clean_streak = 0
-        elif fired:
+        elif window_drifted:
             self._clean_streak = 0
         else:
             self._clean_streak += 1

@@ -14,9 +14,9 @@ import numpy as np
 from scipy import stats
 
 from detectors._pooled import Pooled, pooled_columns
-from detectors._univariate_common import (
-    as_columns, check_alpha, check_correction, check_pair, p_value_result)
+from detectors._univariate_common import p_value_result
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_alpha, check_choice, check_correction
 
 KS_METHODS = ("auto", "exact", "asymp")
 #: ``method="auto"`` is exact when both samples have at most this many rows (as in scipy).
@@ -26,12 +26,6 @@ try:  # scipy's compiled exact kernel: the maths ks_2samp itself runs.
     from scipy.stats._stats_py import _attempt_exact_2kssamp as _scipy_exact
 except ImportError:  # pragma: no cover - a future scipy may move it; fall back below.
     _scipy_exact = None
-
-
-def check_ks_method(method: str) -> str:
-    if method not in KS_METHODS:
-        raise ValueError(f"method must be one of {KS_METHODS}, got {method!r}")
-    return method
 
 
 def ks_statistic_counts(pooled: Pooled) -> np.ndarray:
@@ -190,12 +184,10 @@ def ks_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
     >>> res.p_value_note
     'exact'
     """
-    check_ks_method(method)
+    check_choice(method, "method", KS_METHODS)
     alpha = check_alpha(alpha)
     check_correction(correction)
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     d, p, note = ks_from_pooled(pooled_columns(ref, cur), method)
     return p_value_result("ks", d, p, alpha=alpha, correction=correction,
                           n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)

@@ -12,16 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors._gram import check_pair
-from detectors._univariate_common import check_alpha
-from detectors.ks import ks_test
+from detectors.ks import KS_METHODS, ks_test
 from detectors.reduce import PCA
 from detectors.result import MultivariateTestResult
+from detectors.validation import as_pair, check_alpha, check_choice
 
 __all__ = ["KSDimsTestResult", "ks_dims_test"]
-
-_METHODS = ("auto", "exact", "asymp")
-
 
 @dataclass(frozen=True, eq=False)
 class KSDimsTestResult(MultivariateTestResult):
@@ -81,9 +77,8 @@ def ks_dims_test(
     (True, 2)
     """
     alpha = check_alpha(alpha)
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    ref, cur = check_pair(x_ref, x_cur)
+    check_choice(method, "method", KS_METHODS)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
     if pca is not None:
         ref, cur = pca.transform(ref), pca.transform(cur)
     res = ks_test(ref, cur, alpha=alpha, correction="bonferroni", method=method)

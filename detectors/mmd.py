@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._gram import (
-    GramBlocks,
-    check_pair,
-    check_permutations,
-    as_2d,
-    permutation_p_value,
-    sq_dists,
-)
-from detectors._univariate_common import check_alpha
+from detectors._gram import GramBlocks, permutation_p_value, sq_dists
 from detectors.result import MultivariateTestResult
+from detectors.validation import (
+    as_columns, as_pair, check_alpha, check_bandwidth, check_choice, check_int, check_width,
+    make_rng)
 
 __all__ = ["MMDReference", "mmd_test", "mmd2", "median_bandwidth"]
 
@@ -38,7 +33,7 @@ def median_bandwidth(x: np.ndarray) -> float:
     >>> median_bandwidth(np.array([[0.0], [1.0], [3.0]]))
     2.0
     """
-    x = as_2d(x, "x")
+    x = as_columns(x, "x", min_rows=2)
     if x.shape[0] > _MEDIAN_SUBSAMPLE:
         idx = np.random.default_rng(0).choice(x.shape[0], _MEDIAN_SUBSAMPLE, replace=False)
         x = x[np.sort(idx)]
@@ -57,15 +52,6 @@ def _rbf(d2: np.ndarray, bandwidth: float) -> np.ndarray:
     d2 *= -0.5 / (bandwidth * bandwidth)
     np.exp(d2, out=d2)
     return d2
-
-
-def _check_bandwidth(bandwidth: float | None) -> float | None:
-    if bandwidth is None:
-        return None
-    bandwidth = float(bandwidth)
-    if not (np.isfinite(bandwidth) and bandwidth > 0.0):
-        raise ValueError(f"bandwidth must be a positive finite number, got {bandwidth}")
-    return bandwidth
 
 
 class MMDReference:
@@ -129,10 +115,9 @@ class MMDReference:
     def __init__(
         self, x_ref: np.ndarray, *, bandwidth: float | None = None, dtype: str = "float64"
     ) -> None:
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
-        bandwidth = _check_bandwidth(bandwidth)
-        x = as_2d(x_ref, "x_ref")
+        check_choice(dtype, "dtype", ("float64", "float32"))
+        bandwidth = check_bandwidth(bandwidth)
+        x = as_columns(x_ref, "x_ref", min_rows=2)
         self._x = x
         self._x_sq = np.einsum("ij,ij->i", x, x)
         self._dtype = np.dtype(dtype)
@@ -155,11 +140,8 @@ class MMDReference:
         return int(self._k_rr.nbytes)
 
     def _blocks(self, x_cur: np.ndarray) -> GramBlocks:
-        y = as_2d(x_cur, "x_cur")
-        if y.shape[1] != self.n_dims:
-            raise ValueError(
-                f"x_cur has {y.shape[1]} dimensions, the reference has {self.n_dims}"
-            )
+        y = as_columns(x_cur, "x_cur", min_rows=2)
+        check_width(y, self.n_dims, "x_cur")
         k_rc = _rbf(sq_dists(self._x, y, self._x_sq), self.bandwidth).astype(self._dtype, copy=False)
         k_cc = _rbf(sq_dists(y, y), self.bandwidth).astype(self._dtype, copy=False)
         return GramBlocks(self._k_rr, self._k_rr_rowsum, self._k_rr_diag, k_rc, k_cc)
@@ -200,8 +182,8 @@ class MMDReference:
         ``threshold = alpha``.
         """
         alpha = check_alpha(alpha)
-        n_permutations = check_permutations(n_permutations)
-        rng = np.random.default_rng(seed)
+        n_permutations = check_int(n_permutations, "n_permutations")
+        rng = make_rng(seed)
         b = self._blocks(x_cur)
         observed = float(self._mmd2(b, b.obs_q, b.obs_l, b.obs_dc))
         q, l, dc = b.permuted_forms(rng, n_permutations)
@@ -234,7 +216,7 @@ def mmd2(
     >>> round(mmd2(x, x, bandwidth=1.0, unbiased=False), 12)
     0.0
     """
-    ref, cur = check_pair(x_ref, x_cur)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
     return MMDReference(ref, bandwidth=bandwidth).mmd2(cur, unbiased=unbiased)
 
 
@@ -270,7 +252,7 @@ def mmd_test(
     >>> mmd_test(x, y + 1.0, seed=0).drifted
     True
     """
-    ref, cur = check_pair(x_ref, x_cur)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
     return MMDReference(ref, bandwidth=bandwidth).test(
         cur, n_permutations=n_permutations, alpha=alpha, seed=seed
     )

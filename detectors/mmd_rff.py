@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._gram import (
-    check_pair,
-    check_permutations,
-    permutation_p_value,
-    random_subsets,
-)
-from detectors._univariate_common import check_alpha
-from detectors.mmd import _check_bandwidth, median_bandwidth
+from detectors._gram import permutation_p_value, random_subsets
+from detectors.mmd import median_bandwidth
 from detectors.result import MultivariateTestResult
+from detectors.validation import as_pair, check_alpha, check_bandwidth, check_int, make_rng
 
 __all__ = ["mmd_rff_test"]
 
@@ -87,12 +82,11 @@ def mmd_rff_test(
     True
     """
     alpha = check_alpha(alpha)
-    n_permutations = check_permutations(n_permutations)
-    if int(n_features) != n_features or n_features < 1:
-        raise ValueError(f"n_features must be a positive integer, got {n_features}")
-    bandwidth = _check_bandwidth(bandwidth)
-    ref, cur = check_pair(x_ref, x_cur)
-    rng = np.random.default_rng(seed)
+    n_permutations = check_int(n_permutations, "n_permutations")
+    n_features = check_int(n_features, "n_features")
+    bandwidth = check_bandwidth(bandwidth)
+    ref, cur = as_pair(x_ref, x_cur, min_rows=2)
+    rng = make_rng(seed)
     sigma = median_bandwidth(ref) if bandwidth is None else bandwidth
     m, n = ref.shape[0], cur.shape[0]
     n_dims = ref.shape[1]

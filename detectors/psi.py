@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._univariate_common import (
-    as_columns, check_bins, check_pair, check_threshold, threshold_result)
+from detectors._univariate_common import threshold_result
 from detectors.binning import current_proportions, fit_histograms
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_bins, check_threshold
 
 #: Proportions below this are raised to it before the logarithm (empty bins).
 PSI_EPSILON = 1e-4
@@ -68,9 +68,7 @@ def psi_test(x_ref, x_cur, *, threshold: float = 0.2, bins: int = 10) -> Feature
     """
     threshold = check_threshold(threshold)
     bins = check_bins(bins)
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     edges, ref_props = fit_histograms(np.sort(ref.T, axis=1), bins)
     stat = psi_from_proportions(ref_props, current_proportions(edges, cur.T))
     return threshold_result("psi", stat, threshold=threshold, n_ref=ref.shape[0],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._gram import as_2d
+from detectors.validation import as_columns, check_int, check_width
 
 __all__ = ["PCA"]
 
@@ -63,13 +63,10 @@ class PCA:
 
     def fit(self, x_ref: np.ndarray, n_components: int | None = None) -> PCA:
         """Fit on the reference ``x_ref`` (shape ``(n, d)``); returns ``self``."""
-        x = as_2d(x_ref, "x_ref")
+        x = as_columns(x_ref, "x_ref", min_rows=2)
         n, d = x.shape
         k = self.n_components if n_components is None else n_components
-        k = min(n, d) if k is None else k
-        if int(k) != k or not 1 <= k <= min(n, d):
-            raise ValueError(f"n_components must be an integer in [1, {min(n, d)}], got {k}")
-        k = int(k)
+        k = check_int(min(n, d) if k is None else k, "n_components", maximum=min(n, d))
         mean = x.mean(axis=0)
         xc = x - mean
         if n >= d:  # eigenvectors of the d x d scatter matrix: O(n d^2), faster than the SVD
@@ -102,10 +99,7 @@ class PCA:
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 2:
             raise ValueError(f"x must be 2-D (n_samples, n_dims), got shape {arr.shape}")
-        if arr.shape[1] != self.mean_.shape[0]:
-            raise ValueError(
-                f"x has {arr.shape[1]} dimensions, the PCA was fitted on {self.mean_.shape[0]}"
-            )
+        check_width(arr, self.mean_.shape[0], "x", of="the fitted PCA")
         return (arr - self.mean_) @ self.components_.T
 
     def fit_transform(self, x_ref: np.ndarray, n_components: int | None = None) -> np.ndarray:

@@ -4,22 +4,55 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._univariate_common import (
-    as_columns, check_alpha, check_bins, check_correction, check_threshold, p_value_result,
-    threshold_result)
+from detectors._univariate_common import p_value_result, threshold_result
 from detectors._pooled import Pooled, SortedReference, sorted_columns
 from detectors.anderson import anderson_from_pooled
 from detectors.binning import current_proportions, fit_histograms
-from detectors.cvm import check_cvm_method, cvm_from_pooled
+from detectors.cvm import CVM_METHODS, cvm_from_pooled
 from detectors.divergence import hellinger_from_proportions, js_from_proportions
-from detectors.ks import check_ks_method, ks_from_pooled
+from detectors.ks import KS_METHODS, ks_from_pooled
 from detectors.psi import psi_from_proportions
 from detectors.result import FeatureTestResult
+from detectors.validation import (
+    as_columns, as_unit_values, check_alpha, check_bins, check_choice, check_correction,
+    check_threshold, check_width)
 from detectors.wasserstein import std_denominator, wasserstein_from_sorted
 
-#: Tests :meth:`UnivariateReference.evaluate` knows, by result ``method`` name.
-UNIVARIATE_TESTS = ("ks", "cvm", "anderson", "psi", "wasserstein", "jensen_shannon",
-                    "hellinger")
+
+class PlacedWindow:
+    """A window validated, sorted and placed in one reference once, for all its tests.
+
+    Made by :meth:`UnivariateReference.place`; every test method of that reference takes it in
+    place of the raw window and returns exactly what it returns for the raw window. Several
+    tests of one window then share one validation, one sort per column (every test reads the
+    sorted rows: the binned tests too, as binary searches of sorted values are ~3x faster) and
+    one placement in the reference (the pooled ranks of KS, Cramér-von Mises and
+    Anderson-Darling), made when one of those first needs it.
+
+    Attributes
+    ----------
+    reference : the :class:`UnivariateReference` it was placed in (the only one that takes it).
+    sorted : ``(k, n_cur)`` the validated window's columns as sorted, contiguous rows (a copy:
+        changing the caller's array afterwards changes nothing here).
+    """
+
+    __slots__ = ("reference", "sorted", "_pooled")
+
+    def __init__(self, reference: "UnivariateReference", cur_sorted: np.ndarray):
+        self.reference = reference
+        self.sorted = cur_sorted
+        self._pooled: Pooled | None = None
+
+    @property
+    def n_cur(self) -> int:
+        return self.sorted.shape[1]
+
+    @property
+    def pooled(self) -> Pooled:
+        """The window's counts against the reference, shared by the rank tests (made once)."""
+        if self._pooled is None:
+            self._pooled = Pooled(self.reference._ranked, self.sorted)
+        return self._pooled
 
 
 class UnivariateReference:
@@ -28,9 +61,11 @@ class UnivariateReference:
     Fitting sorts each column and computes what every window reuses: the PSI / JS /
     Hellinger bin edges and reference histograms, the mean and standard deviation used to
     normalise Wasserstein, and the within-reference counts that KS, Cramér-von Mises and
-    Anderson-Darling share (a window is placed in the reference once, for all three).
-    Every method returns exactly what the matching pure function (``ks_test``, ...) returns
-    for ``(x_ref, x_cur)``: both run the same code on the same sorted columns.
+    Anderson-Darling share. Every method returns exactly what the matching pure function
+    (``ks_test``, ...) returns for ``(x_ref, x_cur)``: both run the same code on the same
+    sorted columns. A window tested several times is best placed once (:meth:`place`) and the
+    :class:`PlacedWindow` passed to every method: it is validated, sorted and placed in the
+    reference once for all of them, with the same results.
 
     Parameters
     ----------
@@ -61,6 +96,9 @@ class UnivariateReference:
     [False, False, True]
     >>> ref.wasserstein(window).drifted.tolist()
     [False, False, True]
+    >>> placed = ref.place(window)            # sorted and placed once, for every test below
+    >>> ref.ks(placed).drifted.tolist(), ref.cvm(placed).drifted.tolist()
+    ([False, False, True], [False, False, True])
     >>> ref.quantiles([0.05, 0.95]).shape
     (2, 3)
     """
@@ -101,127 +139,84 @@ class UnivariateReference:
         return cls(arrays["x_ref_sorted"], feature_names=[str(f) for f in arrays["feature_names"]],
                    psi_bins=int(arrays["psi_bins"]))
 
-    # --- helpers -------------------------------------------------------------------------
-    def _current(self, x_cur) -> np.ndarray:
+    # --- windows -------------------------------------------------------------------------
+    def place(self, x_cur) -> PlacedWindow:
+        """Validate ``x_cur`` (shape ``(n_cur, k)`` or ``(n_cur,)``) once for several tests.
+
+        Returns a :class:`PlacedWindow` that every test method takes instead of ``x_cur``: the
+        window sorted once, and placed in the reference once when a rank test first needs it.
+        """
         cur = as_columns(x_cur, "x_cur")
-        if cur.shape[1] != self.n_features:
-            raise ValueError(f"reference has {self.n_features} features but x_cur has "
-                             f"{cur.shape[1]}")
-        return cur
+        check_width(cur, self.n_features, "x_cur")
+        return PlacedWindow(self, sorted_columns(cur))
+
+    def _placed(self, x_cur) -> PlacedWindow:
+        if isinstance(x_cur, PlacedWindow):
+            if x_cur.reference is not self:
+                raise ValueError("x_cur was placed in another reference")
+            return x_cur
+        return self.place(x_cur)
 
     def quantiles(self, q) -> np.ndarray:
         """Reference quantiles per feature: shape ``(len(q), k)``, or ``(k,)`` for scalar q.
 
         Linear interpolation (numpy's default); for dashboards' reference bands.
         """
-        q = np.asarray(q, dtype=np.float64)
-        if np.any((q < 0) | (q > 1)) or np.any(np.isnan(q)):
-            raise ValueError("quantile levels must be in [0, 1]")
+        q = as_unit_values(q, "q")
         return np.quantile(self._sorted, q, axis=1)
 
     # --- tests -----------------------------------------------------------------------------
     def ks(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
            method: str = "auto") -> FeatureTestResult:
         """Kolmogorov-Smirnov test of ``x_cur`` against the reference (see ``ks_test``)."""
-        check_ks_method(method)
+        check_choice(method, "method", KS_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._ks(self._pooled(x_cur), alpha, correction, method)
+        return self._ks(self._placed(x_cur).pooled, alpha, correction, method)
 
     def cvm(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
             method: str = "auto") -> FeatureTestResult:
         """Cramér-von Mises test of ``x_cur`` against the reference (see ``cvm_test``)."""
-        check_cvm_method(method)
+        check_choice(method, "method", CVM_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._cvm(self._pooled(x_cur), alpha, correction, method)
+        return self._cvm(self._placed(x_cur).pooled, alpha, correction, method)
 
     def anderson(self, x_cur, *, alpha: float = 0.05,
                  correction: str = "bonferroni") -> FeatureTestResult:
         """Anderson-Darling test of ``x_cur`` against the reference (see ``anderson_test``)."""
         alpha = check_alpha(alpha)
         check_correction(correction)
-        return self._anderson(self._pooled(x_cur), alpha, correction)
+        return self._anderson(self._placed(x_cur).pooled, alpha, correction)
 
     def psi(self, x_cur, *, threshold: float = 0.2) -> FeatureTestResult:
         """Population stability index on the fitted bins (see ``psi_test``)."""
         threshold = check_threshold(threshold)
-        return self._psi(self._current(x_cur).T, threshold)
+        return self._psi(self._placed(x_cur).sorted, threshold)
 
     def jensen_shannon(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Jensen-Shannon distance on the fitted bins (see ``jensen_shannon_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
-        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.T))
+        cur = self._placed(x_cur)
+        stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.sorted))
         return threshold_result("jensen_shannon", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.shape[0], what="the Jensen-Shannon distance")
+                                n_cur=cur.n_cur, what="the Jensen-Shannon distance")
 
     def hellinger(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Hellinger distance on the fitted bins (see ``hellinger_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
+        cur = self._placed(x_cur)
         stat = hellinger_from_proportions(self._ref_props,
-                                          current_proportions(self._edges, cur.T))
+                                          current_proportions(self._edges, cur.sorted))
         return threshold_result("hellinger", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.shape[0], what="the Hellinger distance")
+                                n_cur=cur.n_cur, what="the Hellinger distance")
 
     def wasserstein(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Normed Wasserstein-1 distance (see ``wasserstein_test``)."""
         threshold = check_threshold(threshold)
-        cur = self._current(x_cur)
-        return self._wasserstein(np.sort(cur.T, axis=1), threshold)
-
-    def evaluate(self, x_cur, *, tests=("ks", "psi", "wasserstein"), alpha: float = 0.05,
-                 correction: str = "bonferroni", thresholds=None) -> dict[str, FeatureTestResult]:
-        """Run several tests on one window, sorting it once.
-
-        Parameters
-        ----------
-        tests : sequence of str
-            Names from ``UNIVARIATE_TESTS``.
-        alpha, correction : as for the tests with p-values (correction across features).
-        thresholds : mapping, optional
-            Threshold per threshold-only test name (defaults: psi 0.2, wasserstein 0.1,
-            jensen_shannon 0.1, hellinger 0.1).
-
-        Returns
-        -------
-        dict
-            ``{name: FeatureTestResult}`` in the order asked; identical to calling the
-            methods one by one.
-        """
-        unknown = [t for t in tests if t not in UNIVARIATE_TESTS]
-        if unknown:
-            raise ValueError(f"unknown tests {unknown}; choose from {UNIVARIATE_TESTS}")
-        alpha = check_alpha(alpha)
-        check_correction(correction)
-        th = {"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1, "hellinger": 0.1}
-        th.update({k: check_threshold(v) for k, v in (thresholds or {}).items()})
-        cur = self._current(x_cur)
-        cur_sorted = sorted_columns(cur)
-        pooled = Pooled(self._ranked, cur_sorted)
-        out = {}
-        for name in tests:
-            if name == "ks":
-                out[name] = self._ks(pooled, alpha, correction, "auto")
-            elif name == "cvm":
-                out[name] = self._cvm(pooled, alpha, correction, "auto")
-            elif name == "anderson":
-                out[name] = self._anderson(pooled, alpha, correction)
-            elif name == "psi":
-                out[name] = self._psi(cur_sorted, th["psi"])
-            elif name == "wasserstein":
-                out[name] = self._wasserstein(cur_sorted, th["wasserstein"])
-            elif name == "jensen_shannon":
-                out[name] = self.jensen_shannon(cur, threshold=th["jensen_shannon"])
-            else:
-                out[name] = self.hellinger(cur, threshold=th["hellinger"])
-        return out
+        return self._wasserstein(self._placed(x_cur).sorted, threshold)
 
     # --- cores on a window placed in the reference (rank tests) or sorted (the others) ------
-    def _pooled(self, x_cur) -> Pooled:
-        return Pooled(self._ranked, sorted_columns(self._current(x_cur)))
-
     def _ks(self, pooled, alpha, correction, method):
         d, p, note = ks_from_pooled(pooled, method)
         return p_value_result("ks", d, p, alpha=alpha, correction=correction,

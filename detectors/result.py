@@ -42,7 +42,7 @@ class FeatureTestResult:
     p_value_note: str = ""
 
     @property
-    def drift(self) -> bool:
+    def any_drifted(self) -> bool:
         """True when any feature drifted."""
         return bool(np.any(self.drifted))
 
@@ -59,7 +59,3 @@ class MultivariateTestResult:
     n_ref: int
     n_cur: int
     p_value_note: str = ""
-
-    @property
-    def drift(self) -> bool:
-        return bool(self.drifted)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.base import StatefulDetector
+from detectors.validation import as_vector, check_choice, check_int, check_number
+
 
 @dataclass(frozen=True)
 class SequentialResult:
@@ -17,30 +20,22 @@ class SequentialResult:
 
     Attributes
     ----------
-    detected : bool array (n_features,): a change was detected at this update (the feature's
+    drifted : bool array (n_features,): a change was detected at this update (the feature's
         detector then restarts).
     statistic : float array (n_features,): the decision statistic *before* any restart
         (compare with the detector's threshold).
     """
 
-    detected: np.ndarray
+    drifted: np.ndarray
     statistic: np.ndarray
 
     @property
-    def drift(self) -> bool:
-        return bool(np.any(self.detected))
+    def any_drifted(self) -> bool:
+        """True when any feature drifted at this update."""
+        return bool(np.any(self.drifted))
 
 
-def _as_vector(x, n: int | None, name: str) -> np.ndarray:
-    v = np.atleast_1d(np.asarray(x, dtype=np.float64))
-    if v.ndim != 1 or (n is not None and v.shape[0] != n):
-        raise ValueError(f"{name} must be a vector of {n} values, got shape {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} must be finite")
-    return v
-
-
-class Cusum:
+class Cusum(StatefulDetector):
     """Two-sided tabular CUSUM on standardised values, vectorised over features.
 
     Parameters
@@ -65,7 +60,7 @@ class Cusum:
     updates; summaries of overlapping windows are positively correlated, which shortens the
     in-control run length (use non-overlapping windows, or raise ``h``). Standard deviations
     below 1e-12 are floored to avoid division by zero (a constant summary then detects any
-    change).
+    change). ``reset()`` restarts every feature (a :class:`~detectors.base.StatefulDetector`).
 
     Examples
     --------
@@ -74,50 +69,46 @@ class Cusum:
     >>> rng = np.random.default_rng(11)
     >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(2, 1, 100)]  # step at index 200
     >>> cusum = Cusum(mean=[0.0], std=[1.0], k=0.5, h=5.0)
-    >>> [i for i, v in enumerate(x) if cusum.update([v]).detected[0]][:1]
+    >>> [i for i, v in enumerate(x) if cusum.update([v]).drifted[0]][:1]
     [203]
     """
 
     def __init__(self, mean, std, *, k: float = 0.5, h: float = 5.0):
-        self.mean = _as_vector(mean, None, "mean")
-        std = _as_vector(std, len(self.mean), "std")
+        self.mean = as_vector(mean, "mean")
+        std = as_vector(std, "std", len(self.mean))
         if np.any(std < 0):
             raise ValueError("std must be >= 0")
         self.std = np.maximum(std, 1e-12)
-        if not (np.isfinite(k) and k >= 0):
-            raise ValueError(f"k must be finite and >= 0, got {k}")
-        if not (np.isfinite(h) and h > 0):
-            raise ValueError(f"h must be finite and > 0, got {h}")
-        self.k = float(k)
-        self.h = float(h)
+        self.k = check_number(k, "k", at_least=0.0)
+        self.h = check_number(h, "h", above=0.0)
         self._reset()
 
     def _reset(self) -> None:
         n = len(self.mean)
         self._pos = np.zeros(n)
         self._neg = np.zeros(n)
-        self._detected = np.zeros(n, dtype=bool)
+        self._drifted = np.zeros(n, dtype=bool)
         self.n_updates = 0
 
     @property
     def drifted(self) -> np.ndarray:
         """Features in which the latest update detected a change (read-only copy)."""
-        return self._detected.copy()
+        return self._drifted.copy()
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
-        z = (_as_vector(x, len(self.mean), "x") - self.mean) / self.std
+        z = (as_vector(x, "x", len(self.mean)) - self.mean) / self.std
         self._pos = np.maximum(0.0, self._pos + z - self.k)
         self._neg = np.maximum(0.0, self._neg - z - self.k)
         stat = np.maximum(self._pos, self._neg)
-        self._detected = stat > self.h
-        self._pos[self._detected] = 0.0
-        self._neg[self._detected] = 0.0
+        self._drifted = stat > self.h
+        self._pos[self._drifted] = 0.0
+        self._neg[self._drifted] = 0.0
         self.n_updates += 1
-        return SequentialResult(detected=self._detected.copy(), statistic=stat)
+        return SequentialResult(drifted=self._drifted.copy(), statistic=stat)
 
 
-class PageHinkley:
+class PageHinkley(StatefulDetector):
     """Page-Hinkley test for a change in the mean, vectorised over features.
 
     Parameters
@@ -142,7 +133,8 @@ class PageHinkley:
     ``L_t = alpha L_{t-1} + d_t + delta`` (decrease) with running maximum ``M_t``. A change
     is detected when ``U_t - m_t > lambda`` or ``M_t - L_t > lambda`` (and at least
     ``min_instances`` updates were seen); the feature's state then restarts. Unlike CUSUM it
-    needs no in-control mean, only its scale in ``delta`` and ``threshold``.
+    needs no in-control mean, only its scale in ``delta`` and ``threshold``. ``reset()``
+    restarts every feature (a :class:`~detectors.base.StatefulDetector`).
 
     Examples
     --------
@@ -151,31 +143,18 @@ class PageHinkley:
     >>> rng = np.random.default_rng(11)
     >>> x = np.r_[rng.normal(0, 1, 200), rng.normal(2, 1, 100)]  # step at index 200
     >>> ph = PageHinkley(n_features=1, delta=0.1, threshold=10.0)
-    >>> [i for i, v in enumerate(x) if ph.update([v]).detected[0]][:1]
+    >>> [i for i, v in enumerate(x) if ph.update([v]).drifted[0]][:1]
     [204]
     """
 
     def __init__(self, n_features: int, *, delta: float = 0.005, threshold: float = 50.0,
                  min_instances: int = 30, alpha: float = 1 - 1e-4, mode: str = "both"):
-        if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
-            raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
-        if not (np.isfinite(delta) and delta >= 0):
-            raise ValueError(f"delta must be finite and >= 0, got {delta}")
-        if not (np.isfinite(threshold) and threshold > 0):
-            raise ValueError(f"threshold must be finite and > 0, got {threshold}")
-        if isinstance(min_instances, bool) or not isinstance(min_instances, int) \
-                or min_instances < 1:
-            raise ValueError(f"min_instances must be a positive integer, got {min_instances!r}")
-        if not 0 < alpha <= 1:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if mode not in ("both", "up", "down"):
-            raise ValueError(f"mode must be 'both', 'up' or 'down', got {mode!r}")
-        self.n_features = n_features
-        self.delta = float(delta)
-        self.threshold = float(threshold)
-        self.min_instances = min_instances
-        self.alpha = float(alpha)
-        self.mode = mode
+        self.n_features = check_int(n_features, "n_features")
+        self.delta = check_number(delta, "delta", at_least=0.0)
+        self.threshold = check_number(threshold, "threshold", above=0.0)
+        self.min_instances = check_int(min_instances, "min_instances")
+        self.alpha = check_number(alpha, "alpha", above=0.0, at_most=1.0)
+        self.mode = check_choice(mode, "mode", ("both", "up", "down"))
         self._reset()
 
     def _reset(self) -> None:
@@ -186,16 +165,16 @@ class PageHinkley:
         self._up_min = np.zeros(n)
         self._down = np.zeros(n)
         self._down_max = np.zeros(n)
-        self._detected = np.zeros(n, dtype=bool)
+        self._drifted = np.zeros(n, dtype=bool)
 
     @property
     def drifted(self) -> np.ndarray:
         """Features in which the latest update detected a change (read-only copy)."""
-        return self._detected.copy()
+        return self._drifted.copy()
 
     def update(self, x) -> SequentialResult:
         """Feed one summary per feature."""
-        x = _as_vector(x, self.n_features, "x")
+        x = as_vector(x, "x", self.n_features)
         self._count += 1
         self._mean += (x - self._mean) / self._count
         dev = x - self._mean
@@ -211,10 +190,10 @@ class PageHinkley:
             stat = down_stat
         else:
             stat = np.maximum(up_stat, down_stat)
-        self._detected = (stat > self.threshold) & (self._count >= self.min_instances)
-        d = self._detected
+        self._drifted = (stat > self.threshold) & (self._count >= self.min_instances)
+        d = self._drifted
         if d.any():
             for arr in (self._count, self._mean, self._up, self._up_min, self._down,
                         self._down_max):
                 arr[d] = 0.0
-        return SequentialResult(detected=d.copy(), statistic=stat)
+        return SequentialResult(drifted=d.copy(), statistic=stat)

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from detectors._univariate_common import (
-    as_columns, check_pair, check_threshold, threshold_result)
+from detectors._univariate_common import threshold_result
 from detectors.result import FeatureTestResult
+from detectors.validation import as_pair, check_threshold
 
 #: Relative floor on the reference standard deviation: the denominator is
 #: ``max(std_ref, STD_FLOOR * max(1, |mean_ref|))``.
@@ -78,9 +78,7 @@ def wasserstein_test(x_ref, x_cur, *, threshold: float = 0.1) -> FeatureTestResu
     [False]
     """
     threshold = check_threshold(threshold)
-    ref = as_columns(x_ref, "x_ref")
-    cur = as_columns(x_cur, "x_cur")
-    check_pair(ref, cur)
+    ref, cur = as_pair(x_ref, x_cur)
     w = wasserstein_from_sorted(np.sort(ref.T, axis=1), np.sort(cur.T, axis=1))
     stat = w / std_denominator(ref.mean(axis=0), ref.std(axis=0))
     return threshold_result("wasserstein", stat, threshold=threshold, n_ref=ref.shape[0],

@@ -22,6 +22,7 @@ import numpy as np
 
 from detectors.categorical import chi2_test
 from detectors.ks import ks_test
+from detectors.reference import PlacedWindow
 from detectors.result import FeatureTestResult
 from monitor.pipeline.predictions import MIN_PREDICTIONS, PredictionWindow, class_table
 
@@ -91,6 +92,9 @@ class WindowData:
     statistics: np.ndarray  # (n, k): the tested image-statistic columns
     reduced: np.ndarray | None = None  # (n, pcs): the embeddings in the reference's principal components
     predictions: PredictionWindow | None = None
+    # the statistics placed in the reference (validated, sorted and ranked once for every image-statistics
+    # test); None when none of them is active
+    placed: PlacedWindow | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,13 @@ class Run:
     @property
     def reduced(self) -> np.ndarray | None:
         return self.window.reduced
+
+    @property
+    def placed(self) -> PlacedWindow:
+        """The window's image statistics placed in ``prepared.univariate``, shared by the tests."""
+        placed = self.window.placed
+        assert placed is not None, "the engine places the window when an image-statistics test is active"
+        return placed
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ def run_ks(r: Run) -> TestOutcome:
     prepared = r.prepared
     if prepared.ks_calibration is not None and len(r.window.statistics) == r.window_size:
         return calibrated_ks(r)
-    res = prepared.univariate.ks(r.window.statistics, alpha=r.alpha, correction=r.settings.correction)
+    res = prepared.univariate.ks(r.placed, alpha=r.alpha, correction=r.settings.correction)
     return summarize("ks", res, prepared.feature_names)
 
 
@@ -141,7 +152,7 @@ def calibrated_ks(r: Run) -> TestOutcome:
     prepared = r.prepared
     cal = prepared.ks_calibration
     assert cal is not None
-    res = prepared.univariate.ks(r.window.statistics, correction="none")
+    res = prepared.univariate.ks(r.placed, correction="none")
     stat, p = np.asarray(res.statistic, dtype=float), np.asarray(res.p_value, dtype=float)
     features = tuple(FeatureOutcome(f, float(stat[i]), float(p[i]), bool(stat[i] > cal.statistic_threshold))
                      for i, f in enumerate(prepared.feature_names))
@@ -155,17 +166,17 @@ def calibrated_ks(r: Run) -> TestOutcome:
 
 
 def run_cvm(r: Run) -> TestOutcome:
-    res = r.prepared.univariate.cvm(r.window.statistics, alpha=r.alpha, correction=r.settings.correction)
+    res = r.prepared.univariate.cvm(r.placed, alpha=r.alpha, correction=r.settings.correction)
     return summarize("cvm", res, r.prepared.feature_names)
 
 
 def run_psi(r: Run) -> TestOutcome:
-    res = r.prepared.univariate.psi(r.window.statistics, threshold=r.settings.psi_threshold)
+    res = r.prepared.univariate.psi(r.placed, threshold=r.settings.psi_threshold)
     return summarize("psi", res, r.prepared.feature_names)
 
 
 def run_wasserstein(r: Run) -> TestOutcome:
-    res = r.prepared.univariate.wasserstein(r.window.statistics, threshold=r.settings.wasserstein_threshold)
+    res = r.prepared.univariate.wasserstein(r.placed, threshold=r.settings.wasserstein_threshold)
     return summarize("wasserstein", res, r.prepared.feature_names)
 
 

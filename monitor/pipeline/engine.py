@@ -17,7 +17,7 @@ import numpy as np
 
 from detectors.hysteresis import Hysteresis
 from monitor.config import Config
-from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, Run, TestOutcome, WindowData
+from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS, Run, TestOutcome, WindowData
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.streams import StreamState
@@ -69,6 +69,7 @@ class Engine:
         with_p = [t for t in self.voting if REGISTRY[t].yields_p_value]
         self.vote_alpha = config.tests.alpha / max(1, len(with_p))
         self._uses_embeddings = any(REGISTRY[t].consumes == EMBEDDINGS for t in self.active)
+        self._uses_statistics = any(REGISTRY[t].consumes == STATISTICS for t in self.active)
         self._rng = np.random.default_rng(seed)
 
     @property
@@ -118,7 +119,10 @@ class Engine:
         predictions) is skipped: absent from the outcomes."""
         pca = prepared.pca
         reduced = None if embeddings is None or pca is None else pca.transform(embeddings)
-        window = WindowData(rows[:, self._columns], reduced, predictions)
+        statistics = rows[:, self._columns]
+        # validated, sorted and placed in the reference once for every image-statistics test
+        placed = prepared.univariate.place(statistics) if self._uses_statistics else None
+        window = WindowData(statistics, reduced, predictions, placed)
         t = self.config
         outcomes = []
         for name in self.active:

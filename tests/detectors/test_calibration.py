@@ -55,8 +55,8 @@ def test_false_positive_rate_single_feature_and_family(name):
     assert LO <= n_false <= HI, (name, n_false, (LO, HI))
 
     # 20 features per seed: family-wise false alarms at most alpha
-    bonf = correct(p, alpha=ALPHA, method="bonferroni").rejected.any(axis=1).sum()
-    bh = correct(p, alpha=ALPHA, method="bh").rejected.any(axis=1).sum()
+    bonf = correct(p, alpha=ALPHA, method="bonferroni").drifted.any(axis=1).sum()
+    bh = correct(p, alpha=ALPHA, method="bh").drifted.any(axis=1).sum()
     assert bonf <= HI, (name, bonf)
     assert bh <= HI, (name, bh)
     # Bonferroni's family-wise rate is 1 - (1 - alpha/20)^20 = 0.0488 for independent
@@ -64,7 +64,7 @@ def test_false_positive_rate_single_feature_and_family(name):
     assert bonf >= LO and bh >= LO, (name, bonf, bh)
     # and the pure functions' own correction agrees with correct() on the same p-values
     res = fn(x[:, :N_FEATURES], y[:, :N_FEATURES], correction="bh")
-    assert res.drifted.tolist() == correct(p[0], method="bh").rejected.tolist()
+    assert res.drifted.tolist() == correct(p[0], method="bh").drifted.tolist()
 
 
 def test_uncorrected_family_false_alarms_far_exceed_alpha():

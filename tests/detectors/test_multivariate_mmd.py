@@ -89,7 +89,7 @@ def test_result_fields_and_smallest_p_value():
     assert isinstance(res, MultivariateTestResult)
     assert (res.method, res.n_ref, res.n_cur, res.threshold) == ("mmd", 40, 30, 0.05)
     assert res.p_value == pytest.approx(1 / 50)
-    assert res.drifted and res.drift
+    assert res.drifted and not hasattr(res, "drift")  # one verdict name
     assert "permutation" in res.p_value_note
 
 

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from detectors import Cusum, Hysteresis, HysteresisResult, PageHinkley
+from detectors import Cusum, Hysteresis, HysteresisResult, PageHinkley, StatefulDetector
 
 
 def _drive(h, fired):
@@ -49,7 +49,7 @@ def test_hysteresis_reset_state_and_pickle():
     h3 = pickle.loads(pickle.dumps(h))
     seq = [False, True, False, False]
     assert [r.drifted for r in _drive(h2, seq)] == [r.drifted for r in _drive(h3, seq)]
-    h._reset()
+    h.reset()
     assert h.get_state() == Hysteresis(k=2, m=4, recover=2).get_state()
     with pytest.raises(AttributeError):
         h.drifted = True
@@ -77,7 +77,7 @@ def test_cusum_detects_step_and_is_vectorised():
     c = Cusum(mean=np.zeros(n), std=np.ones(n), k=0.5, h=8.0)
     first = np.full(n, -1)
     for i, row in enumerate(x):
-        d = c.update(row).detected
+        d = c.update(row).drifted
         first[(first < 0) & d] = i
     assert 150 <= first[1] <= 160 and 150 <= first[3] <= 160
     assert first[0] == -1 and first[2] == -1
@@ -90,7 +90,7 @@ def test_cusum_in_control_run_length_matches_theory():
     c = Cusum(mean=np.zeros(300), std=np.ones(300), k=0.5, h=5.0)
     first = np.full(300, -1)
     for t in range(3000):
-        d = c.update(rng.normal(size=300)).detected
+        d = c.update(rng.normal(size=300)).drifted
         first[(first < 0) & d] = t + 1
     first[first < 0] = 3000
     mean, se = first.mean(), first.std() / np.sqrt(300)
@@ -106,9 +106,9 @@ def test_page_hinkley_detects_both_directions_and_respects_mode():
     up = PageHinkley(n_features=2, delta=0.1, threshold=15.0, mode="up")
     hits, hits_up = [], []
     for i, row in enumerate(x):
-        if ph.update(row).drift:
+        if ph.update(row).any_drifted:
             hits.append((i, ph.drifted.tolist()))
-        if up.update(row).drift:
+        if up.update(row).any_drifted:
             hits_up.append((i, up.drifted.tolist()))
     assert hits and all(i >= 200 for i, _ in hits)
     assert {tuple(d) for _, d in hits} >= {(True, False), (False, True)} or \
@@ -119,7 +119,7 @@ def test_page_hinkley_detects_both_directions_and_respects_mode():
 def test_sequential_reset_equals_fresh_and_rejects_bad_input():
     c = Cusum([0.0], [1.0])
     c.update([3.0])
-    c._reset()
+    c.reset()
     fresh = Cusum([0.0], [1.0])
     assert c.update([1.0]).statistic.tolist() == fresh.update([1.0]).statistic.tolist()
     with pytest.raises(ValueError):
@@ -132,3 +132,28 @@ def test_sequential_reset_equals_fresh_and_rejects_bad_input():
         PageHinkley(1, mode="sideways")
     with pytest.raises(ValueError):
         PageHinkley(1, alpha=0.0)
+
+
+def _same(a, b) -> bool:
+    """Equal instance state, arrays compared by value."""
+    va, vb = vars(a), vars(b)
+    return va.keys() == vb.keys() and all(
+        np.array_equal(va[k], vb[k]) if isinstance(va[k], np.ndarray) else va[k] == vb[k]
+        for k in va)
+
+
+@pytest.mark.parametrize("make, feed", [
+    (lambda: Hysteresis(k=2, m=3, recover=2), [True, True, False, True]),
+    (lambda: Cusum([0.0, 1.0], [1.0, 2.0], h=2.0), [[3.0, 1.0], [4.0, -5.0], [0.5, 1.0]]),
+    (lambda: PageHinkley(2, threshold=1.0, min_instances=1), [[0.0, 0.0], [5.0, -5.0], [9.0, 1.0]]),
+])
+def test_stateful_detectors_share_one_protocol(make, feed):
+    d = make()
+    assert isinstance(d, StatefulDetector)
+    for x in feed:
+        d.update(x)
+    assert not _same(d, make())
+    d.reset()
+    assert _same(d, make())  # all mutable state is created in _reset()
+    with pytest.raises(AttributeError):
+        d.drifted = True

@@ -246,10 +246,10 @@ def test_correction_matches_scipy_bh_and_bonferroni():
         ps = np.sort(p)
         passing = np.nonzero(ps <= np.arange(1, m + 1) * 0.05 / m)[0]
         n_rej = passing[-1] + 1 if len(passing) else 0
-        assert c.rejected.sum() == n_rej
+        assert c.drifted.sum() == n_rej
         b = correct(p, alpha=0.05, method="bonferroni")
         assert_allclose(b.adjusted_p_value, np.minimum(p * m, 1))
-        assert_array_equal(b.rejected, p * m <= 0.05)
+        assert_array_equal(b.drifted, p * m <= 0.05)
     rows = rng.uniform(size=(5, 7))
     batched = correct(rows, method="bh")
     for i in range(5):
@@ -272,20 +272,42 @@ def test_reference_methods_equal_pure_functions():
             (ref.jensen_shannon(y), jensen_shannon_test(x, y, bins=8)),
             (ref.hellinger(y), hellinger_test(x, y, bins=8)),
         ]
-        together = ref.evaluate(y, tests=("ks", "cvm", "anderson", "psi", "wasserstein",
-                                          "jensen_shannon", "hellinger"),
-                                thresholds={"psi": 0.1})
         for a, b in pairs:
             _assert_same_result(a, b)
-        for name, res in together.items():
-            other = dict((p[0].method, p[0]) for p in pairs)[name]
-            if name != "ks":  # evaluate() uses alpha=0.05, bonferroni
-                _assert_same_result(res, other)
     back = UnivariateReference.from_arrays(ref.to_arrays())
     _assert_same_result(back.ks(y), ref.ks(y))
     _assert_same_result(back.psi(y), ref.psi(y))
     assert back.feature_names == ref.feature_names
     assert_allclose(ref.quantiles([0.0, 0.5, 1.0]), np.quantile(x, [0.0, 0.5, 1.0], axis=0))
+
+
+ALL_METHODS = ("ks", "cvm", "anderson", "psi", "wasserstein", "jensen_shannon", "hellinger")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_placed_window_gives_the_raw_windows_results(seed):
+    """Every method on a PlacedWindow equals the method on the raw array, bit for bit, in any
+    order of calls (the sort and the placement are shared, never stale)."""
+    rng = np.random.default_rng(seed)
+    x = np.c_[rng.normal(size=(500, 2)), rng.integers(0, 3, size=(500, 1)), np.full(500, 7.0)]
+    ref = UnivariateReference(x, psi_bins=6)
+    for y in (np.c_[rng.normal(0.2, size=(120, 2)), rng.integers(0, 4, size=(120, 1)),
+                    np.full(120, 7.0)], x[:37]):
+        options = {"ks": {"alpha": 0.01, "correction": "bh"}, "cvm": {"correction": "none"},
+                   "psi": {"threshold": 0.05}}
+        order = list(ALL_METHODS)
+        rng.shuffle(order)
+        placed = ref.place(y)
+        for name in order:
+            kw = options.get(name, {})
+            _assert_same_result(getattr(ref, name)(placed, **kw), getattr(ref, name)(y, **kw))
+        assert placed.pooled is placed.pooled and placed.n_cur == len(y)
+    one_column = UnivariateReference(x[:, 0])
+    _assert_same_result(one_column.ks(one_column.place(y[:, 0])), one_column.ks(y[:, 0]))
+    with pytest.raises(ValueError, match="another reference"):
+        UnivariateReference(x).ks(placed)
+    with pytest.raises(ValueError, match="x_cur"):
+        ref.place(np.zeros((5, 3)))
 
 
 def _assert_same_result(a, b):
@@ -308,8 +330,8 @@ def test_constant_columns_give_finite_results_without_warnings():
     moved = np.c_[np.full(50, 641.0), np.full(50, 0.2), np.zeros(50)]
     ref = UnivariateReference(x)
     for y, drifted in ((same, False), (moved, True)):
-        results = ref.evaluate(y, tests=("ks", "cvm", "anderson", "psi", "wasserstein",
-                                         "jensen_shannon", "hellinger"))
+        placed = ref.place(y)
+        results = {name: getattr(ref, name)(placed) for name in ALL_METHODS}
         results["chi2"] = chi2_test(x[:, :2], y[:, :2])
         results["g_test"] = g_test(x[:, :2], y[:, :2])
         for name, res in results.items():
@@ -347,5 +369,3 @@ def test_bad_options_are_rejected_up_front():
         UnivariateReference(x, feature_names=["a"])
     with pytest.raises(ValueError):
         UnivariateReference(x).ks(np.zeros((5, 3)))
-    with pytest.raises(ValueError):
-        UnivariateReference(x).evaluate(y, tests=("mmd",))

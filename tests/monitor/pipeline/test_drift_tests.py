@@ -53,3 +53,38 @@ def test_an_added_test_runs_through_the_engine_and_agrees_with_scipy():
         expected = cramervonmises_2samp(ref.features[:, i], window[:, i])
         assert f.statistic == pytest.approx(expected.statistic, rel=1e-9)
         assert f.p_value == pytest.approx(min(1.0, 3 * expected.pvalue), rel=1e-6)  # Bonferroni over 3
+
+
+def test_the_image_statistics_tests_share_one_placement_per_evaluation(monkeypatch):
+    """ks, cvm, psi and wasserstein read one PlacedWindow (one validation, sort and placement of
+    the window) and give what the reference's methods give on the raw window."""
+    from detectors.reference import PlacedWindow, UnivariateReference
+
+    rng = np.random.default_rng(1)
+    ref = Reference(features=rng.normal(size=(400, 3)).astype(np.float32), feature_names=NAMES)
+    cfg = config_from_dict({"embedding": {"enabled": False},
+                            "tests": {"enabled": ["ks", "cvm", "psi", "wasserstein"], "vote": ["ks"]}})
+    engine = Engine(cfg, NAMES)
+    prepared = engine.prepare(ref)
+    window = rng.normal(size=(120, 3)).astype(np.float32) + [0.0, 0.3, 0.0]
+    placements, rank_reads = [], []
+    place, pooled = UnivariateReference.place, PlacedWindow.pooled.fget
+    monkeypatch.setattr(UnivariateReference, "place", lambda self, x: placements.append(1) or place(self, x))
+    monkeypatch.setattr(PlacedWindow, "pooled", property(lambda self: rank_reads.append(1) or pooled(self)))
+    judged = engine.run_tests(prepared, window)
+    assert [t.name for t in judged.tests] == ["ks", "cvm", "psi", "wasserstein"]
+    assert len(placements) == 1 and len(rank_reads) == 2  # ks and cvm read the one placement
+    monkeypatch.undo()
+    uni = prepared.univariate
+    raw = {"ks": uni.ks(window, alpha=engine.vote_alpha), "cvm": uni.cvm(window, alpha=0.05),
+           "psi": uni.psi(window, threshold=cfg.tests.psi_threshold),
+           "wasserstein": uni.wasserstein(window, threshold=cfg.tests.wasserstein_threshold)}
+    for t in judged.tests:
+        assert [f.statistic for f in t.features] == raw[t.name].statistic.tolist()
+        assert [f.drifted for f in t.features] == raw[t.name].drifted.tolist()
+    # no image-statistics test active: the window is not placed at all
+    no_stats = Engine(config_from_dict({"embedding": {"enabled": False},
+                                        "tests": {"enabled": ["confidence"], "vote": ["confidence"]}}), NAMES)
+    monkeypatch.setattr(UnivariateReference, "place", lambda self, x: placements.append(1) or place(self, x))
+    no_stats.run_tests(prepared, window)
+    assert len(placements) == 1
