@@ -252,11 +252,15 @@ class HysteresisConfig:
 @dataclass(frozen=True)
 class ReferenceConfig:
     # A reference file (.npz, shared by all streams) or a reference store directory
-    # (per-stream references with a shared fallback).
+    # (per-stream references with a shared fallback). It need not exist yet when the config is
+    # loaded (`reference build --config` writes it); `run` requires it (`require_reference`).
     path: str = ""
 
-    def __post_init__(self) -> None:
-        _check(not self.path or Path(self.path).exists(), "reference.path", f"does not exist: {self.path}")
+    def require(self) -> None:
+        """What running needs: a reference path that exists."""
+        _check(bool(self.path), "reference.path", "required to run (build one with `driftmon reference build`)")
+        _check(Path(self.path).exists(), "reference.path",
+               f"does not exist: {self.path} (build it with `driftmon reference build --out {self.path}`)")
 
 
 @dataclass(frozen=True)

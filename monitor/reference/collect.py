@@ -1,5 +1,6 @@
-"""Collect image statistics from a directory or a Kafka topic, with the daemon's own decode and
-feature code: what ``driftmon reference build`` and ``driftmon check`` are made of."""
+"""Collect image statistics from a directory, a Kafka topic or a recorded clip, with the daemon's
+own decode and feature code: what ``driftmon reference build`` and ``driftmon check`` are made of.
+Every frame keeps its time (``monitor.reference.timing``): a reference is a stream, not a bag."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from monitor.pipeline.features import FEATURE_NAMES, compute_features
 from monitor.pipeline.predictions import Prediction, derive, reference_predictions
 from monitor.reference.fit import fit_reference
 from monitor.reference.store import Reference
+from monitor.reference.timing import TimeUnit, file_times
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,10 @@ class Collected:
 
     rows: list[np.ndarray] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # in `time_unit`; meaningless when not `ordered`
+    time_unit: TimeUnit = "s"
+    time_source: str = "event time"
+    ordered: bool = True
     streams: list[str] = field(default_factory=list)
     predictions: list[Prediction | None] = field(default_factory=list)  # the model's outputs, aligned with rows
     errors: dict[str, int] = field(default_factory=dict)
@@ -92,15 +98,21 @@ def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: st
     (:func:`~monitor.reference.fit.fit_reference`): with embeddings, their PCA; with
     ``tests.run_length``, the calibrated threshold; with model outputs, their classes, confidences
     and probability vectors."""
-    times = np.asarray(got.times) if mask is None else np.asarray(got.times)[mask]
+    keep = np.flatnonzero(np.ones(len(got.rows), bool) if mask is None else mask)
+    times = np.asarray(got.times, dtype=np.float64)[keep]
+    if got.ordered:  # frames in time order: a topic's partitions interleave, a directory's names may not
+        order = np.argsort(times, kind="stable")
+        keep, times = keep[order], times[order]
     predictions = None
     if len(got.predictions) == len(got.rows):
-        predictions = reference_predictions(
-            got.predictions if mask is None else [p for p, keep in zip(got.predictions, mask) if keep])
-    ref = Reference(features=got.matrix(mask), feature_names=FEATURE_NAMES, stream=stream, source=source,
-                    time_range=(float(times.min()), float(times.max())) if len(times) else None,
-                    embeddings=got.embedding_matrix(mask), embedder=embedder.identity.to_dict() if embedder else None,
-                    predictions=predictions)
+        predictions = reference_predictions([got.predictions[i] for i in keep])
+    embeddings = got.embedding_matrix()
+    ref = Reference(features=got.matrix()[keep], feature_names=FEATURE_NAMES, stream=stream, source=source,
+                    time_range=(float(times[0]), float(times[-1])) if got.ordered and got.time_unit == "s" and len(times)
+                    else None,
+                    times=times if got.ordered else None, time_unit=got.time_unit, time_source=got.time_source,
+                    embeddings=None if embeddings is None else embeddings[keep],
+                    embedder=embedder.identity.to_dict() if embedder else None, predictions=predictions)
     return fit_reference(ref, config)
 
 
@@ -153,20 +165,71 @@ def image_files(directory: str | Path) -> list[Path]:
 
 
 def from_dir(directory: str | Path, config: Config, progress: bool = True,
-             embedder: Embedder | None = None, chunk: int = 64) -> Collected:
+             embedder: Embedder | None = None, chunk: int = 64, order: Literal["auto", "name", "none"] = "auto"
+             ) -> Collected:
+    """Every image below ``directory``, in file-name order, with its time (``timing.file_times``)."""
     files = image_files(directory)
+    timing = file_times(files, order)
+    times = timing.times if timing.times is not None else np.zeros(len(files))
     bar = Progress(str(directory), len(files), progress)
     with ThreadPoolExecutor(config.decode.workers) as pool:
         collector = Collector(config, embedder, pool)
+        collector.out.time_unit, collector.out.time_source = timing.unit, timing.source
+        collector.out.ordered = timing.times is not None
         for i in range(0, len(files), chunk):
             items = []
-            for path in files[i:i + chunk]:
+            for path, ts in zip(files[i:i + chunk], times[i:i + chunk]):
                 try:
-                    items.append((path.read_bytes(), path.stat().st_mtime, ""))
+                    items.append((path.read_bytes(), float(ts), ""))
                 except OSError:
                     collector.out.add_error("unreadable")
             collector.add(items)
             bar.update(len(files[i:i + chunk]))
+    bar.close()
+    return collector.out
+
+
+def from_video(path: str | Path, config: Config, progress: bool = True, embedder: Embedder | None = None,
+               every: int = 1, max_frames: int | None = None, start_s: float = 0.0, quality: int = 90,
+               chunk: int = 64) -> Collected:
+    """Frames of a recorded clip (anything OpenCV reads), every ``every``-th one, at most
+    ``max_frames``, timed by frame number over the clip's frame rate from ``start_s``. Each frame is
+    JPEG-encoded first (``quality``), so it goes through exactly the decode and statistics that live
+    frames from a camera go through."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise InputError(f"cannot read video {path}")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if fps <= 0:
+        raise InputError(f"{path}: the clip has no frame rate; give frames as a directory instead")
+    bar = Progress(str(path), None, progress)
+    index = 0
+    try:
+        with ThreadPoolExecutor(config.decode.workers) as pool:
+            collector = Collector(config, embedder, pool)
+            collector.out.time_source = f"clip ({fps:g} fps)"
+            items: list[tuple] = []
+            while max_frames is None or len(collector.out.rows) + len(items) < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if index % every == 0:
+                    ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                    if ok:
+                        items.append((jpeg.tobytes(), start_s + index / fps, ""))
+                    else:
+                        collector.out.add_error("unencodable")
+                index += 1
+                if len(items) >= chunk:
+                    collector.add(items)
+                    bar.update(len(items))
+                    items = []
+            collector.add(items)
+            bar.update(len(items))
+    finally:
+        cap.release()
     bar.close()
     return collector.out
 

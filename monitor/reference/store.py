@@ -96,6 +96,11 @@ class Reference:
     source: str = ""
     time_range: tuple[float, float] | None = None  # event times of the first and last frame
     created_at: float = field(default_factory=time.time)
+    # The frames' times, in their order (monitor.reference.timing): seconds, or frame numbers when
+    # only the order is known; None for a bag of frames without an order.
+    times: np.ndarray | None = None
+    time_unit: str = "s"
+    time_source: str = ""
     embeddings: np.ndarray | None = None  # (n_frames, dim) float32
     embedder: dict[str, Any] | None = None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
     predictions: ReferencePredictions | None = None  # the model's outputs on the frames, when they had any
@@ -111,6 +116,8 @@ class Reference:
             raise BadReference(f"a reference needs at least 2 frames, got {self.features.shape[0]}")
         if self.embeddings is not None and self.embeddings.shape[0] != self.features.shape[0]:
             raise BadReference("embeddings and features have different frame counts")
+        if self.times is not None and (self.times.shape != (self.features.shape[0],) or np.any(np.diff(self.times) < 0)):
+            raise BadReference("times must be one non-decreasing value per frame")
 
     @property
     def n_frames(self) -> int:
@@ -134,6 +141,7 @@ class Reference:
             "source": self.source,
             "frames": self.n_frames,
             "time_range": list(self.time_range) if self.time_range else None,
+            "times": None if self.times is None else {"unit": self.time_unit, "source": self.time_source},
             "created_at": self.created_at,
             "features": list(self.feature_names),
             "embedder": self.embedder,
@@ -151,6 +159,8 @@ class Reference:
                                          "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if self.embeddings is not None:
             arrays["embeddings"] = self.embeddings.astype(np.float32)
+        if self.times is not None:
+            arrays["times"] = self.times.astype(np.float64)
         if self.pca is not None:
             arrays.update({f"pca.{k}": v for k, v in self.pca.to_arrays().items()})
         if self.predictions is not None:
@@ -177,9 +187,11 @@ class Reference:
             arrays, meta = _from_format_1(arrays, meta)
         pca = {k[len("pca."):]: v for k, v in arrays.items() if k.startswith("pca.")}
         tr = meta.get("time_range")
+        timing = meta.get("times") or {}
         return cls(features=arrays["features"], feature_names=tuple(meta["features"]), stream=meta.get("stream"),
                    version=int(meta["version"]), source=meta.get("source", ""),
                    time_range=(tr[0], tr[1]) if tr else None, created_at=float(meta["created_at"]),
+                   times=arrays.get("times"), time_unit=timing.get("unit", "s"), time_source=timing.get("source", ""),
                    embeddings=arrays.get("embeddings"), embedder=meta.get("embedder"),
                    predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
                    pca=PCA.from_arrays(pca) if pca else None,

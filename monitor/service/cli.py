@@ -89,6 +89,12 @@ def _add_frame_source(p: argparse.ArgumentParser, *, from_dir: str, from_topic: 
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-dir", metavar="DIR", help=from_dir)
     src.add_argument("--from-topic", metavar="TOPIC", help=from_topic)
+    src.add_argument("--from-video", metavar="FILE", help="a recorded clip of a healthy camera (anything OpenCV reads)")
+    p.add_argument("--order", choices=("auto", "name", "none"), default="auto",
+                   help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the file-name "
+                        "order alone (name), or none: an unordered bag, judged conservatively")
+    p.add_argument("--every", type=int, default=1, help="with --from-video: every N-th frame (default 1)")
+    p.add_argument("--max-frames", type=int, help="with --from-video: at most this many frames")
     p.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
     p.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
     p.add_argument("--min-frames", type=int, default=50, help=f"refuse to {min_frames} fewer frames (default 50)")
@@ -106,8 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     from monitor.service.daemon import Daemon
 
     config = load_config(args.config)
-    if not config.reference.path:
-        raise ConfigError("reference.path: required to run (build one with `driftmon reference build`)")
+    config.reference.require()
     _setup_logging(config.log_level)
     from prometheus_client import CollectorRegistry
 
@@ -151,15 +156,21 @@ def _parse_time(value: str | None, option: str) -> float | None:
 
 
 def _collect(args: argparse.Namespace, config: Config):
-    """The frames of --from-dir, or of --from-topic between --start and --end; a label of where
-    they came from; and a function making the reference of the frames in a mask for a stream,
+    """The frames of --from-dir, --from-video, or --from-topic between --start and --end; a label of
+    where they came from; and a function making the reference of the frames in a mask for a stream,
     which refuses fewer than --min-frames."""
     from monitor.reference import collect
 
     embedder = collect.build_embedder_from(config)
+    if args.every < 1:
+        raise ConfigError(f"--every: must be >= 1, got {args.every}")
     if args.from_dir:
-        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder)
+        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder, order=args.order)
         source = f"dir:{Path(args.from_dir).resolve()}"
+    elif args.from_video:
+        got = collect.from_video(args.from_video, config, progress=not args.quiet, embedder=embedder,
+                                 every=args.every, max_frames=args.max_frames)
+        source = f"video:{Path(args.from_video).resolve()}"
     else:
         start, end = _parse_time(args.start, "--start"), _parse_time(args.end, "--end")
         got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
@@ -208,7 +219,7 @@ def _reference_promote(args: argparse.Namespace) -> int:
         raise ConfigError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
     got, source, make_reference = _collect(args, config)
     # a labelled batch is all the stream's; a topic holds every stream's frames
-    mask = np.ones(len(got.rows), bool) if args.from_dir else np.array([s == args.stream for s in got.streams], bool)
+    mask = np.ones(len(got.rows), bool) if not args.from_topic else np.array([s == args.stream for s in got.streams], bool)
     ref = make_reference(mask, args.stream)
     before = store.versions(args.stream)
     path = store.add(replace(ref, extra=dict(ref.extra, promoted=True, previous_versions=before)))

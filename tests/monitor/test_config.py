@@ -47,7 +47,6 @@ def test_yaml_values_are_read(tmp_path):
     ("tests:\n  vote: [psi]\n  enabled: [ks]\n", "tests.vote"),
     ("tests:\n  features: [brightness_mean, moonlight]\n", "tests.features"),
     ("hysteresis:\n  k: 4\n  m: 3\n", "hysteresis.k"),
-    ("reference:\n  path: /no/such/reference.npz\n", "reference.path"),
     ("source:\n  stream_key: '{camera}'\n", "source.stream_key"),
     ("source:\n  allowed_roots: [relative/dir]\n", "source.allowed_roots"),
     ("http:\n  port: 70000\n", "http.port"),
@@ -122,3 +121,14 @@ def test_every_field_is_documented():
                 assert f"  {f.name}:" in doc, f"{section.name}.{f.name} missing from docs/configuration.md"
         else:
             assert f"{section.name}:" in doc
+
+
+def test_a_missing_reference_is_refused_to_run_not_to_build(tmp_path):
+    """One config file serves `reference build --config` (which writes reference.path) and `run`."""
+    config = load_config(write(tmp_path, f"reference:\n  path: {tmp_path / 'store'}\n"), env={})
+    with pytest.raises(ConfigError, match=r"^reference\.path: does not exist: .*driftmon reference build --out"):
+        config.reference.require()
+    (tmp_path / "store").mkdir()
+    config.reference.require()
+    with pytest.raises(ConfigError, match=r"^reference\.path: required to run"):
+        load_config(None, env={}).reference.require()
