@@ -11,7 +11,7 @@ slow runs on background workers with bounded queues, retried with backoff and co
 - one worker per relabel sink (``monitor.actions.sinks``: Kafka topic, Label Studio, a directory);
 - one worker per ticket sink (``monitor.actions.tickets``: a directory of JSON + Markdown, a webhook).
 
-HTTP routes: ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
+HTTP routes (``monitor.actions.routes``): ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
 ``/events/{id}/contact-sheet.jpg``, ``GET /tickets``, ``/tickets/{id}`` and the Alertmanager
 receiver ``POST /alerts/alertmanager``.
 
@@ -27,10 +27,10 @@ import logging
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from monitor.actions import explain
 from monitor.config import Config
@@ -38,56 +38,17 @@ from monitor.pipeline.engine import Evaluation
 from monitor.actions.events import SCHEMA as EVENT_SCHEMA
 from monitor.actions.events import EventStore, event_id, fired_from, ref_dict
 from monitor.actions.fetch import FetchError, FrameFetcher
-from monitor.service.http import Request, Response, Route
+from monitor.actions.metrics import ActionMetrics
+from monitor.actions.routes import routes as action_routes
+from monitor.service.http import Route
 from monitor.actions.selection import Probe, QueueLedger, candidate_pool, image_hash, score_window, select, uncertainty
 from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStudioSink, RelabelSink, Worker, image_extension,
                            wait_idle)
 from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
 from monitor.pipeline.streams import WindowSnapshot
-from monitor.actions.tickets import (DirectoryTicketSink, TicketBook, WebhookError, WebhookTicketSink, check_token,
-                             parse_webhook)
+from monitor.actions.tickets import DirectoryTicketSink, TicketBook, WebhookTicketSink
 
 log = logging.getLogger(__name__)
-
-OTHER = "__other__"
-
-
-class ActionMetrics:
-    """The actions' Prometheus series (docs/metrics.md), on the daemon's registry."""
-
-    def __init__(self, registry: CollectorRegistry, max_streams: int):
-        r = registry
-        self.max_streams = max_streams
-        self._streams: set[str] = set()
-        self.events = Counter("driftmon_drift_events", "Drift events opened", ["stream"], registry=r)
-        self.events_closed = Counter("driftmon_drift_events_closed", "Drift events closed (stream recovered)",
-                                     ["stream"], registry=r)
-        self.events_open = Gauge("driftmon_drift_events_open", "Drift events currently open", registry=r)
-        self.reports = Counter("driftmon_drift_reports", "Evidence reports written, by result", ["result"], registry=r)
-        self.selected = Counter("driftmon_relabel_selected_frames", "Frames selected for relabelling", registry=r)
-        self.skipped = Counter("driftmon_relabel_skipped_frames",
-                               "Candidate frames passed over by selection, by reason", ["reason"], registry=r)
-        self.delivered = Counter("driftmon_relabel_frames", "Selected frames delivered, by relabel sink", ["sink"],
-                                 registry=r)
-        self.sink_errors = Counter("driftmon_sink_errors", "Failed tries and refused items, by worker", ["sink"],
-                                   registry=r)
-        self.sink_depth = Gauge("driftmon_sink_queue_depth", "Items waiting, by worker", ["sink"], registry=r)
-        self.tickets = Counter("driftmon_tickets", "Ticket changes from Alertmanager, by action", ["action"],
-                               registry=r)
-        self.webhooks = Counter("driftmon_alert_webhooks", "Alertmanager webhook requests, by result", ["result"],
-                                registry=r)
-        self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
-                              ["stage"], registry=r)
-        for stage in ("evaluation", "open_event"):
-            self.errors.labels(stage)
-
-    def stream_label(self, stream: str) -> str:
-        if stream in self._streams:
-            return stream
-        if len(self._streams) < self.max_streams:
-            self._streams.add(stream)
-            return stream
-        return OTHER
 
 
 def frame_key(ref: dict[str, Any]) -> str:
@@ -464,61 +425,8 @@ class Actions:
     # --- HTTP ------------------------------------------------------------------------------------
 
     def routes(self) -> dict[tuple[str, str], Route]:
-        return {("GET", "/events"): self._events_route, ("GET", "/events/"): self._event_route,
-                ("GET", "/tickets"): self._tickets_route, ("GET", "/tickets/"): self._ticket_route,
-                ("POST", "/alerts/alertmanager"): self._alertmanager_route}
-
-    def _events_route(self, req: Request) -> Response:
-        q = parse_qs(req.query)
-        status = q.get("status", [None])[0]
-        if status not in (None, "open", "closed"):
-            return Response(400, {"error": "status must be open or closed"})
-        return Response(200, {"events": self.events.list(stream=q.get("stream", [None])[0], status=status)})
-
-    def _event_route(self, req: Request) -> Response:
-        from urllib.parse import unquote
-
-        parts = [unquote(p) for p in req.path[len("/events/"):].split("/")]
-        event = self.events.get(parts[0]) if parts[0] else None
-        if event is None:
-            return Response(404, {"error": f"no drift event {parts[0]!r}"})
-        if len(parts) == 1:
-            return Response(200, event)
-        artefact = {"report": ("report", "text/html; charset=utf-8"),
-                    "contact-sheet.jpg": ("contact_sheet", "image/jpeg")}.get("/".join(parts[1:]))
-        if artefact is None:
-            return Response(404, {"error": f"no such path: {req.path}"})
-        path = event["evidence"].get(artefact[0])
-        if not path or not Path(path).is_file():
-            return Response(404, {"error": f"{artefact[0]} not written yet", "evidence": event["evidence"]["status"]})
-        return Response(200, Path(path).read_bytes(), artefact[1])
-
-    def _tickets_route(self, req: Request) -> Response:
-        return Response(200, {"tickets": self.tickets.list()})
-
-    def _ticket_route(self, req: Request) -> Response:
-        tid = req.path[len("/tickets/"):]
-        ticket = self.tickets.get(tid)
-        if ticket is None:
-            return Response(404, {"error": f"no ticket {tid!r}"})
-        return Response(200, ticket)
-
-    def _alertmanager_route(self, req: Request) -> Response:
-        token = self.cfg.tickets.token
-        if not token:
-            self.metrics.webhooks.labels("unconfigured").inc()
-            return Response(403, {"error": "actions.tickets.token is not set: this receiver accepts nothing"})
-        if not check_token(req.headers.get("authorization"), token):
-            self.metrics.webhooks.labels("unauthorized").inc()
-            return Response(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
-        try:
-            hook = parse_webhook(req.body)
-        except WebhookError as e:
-            self.metrics.webhooks.labels("bad_request").inc()
-            return Response(400, {"error": str(e)})
-        result = self.tickets.apply(hook)
-        self.metrics.webhooks.labels("accepted").inc()
-        return Response(200, result)
+        """The actions' HTTP routes (``monitor.actions.routes``), for the daemon's server."""
+        return action_routes(self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks)
 
     # --- shutdown --------------------------------------------------------------------------------
 
