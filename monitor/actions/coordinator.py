@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -35,25 +35,27 @@ from prometheus_client import CollectorRegistry
 from monitor.actions import explain
 from monitor.config import Config
 from monitor.pipeline.engine import Evaluation
-from monitor.actions.events import SCHEMA as EVENT_SCHEMA
-from monitor.actions.events import EventStore, event_id, fired_from, ref_dict
-from monitor.actions.fetch import FetchError, FrameFetcher
+from monitor.actions.events import (DriftEvent, EventStore, EventWindow, Origin, ReferenceInfo, Sample,
+                                    SelectionSummary, event_id, fired_from, ref_dict)
+from monitor.actions.explain import Shift
+from monitor.actions.fetch import Fetched, FetchError, FrameFetcher
 from monitor.actions.metrics import ActionMetrics
 from monitor.actions.routes import routes as action_routes
 from monitor.service.http import Route
-from monitor.actions.selection import Probe, QueueLedger, candidate_pool, image_hash, score_window, select, uncertainty
+from monitor.actions.selection import (Pick, Probe, Queued, QueueLedger, candidate_pool, image_hash, score_window,
+                                       select, uncertainty)
 from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStudioSink, RelabelSink, Worker, image_extension,
                            wait_idle)
 from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
-from monitor.pipeline.streams import WindowSnapshot
+from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.actions.tickets import DirectoryTicketSink, TicketBook, WebhookTicketSink
 
 log = logging.getLogger(__name__)
 
 
-def frame_key(ref: dict[str, Any]) -> str:
+def frame_key(ref: FrameRef) -> str:
     """What "the same frame" means for the ledgers: camera id and frame id."""
-    return f"{ref['camera_id']}/{ref['frame_id']}"
+    return f"{ref.camera_id}/{ref.frame_id}"
 
 
 class Actions:
@@ -69,13 +71,13 @@ class Actions:
         self.artefacts = Path(a.artefact_dir) if a.artefact_dir else self.state_dir / "artefacts"
         self.claim_dir = Path(a.relabel.claim_check_dir) if a.relabel.claim_check_dir else self.state_dir / "frames"
         self.fetcher = FrameFetcher(config, extra_roots=(str(self.claim_dir),))
-        self._healthy: dict[str, list[dict[str, Any]]] = read_json(self.state_dir / "healthy.json", {}) or {}
+        self._healthy = _load_healthy(self.state_dir / "healthy.json")  # stream -> frames of its last healthy window
         self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
         # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
-        self._carried = {e["stream"] for e in self.events.list(status="open")}
+        self._carried = {e.stream for e in self.events.list(status="open")}
         self.metrics.events_open.set(self.events.open_count())
 
         m = self.metrics
@@ -165,7 +167,7 @@ class Actions:
             elif evaluation.changed and stream in self._carried:
                 # drifted again after a restart: the same drift, still open; no second event
                 self._carried.discard(stream)
-                self.events.update(open_id, lambda e: e.update(confirmed_at=evaluation.evaluated_at))
+                self.events.update(open_id, lambda e: e.confirmed(evaluation.evaluated_at))
             return
         if open_id is not None:
             if evaluation.changed:
@@ -182,34 +184,25 @@ class Actions:
         if not n or not refs:
             return
         picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
-        self._healthy[stream] = [ref_dict(refs[i]) for i in sorted(set(picks.tolist()))]
+        self._healthy[stream] = tuple(refs[i] for i in sorted(set(picks.tolist())))
 
     def _open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
         eid = event_id(stream, evaluation.evaluated_at)
-        fired = fired_from(evaluation, self.config.tests.vote)
-        names = tuple(window.feature_names)
         rows = np.asarray(window.rows, dtype=np.float32)
         ref = window.reference
-        refs = [ref_dict(r) for r in window.refs]
-        times = [r["ts"] for r in refs if r is not None]
-        shifts: dict[str, dict[str, Any]] = {}  # per drifted feature, measured in its own space
+        shifts: dict[str, Shift] = {}  # per drifted feature, measured in its own space
         for test in evaluation.tests:
             for f in test.features:
                 if f.drifted and f.feature not in shifts:
                     shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
-        event = {
-            "schema": EVENT_SCHEMA, "id": eid, "stream": stream, "status": "open",
-            "opened_at": evaluation.evaluated_at, "closed_at": None, "close_reason": None,
-            "reference": {"stream": evaluation.reference_stream, "version": evaluation.reference_version,
-                          "frames": evaluation.n_ref, "source": getattr(ref, "source", "")},
-            "fired": fired, "shifts": shifts, "tests": [t.to_dict() for t in evaluation.tests], "feature_names": list(names),
-            "window": {"frames": int(rows.shape[0]), "first_ts": min(times, default=None),
-                       "last_ts": max(times, default=None), "refs": refs},
-            "healthy_refs": list(self._healthy.get(stream, [])),
-            "evidence": {"status": "pending", "report": None, "contact_sheet": None, "error": None},
-            "samples": [],
-        }
+        event = DriftEvent(
+            id=eid, stream=stream, opened_at=evaluation.evaluated_at,
+            reference=ReferenceInfo(evaluation.reference_stream, evaluation.reference_version, evaluation.n_ref,
+                                    getattr(ref, "source", "")),
+            fired=fired_from(evaluation, self.config.tests.vote), shifts=shifts, tests=evaluation.tests,
+            feature_names=tuple(window.feature_names), window=EventWindow.of(window.refs, int(rows.shape[0])),
+            healthy_refs=self._healthy.get(stream, ()))
         arrays = {"rows": rows}
         embeddings = getattr(window, "embeddings", None)
         if embeddings is not None:
@@ -225,70 +218,68 @@ class Actions:
             self._references.pop(eid, None)  # stays "pending": picked up again at the next start
 
     def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
-        def change(e: dict[str, Any]) -> None:
-            e.update(status="closed", closed_at=evaluation.evaluated_at, close_reason=reason)
-
-        event = self.events.update(eid, change)
-        self._carried.discard(event["stream"])
-        self.metrics.events_closed.labels(self.metrics.stream_label(event["stream"])).inc()
+        event = self.events.update(eid, lambda e: e.closed(evaluation.evaluated_at, reason))
+        self._carried.discard(event.stream)
+        self.metrics.events_closed.labels(self.metrics.stream_label(event.stream)).inc()
         self.metrics.events_open.set(self.events.open_count())
-        log.warning("drift event %s closed: stream %s %s", eid, event["stream"], reason)
+        log.warning("drift event %s closed: stream %s %s", eid, event.stream, reason)
 
     # --- the evidence worker (slow) ------------------------------------------------------------
 
     def _evidence(self, eid: str) -> None:
         event = self.events.get(eid)
-        if event is None or event["evidence"]["status"] == "done":
+        if event is None or event.evidence.status == "done":
             return
         arrays = self.events.window_arrays(eid)
         reference = self._references.get(eid) or self._load_reference(event)
-        if not event["samples"]:
-            self._select(event, arrays, reference)
-            event = self.events.get(eid)
-        for sample in event["samples"]:
+        if not event.samples:
+            event = self._select(event, arrays, reference)
+        for sample in event.samples:
             self._queue_deliveries(sample)
         if self.cfg.report.enabled:
             self._report(event, arrays, reference)
         else:
-            self.events.update(eid, lambda e: e["evidence"].update(status="done"))
+            self.events.update(eid, lambda e: e.with_evidence(status="done"))
         self._references.pop(eid, None)
 
     def _evidence_failed(self, eid: str, error: Exception) -> None:
         self.metrics.reports.labels("failed").inc()
-        self.events.update(eid, lambda e: e["evidence"].update(status="failed", error=str(error)[:500]))
+        self.events.update(eid, lambda e: e.with_evidence(status="failed", error=str(error)[:500]))
         self._references.pop(eid, None)
 
-    def _load_reference(self, event: dict[str, Any]) -> Any:
+    def _load_reference(self, event: DriftEvent) -> Any:
         from monitor.reference.store import ReferenceStore
 
         store = ReferenceStore(self.config.reference.path)
-        ref = store.for_stream(event["stream"])
+        ref = store.for_stream(event.stream)
         if ref is None:
-            raise FetchError(f"no reference for stream {event['stream']} in {self.config.reference.path}")
-        if ref.version != event["reference"]["version"]:
+            raise FetchError(f"no reference for stream {event.stream} in {self.config.reference.path}")
+        if ref.version != event.reference.version:
             log.info("event %s: reference v%s is gone from memory; using v%s for its evidence",
-                     event["id"], event["reference"]["version"], ref.version)
+                     event.id, event.reference.version, ref.version)
         return ref
 
-    def _select(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+    def _select(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Any) -> DriftEvent:
+        """Select the event's frames worth relabelling and record them (and the ledger's entries);
+        returns the event with its samples."""
         s = self.cfg.selection
-        eid, stream = event["id"], event["stream"]
+        eid, stream = event.id, event.stream
         budget = min(s.max_per_event, self.ledger.remaining_today(s.max_per_day))
-        refs = event["window"]["refs"]
+        refs = event.window.refs
         if budget <= 0:
             self.metrics.skipped.labels("budget").inc(len(refs))
-            self.events.update(eid, lambda e: e.update(selection={"budget": 0, "note": "daily budget spent"}))
-            return
-        names = tuple(event["feature_names"])
+            spent = SelectionSummary(0, note="daily budget spent")
+            return self.events.update(eid, lambda e: e.with_selection((), spent))
+        names = event.feature_names
         scores = score_window(arrays["rows"], reference.columns(names), names,
-                              focus=[f["feature"] for f in event["fired"] if f.get("kind") == explain.STATISTICS],
+                              focus=[f.feature for f in event.fired if f.kind == explain.STATISTICS],
                               embeddings=arrays.get("embeddings"),
                               ref_embeddings=getattr(reference, "embeddings", None))
         keys = [frame_key(r) if r else None for r in refs]
         pool, already = candidate_pool(scores, budget, s.pool_factor,
                                        lambda i: keys[i] is None or keys[i] in self.ledger)
         probes: dict[int, Probe] = {}
-        fetched: dict[int, Any] = {}
+        fetched: dict[int, Fetched] = {}
         for i in pool:
             try:
                 got = self.fetcher.fetch(refs[i])
@@ -301,48 +292,47 @@ class Actions:
         sel = select(scores, pool, probes, budget, hash_distance=s.hash_distance,
                      known_hashes=self.ledger.recent_hashes(stream), uncertainty_weight=s.uncertainty_weight)
         now = time.time()
-        samples = []
-        for pick in sel.picks:
-            ref = refs[pick.index]
-            got = fetched[pick.index]
-            uri, copied = ref["uri"], False
-            if not uri:  # arrived inline: keep a claim-check copy the sinks (and people) can read
-                path = self.claim_dir / safe_name(ref["camera_id"]) / f"{safe_name(ref['frame_id'], 120)}{image_extension(got.data)}"
-                atomic_write_bytes(path, got.data)
-                uri, copied = path.resolve().as_uri(), True
-            samples.append({"key": keys[pick.index], "event_id": eid, "stream": stream,
-                            "camera_id": ref["camera_id"], "frame_id": ref["frame_id"], "ts": ref["ts"], "uri": uri,
-                            "claim_check_copy": copied,
-                            "origin": {"topic": ref["topic"], "partition": ref["partition"], "offset": ref["offset"]},
-                            "reasons": pick.reasons, "scores": pick.scores, "hash": f"{pick.hash:016x}",
-                            "predictions": got.predictions, "reference": event["reference"], "selected_at": now})
-        self.ledger.add([{"key": x["key"], "stream": stream, "event_id": eid, "hash": int(x["hash"], 16)}
-                         for x in samples], now)
+        samples = tuple(self._sample(event, refs[pick.index], pick, fetched[pick.index], now) for pick in sel.picks)
+        self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)
         skipped = dict(sel.skipped) | ({"already_queued": already} if already else {})
         for reason, n in skipped.items():
             self.metrics.skipped.labels(reason).inc(n)
         self.metrics.selected.inc(len(samples))
-        self.events.update(eid, lambda e: e.update(samples=samples, selection={
-            "budget": budget, "pool": len(pool), "selected": len(samples), "skipped": skipped, "space": scores.space}))
+        summary = SelectionSummary(budget, len(pool), len(samples), skipped, scores.space)
         log.info("event %s: %d frame(s) selected for relabelling (pool %d, skipped %s)", eid, len(samples),
                  len(pool), skipped or "none")
+        return self.events.update(eid, lambda e: e.with_selection(samples, summary))
 
-    def _report(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+    def _sample(self, event: DriftEvent, ref: FrameRef, pick: Pick, got: Fetched, now: float) -> Sample:
+        """A picked frame as the relabel sinks get it; one that arrived inline gets a claim-check copy
+        (in ``claim_check_dir``) the sinks, and people, can read."""
+        uri, copied = ref.uri, False
+        if not uri:
+            name = f"{safe_name(ref.frame_id, 120)}{image_extension(got.data)}"
+            path = self.claim_dir / safe_name(ref.camera_id) / name
+            atomic_write_bytes(path, got.data)
+            uri, copied = path.resolve().as_uri(), True
+        return Sample(key=frame_key(ref), event_id=event.id, stream=event.stream, camera_id=ref.camera_id,
+                      frame_id=ref.frame_id, ts=ref.ts, uri=uri, claim_check_copy=copied,
+                      origin=Origin(ref.topic, ref.partition, ref.offset), reasons=pick.reasons, scores=pick.scores,
+                      hash=pick.hash, predictions=got.predictions, reference=event.reference, selected_at=now)
+
+    def _report(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Any) -> None:
         from monitor.actions import report
 
-        eid = event["id"]
+        eid = event.id
         out = self.artefacts / safe_name(eid)
         rc = self.cfg.report
         selected = []
-        for sample in event["samples"][: rc.contact_sheet_frames]:
+        for sample in event.samples[: rc.contact_sheet_frames]:
             try:
-                selected.append((self.load(sample), sample["frame_id"]))
+                selected.append((self.load(sample), sample.frame_id))
             except FetchError as e:
                 log.warning("event %s: contact sheet: %s", eid, e)
         healthy = self._reference_frames(event, reference, rc.reference_frames)
         atomic_write_bytes(out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px))
         block = report.summary_html(event, f"/events/{quote(eid)}/contact-sheet.jpg")
-        names = tuple(event["feature_names"])
+        names = event.feature_names
         try:
             page = report.with_summary(report.evidently_html(
                 reference.columns(names), arrays["rows"], names, ref_embeddings=getattr(reference, "embeddings", None),
@@ -354,18 +344,18 @@ class Actions:
             result, error = "partial", f"evidently: {e}"[:500]
         atomic_write_text(out / "report.html", page)
         self.metrics.reports.labels(result).inc()
-        self.events.update(eid, lambda e: e["evidence"].update(
+        self.events.update(eid, lambda e: e.with_evidence(
             status="done", report=str(out / "report.html"), contact_sheet=str(out / "contact-sheet.jpg"),
             error=error))
 
-    def _reference_frames(self, event: dict[str, Any], reference: Any, n: int) -> list[tuple[bytes, str]]:
+    def _reference_frames(self, event: DriftEvent, reference: Any, n: int) -> list[tuple[bytes, str]]:
         """Frames of the stream's last healthy window; else images from the reference's source dir."""
         out: list[tuple[bytes, str]] = []
-        for ref in event.get("healthy_refs", [])[:n]:
+        for ref in event.healthy_refs[:n]:
             try:
-                out.append((self.fetcher.fetch(ref).data, ref["frame_id"]))
+                out.append((self.fetcher.fetch(ref).data, ref.frame_id))
             except FetchError as e:
-                log.info("event %s: healthy frame: %s", event["id"], e)
+                log.info("event %s: healthy frame: %s", event.id, e)
         source = getattr(reference, "source", "") or ""
         if not out and n and source.startswith("dir:"):
             from monitor.reference.collect import image_files
@@ -378,41 +368,39 @@ class Actions:
                 out.append((files[i].read_bytes(), files[i].name))
         return out
 
-    def load(self, sample: dict[str, Any]) -> bytes:
+    def load(self, sample: Sample) -> bytes:
         """A selected frame's bytes: its claim check (ours or the producer's), else Kafka."""
-        if sample.get("uri"):
+        if sample.uri:
             try:
-                return self.fetcher.read_uri(sample["uri"])
+                return self.fetcher.read_uri(sample.uri)
             except FetchError as e:
-                log.info("%s: %s; trying Kafka", sample["key"], e)
-        ref = dict(sample["origin"], uri=None, frame_id=sample["frame_id"])
-        return self.fetcher.fetch(ref).data
+                log.info("%s: %s; trying Kafka", sample.key, e)
+        return self.fetcher.fetch(sample.origin_ref()).data
 
     # --- relabel sinks ---------------------------------------------------------------------------
 
-    def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Any:
-        def deliver(sample: dict[str, Any]) -> None:
-            if sample["key"] in ledger:
+    def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Callable[[Sample], None]:
+        def deliver(sample: Sample) -> None:
+            if sample.key in ledger:
                 return
             sink.deliver(sample, self.load)
-            ledger.add(sample["key"])
+            ledger.add(sample.key)
             self.metrics.delivered.labels(sink.name).inc()
 
         return deliver
 
-    def _queue_deliveries(self, sample: dict[str, Any]) -> None:
+    def _queue_deliveries(self, sample: Sample) -> None:
         for _sink, ledger, worker in self.sinks:
-            if sample["key"] not in ledger:
+            if sample.key not in ledger:
                 worker.submit(sample)
 
     def _resume(self) -> None:
         """Work a stop left pending: evidence not written, deliveries not made."""
-        for summary in self.events.list():
-            event = self.events.get(summary["id"])
-            if event["evidence"]["status"] == "pending":
-                self.evidence.submit(event["id"])
+        for event in self.events.list():
+            if event.evidence.status == "pending":
+                self.evidence.submit(event.id)
             else:
-                for sample in event["samples"]:
+                for sample in event.samples:
                     self._queue_deliveries(sample)
 
     # --- tickets ---------------------------------------------------------------------------------
@@ -446,4 +434,11 @@ class Actions:
         for sink, _, _ in self.sinks:
             sink.close()
         self.fetcher.close()
-        atomic_write_json(self.state_dir / "healthy.json", self._healthy)
+        atomic_write_json(self.state_dir / "healthy.json",
+                          {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()})
+
+
+def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
+    """The frames of each stream's last healthy window, as :meth:`Actions.close` left them."""
+    saved = read_json(path, {}) or {}
+    return {stream: tuple(FrameRef(**r) for r in refs) for stream, refs in saved.items()}

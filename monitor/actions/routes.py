@@ -35,7 +35,8 @@ def events_route(events: EventStore, req: Request) -> Response:
     status = q.get("status", [None])[0]
     if status not in (None, "open", "closed"):
         return Response(400, {"error": "status must be open or closed"})
-    return Response(200, {"events": events.list(stream=q.get("stream", [None])[0], status=status)})
+    found = events.list(stream=q.get("stream", [None])[0], status=status)
+    return Response(200, {"events": [e.summary() for e in found]})
 
 
 def event_route(events: EventStore, req: Request) -> Response:
@@ -45,13 +46,13 @@ def event_route(events: EventStore, req: Request) -> Response:
     if event is None:
         return Response(404, {"error": f"no drift event {parts[0]!r}"})
     if len(parts) == 1:
-        return Response(200, event)
+        return Response(200, event.to_dict())
     artefact = ARTEFACTS.get("/".join(parts[1:]))
     if artefact is None:
         return Response(404, {"error": f"no such path: {req.path}"})
-    path = event["evidence"].get(artefact[0])
+    path = getattr(event.evidence, artefact[0])
     if not path or not Path(path).is_file():
-        return Response(404, {"error": f"{artefact[0]} not written yet", "evidence": event["evidence"]["status"]})
+        return Response(404, {"error": f"{artefact[0]} not written yet", "evidence": event.evidence.status})
     return Response(200, Path(path).read_bytes(), artefact[1])
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from monitor.actions import explain
+from monitor.actions.events import DriftEvent, EventStore
 from monitor.config import TicketsConfig
 from monitor.errors import InputError
 from monitor.files import atomic_write_json, atomic_write_text, load_json_dir, safe_name
@@ -190,16 +191,16 @@ def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> 
     return down if (z is not None and z < 0) else up
 
 
-def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_s: float,
+def suggest(stream: str, events: list[DriftEvent], samples: int, firing_for_s: float,
             rebaseline_after_s: float) -> list[dict[str, Any]]:
     """What to do about a drifted stream: collect more of the new condition, relabel the queued
     frames, and (once a drift has lasted long enough to be the new normal) re-baseline."""
     out: list[dict[str, Any]] = []
     moved: dict[str, tuple[str, float | None]] = {}  # feature -> (kind, z)
     for e in events:
-        for f in e.get("fired", []):
-            z = (e.get("shifts") or {}).get(f["feature"], {}).get("z")
-            moved.setdefault(f["feature"], (f.get("kind", explain.STATISTICS), z))
+        for f in e.fired:
+            shift = e.shifts.get(f.feature)
+            moved.setdefault(f.feature, (f.kind, None if shift is None else shift.z))
     conditions: list[str] = []
     features: list[str] = []
     # what moved most (|z| of the window mean, in reference sd; unmeasured last): three conditions
@@ -232,7 +233,7 @@ def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_
 class TicketBook:
     """Tickets by id, persisted; turns validated webhooks into ticket changes."""
 
-    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: Any,
+    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: EventStore,
                  link: Callable[[str], str], on_change: Callable[[str, dict[str, Any]], None]):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +276,7 @@ class TicketBook:
         with self._lock:
             old = self._tickets.get(tid)
             events = self.events.overlapping(stream, alert.starts_at - LINK_SLACK_S, alert.ends_at)
-            samples = [s for e in events for s in e.get("samples", [])]
+            samples = [s for e in events for s in e.samples]
             end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
             ticket = {
                 "schema": SCHEMA,
@@ -297,9 +298,8 @@ class TicketBook:
                 "external_url": hook.external_url,
                 "events": [self._event_link(e) for e in events],
                 "samples_total": len(samples),
-                "samples": [{k: s.get(k) for k in ("key", "event_id", "camera_id", "frame_id", "ts", "uri")}
-                            | {"score": (s.get("scores") or {}).get("score"),
-                               "reasons": [r["code"] for r in s.get("reasons") or []]}
+                "samples": [{"key": s.key, "event_id": s.event_id, "camera_id": s.camera_id, "frame_id": s.frame_id,
+                             "ts": s.ts, "uri": s.uri, "score": s.scores.score, "reasons": [r.code for r in s.reasons]}
                             for s in samples[:SAMPLES_MAX]],
                 "suggested_actions": suggest(stream, events, len(samples), max(0.0, end - alert.starts_at),
                                              self.config.rebaseline_after_s),
@@ -315,13 +315,13 @@ class TicketBook:
             self._tickets[tid] = ticket
             return action, copy.deepcopy(ticket)
 
-    def _event_link(self, e: dict[str, Any]) -> dict[str, Any]:
-        return {"id": e["id"], "status": e["status"], "opened_at": e["opened_at"], "closed_at": e.get("closed_at"),
-                "fired": sorted({f.get("what") or f["feature"] for f in e.get("fired", [])}),
-                "url": self.link(f"/events/{e['id']}"),
-                "report_url": self.link(f"/events/{e['id']}/report"),
-                "contact_sheet_url": self.link(f"/events/{e['id']}/contact-sheet.jpg"),
-                "samples": len(e.get("samples", []))}
+    def _event_link(self, e: DriftEvent) -> dict[str, Any]:
+        return {"id": e.id, "status": e.status, "opened_at": e.opened_at, "closed_at": e.closed_at,
+                "fired": sorted({f.what or f.feature for f in e.fired}),
+                "url": self.link(f"/events/{e.id}"),
+                "report_url": self.link(f"/events/{e.id}/report"),
+                "contact_sheet_url": self.link(f"/events/{e.id}/contact-sheet.jpg"),
+                "samples": len(e.samples)}
 
 
 # --- ticket sinks --------------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """Alertmanager webhook validation, bearer tokens, ticket idempotency, suggestions, Markdown."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from monitor.config import TicketsConfig
 from monitor.actions.tickets import TicketBook, WebhookError, check_token, markdown, parse_time, parse_webhook, suggest
+
+from .conftest import drift_event, sample
 
 
 def alert(status="firing", fingerprint="a1b2c3", stream="cam-1", name="DriftmonStreamDrifted", **extra):
@@ -69,16 +72,12 @@ class FakeEvents:
         self.events = events
 
     def overlapping(self, stream, start, end):
-        return [e for e in self.events if e["stream"] == stream]
+        return [e for e in self.events if e.stream == stream]
 
 
 def _event():
-    return {"id": "evt-1", "stream": "cam-1", "status": "open", "opened_at": 1_800_000_000.0, "closed_at": None,
-            "fired": [{"test": "ks", "feature": "brightness_mean"}, {"test": "ks", "feature": "sharpness_laplacian_var"}],
-            "shifts": {"brightness_mean": {"z": -3.0}, "sharpness_laplacian_var": {"z": -2.0}},
-            "samples": [{"key": "cam-1/f1", "event_id": "evt-1", "camera_id": "cam-1", "frame_id": "f1", "ts": 1.0,
-                         "uri": "file:///x/f1.jpg", "scores": {"score": 1.5},
-                         "reasons": [{"code": "far_from_reference", "text": "far"}]}]}
+    event = drift_event(shifts={"brightness_mean": -3.0, "sharpness_laplacian_var": -2.0})
+    return replace(event, samples=(sample(event, 1),))
 
 
 def test_tickets_are_idempotent_on_fingerprint(tmp_path):
@@ -100,13 +99,14 @@ def test_tickets_are_idempotent_on_fingerprint(tmp_path):
     assert t["status"] == "resolved" and t["notifications"] == 3 and t["created_at"] == 1_800_000_100.0
     assert t["resolved_at"] == 1_800_000_300.0
     assert [h["action"] for h in t["history"]] == ["created", "updated", "resolved"]
-    assert t["events"][0]["report_url"] == "http://driftmon/events/evt-1/report"
+    evt = _event().id
+    assert t["events"][0]["report_url"] == f"http://driftmon/events/{evt}/report"
     assert t["samples_total"] == 1
     kinds = [s["kind"] for s in t["suggested_actions"]]
     assert kinds[:2] == ["collect", "relabel"]
     assert "darker scenes" in t["suggested_actions"][0]["text"] and "blurred" in t["suggested_actions"][0]["text"]
     md = markdown(t)
-    assert "# Dataset refresh" in md and "evt-1" in md and "f1" in md
+    assert "# Dataset refresh" in md and evt in md and "cam-1-1" in md
 
 
 def test_rebaseline_is_suggested_once_a_drift_lasts():
