@@ -48,7 +48,7 @@ from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStu
                            wait_idle)
 from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
-from monitor.actions.tickets import DirectoryTicketSink, TicketBook, WebhookTicketSink
+from monitor.actions.tickets import DirectoryTicketSink, Ticket, TicketBook, TicketSink, WebhookTicketSink
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ class Actions:
                 made.append(DirectorySink(r.directory))
         return made
 
-    def _make_ticket_sinks(self) -> list[Any]:
+    def _make_ticket_sinks(self) -> list[TicketSink]:
         t = self.cfg.tickets
-        made: list[Any] = []
+        made: list[TicketSink] = []
         for name in t.sinks:
             if name == "directory":
                 made.append(DirectoryTicketSink(self.ticket_dir))
@@ -405,7 +405,7 @@ class Actions:
 
     # --- tickets ---------------------------------------------------------------------------------
 
-    def _ticket_changed(self, action: str, ticket: dict[str, Any]) -> None:
+    def _ticket_changed(self, action: str, ticket: Ticket) -> None:
         self.metrics.tickets.labels(action).inc()
         for w in self.ticket_workers:
             w.submit((action, ticket))

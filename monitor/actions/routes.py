@@ -58,7 +58,7 @@ def event_route(events: EventStore, req: Request) -> Response:
 
 def tickets_route(tickets: TicketBook, req: Request) -> Response:
     """``GET /tickets``: every ticket, in short."""
-    return Response(200, {"tickets": tickets.list()})
+    return Response(200, {"tickets": [t.summary() for t in tickets.list()]})
 
 
 def ticket_route(tickets: TicketBook, req: Request) -> Response:
@@ -67,7 +67,7 @@ def ticket_route(tickets: TicketBook, req: Request) -> Response:
     ticket = tickets.get(tid)
     if ticket is None:
         return Response(404, {"error": f"no ticket {tid!r}"})
-    return Response(200, ticket)
+    return Response(200, ticket.to_dict())
 
 
 def alertmanager_route(tickets: TicketBook, token: str, webhooks: Counter, req: Request) -> Response:
@@ -84,6 +84,6 @@ def alertmanager_route(tickets: TicketBook, token: str, webhooks: Counter, req: 
     except WebhookError as e:
         webhooks.labels("bad_request").inc()
         return Response(400, {"error": str(e)})
-    result = tickets.apply(hook)
+    applied = tickets.apply(hook)
     webhooks.labels("accepted").inc()
-    return Response(200, result)
+    return Response(200, applied.to_dict())
