@@ -397,6 +397,7 @@ class QueueLedger:
 
     An append-only JSON-lines file (one line per queued frame: key, stream, event, hash, time),
     compacted when it grows past twice ``remember`` lines; the newest ``remember`` frames are kept.
+    A line torn by a crash mid-append is skipped, and the next entry starts on a line of its own.
     """
 
     def __init__(self, path: str | Path, remember: int = 200_000, recent_per_stream: int = 256):
@@ -406,6 +407,7 @@ class QueueLedger:
         self._lock = threading.Lock()
         self._frames: OrderedDict[str, Queued] = OrderedDict()
         self._lines = 0
+        self._torn = False  # the file does not end with a newline
         self._load()
 
     def _load(self) -> None:
@@ -413,6 +415,7 @@ class QueueLedger:
             return
         with self.path.open() as f:
             for line in f:
+                self._torn = not line.endswith("\n")
                 line = line.strip()
                 if not line:
                     continue
@@ -462,9 +465,10 @@ class QueueLedger:
                 self._frames.popitem(last=False)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
-                f.write("\n".join(lines) + "\n")
+                f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+            self._torn = False
             self._lines += len(lines)
             if self._lines > 2 * self.remember:
                 self._compact()

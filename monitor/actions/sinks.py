@@ -134,14 +134,22 @@ class Worker:
 
 
 class KeyLedger:
-    """A persisted set of keys (append-only lines): what a sink has delivered."""
+    """A persisted set of keys (append-only lines): what a sink has delivered.
+
+    A last line without its newline was torn by a crash mid-append: it is not a key (it may be the
+    start of one), and it is cut off before the next key is written.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._complete: int | None = None  # bytes of complete lines, when a torn line follows them
         if self.path.exists():
-            self._keys = {line.strip() for line in self.path.read_text().splitlines() if line.strip()}
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            self._keys = {line.strip() for line in data[:end].decode().splitlines() if line.strip()}
+            self._complete = end if end < len(data) else None
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -152,6 +160,9 @@ class KeyLedger:
             if key in self._keys:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._complete is not None:
+                os.truncate(self.path, self._complete)
+                self._complete = None
             with self.path.open("a") as f:
                 f.write(key + "\n")
                 f.flush()
