@@ -68,7 +68,8 @@ class TestOutcome:
         return [f.feature for f in self.features if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"drifted_features": self.drifted_features}
+        return dataclasses.asdict(self) | {"features": [dataclasses.asdict(f) for f in self.features],
+                                           "drifted_features": self.drifted_features}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TestOutcome:
