@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
@@ -48,6 +48,7 @@ from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStu
                            wait_idle)
 from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
+from monitor.reference.store import Reference
 from monitor.actions.tickets import DirectoryTicketSink, Ticket, TicketBook, TicketSink, WebhookTicketSink
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Actions:
         self.claim_dir = Path(a.relabel.claim_check_dir) if a.relabel.claim_check_dir else self.state_dir / "frames"
         self.fetcher = FrameFetcher(config, extra_roots=(str(self.claim_dir),))
         self._healthy = _load_healthy(self.state_dir / "healthy.json")  # stream -> frames of its last healthy window
-        self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
+        self._references: dict[str, Reference] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
         # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
@@ -247,7 +248,7 @@ class Actions:
         self.events.update(eid, lambda e: e.with_evidence(status="failed", error=str(error)[:500]))
         self._references.pop(eid, None)
 
-    def _load_reference(self, event: DriftEvent) -> Any:
+    def _load_reference(self, event: DriftEvent) -> Reference:
         from monitor.reference.store import ReferenceStore
 
         store = ReferenceStore(self.config.reference.path)
@@ -259,7 +260,7 @@ class Actions:
                      event.id, event.reference.version, ref.version)
         return ref
 
-    def _select(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Any) -> DriftEvent:
+    def _select(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> DriftEvent:
         """Select the event's frames worth relabelling and record them (and the ledger's entries);
         returns the event with its samples."""
         s = self.cfg.selection
@@ -317,7 +318,7 @@ class Actions:
                       origin=Origin(ref.topic, ref.partition, ref.offset), reasons=pick.reasons, scores=pick.scores,
                       hash=pick.hash, predictions=got.predictions, reference=event.reference, selected_at=now)
 
-    def _report(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Any) -> None:
+    def _report(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> None:
         from monitor.actions import report
 
         eid = event.id
@@ -348,7 +349,7 @@ class Actions:
             status="done", report=str(out / "report.html"), contact_sheet=str(out / "contact-sheet.jpg"),
             error=error))
 
-    def _reference_frames(self, event: DriftEvent, reference: Any, n: int) -> list[tuple[bytes, str]]:
+    def _reference_frames(self, event: DriftEvent, reference: Reference, n: int) -> list[tuple[bytes, str]]:
         """Frames of the stream's last healthy window; else images from the reference's source dir."""
         out: list[tuple[bytes, str]] = []
         for ref in event.healthy_refs[:n]:

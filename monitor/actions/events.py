@@ -8,7 +8,9 @@ so events, and whether they are open, survive a restart.
 
 A :class:`DriftEvent` is an immutable record with typed parts; its JSON (``to_dict``, the files and
 ``GET /events/{id}``) is the ``driftmon.event/v1`` format of docs/actions.md. The frames selected
-from its window for relabelling are :class:`Sample` records, as the relabel sinks get them.
+from its window for relabelling are :class:`Sample` records, as the relabel sinks get them. A part
+whose JSON is its fields as they are is converted with ``asdict`` and its constructor; only parts
+with JSON of their own shape have a ``to_dict``.
 
 The store is shared by the consume loop (open/close), the evidence worker (report, samples) and
 HTTP threads (reads); every access goes through its lock, and a change replaces the event with a
@@ -52,11 +54,6 @@ def ref_dict(ref: FrameRef | None) -> dict[str, Any] | None:
     return None if ref is None else asdict(ref)
 
 
-def frame_ref(d: dict[str, Any] | None) -> FrameRef | None:
-    """The frame reference :func:`ref_dict` wrote."""
-    return None if d is None else FrameRef(**d)
-
-
 @dataclass(frozen=True)
 class ReferenceInfo:
     """The reference a window was judged against: its stream (``*`` when shared), version, size, source."""
@@ -65,13 +62,6 @@ class ReferenceInfo:
     version: int
     frames: int
     source: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ReferenceInfo:
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -88,13 +78,6 @@ class Fired:
     threshold: float
     correction: str
     voting: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Fired:
-        return cls(**d)
 
 
 def fired_from(evaluation: Evaluation, vote: tuple[str, ...]) -> tuple[Fired, ...]:
@@ -125,7 +108,7 @@ class EventWindow:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EventWindow:
-        return cls(d["frames"], d["first_ts"], d["last_ts"], tuple(frame_ref(r) for r in d["refs"]))
+        return cls(d["frames"], d["first_ts"], d["last_ts"], tuple(None if r is None else FrameRef(**r) for r in d["refs"]))
 
 
 @dataclass(frozen=True)
@@ -136,13 +119,6 @@ class Evidence:
     report: str | None = None
     contact_sheet: str | None = None
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Evidence:
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -160,10 +136,6 @@ class SelectionSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SelectionSummary:
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -207,15 +179,15 @@ class Sample:
         return {"key": self.key, "event_id": self.event_id, "stream": self.stream, "camera_id": self.camera_id,
                 "frame_id": self.frame_id, "ts": self.ts, "uri": self.uri, "claim_check_copy": self.claim_check_copy,
                 "origin": asdict(self.origin), "reasons": [r.to_dict() for r in self.reasons],
-                "scores": self.scores.to_dict(), "hash": f"{self.hash:016x}", "predictions": self.predictions,
-                "reference": self.reference.to_dict(), "selected_at": self.selected_at}
+                "scores": asdict(self.scores), "hash": f"{self.hash:016x}", "predictions": self.predictions,
+                "reference": asdict(self.reference), "selected_at": self.selected_at}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
         return cls(d["key"], d["event_id"], d["stream"], d["camera_id"], d["frame_id"], d["ts"], d["uri"],
-                   d["claim_check_copy"], Origin(**d["origin"]), tuple(Reason.from_dict(r) for r in d["reasons"]),
-                   PickScores.from_dict(d["scores"]), int(d["hash"], 16), d["predictions"],
-                   ReferenceInfo.from_dict(d["reference"]), d["selected_at"])
+                   d["claim_check_copy"], Origin(**d["origin"]), tuple(Reason(**r) for r in d["reasons"]),
+                   PickScores(**d["scores"]), int(d["hash"], 16), d["predictions"], ReferenceInfo(**d["reference"]),
+                   d["selected_at"])
 
 
 @dataclass(frozen=True)
@@ -263,10 +235,10 @@ class DriftEvent:
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": SCHEMA, "id": self.id, "stream": self.stream, "status": self.status,
                "opened_at": self.opened_at, "closed_at": self.closed_at, "close_reason": self.close_reason,
-               "reference": self.reference.to_dict(), "fired": [f.to_dict() for f in self.fired],
+               "reference": asdict(self.reference), "fired": [asdict(f) for f in self.fired],
                "shifts": {k: s.to_dict() for k, s in self.shifts.items()}, "tests": [t.to_dict() for t in self.tests],
                "feature_names": list(self.feature_names), "window": self.window.to_dict(),
-               "healthy_refs": [ref_dict(r) for r in self.healthy_refs], "evidence": self.evidence.to_dict(),
+               "healthy_refs": [ref_dict(r) for r in self.healthy_refs], "evidence": asdict(self.evidence),
                "samples": [s.to_dict() for s in self.samples]}
         if self.selection is not None:
             out["selection"] = self.selection.to_dict()
@@ -278,14 +250,14 @@ class DriftEvent:
     def from_dict(cls, d: dict[str, Any]) -> DriftEvent:
         selection = d.get("selection")
         return cls(
-            id=d["id"], stream=d["stream"], opened_at=d["opened_at"], reference=ReferenceInfo.from_dict(d["reference"]),
-            fired=tuple(Fired.from_dict(f) for f in d["fired"]),
+            id=d["id"], stream=d["stream"], opened_at=d["opened_at"], reference=ReferenceInfo(**d["reference"]),
+            fired=tuple(Fired(**f) for f in d["fired"]),
             shifts={k: Shift.from_dict(s) for k, s in d["shifts"].items()},
             tests=tuple(TestOutcome.from_dict(t) for t in d["tests"]), feature_names=tuple(d["feature_names"]),
             window=EventWindow.from_dict(d["window"]), healthy_refs=tuple(FrameRef(**r) for r in d["healthy_refs"]),
             status=d["status"], closed_at=d["closed_at"], close_reason=d["close_reason"],
-            evidence=Evidence.from_dict(d["evidence"]), samples=tuple(Sample.from_dict(s) for s in d["samples"]),
-            selection=None if selection is None else SelectionSummary.from_dict(selection),
+            evidence=Evidence(**d["evidence"]), samples=tuple(Sample.from_dict(s) for s in d["samples"]),
+            selection=None if selection is None else SelectionSummary(**selection),
             confirmed_at=d.get("confirmed_at"))
 
     def summary(self) -> dict[str, Any]:

@@ -111,10 +111,6 @@ class ClassShare:
     def to_dict(self) -> dict[str, Any]:
         return {"class": self.label, "reference_share": self.reference_share, "window_share": self.window_share}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClassShare:
-        return cls(d["class"], d["reference_share"], d["window_share"])
-
 
 @dataclass(frozen=True)
 class Shift:
@@ -151,7 +147,8 @@ class Shift:
     def from_dict(cls, d: dict[str, Any]) -> Shift:
         mean = (MeanShift(d["window_mean"], d["reference_mean"], d["reference_std"], d["z"])
                 if "window_mean" in d else None)
-        shares = tuple(ClassShare.from_dict(s) for s in d["shares"]) if "shares" in d else None
+        shares = (tuple(ClassShare(s["class"], s["reference_share"], s["window_share"]) for s in d["shares"])
+                  if "shares" in d else None)
         return cls(d["test"], d["kind"], d["what"], d["statistic"], d["p_value"], mean, shares)
 
 

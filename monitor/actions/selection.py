@@ -256,10 +256,6 @@ class Reason:
         return {"code": self.code} | ({"feature": self.feature} if self.feature is not None else {}) | {
             "text": self.text}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Reason:
-        return cls(d["code"], d["text"], d.get("feature"))
-
 
 @dataclass(frozen=True)
 class PickScores:
@@ -273,13 +269,6 @@ class PickScores:
     uncertainty: float | None
     diversity: float | None  # None for the first pick
     space: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PickScores:
-        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -384,13 +373,6 @@ class Queued:
     at: float | None = None
     day: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Queued:
-        return cls(**d)
-
 
 class QueueLedger:
     """Frames queued for relabelling, so that none is queued twice, and the per-day budget.
@@ -420,7 +402,7 @@ class QueueLedger:
                 if not line:
                     continue
                 try:
-                    entry = Queued.from_dict(json.loads(line))
+                    entry = Queued(**json.loads(line))
                 except json.JSONDecodeError:
                     continue  # a line torn by a crash mid-append
                 self._frames[entry.key] = entry
@@ -460,7 +442,7 @@ class QueueLedger:
                 e = replace(e, at=now, day=utc_day(now))
                 self._frames[e.key] = e
                 self._frames.move_to_end(e.key)
-                lines.append(json.dumps(e.to_dict(), sort_keys=True))
+                lines.append(json.dumps(asdict(e), sort_keys=True))
             while len(self._frames) > self.remember:
                 self._frames.popitem(last=False)
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,7 +458,7 @@ class QueueLedger:
     def _compact(self) -> None:
         from monitor.files import atomic_write_text
 
-        atomic_write_text(self.path, "".join(json.dumps(e.to_dict(), sort_keys=True) + "\n"
+        atomic_write_text(self.path, "".join(json.dumps(asdict(e), sort_keys=True) + "\n"
                                              for e in self._frames.values()))
         self._lines = len(self._frames)
 

@@ -304,13 +304,6 @@ class EventLink:
                    link(f"/events/{e.id}"), link(f"/events/{e.id}/report"),
                    link(f"/events/{e.id}/contact-sheet.jpg"), len(e.samples))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"fired": list(self.fired)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EventLink:
-        return cls(**(d | {"fired": tuple(d["fired"])}))
-
 
 @dataclass(frozen=True)
 class SampleLink:
@@ -329,13 +322,6 @@ class SampleLink:
     def of(cls, s: Sample) -> SampleLink:
         return cls(s.key, s.event_id, s.camera_id, s.frame_id, s.ts, s.uri, s.scores.score,
                    tuple(r.code for r in s.reasons))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"reasons": list(self.reasons)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleLink:
-        return cls(**(d | {"reasons": tuple(d["reasons"])}))
 
 
 @dataclass(frozen=True)
@@ -377,8 +363,10 @@ class Ticket:
                 "status": self.status, "title": self.title, "created_at": self.created_at,
                 "updated_at": self.updated_at, "resolved_at": self.resolved_at, "notifications": self.notifications,
                 "alert": self.alert.to_dict(), "receiver": self.receiver, "group_key": self.group_key,
-                "external_url": self.external_url, "events": [e.to_dict() for e in self.events],
-                "samples_total": self.samples_total, "samples": [s.to_dict() for s in self.samples],
+                "external_url": self.external_url,
+                "events": [asdict(e) | {"fired": list(e.fired)} for e in self.events],
+                "samples_total": self.samples_total,
+                "samples": [asdict(s) | {"reasons": list(s.reasons)} for s in self.samples],
                 "suggested_actions": [a.to_dict() for a in self.suggested_actions],
                 "history": [asdict(h) for h in self.history]}
 
@@ -389,8 +377,9 @@ class Ticket:
             created_at=d["created_at"], updated_at=d["updated_at"], resolved_at=d["resolved_at"],
             notifications=d["notifications"], alert=TicketAlert.from_dict(d["alert"]), receiver=d["receiver"],
             group_key=d["group_key"], external_url=d["external_url"],
-            events=tuple(EventLink.from_dict(e) for e in d["events"]), samples_total=d["samples_total"],
-            samples=tuple(SampleLink.from_dict(s) for s in d["samples"]),
+            events=tuple(EventLink(**(e | {"fired": tuple(e["fired"])})) for e in d["events"]),
+            samples_total=d["samples_total"],
+            samples=tuple(SampleLink(**(s | {"reasons": tuple(s["reasons"])})) for s in d["samples"]),
             suggested_actions=tuple(Suggestion.from_dict(a) for a in d["suggested_actions"]),
             history=tuple(HistoryEntry(**h) for h in d["history"]))
 

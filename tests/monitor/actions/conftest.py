@@ -37,8 +37,8 @@ def sample(event, i, score=1.5):
     return Sample(key=f"{ref.camera_id}/{ref.frame_id}", event_id=event.id, stream=event.stream,
                   camera_id=ref.camera_id, frame_id=ref.frame_id, ts=ref.ts, uri=f"file:///frames/{ref.frame_id}.jpg",
                   claim_check_copy=True, origin=Origin(ref.topic, ref.partition, ref.offset),
-                  reasons=(Reason("far_from_reference", "far"),
-                           Reason("extreme_statistic", "brightness_mean 4.0 sd below the reference", "brightness_mean")),
+                  reasons=(Reason("far_from_reference", "far"), Reason(
+                      "extreme_statistic", "brightness_mean 4.0 sd below the reference", "brightness_mean")),
                   scores=PickScores(score, 3.2, "brightness_mean", -4.0, None, None, "statistics"), hash=0xF00D + i,
                   predictions={"probs": [0.2, 0.8]}, reference=event.reference, selected_at=event.opened_at + 10)
 

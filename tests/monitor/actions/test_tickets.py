@@ -162,4 +162,5 @@ def test_webhook_ticket_sink_posts_the_ticket_json():
     finally:
         server.shutdown()
         server.server_close()
-    assert got == [("Bearer s3cret", {"schema": WEBHOOK_SCHEMA, "action": "updated", "ticket": data("ticket-v1.json")})]
+    posted = {"schema": WEBHOOK_SCHEMA, "action": "updated", "ticket": data("ticket-v1.json")}
+    assert got == [("Bearer s3cret", posted)]
