@@ -176,7 +176,8 @@ def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
     after_crash = QueueLedger(path, remember=1000)
     assert len(after_crash) == 5
     after_crash.add([Queued("cam/5", "cam", "e2", 5)], now=day1)  # on a line of its own, not glued to the torn one
-    assert len(QueueLedger(path, remember=1000)) == 6 and "cam/5" in QueueLedger(path, remember=1000)
+    after_add = QueueLedger(path, remember=1000)
+    assert len(after_add) == 6 and "cam/5" in after_add
 
 
 def test_ledger_compacts_and_forgets_the_oldest(tmp_path):
