@@ -11,7 +11,7 @@ slow runs on background workers with bounded queues, retried with backoff and co
 - one worker per relabel sink (``monitor.actions.sinks``: Kafka topic, Label Studio, a directory);
 - one worker per ticket sink (``monitor.actions.tickets``: a directory of JSON + Markdown, a webhook).
 
-HTTP routes: ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
+HTTP routes (``monitor.actions.routes``): ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
 ``/events/{id}/contact-sheet.jpg``, ``GET /tickets``, ``/tickets/{id}`` and the Alertmanager
 receiver ``POST /alerts/alertmanager``.
 
@@ -26,73 +26,37 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, quote
+from typing import Callable
+from urllib.parse import quote
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
 from monitor.actions import explain
 from monitor.config import Config
 from monitor.pipeline.engine import Evaluation
-from monitor.actions.events import SCHEMA as EVENT_SCHEMA
-from monitor.actions.events import EventStore, event_id, fired_from, ref_dict
-from monitor.actions.fetch import FetchError, FrameFetcher
-from monitor.service.http import Request, Response, Route
-from monitor.actions.selection import Probe, QueueLedger, candidate_pool, image_hash, score_window, select, uncertainty
+from monitor.actions.events import (DriftEvent, EventStore, EventWindow, Origin, ReferenceInfo, Sample,
+                                    SelectionSummary, event_id, fired_from, ref_dict)
+from monitor.actions.explain import Shift
+from monitor.actions.fetch import Fetched, FetchError, FrameFetcher
+from monitor.actions.metrics import ActionMetrics
+from monitor.actions.routes import routes as action_routes
+from monitor.service.http import Route
+from monitor.actions.selection import (Pick, Probe, Queued, QueueLedger, candidate_pool, image_hash, score_window,
+                                       select, uncertainty)
 from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStudioSink, RelabelSink, Worker, image_extension,
                            wait_idle)
 from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
-from monitor.pipeline.streams import WindowSnapshot
-from monitor.actions.tickets import (DirectoryTicketSink, TicketBook, WebhookError, WebhookTicketSink, check_token,
-                             parse_webhook)
+from monitor.pipeline.streams import FrameRef, WindowSnapshot
+from monitor.reference.store import Reference
+from monitor.actions.tickets import DirectoryTicketSink, Ticket, TicketBook, TicketSink, WebhookTicketSink
 
 log = logging.getLogger(__name__)
 
-OTHER = "__other__"
 
-
-class ActionMetrics:
-    """The actions' Prometheus series (docs/metrics.md), on the daemon's registry."""
-
-    def __init__(self, registry: CollectorRegistry, max_streams: int):
-        r = registry
-        self.max_streams = max_streams
-        self._streams: set[str] = set()
-        self.events = Counter("driftmon_drift_events", "Drift events opened", ["stream"], registry=r)
-        self.events_closed = Counter("driftmon_drift_events_closed", "Drift events closed (stream recovered)",
-                                     ["stream"], registry=r)
-        self.events_open = Gauge("driftmon_drift_events_open", "Drift events currently open", registry=r)
-        self.reports = Counter("driftmon_drift_reports", "Evidence reports written, by result", ["result"], registry=r)
-        self.selected = Counter("driftmon_relabel_selected_frames", "Frames selected for relabelling", registry=r)
-        self.skipped = Counter("driftmon_relabel_skipped_frames",
-                               "Candidate frames passed over by selection, by reason", ["reason"], registry=r)
-        self.delivered = Counter("driftmon_relabel_frames", "Selected frames delivered, by relabel sink", ["sink"],
-                                 registry=r)
-        self.sink_errors = Counter("driftmon_sink_errors", "Failed tries and refused items, by worker", ["sink"],
-                                   registry=r)
-        self.sink_depth = Gauge("driftmon_sink_queue_depth", "Items waiting, by worker", ["sink"], registry=r)
-        self.tickets = Counter("driftmon_tickets", "Ticket changes from Alertmanager, by action", ["action"],
-                               registry=r)
-        self.webhooks = Counter("driftmon_alert_webhooks", "Alertmanager webhook requests, by result", ["result"],
-                                registry=r)
-        self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
-                              ["stage"], registry=r)
-        for stage in ("evaluation", "open_event"):
-            self.errors.labels(stage)
-
-    def stream_label(self, stream: str) -> str:
-        if stream in self._streams:
-            return stream
-        if len(self._streams) < self.max_streams:
-            self._streams.add(stream)
-            return stream
-        return OTHER
-
-
-def frame_key(ref: dict[str, Any]) -> str:
+def frame_key(ref: FrameRef) -> str:
     """What "the same frame" means for the ledgers: camera id and frame id."""
-    return f"{ref['camera_id']}/{ref['frame_id']}"
+    return f"{ref.camera_id}/{ref.frame_id}"
 
 
 class Actions:
@@ -108,13 +72,13 @@ class Actions:
         self.artefacts = Path(a.artefact_dir) if a.artefact_dir else self.state_dir / "artefacts"
         self.claim_dir = Path(a.relabel.claim_check_dir) if a.relabel.claim_check_dir else self.state_dir / "frames"
         self.fetcher = FrameFetcher(config, extra_roots=(str(self.claim_dir),))
-        self._healthy: dict[str, list[dict[str, Any]]] = read_json(self.state_dir / "healthy.json", {}) or {}
-        self._references: dict[str, Any] = {}  # event id -> the Reference its window was judged against
+        self._healthy = _load_healthy(self.state_dir / "healthy.json")  # stream -> frames of its last healthy window
+        self._references: dict[str, Reference] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
         # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
-        self._carried = {e["stream"] for e in self.events.list(status="open")}
+        self._carried = {e.stream for e in self.events.list(status="open")}
         self.metrics.events_open.set(self.events.open_count())
 
         m = self.metrics
@@ -150,9 +114,9 @@ class Actions:
                 made.append(DirectorySink(r.directory))
         return made
 
-    def _make_ticket_sinks(self) -> list[Any]:
+    def _make_ticket_sinks(self) -> list[TicketSink]:
         t = self.cfg.tickets
-        made: list[Any] = []
+        made: list[TicketSink] = []
         for name in t.sinks:
             if name == "directory":
                 made.append(DirectoryTicketSink(self.ticket_dir))
@@ -204,7 +168,7 @@ class Actions:
             elif evaluation.changed and stream in self._carried:
                 # drifted again after a restart: the same drift, still open; no second event
                 self._carried.discard(stream)
-                self.events.update(open_id, lambda e: e.update(confirmed_at=evaluation.evaluated_at))
+                self.events.update(open_id, lambda e: e.confirmed(evaluation.evaluated_at))
             return
         if open_id is not None:
             if evaluation.changed:
@@ -221,34 +185,25 @@ class Actions:
         if not n or not refs:
             return
         picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
-        self._healthy[stream] = [ref_dict(refs[i]) for i in sorted(set(picks.tolist()))]
+        self._healthy[stream] = tuple(refs[i] for i in sorted(set(picks.tolist())))
 
     def _open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
         eid = event_id(stream, evaluation.evaluated_at)
-        fired = fired_from(evaluation, self.config.tests.vote)
-        names = tuple(window.feature_names)
         rows = np.asarray(window.rows, dtype=np.float32)
         ref = window.reference
-        refs = [ref_dict(r) for r in window.refs]
-        times = [r["ts"] for r in refs if r is not None]
-        shifts: dict[str, dict[str, Any]] = {}  # per drifted feature, measured in its own space
+        shifts: dict[str, Shift] = {}  # per drifted feature, measured in its own space
         for test in evaluation.tests:
             for f in test.features:
                 if f.drifted and f.feature not in shifts:
                     shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
-        event = {
-            "schema": EVENT_SCHEMA, "id": eid, "stream": stream, "status": "open",
-            "opened_at": evaluation.evaluated_at, "closed_at": None, "close_reason": None,
-            "reference": {"stream": evaluation.reference_stream, "version": evaluation.reference_version,
-                          "frames": evaluation.n_ref, "source": getattr(ref, "source", "")},
-            "fired": fired, "shifts": shifts, "tests": [t.to_dict() for t in evaluation.tests], "feature_names": list(names),
-            "window": {"frames": int(rows.shape[0]), "first_ts": min(times, default=None),
-                       "last_ts": max(times, default=None), "refs": refs},
-            "healthy_refs": list(self._healthy.get(stream, [])),
-            "evidence": {"status": "pending", "report": None, "contact_sheet": None, "error": None},
-            "samples": [],
-        }
+        event = DriftEvent(
+            id=eid, stream=stream, opened_at=evaluation.evaluated_at,
+            reference=ReferenceInfo(evaluation.reference_stream, evaluation.reference_version, evaluation.n_ref,
+                                    getattr(ref, "source", "")),
+            fired=fired_from(evaluation, self.config.tests.vote), shifts=shifts, tests=evaluation.tests,
+            feature_names=tuple(window.feature_names), window=EventWindow.of(window.refs, int(rows.shape[0])),
+            healthy_refs=self._healthy.get(stream, ()))
         arrays = {"rows": rows}
         embeddings = getattr(window, "embeddings", None)
         if embeddings is not None:
@@ -264,70 +219,68 @@ class Actions:
             self._references.pop(eid, None)  # stays "pending": picked up again at the next start
 
     def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
-        def change(e: dict[str, Any]) -> None:
-            e.update(status="closed", closed_at=evaluation.evaluated_at, close_reason=reason)
-
-        event = self.events.update(eid, change)
-        self._carried.discard(event["stream"])
-        self.metrics.events_closed.labels(self.metrics.stream_label(event["stream"])).inc()
+        event = self.events.update(eid, lambda e: e.closed(evaluation.evaluated_at, reason))
+        self._carried.discard(event.stream)
+        self.metrics.events_closed.labels(self.metrics.stream_label(event.stream)).inc()
         self.metrics.events_open.set(self.events.open_count())
-        log.warning("drift event %s closed: stream %s %s", eid, event["stream"], reason)
+        log.warning("drift event %s closed: stream %s %s", eid, event.stream, reason)
 
     # --- the evidence worker (slow) ------------------------------------------------------------
 
     def _evidence(self, eid: str) -> None:
         event = self.events.get(eid)
-        if event is None or event["evidence"]["status"] == "done":
+        if event is None or event.evidence.status == "done":
             return
         arrays = self.events.window_arrays(eid)
         reference = self._references.get(eid) or self._load_reference(event)
-        if not event["samples"]:
-            self._select(event, arrays, reference)
-            event = self.events.get(eid)
-        for sample in event["samples"]:
+        if not event.samples:
+            event = self._select(event, arrays, reference)
+        for sample in event.samples:
             self._queue_deliveries(sample)
         if self.cfg.report.enabled:
             self._report(event, arrays, reference)
         else:
-            self.events.update(eid, lambda e: e["evidence"].update(status="done"))
+            self.events.update(eid, lambda e: e.with_evidence(status="done"))
         self._references.pop(eid, None)
 
     def _evidence_failed(self, eid: str, error: Exception) -> None:
         self.metrics.reports.labels("failed").inc()
-        self.events.update(eid, lambda e: e["evidence"].update(status="failed", error=str(error)[:500]))
+        self.events.update(eid, lambda e: e.with_evidence(status="failed", error=str(error)[:500]))
         self._references.pop(eid, None)
 
-    def _load_reference(self, event: dict[str, Any]) -> Any:
+    def _load_reference(self, event: DriftEvent) -> Reference:
         from monitor.reference.store import ReferenceStore
 
         store = ReferenceStore(self.config.reference.path)
-        ref = store.for_stream(event["stream"])
+        ref = store.for_stream(event.stream)
         if ref is None:
-            raise FetchError(f"no reference for stream {event['stream']} in {self.config.reference.path}")
-        if ref.version != event["reference"]["version"]:
+            raise FetchError(f"no reference for stream {event.stream} in {self.config.reference.path}")
+        if ref.version != event.reference.version:
             log.info("event %s: reference v%s is gone from memory; using v%s for its evidence",
-                     event["id"], event["reference"]["version"], ref.version)
+                     event.id, event.reference.version, ref.version)
         return ref
 
-    def _select(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+    def _select(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> DriftEvent:
+        """Select the event's frames worth relabelling and record them (and the ledger's entries);
+        returns the event with its samples."""
         s = self.cfg.selection
-        eid, stream = event["id"], event["stream"]
+        eid, stream = event.id, event.stream
         budget = min(s.max_per_event, self.ledger.remaining_today(s.max_per_day))
-        refs = event["window"]["refs"]
+        refs = event.window.refs
         if budget <= 0:
             self.metrics.skipped.labels("budget").inc(len(refs))
-            self.events.update(eid, lambda e: e.update(selection={"budget": 0, "note": "daily budget spent"}))
-            return
-        names = tuple(event["feature_names"])
+            spent = SelectionSummary(0, note="daily budget spent")
+            return self.events.update(eid, lambda e: e.with_selection((), spent))
+        names = event.feature_names
         scores = score_window(arrays["rows"], reference.columns(names), names,
-                              focus=[f["feature"] for f in event["fired"] if f.get("kind") == explain.STATISTICS],
+                              focus=[f.feature for f in event.fired if f.kind == explain.STATISTICS],
                               embeddings=arrays.get("embeddings"),
                               ref_embeddings=getattr(reference, "embeddings", None))
         keys = [frame_key(r) if r else None for r in refs]
         pool, already = candidate_pool(scores, budget, s.pool_factor,
                                        lambda i: keys[i] is None or keys[i] in self.ledger)
         probes: dict[int, Probe] = {}
-        fetched: dict[int, Any] = {}
+        fetched: dict[int, Fetched] = {}
         for i in pool:
             try:
                 got = self.fetcher.fetch(refs[i])
@@ -340,48 +293,47 @@ class Actions:
         sel = select(scores, pool, probes, budget, hash_distance=s.hash_distance,
                      known_hashes=self.ledger.recent_hashes(stream), uncertainty_weight=s.uncertainty_weight)
         now = time.time()
-        samples = []
-        for pick in sel.picks:
-            ref = refs[pick.index]
-            got = fetched[pick.index]
-            uri, copied = ref["uri"], False
-            if not uri:  # arrived inline: keep a claim-check copy the sinks (and people) can read
-                path = self.claim_dir / safe_name(ref["camera_id"]) / f"{safe_name(ref['frame_id'], 120)}{image_extension(got.data)}"
-                atomic_write_bytes(path, got.data)
-                uri, copied = path.resolve().as_uri(), True
-            samples.append({"key": keys[pick.index], "event_id": eid, "stream": stream,
-                            "camera_id": ref["camera_id"], "frame_id": ref["frame_id"], "ts": ref["ts"], "uri": uri,
-                            "claim_check_copy": copied,
-                            "origin": {"topic": ref["topic"], "partition": ref["partition"], "offset": ref["offset"]},
-                            "reasons": pick.reasons, "scores": pick.scores, "hash": f"{pick.hash:016x}",
-                            "predictions": got.predictions, "reference": event["reference"], "selected_at": now})
-        self.ledger.add([{"key": x["key"], "stream": stream, "event_id": eid, "hash": int(x["hash"], 16)}
-                         for x in samples], now)
+        samples = tuple(self._sample(event, refs[pick.index], pick, fetched[pick.index], now) for pick in sel.picks)
+        self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)
         skipped = dict(sel.skipped) | ({"already_queued": already} if already else {})
         for reason, n in skipped.items():
             self.metrics.skipped.labels(reason).inc(n)
         self.metrics.selected.inc(len(samples))
-        self.events.update(eid, lambda e: e.update(samples=samples, selection={
-            "budget": budget, "pool": len(pool), "selected": len(samples), "skipped": skipped, "space": scores.space}))
+        summary = SelectionSummary(budget, len(pool), len(samples), skipped, scores.space)
         log.info("event %s: %d frame(s) selected for relabelling (pool %d, skipped %s)", eid, len(samples),
                  len(pool), skipped or "none")
+        return self.events.update(eid, lambda e: e.with_selection(samples, summary))
 
-    def _report(self, event: dict[str, Any], arrays: dict[str, np.ndarray], reference: Any) -> None:
+    def _sample(self, event: DriftEvent, ref: FrameRef, pick: Pick, got: Fetched, now: float) -> Sample:
+        """A picked frame as the relabel sinks get it; one that arrived inline gets a claim-check copy
+        (in ``claim_check_dir``) the sinks, and people, can read."""
+        uri, copied = ref.uri, False
+        if not uri:
+            name = f"{safe_name(ref.frame_id, 120)}{image_extension(got.data)}"
+            path = self.claim_dir / safe_name(ref.camera_id) / name
+            atomic_write_bytes(path, got.data)
+            uri, copied = path.resolve().as_uri(), True
+        return Sample(key=frame_key(ref), event_id=event.id, stream=event.stream, camera_id=ref.camera_id,
+                      frame_id=ref.frame_id, ts=ref.ts, uri=uri, claim_check_copy=copied,
+                      origin=Origin(ref.topic, ref.partition, ref.offset), reasons=pick.reasons, scores=pick.scores,
+                      hash=pick.hash, predictions=got.predictions, reference=event.reference, selected_at=now)
+
+    def _report(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> None:
         from monitor.actions import report
 
-        eid = event["id"]
+        eid = event.id
         out = self.artefacts / safe_name(eid)
         rc = self.cfg.report
         selected = []
-        for sample in event["samples"][: rc.contact_sheet_frames]:
+        for sample in event.samples[: rc.contact_sheet_frames]:
             try:
-                selected.append((self.load(sample), sample["frame_id"]))
+                selected.append((self.load(sample), sample.frame_id))
             except FetchError as e:
                 log.warning("event %s: contact sheet: %s", eid, e)
         healthy = self._reference_frames(event, reference, rc.reference_frames)
         atomic_write_bytes(out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px))
         block = report.summary_html(event, f"/events/{quote(eid)}/contact-sheet.jpg")
-        names = tuple(event["feature_names"])
+        names = event.feature_names
         try:
             page = report.with_summary(report.evidently_html(
                 reference.columns(names), arrays["rows"], names, ref_embeddings=getattr(reference, "embeddings", None),
@@ -393,18 +345,18 @@ class Actions:
             result, error = "partial", f"evidently: {e}"[:500]
         atomic_write_text(out / "report.html", page)
         self.metrics.reports.labels(result).inc()
-        self.events.update(eid, lambda e: e["evidence"].update(
+        self.events.update(eid, lambda e: e.with_evidence(
             status="done", report=str(out / "report.html"), contact_sheet=str(out / "contact-sheet.jpg"),
             error=error))
 
-    def _reference_frames(self, event: dict[str, Any], reference: Any, n: int) -> list[tuple[bytes, str]]:
+    def _reference_frames(self, event: DriftEvent, reference: Reference, n: int) -> list[tuple[bytes, str]]:
         """Frames of the stream's last healthy window; else images from the reference's source dir."""
         out: list[tuple[bytes, str]] = []
-        for ref in event.get("healthy_refs", [])[:n]:
+        for ref in event.healthy_refs[:n]:
             try:
-                out.append((self.fetcher.fetch(ref).data, ref["frame_id"]))
+                out.append((self.fetcher.fetch(ref).data, ref.frame_id))
             except FetchError as e:
-                log.info("event %s: healthy frame: %s", event["id"], e)
+                log.info("event %s: healthy frame: %s", event.id, e)
         source = getattr(reference, "source", "") or ""
         if not out and n and source.startswith("dir:"):
             from monitor.reference.collect import image_files
@@ -417,46 +369,44 @@ class Actions:
                 out.append((files[i].read_bytes(), files[i].name))
         return out
 
-    def load(self, sample: dict[str, Any]) -> bytes:
+    def load(self, sample: Sample) -> bytes:
         """A selected frame's bytes: its claim check (ours or the producer's), else Kafka."""
-        if sample.get("uri"):
+        if sample.uri:
             try:
-                return self.fetcher.read_uri(sample["uri"])
+                return self.fetcher.read_uri(sample.uri)
             except FetchError as e:
-                log.info("%s: %s; trying Kafka", sample["key"], e)
-        ref = dict(sample["origin"], uri=None, frame_id=sample["frame_id"])
-        return self.fetcher.fetch(ref).data
+                log.info("%s: %s; trying Kafka", sample.key, e)
+        return self.fetcher.fetch(sample.origin_ref()).data
 
     # --- relabel sinks ---------------------------------------------------------------------------
 
-    def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Any:
-        def deliver(sample: dict[str, Any]) -> None:
-            if sample["key"] in ledger:
+    def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Callable[[Sample], None]:
+        def deliver(sample: Sample) -> None:
+            if sample.key in ledger:
                 return
             sink.deliver(sample, self.load)
-            ledger.add(sample["key"])
+            ledger.add(sample.key)
             self.metrics.delivered.labels(sink.name).inc()
 
         return deliver
 
-    def _queue_deliveries(self, sample: dict[str, Any]) -> None:
+    def _queue_deliveries(self, sample: Sample) -> None:
         for _sink, ledger, worker in self.sinks:
-            if sample["key"] not in ledger:
+            if sample.key not in ledger:
                 worker.submit(sample)
 
     def _resume(self) -> None:
         """Work a stop left pending: evidence not written, deliveries not made."""
-        for summary in self.events.list():
-            event = self.events.get(summary["id"])
-            if event["evidence"]["status"] == "pending":
-                self.evidence.submit(event["id"])
+        for event in self.events.list():
+            if event.evidence.status == "pending":
+                self.evidence.submit(event.id)
             else:
-                for sample in event["samples"]:
+                for sample in event.samples:
                     self._queue_deliveries(sample)
 
     # --- tickets ---------------------------------------------------------------------------------
 
-    def _ticket_changed(self, action: str, ticket: dict[str, Any]) -> None:
+    def _ticket_changed(self, action: str, ticket: Ticket) -> None:
         self.metrics.tickets.labels(action).inc()
         for w in self.ticket_workers:
             w.submit((action, ticket))
@@ -464,61 +414,8 @@ class Actions:
     # --- HTTP ------------------------------------------------------------------------------------
 
     def routes(self) -> dict[tuple[str, str], Route]:
-        return {("GET", "/events"): self._events_route, ("GET", "/events/"): self._event_route,
-                ("GET", "/tickets"): self._tickets_route, ("GET", "/tickets/"): self._ticket_route,
-                ("POST", "/alerts/alertmanager"): self._alertmanager_route}
-
-    def _events_route(self, req: Request) -> Response:
-        q = parse_qs(req.query)
-        status = q.get("status", [None])[0]
-        if status not in (None, "open", "closed"):
-            return Response(400, {"error": "status must be open or closed"})
-        return Response(200, {"events": self.events.list(stream=q.get("stream", [None])[0], status=status)})
-
-    def _event_route(self, req: Request) -> Response:
-        from urllib.parse import unquote
-
-        parts = [unquote(p) for p in req.path[len("/events/"):].split("/")]
-        event = self.events.get(parts[0]) if parts[0] else None
-        if event is None:
-            return Response(404, {"error": f"no drift event {parts[0]!r}"})
-        if len(parts) == 1:
-            return Response(200, event)
-        artefact = {"report": ("report", "text/html; charset=utf-8"),
-                    "contact-sheet.jpg": ("contact_sheet", "image/jpeg")}.get("/".join(parts[1:]))
-        if artefact is None:
-            return Response(404, {"error": f"no such path: {req.path}"})
-        path = event["evidence"].get(artefact[0])
-        if not path or not Path(path).is_file():
-            return Response(404, {"error": f"{artefact[0]} not written yet", "evidence": event["evidence"]["status"]})
-        return Response(200, Path(path).read_bytes(), artefact[1])
-
-    def _tickets_route(self, req: Request) -> Response:
-        return Response(200, {"tickets": self.tickets.list()})
-
-    def _ticket_route(self, req: Request) -> Response:
-        tid = req.path[len("/tickets/"):]
-        ticket = self.tickets.get(tid)
-        if ticket is None:
-            return Response(404, {"error": f"no ticket {tid!r}"})
-        return Response(200, ticket)
-
-    def _alertmanager_route(self, req: Request) -> Response:
-        token = self.cfg.tickets.token
-        if not token:
-            self.metrics.webhooks.labels("unconfigured").inc()
-            return Response(403, {"error": "actions.tickets.token is not set: this receiver accepts nothing"})
-        if not check_token(req.headers.get("authorization"), token):
-            self.metrics.webhooks.labels("unauthorized").inc()
-            return Response(401, {"error": "missing or wrong bearer token"}, headers={"WWW-Authenticate": "Bearer"})
-        try:
-            hook = parse_webhook(req.body)
-        except WebhookError as e:
-            self.metrics.webhooks.labels("bad_request").inc()
-            return Response(400, {"error": str(e)})
-        result = self.tickets.apply(hook)
-        self.metrics.webhooks.labels("accepted").inc()
-        return Response(200, result)
+        """The actions' HTTP routes (``monitor.actions.routes``), for the daemon's server."""
+        return action_routes(self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks)
 
     # --- shutdown --------------------------------------------------------------------------------
 
@@ -538,4 +435,11 @@ class Actions:
         for sink, _, _ in self.sinks:
             sink.close()
         self.fetcher.close()
-        atomic_write_json(self.state_dir / "healthy.json", self._healthy)
+        atomic_write_json(self.state_dir / "healthy.json",
+                          {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()})
+
+
+def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
+    """The frames of each stream's last healthy window, as :meth:`Actions.close` left them."""
+    saved = read_json(path, {}) or {}
+    return {stream: tuple(FrameRef(**r) for r in refs) for stream, refs in saved.items()}

@@ -28,11 +28,15 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from monitor.pipeline.drift_tests import EMBEDDINGS, PREDICTIONS, STATISTICS, kind_of
+from monitor.pipeline.drift_tests import EMBEDDINGS, PREDICTIONS, STATISTICS, FeatureOutcome, kind_of
+
+if TYPE_CHECKING:
+    from monitor.pipeline.streams import WindowSnapshot
 
 #: Image statistic -> what it measures, in a few words (docs/features.md has the definitions).
 STATISTIC_WORDS = {
@@ -85,47 +89,110 @@ def describe(test: str, feature: str) -> str:
     return STATISTIC_WORDS.get(feature, feature)
 
 
-def _z_shift(window: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MeanShift:
+    """The window's mean against the reference's, in reference standard deviations (``z``; None
+    when the reference does not vary)."""
+
+    window_mean: float
+    reference_mean: float
+    reference_std: float
+    z: float | None
+
+
+@dataclass(frozen=True)
+class ClassShare:
+    """One class's share of the predictions, in the reference and in the window."""
+
+    label: str  # "class" in JSON
+    reference_share: float
+    window_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.label, "reference_share": self.reference_share, "window_share": self.window_share}
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How far one drifted feature moved, measured in its own space, with what it is called.
+
+    ``mean``: for image statistics, principal components, confidences and class probabilities;
+    ``shares``: for the predicted-class mix; neither for what cannot be measured so (MMD). In JSON
+    the mean's fields sit beside the others and a part the feature lacks is absent.
+    """
+
+    test: str
+    kind: str
+    what: str
+    statistic: float
+    p_value: float | None
+    mean: MeanShift | None = None
+    shares: tuple[ClassShare, ...] | None = None
+
+    @property
+    def z(self) -> float | None:
+        """The window mean's shift in reference standard deviations, when measured."""
+        return None if self.mean is None else self.mean.z
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"test": self.test, "kind": self.kind, "what": self.what, "statistic": self.statistic,
+               "p_value": self.p_value}
+        if self.mean is not None:
+            out |= asdict(self.mean)
+        if self.shares is not None:
+            out["shares"] = [s.to_dict() for s in self.shares]
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Shift:
+        mean = (MeanShift(d["window_mean"], d["reference_mean"], d["reference_std"], d["z"])
+                if "window_mean" in d else None)
+        shares = (tuple(ClassShare(s["class"], s["reference_share"], s["window_share"]) for s in d["shares"])
+                  if "shares" in d else None)
+        return cls(d["test"], d["kind"], d["what"], d["statistic"], d["p_value"], mean, shares)
+
+
+def _z_shift(window: np.ndarray, reference: np.ndarray) -> MeanShift:
     """Window mean against the reference's mean, in reference standard deviations."""
     mu, sd = float(np.mean(reference)), float(np.std(reference))
     wm = float(np.mean(window))
-    return {"window_mean": wm, "reference_mean": mu, "reference_std": sd, "z": (wm - mu) / sd if sd > 0 else None}
+    return MeanShift(wm, mu, sd, (wm - mu) / sd if sd > 0 else None)
 
 
-def measure(test: str, feature: str, outcome: Any, snapshot: Any) -> dict[str, Any]:
-    """How far ``feature`` of ``test`` moved on ``snapshot`` (a WindowSnapshot), with what it is
-    called; the fields a kind cannot measure are absent. ``outcome`` is the feature's FeatureOutcome."""
-    shift: dict[str, Any] = {"test": test, "kind": kind_of(test), "what": describe(test, feature),
-                             "statistic": outcome.statistic, "p_value": outcome.p_value}
+def measure(test: str, feature: str, outcome: FeatureOutcome, snapshot: WindowSnapshot) -> Shift:
+    """How far ``feature`` of ``test`` moved on ``snapshot``, with what it is called; the parts a
+    kind cannot measure are None. ``outcome`` is the feature's outcome on that window."""
+    kind = kind_of(test)
+    mean: MeanShift | None = None
+    shares: tuple[ClassShare, ...] | None = None
     prepared = snapshot.prepared
-    kind = shift["kind"]
     if kind == STATISTICS and feature in snapshot.feature_names:
         i = snapshot.feature_names.index(feature)
-        shift |= _z_shift(np.asarray(snapshot.rows)[:, i], prepared.reference.columns((feature,))[:, 0])
+        mean = _z_shift(np.asarray(snapshot.rows)[:, i], prepared.reference.columns((feature,))[:, 0])
     elif kind == EMBEDDINGS:
         pc = component_index(feature)
         if pc is not None and prepared.pca is not None and snapshot.embeddings is not None:
             cur = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
             ref = prepared.pca.transform(prepared.reference.embeddings)[:, pc]
-            shift |= _z_shift(cur, ref)
+            mean = _z_shift(cur, ref)
     elif kind == PREDICTIONS and prepared.predictions is not None and snapshot.predictions is not None:
         ref_p, cur_p = prepared.predictions, snapshot.predictions
         if feature == "confidence" and len(ref_p.confidences) and len(cur_p.confidences()):
-            shift |= _z_shift(cur_p.confidences(), ref_p.confidences)
+            mean = _z_shift(cur_p.confidences(), ref_p.confidences)
         elif feature == "predicted_class":
-            shift["shares"] = class_shares(ref_p.labels, cur_p.labels())
+            shares = class_shares(ref_p.labels, cur_p.labels())
         elif feature.startswith("class_") and ref_p.probs is not None:
             k = int(feature[len("class_"):])
             cur = cur_p.probs(ref_p.probs.shape[1])
             if len(cur) and k < ref_p.probs.shape[1]:
-                shift |= _z_shift(cur[:, k], ref_p.probs[:, k])
-    return shift
+                mean = _z_shift(cur[:, k], ref_p.probs[:, k])
+    return Shift(test, kind, describe(test, feature), outcome.statistic, outcome.p_value, mean, shares)
 
 
-def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> list[dict[str, Any]]:
+def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> tuple[ClassShare, ...]:
     """The classes whose share of predictions changed most, reference -> window."""
     if not ref_labels or not cur_labels:
-        return []
+        return ()
     labels = sorted(set(ref_labels) | set(cur_labels))
     ref = {lab: 0 for lab in labels}
     cur = dict(ref)
@@ -133,7 +200,6 @@ def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> 
         ref[lab] += 1
     for lab in cur_labels:
         cur[lab] += 1
-    rows = [{"class": lab, "reference_share": ref[lab] / len(ref_labels), "window_share": cur[lab] / len(cur_labels)}
-            for lab in labels]
-    rows.sort(key=lambda r: -abs(r["window_share"] - r["reference_share"]))
-    return rows[:top]
+    rows = [ClassShare(lab, ref[lab] / len(ref_labels), cur[lab] / len(cur_labels)) for lab in labels]
+    rows.sort(key=lambda r: -abs(r.window_share - r.reference_share))
+    return tuple(rows[:top])

@@ -17,6 +17,7 @@ from typing import Any
 from monitor.config import Config, SourceConfig
 from monitor.errors import UnavailableError
 from monitor.pipeline.source import RecordError, make_consumer, parse_record, read_claim_check
+from monitor.pipeline.streams import FrameRef
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,20 @@ class FrameFetcher:
         self._consumer: Any = None
         self._lock = threading.Lock()
 
-    def fetch(self, ref: dict[str, Any]) -> Fetched:
-        """``ref``: a frame reference as a dict (``topic``, ``partition``, ``offset``, ``uri``)."""
+    def fetch(self, ref: FrameRef) -> Fetched:
+        """The frame ``ref`` points to: its Kafka record (topic, partition, offset), else its claim-check URI."""
         errors = []
-        if ref.get("topic"):
+        if ref.topic:
             try:
                 return self._from_kafka(ref)
             except (FetchError, RecordError) as e:
                 errors.append(f"kafka: {e}")
-        if ref.get("uri"):
+        if ref.uri:
             try:
-                return Fetched(read_claim_check(ref["uri"], self.source.allowed_roots), None, "uri")
+                return Fetched(read_claim_check(ref.uri, self.source.allowed_roots), None, "uri")
             except RecordError as e:
                 errors.append(f"uri: {e}")
-        raise FetchError(f"frame {ref.get('frame_id')}: " + ("; ".join(errors) or "no topic/offset and no uri"))
+        raise FetchError(f"frame {ref.frame_id}: " + ("; ".join(errors) or "no topic/offset and no uri"))
 
     def read_uri(self, uri: str) -> bytes:
         """A claim-check ``file://`` URI, below ``source.allowed_roots`` or driftmon's own store."""
@@ -65,12 +66,12 @@ class FrameFetcher:
         except RecordError as e:
             raise FetchError(str(e)) from None
 
-    def _from_kafka(self, ref: dict[str, Any]) -> Fetched:
+    def _from_kafka(self, ref: FrameRef) -> Fetched:
         from kafka import TopicPartition
         from kafka.errors import KafkaError
 
-        tp = TopicPartition(ref["topic"], int(ref["partition"]))
-        offset = int(ref["offset"])
+        tp = TopicPartition(ref.topic, ref.partition)
+        offset = ref.offset
         with self._lock:
             try:
                 consumer = self._client()

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from monitor.actions.events import DriftEvent
 
 
 def evidently_html(ref_rows: np.ndarray, cur_rows: np.ndarray, feature_names: Sequence[str], *,
@@ -50,7 +53,7 @@ def evidently_html(ref_rows: np.ndarray, cur_rows: np.ndarray, feature_names: Se
     return snapshot.get_html_str(as_iframe=False)
 
 
-def summary_html(event: dict[str, Any], contact_sheet_href: str | None) -> str:
+def summary_html(event: DriftEvent, contact_sheet_href: str | None) -> str:
     """driftmon's own account of the event, as an HTML block (everything escaped)."""
     e = html.escape
 
@@ -58,24 +61,24 @@ def summary_html(event: dict[str, Any], contact_sheet_href: str | None) -> str:
         return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
     rows = "".join(
-        f"<tr><td>{e(f['test'])}</td><td><b>{e(f['feature'])}</b></td><td>{e(f.get('what', ''))}</td>"
-        f"<td>{f['statistic']:.4g}</td>"
-        f"<td>{'-' if f['p_value'] is None else format(f['p_value'], '.3g')}</td><td>{f['threshold']:.4g}</td>"
-        f"<td>{e(f['correction'])}</td></tr>" for f in event.get("fired", []))
-    ref = event.get("reference") or {}
-    window = event.get("window") or {}
+        f"<tr><td>{e(f.test)}</td><td><b>{e(f.feature)}</b></td><td>{e(f.what)}</td>"
+        f"<td>{f.statistic:.4g}</td>"
+        f"<td>{'-' if f.p_value is None else format(f.p_value, '.3g')}</td><td>{f.threshold:.4g}</td>"
+        f"<td>{e(f.correction)}</td></tr>" for f in event.fired)
+    ref = event.reference
+    window = event.window
     sheet = (f'<p><img src="{e(contact_sheet_href)}" alt="contact sheet" style="max-width:100%"></p>'
              if contact_sheet_href else "")
     return (
         '<section id="driftmon-summary" style="font-family:sans-serif;margin:16px;padding:12px;'
         'border:2px solid #c0392b;border-radius:6px">'
-        f"<h2>driftmon drift event {e(event['id'])}</h2>"
-        f"<p>Stream <b>{e(event['stream'])}</b> declared drifted at {when(event['opened_at'])}; "
-        f"status <b>{e(event['status'])}</b>"
-        f"{'' if event.get('closed_at') is None else ', recovered at ' + when(event['closed_at'])}.</p>"
-        f"<p>Reference: stream {e(str(ref.get('stream')))} version {e(str(ref.get('version')))} "
-        f"({e(str(ref.get('frames')))} frames). Window: {e(str(window.get('frames')))} frames, "
-        f"{when(window.get('first_ts'))} to {when(window.get('last_ts'))}.</p>"
+        f"<h2>driftmon drift event {e(event.id)}</h2>"
+        f"<p>Stream <b>{e(event.stream)}</b> declared drifted at {when(event.opened_at)}; "
+        f"status <b>{e(event.status)}</b>"
+        f"{'' if event.closed_at is None else ', recovered at ' + when(event.closed_at)}.</p>"
+        f"<p>Reference: stream {e(str(ref.stream))} version {e(str(ref.version))} "
+        f"({e(str(ref.frames))} frames). Window: {e(str(window.frames))} frames, "
+        f"{when(window.first_ts)} to {when(window.last_ts)}.</p>"
         "<h3>What drifted (driftmon's tests; p-values multiplicity-adjusted)</h3>"
         "<table border=1 cellpadding=4 style=\"border-collapse:collapse\"><tr><th>test</th><th>feature</th><th>what</th>"
         f"<th>value</th><th>p-value</th><th>threshold</th><th>correction</th></tr>{rows}</table>"

@@ -34,7 +34,7 @@ import os
 import threading
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -243,11 +243,40 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """Why a frame was picked: a code (``far_from_reference``, ``extreme_statistic``,
+    ``uncertain_prediction``, ``diverse``, ``top_drift_score``) and a sentence; ``feature`` names
+    the statistic of an ``extreme_statistic``."""
+
+    code: str
+    text: str
+    feature: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code} | ({"feature": self.feature} if self.feature is not None else {}) | {
+            "text": self.text}
+
+
+@dataclass(frozen=True)
+class PickScores:
+    """The numbers behind a pick (rounded for people): its final score, distance ratio, most extreme
+    statistic, the model's uncertainty, its distance from earlier picks, and the space measured in."""
+
+    score: float
+    distance_ratio: float | None  # None when infinite
+    extreme_feature: str
+    extreme_z: float
+    uncertainty: float | None
+    diversity: float | None  # None for the first pick
+    space: str
+
+
+@dataclass(frozen=True)
 class Pick:
     index: int  # row in the window
     score: float
-    reasons: list[dict[str, Any]]
-    scores: dict[str, Any]
+    reasons: tuple[Reason, ...]
+    scores: PickScores
     hash: int
 
 
@@ -286,15 +315,15 @@ def select(scores: Scores, pool: Sequence[int], probes: dict[int, Probe], budget
             out.skipped["near_duplicate"] += 1
             continue
         diversity = None if not out.picks else float(min_dist[i])
-        out.picks.append(Pick(i, final[i], _reasons(scores, i, probe, diversity), {
-            "score": round(final[i], 6),
-            "distance_ratio": _finite(scores.distance[i]),
-            "extreme_feature": scores.extreme_feature[i],
-            "extreme_z": round(float(scores.extreme_z[i]), 4),
-            "uncertainty": None if probe.uncertainty is None else round(probe.uncertainty, 4),
-            "diversity": None if diversity is None else round(diversity, 4),
-            "space": scores.space,
-        }, probe.hash))
+        out.picks.append(Pick(i, final[i], _reasons(scores, i, probe, diversity), PickScores(
+            score=round(final[i], 6),
+            distance_ratio=_finite(scores.distance[i]),
+            extreme_feature=scores.extreme_feature[i],
+            extreme_z=round(float(scores.extreme_z[i]), 4),
+            uncertainty=None if probe.uncertainty is None else round(probe.uncertainty, 4),
+            diversity=None if diversity is None else round(diversity, 4),
+            space=scores.space,
+        ), probe.hash))
         taken_hashes.append(probe.hash)
         p = scores.points[i]
         for j in remaining:
@@ -309,27 +338,40 @@ def _finite(x: float) -> float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
-def _reasons(scores: Scores, i: int, probe: Probe, diversity: float | None) -> list[dict[str, Any]]:
+def _reasons(scores: Scores, i: int, probe: Probe, diversity: float | None) -> tuple[Reason, ...]:
     reasons = []
     ratio = float(scores.distance[i])
     if ratio >= FAR_RATIO:
-        reasons.append({"code": "far_from_reference", "text": f"{ratio:.1f}x as far from the reference as reference "
-                                                              f"frames are from each other ({scores.space})"})
+        reasons.append(Reason("far_from_reference", f"{ratio:.1f}x as far from the reference as reference "
+                                                    f"frames are from each other ({scores.space})"))
     z = float(scores.extreme_z[i])
     if abs(z) >= EXTREME_Z:
-        reasons.append({"code": "extreme_statistic", "feature": scores.extreme_feature[i],
-                        "text": f"{scores.extreme_feature[i]} {abs(z):.1f} sd {'above' if z > 0 else 'below'} "
-                                "the reference"})
+        reasons.append(Reason("extreme_statistic", f"{scores.extreme_feature[i]} {abs(z):.1f} sd "
+                                                   f"{'above' if z > 0 else 'below'} the reference",
+                              feature=scores.extreme_feature[i]))
     if probe.uncertainty is not None and probe.uncertainty >= UNCERTAIN:
-        reasons.append({"code": "uncertain_prediction", "text": f"model uncertainty {probe.uncertainty:.2f}"})
+        reasons.append(Reason("uncertain_prediction", f"model uncertainty {probe.uncertainty:.2f}"))
     if diversity is not None:
-        reasons.append({"code": "diverse", "text": f"k-center pick, {diversity:.2f} from the frames picked before it"})
-    if not reasons or reasons[0]["code"] == "diverse":
-        reasons.insert(0, {"code": "top_drift_score", "text": "among the highest drift scores in the window"})
-    return reasons
+        reasons.append(Reason("diverse", f"k-center pick, {diversity:.2f} from the frames picked before it"))
+    if not reasons or reasons[0].code == "diverse":
+        reasons.insert(0, Reason("top_drift_score", "among the highest drift scores in the window"))
+    return tuple(reasons)
 
 
 # --- the ledger ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A frame queued for relabelling: one line of the :class:`QueueLedger` (``at`` and ``day``,
+    the UTC day that counts against the daily budget, are set when it is added)."""
+
+    key: str
+    stream: str
+    event_id: str
+    hash: int | None
+    at: float | None = None
+    day: str | None = None
 
 
 class QueueLedger:
@@ -337,6 +379,7 @@ class QueueLedger:
 
     An append-only JSON-lines file (one line per queued frame: key, stream, event, hash, time),
     compacted when it grows past twice ``remember`` lines; the newest ``remember`` frames are kept.
+    A line torn by a crash mid-append is skipped, and the next entry starts on a line of its own.
     """
 
     def __init__(self, path: str | Path, remember: int = 200_000, recent_per_stream: int = 256):
@@ -344,8 +387,9 @@ class QueueLedger:
         self.remember = remember
         self.recent_per_stream = recent_per_stream
         self._lock = threading.Lock()
-        self._frames: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._frames: OrderedDict[str, Queued] = OrderedDict()
         self._lines = 0
+        self._torn = False  # the file does not end with a newline
         self._load()
 
     def _load(self) -> None:
@@ -353,15 +397,16 @@ class QueueLedger:
             return
         with self.path.open() as f:
             for line in f:
+                self._torn = not line.endswith("\n")
                 line = line.strip()
                 if not line:
                     continue
                 try:
-                    entry = json.loads(line)
+                    entry = Queued(**json.loads(line))
                 except json.JSONDecodeError:
                     continue  # a line torn by a crash mid-append
-                self._frames[entry["key"]] = entry
-                self._frames.move_to_end(entry["key"])
+                self._frames[entry.key] = entry
+                self._frames.move_to_end(entry.key)
                 self._lines += 1
         while len(self._frames) > self.remember:
             self._frames.popitem(last=False)
@@ -376,36 +421,36 @@ class QueueLedger:
 
     def queued_on(self, day: str) -> int:
         with self._lock:
-            return sum(1 for e in self._frames.values() if e.get("day") == day)
+            return sum(1 for e in self._frames.values() if e.day == day)
 
     def remaining_today(self, limit: int, now: float | None = None) -> int:
         return max(0, limit - self.queued_on(utc_day(now)))
 
     def recent_hashes(self, stream: str) -> list[int]:
         with self._lock:
-            found = [e["hash"] for e in reversed(self._frames.values())
-                     if e.get("stream") == stream and e.get("hash") is not None]
+            found = [e.hash for e in reversed(self._frames.values()) if e.stream == stream and e.hash is not None]
         return found[: self.recent_per_stream]
 
-    def add(self, entries: list[dict[str, Any]], now: float | None = None) -> None:
-        """Record frames as queued: dicts with ``key``, ``stream``, ``event_id``, ``hash``."""
+    def add(self, entries: list[Queued], now: float | None = None) -> None:
+        """Record frames as queued, at ``now``."""
         if not entries:
             return
         now = time.time() if now is None else now
         with self._lock:
             lines = []
             for e in entries:
-                e = dict(e, at=now, day=utc_day(now))
-                self._frames[e["key"]] = e
-                self._frames.move_to_end(e["key"])
-                lines.append(json.dumps(e, sort_keys=True))
+                e = replace(e, at=now, day=utc_day(now))
+                self._frames[e.key] = e
+                self._frames.move_to_end(e.key)
+                lines.append(json.dumps(asdict(e), sort_keys=True))
             while len(self._frames) > self.remember:
                 self._frames.popitem(last=False)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
-                f.write("\n".join(lines) + "\n")
+                f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
+            self._torn = False
             self._lines += len(lines)
             if self._lines > 2 * self.remember:
                 self._compact()
@@ -413,7 +458,8 @@ class QueueLedger:
     def _compact(self) -> None:
         from monitor.files import atomic_write_text
 
-        atomic_write_text(self.path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in self._frames.values()))
+        atomic_write_text(self.path, "".join(json.dumps(asdict(e), sort_keys=True) + "\n"
+                                             for e in self._frames.values()))
         self._lines = len(self._frames)
 
 

@@ -26,12 +26,14 @@ import urllib.error
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import cv2
 import numpy as np
 
+from monitor.actions.events import Sample
 from monitor.config import KafkaConfig, LabelStudioConfig, RetryConfig
 from monitor.errors import UnavailableError
 from monitor.files import atomic_write_text, safe_name
@@ -132,14 +134,22 @@ class Worker:
 
 
 class KeyLedger:
-    """A persisted set of keys (append-only lines): what a sink has delivered."""
+    """A persisted set of keys (append-only lines): what a sink has delivered.
+
+    A last line without its newline was torn by a crash mid-append: it is not a key (it may be the
+    start of one), and it is cut off before the next key is written.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys: set[str] = set()
+        self._complete: int | None = None  # bytes of complete lines, when a torn line follows them
         if self.path.exists():
-            self._keys = {line.strip() for line in self.path.read_text().splitlines() if line.strip()}
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            self._keys = {line.strip() for line in data[:end].decode().splitlines() if line.strip()}
+            self._complete = end if end < len(data) else None
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -150,6 +160,9 @@ class KeyLedger:
             if key in self._keys:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self._complete is not None:
+                os.truncate(self.path, self._complete)
+                self._complete = None
             with self.path.open("a") as f:
                 f.write(key + "\n")
                 f.flush()
@@ -163,17 +176,18 @@ class KeyLedger:
 class RelabelSink(Protocol):
     name: str
 
-    def deliver(self, sample: dict[str, Any], load: Callable[[dict[str, Any]], bytes]) -> None:
+    def deliver(self, sample: Sample, load: Callable[[Sample], bytes]) -> None:
         """Deliver one selected frame (``load`` returns its encoded bytes); raise to retry."""
 
     def close(self) -> None: ...
 
 
-def relabel_record(sample: dict[str, Any]) -> dict[str, Any]:
+def relabel_record(sample: Sample) -> dict[str, Any]:
     """The JSON record a selected frame becomes (kafka sink, directory manifest)."""
     keys = ("event_id", "stream", "camera_id", "frame_id", "ts", "uri", "origin", "reasons", "scores",
             "predictions", "reference", "selected_at")
-    return {"schema": RECORD_SCHEMA, "key": sample["key"]} | {k: sample.get(k) for k in keys}
+    d = sample.to_dict()
+    return {"schema": RECORD_SCHEMA, "key": sample.key} | {k: d[k] for k in keys}
 
 
 class KafkaSink:
@@ -184,7 +198,7 @@ class KafkaSink:
         self.topic = topic
         self._producer: Any = None
 
-    def deliver(self, sample: dict[str, Any], load: Callable[[dict[str, Any]], bytes]) -> None:
+    def deliver(self, sample: Sample, load: Callable[[Sample], bytes]) -> None:
         from kafka.errors import KafkaError
 
         from monitor.pipeline.source import make_producer
@@ -193,9 +207,9 @@ class KafkaSink:
             if self._producer is None:
                 self._producer = make_producer(self.kafka)
             value = json.dumps(relabel_record(sample), sort_keys=True).encode()
-            future = self._producer.send(self.topic, key=sample["camera_id"].encode(), value=value,
+            future = self._producer.send(self.topic, key=sample.camera_id.encode(), value=value,
                                          headers=[("content-type", b"application/json"),
-                                                  ("driftmon_event_id", sample["event_id"].encode())])
+                                                  ("driftmon_event_id", sample.event_id.encode())])
             self._producer.flush(timeout=30)
             future.get(timeout=30)
         except KafkaError as e:
@@ -237,21 +251,21 @@ class DirectorySink:
         self.dir = Path(directory)
         self._lock = threading.Lock()
 
-    def deliver(self, sample: dict[str, Any], load: Callable[[dict[str, Any]], bytes]) -> None:
+    def deliver(self, sample: Sample, load: Callable[[Sample], bytes]) -> None:
         data = load(sample)
         size = image_size(data)
         if size is None:
-            raise SinkError(f"{sample['key']}: frame bytes do not decode")
-        stem = f"{safe_name(sample['camera_id'], 60)}__{safe_name(sample['frame_id'], 100)}"
+            raise SinkError(f"{sample.key}: frame bytes do not decode")
+        stem = f"{safe_name(sample.camera_id, 60)}__{safe_name(sample.frame_id, 100)}"
         ext = image_extension(data)
-        event_dir = self.dir / safe_name(sample["event_id"])
+        event_dir = self.dir / safe_name(sample.event_id)
         with self._lock:
             from monitor.files import atomic_write_bytes
 
             atomic_write_bytes(event_dir / "images" / f"{stem}{ext}", data)
             record = relabel_record(sample) | {"image": f"images/{stem}{ext}", "width": size[0], "height": size[1],
                                                "checksum": hashlib.md5(data).hexdigest()}  # noqa: S324 - CVAT's checksum
-            records = [r for r in _read_jsonl(event_dir / "driftmon.jsonl") if r["key"] != sample["key"]] + [record]
+            records = [r for r in _read_jsonl(event_dir / "driftmon.jsonl") if r["key"] != sample.key] + [record]
             atomic_write_text(event_dir / "driftmon.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             manifest = [{"version": "1.1"}, {"type": "images"}] + [
                 {"name": f"images/{Path(r['image']).stem}", "extension": Path(r["image"]).suffix, "width": r["width"],
@@ -288,8 +302,19 @@ def default_label_config(labels: tuple[str, ...]) -> str:
             '<Header value="Why this frame: $why"/></View>')
 
 
-def _control(label_config: str) -> dict[str, Any]:
-    """The first RectangleLabels or Choices control of a labelling config: its names and values."""
+@dataclass(frozen=True)
+class Control:
+    """A labelling config's control that pre-annotations fill: its type (``rectanglelabels`` or
+    ``choices``; None when the config has neither), names and values."""
+
+    type: str | None
+    from_name: str | None = None
+    to_name: str | None = None
+    values: tuple[str, ...] = ()
+
+
+def _control(label_config: str) -> Control:
+    """The first RectangleLabels or Choices control of a labelling config."""
     try:
         root = ET.fromstring(label_config)
     except ET.ParseError as e:
@@ -297,24 +322,24 @@ def _control(label_config: str) -> dict[str, Any]:
     for tag in ("RectangleLabels", "Choices"):
         el = root.find(f".//{tag}")
         if el is not None:
-            values = [c.get("value") for c in el if c.get("value")]
-            return {"type": tag.lower(), "from_name": el.get("name"), "to_name": el.get("toName"), "values": values}
-    return {"type": None}
+            values = tuple(c.get("value") for c in el if c.get("value"))
+            return Control(tag.lower(), el.get("name"), el.get("toName"), values)
+    return Control(None)
 
 
-def pre_annotations(predictions: dict[str, Any] | None, control: dict[str, Any], size: tuple[int, int],
-                    model_version: str = "") -> list[dict[str, Any]]:
+def pre_annotations(predictions: dict[str, Any] | None, control: Control,
+                    size: tuple[int, int]) -> list[dict[str, Any]]:
     """The frame's predictions as Label Studio predictions for ``control`` (empty when they do not fit).
 
     Detections (``{"label", "score", "box": [x1, y1, x2, y2]}``, pixels, or 0..1 when every
     coordinate is) become rectangles in percent of the image; ``probs`` become the most likely
     choice of a Choices control (choices in the config's order). Labels the config lacks are dropped.
     """
-    if not isinstance(predictions, dict) or control.get("type") is None:
+    if not isinstance(predictions, dict) or control.type is None:
         return []
-    values = set(control["values"])
+    values = set(control.values)
     w, h = size
-    if control["type"] == "rectanglelabels" and isinstance(predictions.get("detections"), list):
+    if control.type == "rectanglelabels" and isinstance(predictions.get("detections"), list):
         results, scores = [], []
         for d in predictions["detections"]:
             if not isinstance(d, dict) or d.get("label") not in values:
@@ -325,7 +350,7 @@ def pre_annotations(predictions: dict[str, Any] | None, control: dict[str, Any],
             x1, y1, x2, y2 = (float(v) for v in box)
             sx, sy = (100.0, 100.0) if max(x1, y1, x2, y2) <= 1.0 else (100.0 / w, 100.0 / h)
             score = float(d["score"]) if isinstance(d.get("score"), (int, float)) else None
-            results.append({"from_name": control["from_name"], "to_name": control["to_name"],
+            results.append({"from_name": control.from_name, "to_name": control.to_name,
                             "type": "rectanglelabels", "original_width": w, "original_height": h,
                             "value": {"x": x1 * sx, "y": y1 * sy, "width": (x2 - x1) * sx, "height": (y2 - y1) * sy,
                                       "rotation": 0, "rectanglelabels": [d["label"]]}}
@@ -333,15 +358,15 @@ def pre_annotations(predictions: dict[str, Any] | None, control: dict[str, Any],
             if score is not None:
                 scores.append(score)
         if results:
-            return [{"model_version": model_version or "deployed", "result": results}
+            return [{"model_version": "deployed", "result": results}
                     | ({"score": min(scores)} if scores else {})]
-    if control["type"] == "choices" and isinstance(predictions.get("probs"), list):
+    if control.type == "choices" and isinstance(predictions.get("probs"), list):
         probs = predictions["probs"]
-        if len(probs) == len(control["values"]) and all(isinstance(p, (int, float)) for p in probs):
+        if len(probs) == len(control.values) and all(isinstance(p, (int, float)) for p in probs):
             best = int(np.argmax(probs))
-            return [{"model_version": model_version or "deployed", "score": float(probs[best]),
-                     "result": [{"from_name": control["from_name"], "to_name": control["to_name"], "type": "choices",
-                                 "value": {"choices": [control["values"][best]]}}]}]
+            return [{"model_version": "deployed", "score": float(probs[best]),
+                     "result": [{"from_name": control.from_name, "to_name": control.to_name, "type": "choices",
+                                 "value": {"choices": [control.values[best]]}}]}]
     return []
 
 
@@ -431,31 +456,29 @@ class LabelStudioSink:
 
     # --- delivery ---
 
-    def deliver(self, sample: dict[str, Any], load: Callable[[dict[str, Any]], bytes]) -> None:
+    def deliver(self, sample: Sample, load: Callable[[Sample], bytes]) -> None:
         pid = self.ensure_project()
         if self._existing is None:
             self._existing = self.existing_keys()
-        if sample["key"] in self._existing:
+        if sample.key in self._existing:
             return
         data = load(sample)
         size = image_size(data)
         if size is None:
-            raise SinkError(f"{sample['key']}: frame bytes do not decode")
-        filename = f"{safe_name(sample['camera_id'], 60)}__{safe_name(sample['frame_id'], 100)}{image_extension(data)}"
+            raise SinkError(f"{sample.key}: frame bytes do not decode")
+        filename = f"{safe_name(sample.camera_id, 60)}__{safe_name(sample.frame_id, 100)}{image_extension(data)}"
         body, content_type = _multipart("file", filename, data)
         uploaded = self._request("POST", f"/api/projects/{pid}/import?commit_to_project=false", body, content_type)
         upload_id = uploaded["file_upload_ids"][0]
         info = self._request("GET", f"/api/import/file-upload/{upload_id}")
         image_url = "/data/" + str(info["file"]).lstrip("/")
-        task = {"data": {"image": image_url, "driftmon_key": sample["key"], "event_id": sample["event_id"],
-                         "stream": sample["stream"], "camera_id": sample["camera_id"], "frame_id": sample["frame_id"],
-                         "ts": sample["ts"], "source_uri": sample.get("uri") or "",
-                         "why": "; ".join(r["text"] for r in sample.get("reasons") or []),
-                         "score": (sample.get("scores") or {}).get("score")},
-                "predictions": pre_annotations(sample.get("predictions"), self.control, size,
-                                               sample.get("model_version") or "")}
+        task = {"data": {"image": image_url, "driftmon_key": sample.key, "event_id": sample.event_id,
+                         "stream": sample.stream, "camera_id": sample.camera_id, "frame_id": sample.frame_id,
+                         "ts": sample.ts, "source_uri": sample.uri or "",
+                         "why": "; ".join(r.text for r in sample.reasons), "score": sample.scores.score},
+                "predictions": pre_annotations(sample.predictions, self.control, size)}
         self._request("POST", f"/api/projects/{pid}/import?return_task_ids=true", json.dumps([task]).encode())
-        self._existing.add(sample["key"])
+        self._existing.add(sample.key)
 
     def close(self) -> None:
         pass

@@ -14,7 +14,6 @@ a generic JSON webhook) on background workers.
 
 from __future__ import annotations
 
-import copy
 import hmac
 import json
 import re
@@ -22,12 +21,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from monitor.actions import explain
+from monitor.actions.events import DriftEvent, EventStore, Sample
 from monitor.config import TicketsConfig
 from monitor.errors import InputError
 from monitor.files import atomic_write_json, atomic_write_text, load_json_dir, safe_name
@@ -55,7 +55,8 @@ class Alert:
     ends_at: float | None
     generator_url: str
     fingerprint: str
-    raw: dict[str, Any]
+    starts_text: str  # startsAt as Alertmanager sent it
+    ends_text: str | None  # endsAt as sent; the zero time when absent
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def parse_webhook(body: bytes) -> Webhook:
         gen = a.get("generatorURL", "")
         if not isinstance(gen, str):
             raise WebhookError(f"{where}.generatorURL: must be a string")
-        parsed.append(Alert(a["status"], labels, annotations, starts, ends, gen, fingerprint, a))
+        parsed.append(Alert(a["status"], labels, annotations, starts, ends, gen, fingerprint, a["startsAt"],
+                            a.get("endsAt", _ZERO_TIME)))
     return Webhook(status, payload.get("receiver", ""), payload.get("groupKey", ""), payload.get("externalURL", ""),
                    parsed)
 
@@ -190,16 +192,40 @@ def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> 
     return down if (z is not None and z < 0) else up
 
 
-def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_s: float,
-            rebaseline_after_s: float) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Suggestion:
+    """One suggested action: ``collect`` (the conditions and the features they come from),
+    ``relabel`` (how many frames), ``rebaseline`` (the command). In JSON, absent parts are left out."""
+
+    kind: str
+    text: str
+    conditions: tuple[str, ...] | None = None
+    features: tuple[str, ...] | None = None
+    frames: int | None = None
+    command: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        parts = {"kind": self.kind, "conditions": self.conditions, "features": self.features, "frames": self.frames,
+                 "text": self.text, "command": self.command}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in parts.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Suggestion:
+        conditions, features = d.get("conditions"), d.get("features")
+        return cls(d["kind"], d["text"], None if conditions is None else tuple(conditions),
+                   None if features is None else tuple(features), d.get("frames"), d.get("command"))
+
+
+def suggest(stream: str, events: list[DriftEvent], samples: int, firing_for_s: float,
+            rebaseline_after_s: float) -> list[Suggestion]:
     """What to do about a drifted stream: collect more of the new condition, relabel the queued
     frames, and (once a drift has lasted long enough to be the new normal) re-baseline."""
-    out: list[dict[str, Any]] = []
+    out: list[Suggestion] = []
     moved: dict[str, tuple[str, float | None]] = {}  # feature -> (kind, z)
     for e in events:
-        for f in e.get("fired", []):
-            z = (e.get("shifts") or {}).get(f["feature"], {}).get("z")
-            moved.setdefault(f["feature"], (f.get("kind", explain.STATISTICS), z))
+        for f in e.fired:
+            shift = e.shifts.get(f.feature)
+            moved.setdefault(f.feature, (f.kind, None if shift is None else shift.z))
     conditions: list[str] = []
     features: list[str] = []
     # what moved most (|z| of the window mean, in reference sd; unmeasured last): three conditions
@@ -211,29 +237,174 @@ def suggest(stream: str, events: list[dict[str, Any]], samples: int, firing_for_
         if text not in conditions:
             conditions.append(text)
     if conditions:
-        out.append({"kind": "collect", "conditions": conditions, "features": features,
-                    "text": f"Collect and label more training frames of {stream} showing: " + "; ".join(conditions)})
+        out.append(Suggestion("collect", f"Collect and label more training frames of {stream} showing: "
+                              + "; ".join(conditions), conditions=tuple(conditions), features=tuple(features)))
     if samples:
-        out.append({"kind": "relabel", "frames": samples,
-                    "text": f"Relabel the {samples} frame(s) driftmon queued from this drift and add them to the "
-                            "training set"})
+        out.append(Suggestion("relabel", f"Relabel the {samples} frame(s) driftmon queued from this drift and add "
+                              "them to the training set", frames=samples))
     if firing_for_s >= rebaseline_after_s:
-        out.append({"kind": "rebaseline", "text": f"The drift has lasted {firing_for_s / 3600:.1f} h: if the new "
-                    "condition is the camera's new normal (and the model copes), make a healthy recent window the "
-                    "stream's reference",
-                    "command": f"driftmon reference promote --store <reference store> --stream {stream} "
-                               "--from-topic <frames topic> --start <ISO time> --end <ISO time>"})
+        out.append(Suggestion("rebaseline", f"The drift has lasted {firing_for_s / 3600:.1f} h: if the new "
+                              "condition is the camera's new normal (and the model copes), make a healthy recent "
+                              "window the stream's reference",
+                              command=f"driftmon reference promote --store <reference store> --stream {stream} "
+                                      "--from-topic <frames topic> --start <ISO time> --end <ISO time>"))
     return out
 
 
-# --- the ticket book -----------------------------------------------------------------------------
+# --- tickets -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TicketAlert:
+    """The alert a ticket stands for, as Alertmanager last sent it (times as sent)."""
+
+    alertname: str
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str | None
+    generator_url: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, alert: Alert) -> TicketAlert:
+        return cls(alert.labels["alertname"], alert.status, alert.labels, alert.annotations, alert.starts_text,
+                   alert.ends_text, alert.generator_url, alert.fingerprint)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alertname": self.alertname, "status": self.status, "labels": self.labels,
+                "annotations": self.annotations, "startsAt": self.starts_at, "endsAt": self.ends_at,
+                "generatorURL": self.generator_url, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TicketAlert:
+        return cls(d["alertname"], d["status"], d["labels"], d["annotations"], d["startsAt"], d["endsAt"],
+                   d["generatorURL"], d["fingerprint"])
+
+
+@dataclass(frozen=True)
+class EventLink:
+    """A drift event linked to a ticket: its state, what fired (in words), links to it and its
+    evidence, and how many of its frames were queued for relabelling."""
+
+    id: str
+    status: str
+    opened_at: float
+    closed_at: float | None
+    fired: tuple[str, ...]
+    url: str
+    report_url: str
+    contact_sheet_url: str
+    samples: int
+
+    @classmethod
+    def of(cls, e: DriftEvent, link: Callable[[str], str]) -> EventLink:
+        return cls(e.id, e.status, e.opened_at, e.closed_at, tuple(sorted({f.what or f.feature for f in e.fired})),
+                   link(f"/events/{e.id}"), link(f"/events/{e.id}/report"),
+                   link(f"/events/{e.id}/contact-sheet.jpg"), len(e.samples))
+
+
+@dataclass(frozen=True)
+class SampleLink:
+    """A frame queued for relabelling from a linked event, in short: which, where, its score and reason codes."""
+
+    key: str
+    event_id: str
+    camera_id: str
+    frame_id: str
+    ts: float
+    uri: str
+    score: float
+    reasons: tuple[str, ...]
+
+    @classmethod
+    def of(cls, s: Sample) -> SampleLink:
+        return cls(s.key, s.event_id, s.camera_id, s.frame_id, s.ts, s.uri, s.scores.score,
+                   tuple(r.code for r in s.reasons))
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change of a ticket: when, which (created, updated, resolved), and the alert's status then."""
+
+    at: float
+    action: str
+    alert_status: str
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A dataset-refresh ticket for one alert (by fingerprint): the alert, the drift events it
+    overlaps and the frames queued from them, suggested actions, and its history (the last
+    ``HISTORY_MAX`` changes). Its JSON is ``driftmon.ticket/v1`` (docs/actions.md)."""
+
+    id: str
+    fingerprint: str
+    stream: str
+    status: str
+    title: str
+    created_at: float
+    updated_at: float
+    resolved_at: float | None
+    notifications: int
+    alert: TicketAlert
+    receiver: str
+    group_key: str
+    external_url: str
+    events: tuple[EventLink, ...]
+    samples_total: int
+    samples: tuple[SampleLink, ...]
+    suggested_actions: tuple[Suggestion, ...]
+    history: tuple[HistoryEntry, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "id": self.id, "fingerprint": self.fingerprint, "stream": self.stream,
+                "status": self.status, "title": self.title, "created_at": self.created_at,
+                "updated_at": self.updated_at, "resolved_at": self.resolved_at, "notifications": self.notifications,
+                "alert": self.alert.to_dict(), "receiver": self.receiver, "group_key": self.group_key,
+                "external_url": self.external_url,
+                "events": [asdict(e) | {"fired": list(e.fired)} for e in self.events],
+                "samples_total": self.samples_total,
+                "samples": [asdict(s) | {"reasons": list(s.reasons)} for s in self.samples],
+                "suggested_actions": [a.to_dict() for a in self.suggested_actions],
+                "history": [asdict(h) for h in self.history]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ticket:
+        return cls(
+            id=d["id"], fingerprint=d["fingerprint"], stream=d["stream"], status=d["status"], title=d["title"],
+            created_at=d["created_at"], updated_at=d["updated_at"], resolved_at=d["resolved_at"],
+            notifications=d["notifications"], alert=TicketAlert.from_dict(d["alert"]), receiver=d["receiver"],
+            group_key=d["group_key"], external_url=d["external_url"],
+            events=tuple(EventLink(**(e | {"fired": tuple(e["fired"])})) for e in d["events"]),
+            samples_total=d["samples_total"],
+            samples=tuple(SampleLink(**(s | {"reasons": tuple(s["reasons"])})) for s in d["samples"]),
+            suggested_actions=tuple(Suggestion.from_dict(a) for a in d["suggested_actions"]),
+            history=tuple(HistoryEntry(**h) for h in d["history"]))
+
+    def summary(self) -> dict[str, Any]:
+        """The ticket in short, for lists."""
+        return {"id": self.id, "stream": self.stream, "status": self.status, "created_at": self.created_at,
+                "updated_at": self.updated_at, "notifications": self.notifications}
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a webhook did: each ticket changed (id, action), and how many alerts were not for tickets."""
+
+    changes: tuple[tuple[str, str], ...]
+    ignored: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tickets": [{"id": tid, "action": action} for tid, action in self.changes], "ignored": self.ignored}
 
 
 class TicketBook:
     """Tickets by id, persisted; turns validated webhooks into ticket changes."""
 
-    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: Any,
-                 link: Callable[[str], str], on_change: Callable[[str, dict[str, Any]], None]):
+    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: EventStore,
+                 link: Callable[[str], str], on_change: Callable[[str, Ticket], None]):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = config
@@ -241,24 +412,22 @@ class TicketBook:
         self.link = link  # path -> absolute URL
         self.on_change = on_change
         self._lock = threading.Lock()
-        self._tickets: dict[str, dict[str, Any]] = {
-            t["id"]: t for t in load_json_dir(self.dir, "drift-*.json", "ticket")}
+        self._tickets: dict[str, Ticket] = {
+            t.id: t for t in map(Ticket.from_dict, load_json_dir(self.dir, "drift-*.json", "ticket"))}
 
-    def get(self, tid: str) -> dict[str, Any] | None:
+    def get(self, tid: str) -> Ticket | None:
         with self._lock:
-            t = self._tickets.get(tid)
-            return copy.deepcopy(t) if t else None
+            return self._tickets.get(tid)
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[Ticket]:
         with self._lock:
-            found = [{k: t[k] for k in ("id", "stream", "status", "created_at", "updated_at", "notifications")}
-                     for t in self._tickets.values()]
-        return sorted(found, key=lambda t: t["created_at"])
+            found = list(self._tickets.values())
+        return sorted(found, key=lambda t: t.created_at)
 
-    def apply(self, hook: Webhook, now: float | None = None) -> dict[str, Any]:
+    def apply(self, hook: Webhook, now: float | None = None) -> Applied:
         """Create or update a ticket per relevant alert; returns what was done."""
         now = time.time() if now is None else now
-        done: list[dict[str, str]] = []
+        done: list[tuple[str, str]] = []
         ignored = 0
         for alert in hook.alerts:
             stream = alert.labels.get(self.config.stream_label)
@@ -266,93 +435,86 @@ class TicketBook:
                 ignored += 1
                 continue
             action, ticket = self._upsert(alert, stream, hook, now)
-            done.append({"id": ticket["id"], "action": action})
+            done.append((ticket.id, action))
             self.on_change(action, ticket)
-        return {"tickets": done, "ignored": ignored}
+        return Applied(tuple(done), ignored)
 
-    def _upsert(self, alert: Alert, stream: str, hook: Webhook, now: float) -> tuple[str, dict[str, Any]]:
+    def _upsert(self, alert: Alert, stream: str, hook: Webhook, now: float) -> tuple[str, Ticket]:
         tid = f"drift-{safe_name(alert.fingerprint)}"
         with self._lock:
             old = self._tickets.get(tid)
             events = self.events.overlapping(stream, alert.starts_at - LINK_SLACK_S, alert.ends_at)
-            samples = [s for e in events for s in e.get("samples", [])]
+            samples = [s for e in events for s in e.samples]
             end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
-            ticket = {
-                "schema": SCHEMA,
-                "id": tid,
-                "fingerprint": alert.fingerprint,
-                "stream": stream,
-                "status": alert.status,
-                "title": f"Dataset refresh: camera stream {stream} drifted",
-                "created_at": old["created_at"] if old else now,
-                "updated_at": now,
-                "resolved_at": None,
-                "notifications": (old["notifications"] if old else 0) + 1,
-                "alert": {"alertname": alert.labels["alertname"], "status": alert.status, "labels": alert.labels,
-                          "annotations": alert.annotations, "startsAt": alert.raw.get("startsAt"),
-                          "endsAt": alert.raw.get("endsAt", _ZERO_TIME), "generatorURL": alert.generator_url,
-                          "fingerprint": alert.fingerprint},
-                "receiver": hook.receiver,
-                "group_key": hook.group_key,
-                "external_url": hook.external_url,
-                "events": [self._event_link(e) for e in events],
-                "samples_total": len(samples),
-                "samples": [{k: s.get(k) for k in ("key", "event_id", "camera_id", "frame_id", "ts", "uri")}
-                            | {"score": (s.get("scores") or {}).get("score"),
-                               "reasons": [r["code"] for r in s.get("reasons") or []]}
-                            for s in samples[:SAMPLES_MAX]],
-                "suggested_actions": suggest(stream, events, len(samples), max(0.0, end - alert.starts_at),
-                                             self.config.rebaseline_after_s),
-                "history": ((old or {}).get("history") or [])[-(HISTORY_MAX - 1):],
-            }
-            if alert.status == "resolved":
-                already = old is not None and old.get("status") == "resolved" and old.get("resolved_at")
-                ticket["resolved_at"] = old["resolved_at"] if already else now
-            action = "created" if old is None else (
-                "resolved" if alert.status == "resolved" and old.get("status") != "resolved" else "updated")
-            ticket["history"].append({"at": now, "action": action, "alert_status": alert.status})
-            atomic_write_json(self.dir / f"{tid}.json", ticket)
+            action = _ticket_action(old, alert.status)
+            history = (old.history if old else ())[-(HISTORY_MAX - 1):] + (HistoryEntry(now, action, alert.status),)
+            ticket = Ticket(
+                id=tid, fingerprint=alert.fingerprint, stream=stream, status=alert.status,
+                title=f"Dataset refresh: camera stream {stream} drifted",
+                created_at=old.created_at if old else now, updated_at=now,
+                resolved_at=_resolved_at(old, alert.status, now),
+                notifications=(old.notifications if old else 0) + 1, alert=TicketAlert.of(alert),
+                receiver=hook.receiver, group_key=hook.group_key, external_url=hook.external_url,
+                events=tuple(EventLink.of(e, self.link) for e in events), samples_total=len(samples),
+                samples=tuple(SampleLink.of(s) for s in samples[:SAMPLES_MAX]),
+                suggested_actions=tuple(suggest(stream, events, len(samples), max(0.0, end - alert.starts_at),
+                                                self.config.rebaseline_after_s)),
+                history=history)
+            atomic_write_json(self.dir / f"{tid}.json", ticket.to_dict())
             self._tickets[tid] = ticket
-            return action, copy.deepcopy(ticket)
+            return action, ticket
 
-    def _event_link(self, e: dict[str, Any]) -> dict[str, Any]:
-        return {"id": e["id"], "status": e["status"], "opened_at": e["opened_at"], "closed_at": e.get("closed_at"),
-                "fired": sorted({f.get("what") or f["feature"] for f in e.get("fired", [])}),
-                "url": self.link(f"/events/{e['id']}"),
-                "report_url": self.link(f"/events/{e['id']}/report"),
-                "contact_sheet_url": self.link(f"/events/{e['id']}/contact-sheet.jpg"),
-                "samples": len(e.get("samples", []))}
+
+def _ticket_action(old: Ticket | None, alert_status: str) -> str:
+    """``created`` for a new ticket, ``resolved`` when the alert resolves it, else ``updated``."""
+    if old is None:
+        return "created"
+    return "resolved" if alert_status == "resolved" and old.status != "resolved" else "updated"
+
+
+def _resolved_at(old: Ticket | None, alert_status: str, now: float) -> float | None:
+    """When the ticket was resolved: kept from an already resolved ticket, ``now`` on resolution."""
+    if alert_status != "resolved":
+        return None
+    return old.resolved_at if old is not None and old.status == "resolved" and old.resolved_at else now
 
 
 # --- ticket sinks --------------------------------------------------------------------------------
 
 
-def markdown(ticket: dict[str, Any]) -> str:
+def markdown(ticket: Ticket) -> str:
     """A ticket as Markdown (for the directory sink; paste-able into any tracker)."""
     def when(t: float | None) -> str:
         return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
-    a = ticket["alert"]
-    lines = [f"# {ticket['title']}", "",
-             f"- **Ticket:** `{ticket['id']}` ({ticket['status']}; {ticket['notifications']} notification(s))",
-             f"- **Stream:** `{ticket['stream']}`",
-             f"- **Alert:** {a['alertname']} since {a['startsAt']} (fingerprint `{a['fingerprint']}`)",
-             f"- **Created:** {when(ticket['created_at'])}; **updated:** {when(ticket['updated_at'])}"
-             + (f"; **resolved:** {when(ticket['resolved_at'])}" if ticket.get("resolved_at") else ""), ""]
-    if a["annotations"].get("summary"):
-        lines += [f"> {a['annotations']['summary']}", ""]
+    a = ticket.alert
+    lines = [f"# {ticket.title}", "",
+             f"- **Ticket:** `{ticket.id}` ({ticket.status}; {ticket.notifications} notification(s))",
+             f"- **Stream:** `{ticket.stream}`",
+             f"- **Alert:** {a.alertname} since {a.starts_at} (fingerprint `{a.fingerprint}`)",
+             f"- **Created:** {when(ticket.created_at)}; **updated:** {when(ticket.updated_at)}"
+             + (f"; **resolved:** {when(ticket.resolved_at)}" if ticket.resolved_at else ""), ""]
+    if a.annotations.get("summary"):
+        lines += [f"> {a.annotations['summary']}", ""]
     lines += ["## Suggested actions", ""]
-    lines += [f"- **{s['kind']}**: {s['text']}" + (f"\n  `{s['command']}`" if s.get("command") else "")
-              for s in ticket["suggested_actions"]] or ["- none yet (no drift event linked)"]
+    lines += [f"- **{s.kind}**: {s.text}" + (f"\n  `{s.command}`" if s.command else "")
+              for s in ticket.suggested_actions] or ["- none yet (no drift event linked)"]
     lines += ["", "## Drift events", ""]
-    lines += [f"- [{e['id']}]({e['url']}) ({e['status']}, opened {when(e['opened_at'])}): "
-              f"{', '.join(e['fired']) or '-'} — [report]({e['report_url']}), "
-              f"[contact sheet]({e['contact_sheet_url']}), {e['samples']} frame(s) queued"
-              for e in ticket["events"]] or ["- none linked"]
-    lines += ["", f"## Frames queued for relabelling ({ticket['samples_total']})", ""]
-    lines += [f"- `{s['camera_id']}` / `{s['frame_id']}` score {s['score']}: {', '.join(s['reasons'])}"
-              + (f" — {s['uri']}" if s.get("uri") else "") for s in ticket["samples"]] or ["- none"]
+    lines += [f"- [{e.id}]({e.url}) ({e.status}, opened {when(e.opened_at)}): "
+              f"{', '.join(e.fired) or '-'} — [report]({e.report_url}), "
+              f"[contact sheet]({e.contact_sheet_url}), {e.samples} frame(s) queued"
+              for e in ticket.events] or ["- none linked"]
+    lines += ["", f"## Frames queued for relabelling ({ticket.samples_total})", ""]
+    lines += [f"- `{s.camera_id}` / `{s.frame_id}` score {s.score}: {', '.join(s.reasons)}"
+              + (f" — {s.uri}" if s.uri else "") for s in ticket.samples] or ["- none"]
     return "\n".join(lines) + "\n"
+
+
+class TicketSink(Protocol):
+    name: str
+
+    def deliver(self, action: str, ticket: Ticket) -> None:
+        """Hand over one ticket change (``created``, ``updated``, ``resolved``); raise to retry."""
 
 
 class DirectoryTicketSink:
@@ -361,9 +523,9 @@ class DirectoryTicketSink:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
 
-    def deliver(self, action: str, ticket: dict[str, Any]) -> None:
-        atomic_write_json(self.dir / f"{ticket['id']}.json", ticket)
-        atomic_write_text(self.dir / f"{ticket['id']}.md", markdown(ticket))
+    def deliver(self, action: str, ticket: Ticket) -> None:
+        atomic_write_json(self.dir / f"{ticket.id}.json", ticket.to_dict())
+        atomic_write_text(self.dir / f"{ticket.id}.md", markdown(ticket))
 
 
 class WebhookTicketSink:
@@ -374,10 +536,10 @@ class WebhookTicketSink:
     def __init__(self, url: str, token: str, timeout_s: float):
         self.url, self.token, self.timeout_s = url, token, timeout_s
 
-    def deliver(self, action: str, ticket: dict[str, Any]) -> None:
+    def deliver(self, action: str, ticket: Ticket) -> None:
         from monitor.actions.sinks import SinkError
 
-        body = json.dumps({"schema": WEBHOOK_SCHEMA, "action": action, "ticket": ticket}).encode()
+        body = json.dumps({"schema": WEBHOOK_SCHEMA, "action": action, "ticket": ticket.to_dict()}).encode()
         headers = {"Content-Type": "application/json"} | (
             {"Authorization": f"Bearer {self.token}"} if self.token else {})
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")

@@ -69,7 +69,14 @@ class TestOutcome:
         return [f.feature for f in self.features if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"drifted_features": self.drifted_features}
+        return dataclasses.asdict(self) | {"features": [dataclasses.asdict(f) for f in self.features],
+                                           "drifted_features": self.drifted_features}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TestOutcome:
+        """The outcome :meth:`to_dict` wrote (its derived ``drifted_features`` left out)."""
+        return cls(d["name"], d["statistic"], d["p_value"], d["threshold"], d["drifted"], d["correction"],
+                   d["p_value_note"], tuple(FeatureOutcome(**f) for f in d["features"]))
 
 
 def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...]) -> TestOutcome:

@@ -186,9 +186,9 @@ def test_a_verdict_from_every_kind_of_test_opens_one_event_named_in_words(tmp_pa
     assert shares["0"]["window_share"] < shares["0"]["reference_share"]
     assert shares["2"]["window_share"] > shares["2"]["reference_share"]
     assert shifts["confidence"]["z"] < 0  # the model became unsure
-    collect = suggest("cam-9", [event], 0, 0.0, 86_400)[0]
-    assert collect["conditions"][0].startswith("noisier frames") and len(collect["conditions"]) == 3
-    assert any("in the embeddings" in c for c in collect["conditions"])
+    collect = suggest("cam-9", [a.events.get(event["id"])], 0, 0.0, 86_400)[0]
+    assert collect.conditions[0].startswith("noisier frames") and len(collect.conditions) == 3
+    assert any("in the embeddings" in c for c in collect.conditions)
     assert condition("confidence", shifts["confidence"]["z"], "predictions").startswith("frames the model is less sure")
     assert condition("predicted_class", None, "predictions") == "a different mix of predicted classes"
     a.close()

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from monitor.sim.fleet import Camera, encode
-from monitor.actions.selection import (Probe, QueueLedger, candidate_pool, dhash, hamming, image_hash, phash, score_window,
-                               select, uncertainty, utc_day)
+from monitor.actions.selection import (Probe, Queued, QueueLedger, candidate_pool, dhash, hamming, image_hash, phash,
+                                       score_window, select, uncertainty, utc_day)
 
 NAMES = ("brightness_mean", "contrast_rms", "sharpness_laplacian_var")
 
@@ -102,7 +102,7 @@ def test_select_respects_the_budget_and_never_picks_a_frame_twice():
     picked = [p.index for p in sel.picks]
     assert len(picked) == 7 and len(set(picked)) == 7
     assert picked[0] == pool[0]  # the best score first
-    assert all(p.reasons and p.scores["score"] == pytest.approx(p.score, abs=1e-5) for p in sel.picks)
+    assert all(p.reasons and p.scores.score == pytest.approx(p.score, abs=1e-5) for p in sel.picks)
     assert select(s, pool, _probes(pool), 0, hash_distance=0).picks == []
 
 
@@ -121,7 +121,7 @@ def test_k_center_spreads_picks_over_distinct_clusters():
     assert any(i < 30 for i in picks) and any(i >= 30 for i in picks)
     top4 = np.argsort(-s.base)[:4]
     assert all(i < 30 for i in top4)
-    assert any(r["code"] == "diverse" for p in select(s, pool, _probes(pool), 4, hash_distance=0).picks[1:]
+    assert any(r.code == "diverse" for p in select(s, pool, _probes(pool), 4, hash_distance=0).picks[1:]
                for r in p.reasons)
 
 
@@ -155,7 +155,7 @@ def test_uncertainty_changes_the_order_of_picks():
     probes[last] = Probe(probes[last].hash, uncertainty=1.0)
     first = select(s, pool, probes, 3, hash_distance=0, uncertainty_weight=5.0).picks[0]
     assert first.index == last
-    assert any(r["code"] == "uncertain_prediction" for r in first.reasons)
+    assert any(r.code == "uncertain_prediction" for r in first.reasons)
     assert select(s, pool, probes, 3, hash_distance=0, uncertainty_weight=0.0).picks[0].index == pool[0]
 
 
@@ -163,7 +163,7 @@ def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
     path = tmp_path / "queued.jsonl"
     ledger = QueueLedger(path, remember=1000)
     day1 = 1_800_000_000.0
-    ledger.add([{"key": f"cam/{i}", "stream": "cam", "event_id": "e1", "hash": i} for i in range(5)], now=day1)
+    ledger.add([Queued(f"cam/{i}", "cam", "e1", i) for i in range(5)], now=day1)
     assert "cam/3" in ledger and "cam/9" not in ledger
     assert ledger.remaining_today(8, now=day1) == 3
     assert ledger.remaining_today(8, now=day1 + 86_400) == 8  # a new UTC day
@@ -173,14 +173,17 @@ def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
     assert reloaded.recent_hashes("cam")[0] == 4 and reloaded.recent_hashes("other") == []
     with path.open("a") as f:
         f.write('{"key": "torn')  # a crash mid-append leaves a torn last line
-    assert len(QueueLedger(path, remember=1000)) == 5
+    after_crash = QueueLedger(path, remember=1000)
+    assert len(after_crash) == 5
+    after_crash.add([Queued("cam/5", "cam", "e2", 5)], now=day1)  # on a line of its own, not glued to the torn one
+    after_add = QueueLedger(path, remember=1000)
+    assert len(after_add) == 6 and "cam/5" in after_add
 
 
 def test_ledger_compacts_and_forgets_the_oldest(tmp_path):
     ledger = QueueLedger(tmp_path / "q.jsonl", remember=1000)
     for start in range(0, 2500, 500):
-        ledger.add([{"key": f"c/{i}", "stream": "c", "event_id": "e", "hash": None} for i in range(start, start + 500)],
-                   now=1_800_000_000.0)
+        ledger.add([Queued(f"c/{i}", "c", "e", None) for i in range(start, start + 500)], now=1_800_000_000.0)
     assert len(ledger) == 1000
     assert "c/0" not in ledger and "c/2499" in ledger
     lines = (tmp_path / "q.jsonl").read_text().splitlines()
