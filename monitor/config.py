@@ -167,14 +167,12 @@ class TestsConfig:
     wasserstein_threshold: float = 0.1
     # Columns tested; empty = every image statistic.
     features: tuple[str, ...] = ()
-    # > 0: calibrate the `ks` test's threshold on each reference, by replaying resampled reference
-    # frames through this window schedule, so that an unshifted stream fires on average at most
-    # once per this many evaluations (0 = off: `alpha` with `correction`). Only `ks` may vote then.
-    run_length: int = 0
-    # Calibration resamples runs of this many consecutive reference frames (1 = frames drawn
-    # independently); set it to the frames over which a camera's features stay correlated.
-    run_length_block: int = 1
-
+    # The false-alarm target of the calibrated tests (`shift`, `emb_shift`): an unshifted stream is
+    # declared drifted on average at most once per this many days. Their thresholds follow from it,
+    # the stream's frame rate and the window schedule (docs/detectors.md, "Quiet on real cameras").
+    false_alarm_days: float = 30.0
+    # Frame rate assumed where the reference's times are frame numbers or file order, not seconds.
+    assumed_fps: float = 5.0
     def __post_init__(self) -> None:
         _check(0 < self.alpha < 1, "tests.alpha", f"must be in (0, 1), got {self.alpha}")
         _check(len(self.enabled) > 0, "tests.enabled", "needs at least one test")
@@ -187,9 +185,9 @@ class TestsConfig:
         _check(self.psi_threshold > 0, "tests.psi_threshold", "must be > 0")
         _check(2 <= self.psi_bins <= 100, "tests.psi_bins", "must be in [2, 100]")
         _check(self.wasserstein_threshold > 0, "tests.wasserstein_threshold", "must be > 0")
-        _check(self.run_length == 0 or 100 <= self.run_length <= 1_000_000, "tests.run_length",
-               f"must be 0 (off) or in [100, 1000000], got {self.run_length}")
-        _check(self.run_length_block >= 1, "tests.run_length_block", "must be >= 1")
+        _check(1.0 / 24 <= self.false_alarm_days <= 36_500, "tests.false_alarm_days",
+               f"must be in [1/24, 36500] days, got {self.false_alarm_days}")
+        _check(0.01 <= self.assumed_fps <= 1000, "tests.assumed_fps", f"must be in [0.01, 1000], got {self.assumed_fps}")
         if self.features:
             from monitor.pipeline.features import FEATURE_NAMES
 
@@ -236,16 +234,42 @@ class EmbeddingConfig:
 
 
 @dataclass(frozen=True)
+class ContextConfig:
+    # A frame's context (monitor/pipeline/context.py): the producer's `context` label when the frame
+    # carries one; else "ir" for frames without colour (infrared night mode, monochrome cameras)
+    # when `infrared` is on, and "day"/"night" by the local hour when `day_hours` is set. A window is
+    # judged against the reference frames of its own context.
+    infrared: bool = True
+    day_hours: tuple[int, ...] = ()  # [start, end) local hours of "day", e.g. [7, 19]; empty: no day/night
+    timezone: str = "UTC"  # an IANA name, for day_hours
+
+    def __post_init__(self) -> None:
+        _check(len(self.day_hours) in (0, 2), "context.day_hours", "must be empty or [start, end] hours")
+        if self.day_hours:
+            start, end = self.day_hours
+            _check(0 <= start < end <= 24, "context.day_hours", f"must be 0 <= start < end <= 24, got {list(self.day_hours)}")
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(self.timezone)
+        except Exception:  # noqa: BLE001 - zoneinfo raises several kinds for a bad name
+            raise ConfigError(f"context.timezone: unknown time zone {self.timezone!r}") from None
+
+
+@dataclass(frozen=True)
 class HysteresisConfig:
-    # Declared drifted when at least k of the last m evaluations fired; recovered after
-    # `recover` consecutive clean evaluations.
-    k: int = 3
-    m: int = 5
+    # Declared drifted when at least k of the last m windows drifted; recovered after `recover`
+    # consecutive windows that did not. 0 (the default): derived from the window schedule, so that
+    # a drift must be seen in two disjoint windows: k = ceil(size / stride) + 1, m = k + 1
+    # (docs/detectors.md, "Hysteresis for overlapping windows").
+    k: int = 0
+    m: int = 0
     recover: int = 3
 
     def __post_init__(self) -> None:
-        _check(self.m >= 1, "hysteresis.m", "must be >= 1")
-        _check(1 <= self.k <= self.m, "hysteresis.k", f"must be in [1, m={self.m}], got {self.k}")
+        _check((self.k == 0) == (self.m == 0), "hysteresis.k", "set k and m together (or neither: derived)")
+        _check(self.m >= 0, "hysteresis.m", "must be >= 1 (or 0: derived from the window schedule)")
+        _check(self.k == 0 or 1 <= self.k <= self.m, "hysteresis.k", f"must be in [1, m={self.m}], got {self.k}")
         _check(self.recover >= 1, "hysteresis.recover", "must be >= 1")
 
 
@@ -463,6 +487,7 @@ class Config:
     tests: TestsConfig = field(default_factory=TestsConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     hysteresis: HysteresisConfig = field(default_factory=HysteresisConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -473,14 +498,20 @@ class Config:
     def __post_init__(self) -> None:
         _check(bool(self.voting_tests), "tests.vote",
                "only embedding tests vote, but embedding.enabled is false")
-        _check(not self.tests.run_length or self.voting_tests == ("ks",), "tests.vote",
-               f"with tests.run_length only 'ks' can vote (its threshold is the calibrated one), "
-               f"got {list(self.voting_tests)}; the other tests are still run and reported")
 
     @property
     def evaluation_stride(self) -> int:
         """Frames between two evaluations of a stream's window."""
         return self.window.evaluate_every if self.window.mode == "sliding" else self.window.size
+
+    @property
+    def hysteresis_k_m(self) -> tuple[int, int]:
+        """``(k, m)``: the configured ones, or derived from the schedule: two disjoint windows."""
+        h = self.hysteresis
+        if h.k:
+            return h.k, h.m
+        k = -(-self.window.size // self.evaluation_stride) + 1
+        return k, k + 1
 
     @property
     def active_tests(self) -> tuple[str, ...]:

@@ -50,8 +50,14 @@ def event_id(stream: str, opened_at: float) -> str:
 
 
 def ref_dict(ref: FrameRef | None) -> dict[str, Any] | None:
-    """A frame reference as JSON (None stays None: a window slot without a reference)."""
-    return None if ref is None else asdict(ref)
+    """A frame reference as JSON (None stays None: a window slot without a reference; an empty
+    context is left out, as events written before frames had contexts have it)."""
+    if ref is None:
+        return None
+    d = asdict(ref)
+    if not d["context"]:
+        del d["context"]
+    return d
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from detectors.categorical import chi2_test
 from detectors.ks import ks_test
 from detectors.reference import PlacedWindow
 from detectors.result import FeatureTestResult
+from detectors.span import shift_test
 from monitor.pipeline.predictions import MIN_PREDICTIONS, PredictionWindow, class_table
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class WindowData:
     # the statistics placed in the reference (validated, sorted and ranked once for every image-statistics
     # test); None when none of them is active
     placed: PlacedWindow | None = None
+    context: str = "default"  # the window's context (monitor.pipeline.context.window_context)
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,6 @@ class Run:
     alpha: float
     settings: TestsConfig
     rng: np.random.Generator
-    window_size: int  # the configured window size (a calibrated threshold holds for it alone)
     mmd_permutations: int = 100
 
     @property
@@ -140,36 +141,39 @@ class DriftTest:
     run: Callable[[Run], TestOutcome | None]
     enabled: bool = True  # in tests.enabled by default
     votes: bool = False  # in tests.vote by default
+    # its threshold comes from the false-alarm target (tests.false_alarm_days) and the reference's
+    # own spans, shared with every calibrated voting test, instead of a level or a fixed threshold
+    calibrated: bool = False
+
+    @property
+    def decides_by(self) -> str:
+        return "calibrated" if self.calibrated else "p-value" if self.yields_p_value else "threshold"
 
 
 # --- image statistics ------------------------------------------------------------------------
 
 
 def run_ks(r: Run) -> TestOutcome:
-    prepared = r.prepared
-    if prepared.ks_calibration is not None and len(r.window.statistics) == r.window_size:
-        return calibrated_ks(r)
-    res = prepared.univariate.ks(r.placed, alpha=r.alpha, correction=r.settings.correction)
-    return summarize("ks", res, prepared.feature_names)
+    res = r.prepared.univariate.ks(r.placed, alpha=r.alpha, correction=r.settings.correction)
+    return summarize("ks", res, r.prepared.feature_names)
 
 
-def calibrated_ks(r: Run) -> TestOutcome:
-    """KS against the threshold calibrated for the run length: a feature drifts when its statistic
-    exceeds it, i.e. when its raw p-value is below the calibrated level."""
-    prepared = r.prepared
-    cal = prepared.ks_calibration
-    assert cal is not None
-    res = prepared.univariate.ks(r.placed, correction="none")
-    stat, p = np.asarray(res.statistic, dtype=float), np.asarray(res.p_value, dtype=float)
-    features = tuple(FeatureOutcome(f, float(stat[i]), float(p[i]), bool(stat[i] > cal.statistic_threshold))
-                     for i, f in enumerate(prepared.feature_names))
-    return TestOutcome(
-        name="ks", statistic=float(stat.max()), p_value=float(p.min()), threshold=cal.level,
-        drifted=any(f.drifted for f in features), correction="calibrated",
-        p_value_note=(f"{res.p_value_note}; threshold calibrated on the reference for a mean run length "
-                      f">= {cal.run_length} evaluations: fires when D > {cal.statistic_threshold:.4g} "
-                      f"(p < {cal.level:.3g})"),
-        features=features)
+def calibrated_shift(r: Run, name: str, kind: Consumes, x: np.ndarray, names: tuple[str, ...]) -> TestOutcome:
+    """How far the window's mean moved from the reference's (same context), per feature, in units of
+    how far the reference's own windows wander (``detectors.span``), against the threshold of the
+    false-alarm target."""
+    null, used = r.prepared.null(kind, r.window.context, len(x))
+    out = summarize(name, shift_test(null, x, z_threshold=r.prepared.z_threshold), names)
+    where = (f"context {used!r}" if used == r.window.context
+             else f"the whole reference (it has too few frames of context {r.window.context!r})")
+    return dataclasses.replace(out, p_value_note=(
+        f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent stretches; "
+        f"fires when |z| > {r.prepared.z_threshold:.2f}, for one false alarm per "
+        f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"))
+
+
+def run_shift(r: Run) -> TestOutcome:
+    return calibrated_shift(r, "shift", STATISTICS, r.window.statistics, r.prepared.feature_names)
 
 
 def run_cvm(r: Run) -> TestOutcome:
@@ -198,6 +202,14 @@ def run_mmd(r: Run) -> TestOutcome | None:
     whole = FeatureOutcome(EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drifted))
     return TestOutcome("mmd", float(res.statistic), float(res.p_value), float(res.threshold), bool(res.drifted),
                        "none", res.p_value_note, (whole,))
+
+
+def run_emb_shift(r: Run) -> TestOutcome | None:
+    """The calibrated shift on the leading principal components of the embeddings."""
+    k = r.prepared.components
+    if r.reduced is None or not k:
+        return None
+    return calibrated_shift(r, "emb_shift", EMBEDDINGS, r.reduced[:, :k], tuple(f"pc{i:02d}" for i in range(k)))
 
 
 def run_ks_dims(r: Run) -> TestOutcome | None:
@@ -247,8 +259,13 @@ def run_probs_ks(r: Run) -> TestOutcome | None:
 
 
 REGISTRY: dict[str, DriftTest] = {t.name: t for t in (
-    DriftTest("ks", STATISTICS, True, "Kolmogorov-Smirnov per image statistic, corrected across them "
-              "(or the run-length-calibrated threshold with `tests.run_length`)", run_ks, votes=True),
+    DriftTest("shift", STATISTICS, False, "each image statistic's window mean against the reference's (same "
+              "context), in units of how far the reference's own windows wander; threshold from "
+              "`tests.false_alarm_days`", run_shift, votes=True, calibrated=True),
+    DriftTest("emb_shift", EMBEDDINGS, False, "the same on the leading principal components of the embeddings "
+              "(90% of their variance; features `pc00`, ...)", run_emb_shift, votes=True, calibrated=True),
+    DriftTest("ks", STATISTICS, True, "Kolmogorov-Smirnov per image statistic, corrected across them; frames "
+              "taken as independent draws", run_ks),
     DriftTest("cvm", STATISTICS, True, "Cramér-von Mises per image statistic, corrected across them: more "
               "weight on the whole distribution than KS's largest gap", run_cvm, enabled=False),
     DriftTest("psi", STATISTICS, False, "population stability index per image statistic, on the reference's "
@@ -256,7 +273,8 @@ REGISTRY: dict[str, DriftTest] = {t.name: t for t in (
     DriftTest("wasserstein", STATISTICS, False, "Wasserstein-1 distance per image statistic, in reference "
               "standard deviations, against `tests.wasserstein_threshold`", run_wasserstein),
     DriftTest("mmd", EMBEDDINGS, True, "maximum mean discrepancy of the PCA-reduced embeddings, permutation "
-              "p-value (feature `embeddings`: the distribution as a whole)", run_mmd, votes=True),
+              "p-value (feature `embeddings`: the distribution as a whole); frames taken as independent draws",
+              run_mmd),
     DriftTest("ks_dims", EMBEDDINGS, True, "Kolmogorov-Smirnov per principal component of the embeddings, "
               "Bonferroni across them (features `pc00`, `pc01`, ...)", run_ks_dims),
     DriftTest("pred_class", PREDICTIONS, True, "chi-square test of the predicted-class mix "
@@ -280,7 +298,7 @@ def markdown_table() -> str:
     rows = ["| test | consumes | decides by | on by default | votes by default | what it is |",
             "|---|---|---|---|---|---|"]
     for t in REGISTRY.values():
-        rows.append(f"| `{t.name}` | {t.consumes} | {'p-value' if t.yields_p_value else 'threshold'} | "
+        rows.append(f"| `{t.name}` | {t.consumes} | {t.decides_by} | "
                     f"{'yes' if t.enabled else 'no'} | {'yes' if t.votes else 'no'} | {t.summary} |")
     return "\n".join(rows)
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from detectors.hysteresis import Hysteresis
 from monitor.config import Config
 from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS, Run, TestOutcome, WindowData
+from monitor.pipeline.context import frame_context, window_context
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.streams import StreamState
-from monitor.reference.fit import CalibrationPlan, PreparedReference, fit_reference, tested_features
+from monitor.reference.fit import PreparedReference, fit_reference, tested_features
 from monitor.reference.store import BadReference, Reference
 
 
@@ -31,6 +32,7 @@ class Judgement:
 
     tests: tuple[TestOutcome, ...]
     drifted: bool
+    context: str  # the window's context (monitor.pipeline.context)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Evaluation:
     window_drifted: bool  # a voting test drifted on this window
     drifted: bool  # the stream's state after hysteresis: declared drifted
     changed: bool  # this evaluation flipped the state
+    context: str = "default"  # the window's context, judged against the reference's frames of it
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tests"} | {
@@ -62,6 +65,7 @@ class Engine:
         self.active = config.active_tests
         self.voting = config.voting_tests
         self.embedder = embedder
+        self.all_features = all_features
         self.feature_names = tested_features(config, all_features)
         self._columns = np.array([all_features.index(n) for n in self.feature_names])
         # Bonferroni across the voting tests with p-values: one evaluation fires with
@@ -72,10 +76,6 @@ class Engine:
         self._uses_statistics = any(REGISTRY[t].consumes == STATISTICS for t in self.active)
         self._rng = np.random.default_rng(seed)
 
-    @property
-    def calibration_plan(self) -> CalibrationPlan | None:
-        return CalibrationPlan.from_config(self.config, self.feature_names)
-
     def prepare(self, reference: Reference) -> PreparedReference:
         """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and prepared
         for the tests."""
@@ -84,19 +84,14 @@ class Engine:
                                  embeddings=self._uses_embeddings)
 
     def new_detector(self) -> Hysteresis:
-        h = self.config.hysteresis
-        return Hysteresis(k=h.k, m=h.m, recover=h.recover)
+        k, m = self.config.hysteresis_k_m
+        return Hysteresis(k=k, m=m, recover=self.config.hysteresis.recover)
 
     def check(self, reference: Reference) -> None:
         """Raise what preparing ``reference`` would raise (missing features or embeddings, another
-        embedder), and refuse one not calibrated for this configuration, without fitting anything."""
+        embedder), without preparing anything."""
         reference.columns(self.feature_names)
         self.check_embeddings(reference)
-        plan = self.calibration_plan
-        if plan is not None and plan.stored(reference) is None:
-            raise BadReference(f"reference {reference.stream or '*'} v{reference.version} is not calibrated for "
-                               f"tests.run_length ({plan.describe()}): rebuild it with this config "
-                               "(driftmon reference build -c ...)")
 
     def check_embeddings(self, ref: Reference) -> None:
         """A reference the embedding tests cannot use (none, or from another embedder) is refused."""
@@ -113,29 +108,32 @@ class Engine:
                 raise EmbedderMismatch(f"{where}: {e}") from None
 
     def run_tests(self, prepared: PreparedReference, rows: np.ndarray, embeddings: np.ndarray | None = None,
-                  predictions: PredictionWindow | None = None) -> Judgement:
+                  predictions: PredictionWindow | None = None, contexts: Sequence[str] | None = None) -> Judgement:
         """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
-        the frames' embeddings and model outputs. A test without its inputs (no embeddings, too few
-        predictions) is skipped: absent from the outcomes."""
+        the frames' embeddings, model outputs and contexts (else derived from the rows). A test
+        without its inputs (no embeddings, too few predictions) is skipped: absent from the outcomes."""
         pca = prepared.pca
         reduced = None if embeddings is None or pca is None else pca.transform(embeddings)
         statistics = rows[:, self._columns]
         # validated, sorted and placed in the reference once for every image-statistics test
         placed = prepared.univariate.place(statistics) if self._uses_statistics else None
-        window = WindowData(statistics, reduced, predictions, placed)
         t = self.config
+        if contexts is None:
+            contexts = [frame_context(row, 0.0, "", t.context, self.all_features) for row in rows]
+        window = WindowData(statistics, reduced, predictions, placed, window_context(contexts))
         outcomes = []
         for name in self.active:
             alpha = self.vote_alpha if name in self.voting else t.tests.alpha
-            run = Run(prepared, window, alpha, t.tests, self._rng, t.window.size, t.embedding.mmd_permutations)
+            run = Run(prepared, window, alpha, t.tests, self._rng, t.embedding.mmd_permutations)
             outcome = REGISTRY[name].run(run)
             if outcome is not None:
                 outcomes.append(outcome)
-        return Judgement(tuple(outcomes), any(o.drifted for o in outcomes if o.name in self.voting))
+        return Judgement(tuple(outcomes), any(o.drifted for o in outcomes if o.name in self.voting), window.context)
 
     def evaluate(self, state: StreamState, prepared: PreparedReference, now: float | None = None) -> Evaluation:
         rows = state.window.values()
-        judged = self.run_tests(prepared, rows, state.window.embeddings(), state.window.predictions())
+        judged = self.run_tests(prepared, rows, state.window.embeddings(), state.window.predictions(),
+                                state.window.contexts())
         if state.detector_state is None:
             state.detector_state = self.new_detector()
         step = state.detector_state.update(judged.drifted)
@@ -144,7 +142,8 @@ class Engine:
             stream=state.key, evaluated_at=time.time() if now is None else now,
             reference_stream=prepared.stream, reference_version=prepared.reference.version,
             n_ref=prepared.reference.n_frames, n_cur=int(rows.shape[0]), tests=judged.tests,
-            window_drifted=judged.drifted, drifted=bool(step.drifted), changed=bool(step.changed))
+            window_drifted=judged.drifted, drifted=bool(step.drifted), changed=bool(step.changed),
+            context=judged.context)
         state.evaluation = evaluation
         state.last_evaluated_at = evaluation.evaluated_at
         return evaluation

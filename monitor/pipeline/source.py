@@ -48,6 +48,7 @@ class Frame:
     model_version: str = ""
     predictions: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    context: str = ""  # the producer's context label (day, night, rain...), when it sends one
 
 
 @dataclass
@@ -89,6 +90,7 @@ def parse_record(record: Any, source: SourceConfig) -> Frame:
         origin=origin,
         site=headers.get("site", ""),
         model_version=headers.get("model_version", ""),
+        context=_context(headers.get("context")),
     )
 
 
@@ -100,6 +102,15 @@ def _headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
         except (UnicodeDecodeError, AttributeError):
             raise RecordError("bad_header", f"header {key!r} is not UTF-8") from None
     return out
+
+
+def _context(value: Any) -> str:
+    """A producer's context label: a short string (bounded: it becomes a reference's context)."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > 64 or not value.isprintable():
+        raise RecordError("bad_header", f"context {value!r} must be a printable string of at most 64 characters")
+    return value
 
 
 def _key(key: bytes | None) -> str:
@@ -162,6 +173,7 @@ def _parse_envelope(record: Any, headers: dict[str, str], origin: Origin, source
         model_version=str(env.get("model_version") or headers.get("model_version", "")),
         predictions=predictions,
         meta=meta,
+        context=_context(env.get("context", meta.get("context", headers.get("context")))),
     )
 
 

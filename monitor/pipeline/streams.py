@@ -46,6 +46,7 @@ class FrameRef:
     partition: int
     offset: int
     uri: str | None
+    context: str = ""  # the frame's context (monitor.pipeline.context)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ class Window:
         """The window's frame references, oldest first, aligned with :meth:`values`."""
         return self._ordered_list(self._refs)
 
+    def contexts(self) -> list[str]:
+        """The window's frames' contexts, oldest first, aligned with :meth:`values`."""
+        return [r.context if r is not None else "" for r in self.refs()]
+
     def predictions(self) -> PredictionWindow:
         """The window's frames' model outputs, oldest first, aligned with :meth:`values`."""
         return PredictionWindow(self._ordered_list(self._preds))
@@ -157,8 +162,10 @@ class StreamState:
         o = frame.origin
         return self.offsets.get((o.topic, o.partition), -1) >= o.offset
 
-    def observe(self, frame: Frame, row: np.ndarray, digest: bytes, embedding: np.ndarray | None = None) -> bool:
-        """Add one frame; returns True when its bytes equal the previous frame's (a frozen feed)."""
+    def observe(self, frame: Frame, row: np.ndarray, digest: bytes, embedding: np.ndarray | None = None,
+                context: str = "") -> bool:
+        """Add one frame (of ``context``); returns True when its bytes equal the previous frame's
+        (a frozen feed)."""
         o = frame.origin
         self.offsets[(o.topic, o.partition)] = o.offset
         self.dirty = True
@@ -168,7 +175,7 @@ class StreamState:
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
         self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
-                                         frame.origin.partition, frame.origin.offset, frame.uri), embedding,
+                                         frame.origin.partition, frame.origin.offset, frame.uri, context), embedding,
                            derive(frame.predictions))
         return identical
 

@@ -4,6 +4,7 @@ Every frame keeps its time (``monitor.reference.timing``): a reference is a stre
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -19,6 +20,7 @@ from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import Embedder, build_embedder
 from monitor.errors import InputError
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.context import frame_context
 from monitor.pipeline.predictions import Prediction, derive, reference_predictions
 from monitor.reference.fit import fit_reference
 from monitor.reference.store import Reference
@@ -41,7 +43,17 @@ class Collected:
     ordered: bool = True
     streams: list[str] = field(default_factory=list)
     predictions: list[Prediction | None] = field(default_factory=list)  # the model's outputs, aligned with rows
+    labels: list[str] = field(default_factory=list)  # the producers' context labels ("": none), aligned with rows
     errors: dict[str, int] = field(default_factory=dict)
+
+    def contexts(self, config: Config) -> list[str]:
+        """Each frame's context (``monitor.pipeline.context``): the producer's label, else derived
+        from its statistics and, when its time is a clock time, its hour."""
+        clock = self.ordered and self.time_unit == "s"
+        settings = config.context if clock else dataclasses.replace(config.context, day_hours=())
+        labels = self.labels if len(self.labels) == len(self.rows) else [""] * len(self.rows)
+        times = self.times if clock else [0.0] * len(self.rows)
+        return [frame_context(row, ts, label, settings) for row, ts, label in zip(self.rows, times, labels)]
 
     def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
         m = np.vstack(self.rows).astype(np.float32) if self.rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
@@ -74,7 +86,8 @@ class Collector:
         return compute_features(decoded), decoded.rgb
 
     def add(self, items: list[tuple]) -> None:
-        """Frames as (encoded bytes, event time, stream key) or (..., the frame's ``predictions``)."""
+        """Frames as (encoded bytes, event time, stream key[, the frame's ``predictions``[, the
+        producer's context label]])."""
         results = list(self.pool.map(self._analyse, [item[0] for item in items]))
         images = []
         for item, result in zip(items, results):
@@ -87,6 +100,7 @@ class Collector:
             self.out.times.append(ts)
             self.out.streams.append(stream)
             self.out.predictions.append(derive(item[3]) if len(item) > 3 else None)
+            self.out.labels.append(item[4] if len(item) > 4 else "")
             images.append(rgb)
         if self.embedder is not None and images:
             self.out.embeddings.extend(self.embedder.embed_many(images))
@@ -112,7 +126,8 @@ def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: st
                     else None,
                     times=times if got.ordered else None, time_unit=got.time_unit, time_source=got.time_source,
                     embeddings=None if embeddings is None else embeddings[keep],
-                    embedder=embedder.identity.to_dict() if embedder else None, predictions=predictions)
+                    embedder=embedder.identity.to_dict() if embedder else None, predictions=predictions,
+                    contexts=np.array(got.contexts(config), dtype=str)[keep])
     return fit_reference(ref, config)
 
 
@@ -280,7 +295,8 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
                         collector.out.add_error(e.reason)
                         continue
                     if (start_s is None or frame.ts >= start_s) and (end_s is None or frame.ts <= end_s):
-                        items.append((frame.data, frame.ts, stream_key(frame, config.source), frame.predictions))
+                        items.append((frame.data, frame.ts, stream_key(frame, config.source), frame.predictions,
+                                      frame.context))
                 bar.update(len(records))
             collector.add(items)
         pool.shutdown()

@@ -1,80 +1,49 @@
 """Everything derived from a reference's frames, in two steps.
 
-1. :func:`fit_reference` fits what a reference *stores*, once: the PCA of its embeddings and the
-   calibrated thresholds the configuration asks for (``tests.run_length``). It returns a new
-   :class:`~monitor.reference.store.Reference`; a reference is never changed after it. ``driftmon
-   reference build`` and ``promote`` run it, and so does the daemon at start for a shared reference
-   built without it. Deterministic: the same frames and configuration give the same arrays.
-2. :class:`PreparedReference` builds what the tests *keep in memory* for every window of a stream
-   (sorted columns, histogram bins, the MMD kernel block of a seeded subsample), once per reference
-   version, in the daemon and in ``driftmon check``.
+1. :func:`fit_reference` fits what a reference *stores*, once: the PCA of its embeddings. It
+   returns a new :class:`~monitor.reference.store.Reference`; a reference is never changed after
+   it. ``driftmon reference build`` and ``promote`` run it, and the daemon for a reference built
+   elsewhere. Deterministic: the same frames give the same arrays.
+2. :class:`PreparedReference` builds what the tests *keep in memory* for every window of a stream,
+   once per reference version: sorted columns and bins for the image statistics; the per-component
+   sorted columns and the MMD kernel block of a seeded subsample for the embeddings; the model
+   outputs' summaries; and, per context and window length, the span nulls of the calibrated tests
+   (``detectors.span``) with the threshold that the false-alarm target gives them.
+
+:func:`support` says what a reference can support: its time span, contiguous segments, effective
+independent stretches per context, and whether that is enough for the configured target.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.calibration import calibrate_ks
 from detectors.mmd import MMDReference
 from detectors.reduce import PCA
 from detectors.reference import UnivariateReference
+from detectors.span import PRIOR_SPANS, SpanNull, fit_span_null, threshold
 from monitor.config import Config
+from monitor.pipeline.context import DEFAULT
+from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS
 from monitor.pipeline.predictions import FittedPredictions
-from monitor.reference.store import BadReference, Calibration, Reference
+from monitor.reference.store import Reference
+from monitor.reference.timing import segments
 
 log = logging.getLogger(__name__)
 
-#: Every random draw of fitting (calibration streams, the MMD subsample) starts from this seed, so
-#: the same reference fits the same way wherever it is fitted.
+#: Every random draw of preparing (the MMD subsample) starts from this seed, so the same reference
+#: prepares the same way wherever it is prepared.
 SEED = 0
-
-
-@dataclass(frozen=True)
-class CalibrationPlan:
-    """What a calibrated KS threshold holds for: the schedule, the promise and the columns.
-    A stored calibration is used only for exactly this plan and the reference's size."""
-
-    window: int
-    stride: int
-    run_length: int
-    block: int
-    features: tuple[str, ...]
-
-    @classmethod
-    def from_config(cls, config: Config, features: tuple[str, ...]) -> CalibrationPlan | None:
-        t = config.tests
-        if not t.run_length:
-            return None
-        return cls(config.window.size, config.evaluation_stride, t.run_length, t.run_length_block, features)
-
-    def describe(self) -> str:
-        return f"window {self.window} every {self.stride} frames, run length {self.run_length}"
-
-    def matches(self, cal: Calibration, n_ref: int) -> bool:
-        return ((cal.window, cal.stride, cal.run_length, cal.block, cal.features, cal.n_ref)
-                == (self.window, self.stride, self.run_length, self.block, self.features, n_ref))
-
-    def stored(self, reference: Reference) -> Calibration | None:
-        """The calibration stored in ``reference`` for exactly this plan, if any."""
-        cal = reference.calibration("ks")
-        return cal if cal is not None and self.matches(cal, reference.n_frames) else None
-
-    def calibrate(self, reference: Reference) -> Calibration:
-        columns = reference.columns(self.features)
-        if columns.shape[0] < self.window:
-            raise BadReference(f"{columns.shape[0]} reference frames cannot calibrate windows of {self.window}")
-        started = time.perf_counter()
-        res = calibrate_ks(columns, window=self.window, stride=self.stride, target_run_length=self.run_length,
-                           resample_block=min(self.block, columns.shape[0]), seed=SEED)
-        log.info("calibrated KS on %d reference frames for %s in %.1f s: fires when D > %.4f (p < %.3g)",
-                 columns.shape[0], self.describe(), time.perf_counter() - started, res.statistic_threshold, res.level)
-        return Calibration("ks", float(res.statistic_threshold), float(res.level), self.window, self.stride,
-                           self.run_length, self.block, columns.shape[0], self.features)
+#: The calibrated embedding test looks at the leading principal components that explain this share
+#: of the reference's embedding variance (the minor ones are fitted to the reference's own noise).
+EMBEDDING_VARIANCE = 0.9
+#: A context needs this many windows' worth of reference frames to be judged on its own.
+CONTEXT_MIN_WINDOWS = 2
 
 
 def tested_features(config: Config, all_features: tuple[str, ...]) -> tuple[str, ...]:
@@ -89,41 +58,60 @@ def pca_components(config: Config, embeddings: np.ndarray) -> int:
 
 
 def fit_reference(reference: Reference, config: Config) -> Reference:
-    """``reference`` with everything the configuration needs fitted on it: the PCA of its embeddings
-    (when it has embeddings and no PCA yet) and the KS calibration for the daemon's schedule (when
-    ``tests.run_length`` asks for one it does not hold). Returns the same object when nothing was
-    missing, else a new one."""
-    changes: dict[str, object] = {}
+    """``reference`` with the PCA of its embeddings fitted, when it has embeddings and no PCA yet.
+    Returns the same object when nothing was missing, else a new one."""
     emb = reference.embeddings
     if emb is not None and reference.pca is None and len(emb) >= 2:
-        changes["pca"] = PCA().fit(emb, pca_components(config, emb))
-    plan = CalibrationPlan.from_config(config, tested_features(config, reference.feature_names))
-    if plan is not None and plan.stored(reference) is None:
-        kept = tuple(c for c in reference.calibrations if c.test != "ks")
-        changes["calibrations"] = (*kept, plan.calibrate(reference))
-    return dataclasses.replace(reference, **changes) if changes else reference
+        return dataclasses.replace(reference, pca=PCA().fit(emb, pca_components(config, emb)))
+    return reference
 
 
+def frame_rate(reference: Reference, config: Config) -> float:
+    """Frames per second of the reference's camera: measured from its times when they are seconds,
+    else ``tests.assumed_fps``."""
+    t = reference.times
+    if t is not None and reference.time_unit == "s" and len(t) > 1:
+        steps = np.diff(t)
+        steps = steps[steps > 0]
+        if len(steps):
+            return float(1.0 / np.median(steps))
+    return config.tests.assumed_fps
+
+
+def window_alpha(config: Config, fps: float) -> float:
+    """Per-window false-alarm probability of the calibrated voting tests together: one false alarm
+    per ``tests.false_alarm_days`` of evaluations at ``fps`` on the configured schedule. Hysteresis
+    is not credited: it only adds margin (docs/detectors.md)."""
+    evaluations_per_day = 86_400.0 * fps / config.evaluation_stride
+    return min(0.5, 1.0 / (config.tests.false_alarm_days * evaluations_per_day))
+
+
+@dataclass
 class PreparedReference:
-    """A fitted reference made ready for every window of its streams: sorted columns, bins and
-    scales for the image statistics; with embeddings, the per-component sorted columns and the MMD
-    kernel block of a bounded, seeded subsample; the model outputs' summaries."""
+    """A fitted reference made ready for every window of its streams (module docstring)."""
 
-    def __init__(self, reference: Reference, feature_names: tuple[str, ...], config: Config, *,
-                 embeddings: bool):
-        self.reference = reference
-        self.feature_names = feature_names
-        self.univariate = UnivariateReference(reference.columns(feature_names), feature_names=list(feature_names),
+    reference: Reference
+    feature_names: tuple[str, ...]
+    config: Config
+    embeddings: bool = False  # prepare the embedding tests' parts
+    univariate: UnivariateReference = field(init=False)
+    predictions: FittedPredictions | None = field(init=False)
+    pca: PCA | None = field(init=False, default=None)
+    mmd: MMDReference | None = field(init=False, default=None)
+    reduced_ks: UnivariateReference | None = field(init=False, default=None)
+    components: int = field(init=False, default=0)  # leading PCs the calibrated embedding test uses
+    fps: float = field(init=False)
+    z_threshold: float = field(init=False)  # of the calibrated tests: the false-alarm target's threshold
+    _nulls: dict[tuple[str, str, int], tuple[SpanNull, str]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        ref, config = self.reference, self.config
+        self.univariate = UnivariateReference(ref.columns(self.feature_names), feature_names=list(self.feature_names),
                                               psi_bins=config.tests.psi_bins)
-        plan = CalibrationPlan.from_config(config, feature_names)
-        self.ks_calibration = plan.stored(reference) if plan is not None else None
-        self.predictions = FittedPredictions(reference.predictions) if reference.predictions is not None else None
-        self.pca: PCA | None = None
-        self.mmd: MMDReference | None = None
-        self.reduced_ks: UnivariateReference | None = None
-        if embeddings and reference.embeddings is not None and reference.pca is not None:
-            self.pca = reference.pca
-            reduced = self.pca.transform(reference.embeddings)
+        self.predictions = FittedPredictions(ref.predictions) if ref.predictions is not None else None
+        if self.embeddings and ref.embeddings is not None and ref.pca is not None:
+            self.pca = ref.pca
+            reduced = self.pca.transform(ref.embeddings)
             # sorted once here, not per window: ks_dims compares every window with these columns
             self.reduced_ks = UnivariateReference(reduced, feature_names=[f"pc{i:02d}" for i in range(reduced.shape[1])])
             size = config.embedding.mmd_reference_size
@@ -131,7 +119,125 @@ class PreparedReference:
             if len(sample) > size:  # seeded, so a restart prepares the same kernel block
                 sample = sample[np.random.default_rng(SEED).choice(len(sample), size, replace=False)]
             self.mmd = MMDReference(sample, dtype="float32")
+            share = np.cumsum(self.pca.explained_variance_ratio_) / max(self.pca.explained_variance_ratio_.sum(), 1e-12)
+            self.components = int(min(len(share), np.searchsorted(share, EMBEDDING_VARIANCE) + 1))
+        self.fps = frame_rate(ref, config)
+        self.z_threshold = threshold(window_alpha(config, self.fps), max(1, self.calibrated_features))
 
     @property
     def stream(self) -> str:
         return self.reference.stream or "*"
+
+    @property
+    def calibrated_features(self) -> int:
+        """Features the calibrated voting tests look at together (the threshold's Bonferroni count)."""
+        voting = self.config.voting_tests
+        counts = {STATISTICS: len(self.feature_names), EMBEDDINGS: self.components}
+        return sum(counts.get(REGISTRY[t].consumes, 0) for t in voting if REGISTRY[t].calibrated)
+
+    def null(self, kind: str, context: str, n: int) -> tuple[SpanNull, str]:
+        """The span null of the image statistics (``kind="statistics"``) or of the leading embedding
+        components (``"embeddings"``) for windows of ``n`` frames in ``context``, and the context it
+        holds for: the whole reference (``"*"``) when the reference has too few frames of that one."""
+        key = (kind, context, n)
+        if key not in self._nulls:
+            frames = self._context_frames(context, n)
+            used = context if frames is not None else "*"
+            idx = frames if frames is not None else np.arange(self.reference.n_frames)
+            x = (self.reference.columns(self.feature_names) if kind == STATISTICS
+                 else self.pca.transform(self.reference.embeddings)[:, : self.components])[idx]
+            times = None if self.reference.times is None else self.reference.times[idx]
+            segs = None if times is None else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
+            self._nulls[key] = (fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS), used)
+        return self._nulls[key]
+
+    def _labels(self, idx: np.ndarray) -> np.ndarray | None:
+        c = self.reference.contexts
+        return None if c is None else c[idx]
+
+    def _context_frames(self, context: str, n: int) -> np.ndarray | None:
+        """Indices of the reference's frames of ``context``, when there are enough of them; None to
+        fall back to the whole reference."""
+        labels = self.reference.contexts
+        if labels is None:
+            return None if context != DEFAULT else np.arange(self.reference.n_frames)
+        idx = np.flatnonzero(labels == context)
+        return idx if len(idx) >= CONTEXT_MIN_WINDOWS * n else None
+
+
+def _cut_at_context_changes(segs: list[np.ndarray], labels: np.ndarray | None) -> list[np.ndarray]:
+    if labels is None:
+        return segs
+    out = []
+    for s in segs:
+        cuts = np.flatnonzero(labels[s][1:] != labels[s][:-1]) + 1
+        out.extend(np.split(s, cuts))
+    return out
+
+
+@dataclass(frozen=True)
+class ContextSupport:
+    frames: int
+    effective_spans: float  # nearly independent stretches of the image statistics (median feature)
+
+
+@dataclass(frozen=True)
+class Support:
+    """What a reference can support for the configured window and false-alarm target."""
+
+    frames: int
+    ordered: bool
+    time_source: str
+    span_s: float | None  # seconds from first to last frame (None when its times are not seconds)
+    span_frames: float | None  # frame numbers from first to last (when its times are frame numbers)
+    segments: int
+    fps: float
+    effective_spans: float
+    window_alpha: float
+    z_threshold: float
+    contexts: dict[str, ContextSupport]
+    warnings: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self) | {"warnings": list(self.warnings)}
+
+
+def support(reference: Reference, config: Config, feature_names: tuple[str, ...]) -> Support:
+    """What ``reference`` can support for ``config``'s window and target (module docstring)."""
+    embeddings = reference.embeddings is not None and any(
+        REGISTRY[t].consumes == EMBEDDINGS for t in config.active_tests)
+    prepared = PreparedReference(fit_reference(reference, config), tested_features(config, feature_names), config,
+                                 embeddings=embeddings)
+    n = config.window.size
+    ordered = reference.times is not None
+    segs = segments(reference.times, reference.n_frames) if ordered else []
+    extent = float(reference.times[-1] - reference.times[0]) if ordered else None
+    span_s = extent if reference.time_unit == "s" else None
+    span_frames = extent + 1 if extent is not None and reference.time_unit == "frames" else None
+    contexts: dict[str, ContextSupport] = {}
+    labels = reference.contexts if reference.contexts is not None else np.full(reference.n_frames, DEFAULT)
+    for context in sorted(set(labels.tolist())):
+        null, used = prepared.null(STATISTICS, context, n)
+        if used == context:
+            contexts[context] = ContextSupport(int((labels == context).sum()), round(null.effective_spans, 2))
+    whole, _ = prepared.null(STATISTICS, "*" if reference.contexts is not None else DEFAULT, n)
+    warnings = []
+    if reference.n_frames < n:
+        warnings.append(f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer stretch")
+    if not ordered:
+        warnings.append("the frames have no order (a bag): every window is judged as if it moved like a single "
+                        "frame, the conservative choice; build it from a topic, a clip or named frames to let "
+                        "driftmon measure how this camera's windows really wander")
+    elif whole.effective_spans < PRIOR_SPANS:
+        need = math.ceil(PRIOR_SPANS * float(np.median(whole.correlation_frames)))
+        warnings.append(
+            f"about {whole.effective_spans:.1f} independent stretches of this camera (frames stay correlated for "
+            f"~{np.median(whole.correlation_frames):.0f} frames): too few to measure how its windows wander, so they "
+            f"are judged almost as single frames (less sensitive); at least {need} frames "
+            f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for itself")
+    for context in sorted(set(labels.tolist()) - set(contexts)):
+        warnings.append(f"context {context!r} has too few frames ({int((labels == context).sum())} < "
+                        f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole reference")
+    return Support(reference.n_frames, ordered, reference.time_source or "none", span_s, span_frames, len(segs),
+                   round(prepared.fps, 3), round(whole.effective_spans, 2), window_alpha(config, prepared.fps),
+                   round(prepared.z_threshold, 3), contexts, tuple(warnings))

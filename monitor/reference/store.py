@@ -62,29 +62,6 @@ class ReferencePredictions:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """A threshold calibrated on the reference for one test, one window schedule and one promise:
-    an unshifted stream fires on average at most once per ``run_length`` evaluations."""
-
-    test: str
-    statistic_threshold: float  # fires when the statistic exceeds it
-    level: float  # the same, as a per-feature p-value level
-    window: int
-    stride: int
-    run_length: int
-    block: int  # reference frames resampled together
-    n_ref: int  # reference frames it was calibrated on
-    features: tuple[str, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"features": list(self.features)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Calibration":
-        return cls(**(data | {"features": tuple(data["features"])}))
-
-
-@dataclass(frozen=True)
 class Reference:
     """A reference: the frames' statistics (and embeddings, model outputs), provenance, and what was
     fitted on it once (``monitor.reference.fit.fit_reference``). Immutable: fitting returns a new one."""
@@ -105,7 +82,9 @@ class Reference:
     embedder: dict[str, Any] | None = None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
     predictions: ReferencePredictions | None = None  # the model's outputs on the frames, when they had any
     pca: PCA | None = None  # fitted on the embeddings
-    calibrations: tuple[Calibration, ...] = ()
+    # Each frame's context (day, night, infrared, rain...: monitor.reference.context), aligned with
+    # the frames; None: one context. A window is judged against the frames of its own context.
+    contexts: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts (e.g. promoted from where)
 
     def __post_init__(self) -> None:
@@ -118,6 +97,8 @@ class Reference:
             raise BadReference("embeddings and features have different frame counts")
         if self.times is not None and (self.times.shape != (self.features.shape[0],) or np.any(np.diff(self.times) < 0)):
             raise BadReference("times must be one non-decreasing value per frame")
+        if self.contexts is not None and self.contexts.shape != (self.features.shape[0],):
+            raise BadReference("contexts must be one label per frame")
 
     @property
     def n_frames(self) -> int:
@@ -131,9 +112,6 @@ class Reference:
         index = [self.feature_names.index(n) for n in names]
         return self.features[:, index]
 
-    def calibration(self, test: str) -> Calibration | None:
-        return next((c for c in self.calibrations if c.test == test), None)
-
     def describe(self) -> dict[str, Any]:
         return {
             "stream": self.stream or "*",
@@ -146,7 +124,7 @@ class Reference:
             "features": list(self.feature_names),
             "embedder": self.embedder,
             "embedding_dim": None if self.embeddings is None else int(self.embeddings.shape[1]),
-            "calibrations": [c.to_dict() for c in self.calibrations],
+            "contexts": None if self.contexts is None else dict(zip(*(v.tolist() for v in np.unique(self.contexts, return_counts=True)))),
         }
 
     # --- files -----------------------------------------------------------------------------
@@ -161,6 +139,8 @@ class Reference:
             arrays["embeddings"] = self.embeddings.astype(np.float32)
         if self.times is not None:
             arrays["times"] = self.times.astype(np.float64)
+        if self.contexts is not None:
+            arrays["contexts"] = self.contexts.astype(str)
         if self.pca is not None:
             arrays.update({f"pca.{k}": v for k, v in self.pca.to_arrays().items()})
         if self.predictions is not None:
@@ -194,24 +174,18 @@ class Reference:
                    times=arrays.get("times"), time_unit=timing.get("unit", "s"), time_source=timing.get("source", ""),
                    embeddings=arrays.get("embeddings"), embedder=meta.get("embedder"),
                    predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
-                   pca=PCA.from_arrays(pca) if pca else None,
-                   calibrations=tuple(Calibration.from_dict(c) for c in meta.get("calibrations") or []),
+                   pca=PCA.from_arrays(pca) if pca else None, contexts=arrays.get("contexts"),
                    extra=meta.get("extra") or {})
 
 
 def _from_format_1(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
     """A format-1 file's arrays and meta in format 2's layout: fitted arrays lose their "fitted."
-    prefix, the prediction labels leave ``extra``, the KS calibration gets its names."""
-    out = {(k[len("fitted."):] if k.startswith("fitted.") else k): v for k, v in arrays.items()}
+    prefix and the prediction labels leave ``extra``. Its KS calibration (for ``tests.run_length``,
+    since replaced by the span-calibrated tests) and its frames' times are not kept: it has no order."""
+    out = {(k[len("fitted."):] if k.startswith("fitted.") else k): v for k, v in arrays.items()
+           if not k.startswith("fitted.calibration.")}
     extra = dict(meta.get("extra") or {})
-    meta = meta | {"pred_labels": extra.pop("pred_labels", None), "extra": extra, "calibrations": []}
-    ks = out.pop("calibration.ks", None)
-    names = out.pop("calibration.ks.features", None)
-    if ks is not None and names is not None:
-        d, level, n_ref, window, stride, run_length, block = ks.tolist()
-        meta["calibrations"] = [Calibration("ks", d, level, int(window), int(stride), int(run_length), int(block),
-                                            int(n_ref), tuple(str(n) for n in names)).to_dict()]
-    return out, meta
+    return out, meta | {"pred_labels": extra.pop("pred_labels", None), "extra": extra}
 
 
 class ReferenceStore:

@@ -134,11 +134,37 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
+    """Validate the file; when its reference exists, say what each of its references can support."""
+    from monitor.reference.store import ReferenceStore
+
     config = load_config(args.file)
     if args.print:
         print(json.dumps(to_dict(config), indent=2))
+    if config.reference.path and Path(config.reference.path).exists():
+        store = ReferenceStore(config.reference.path)
+        for stream in [None, *store.streams()]:
+            ref = store.load_latest(stream)
+            if ref is not None:
+                _report_support(ref, config)
     print(f"{args.file}: OK", file=sys.stderr)
     return 0
+
+
+def _report_support(ref, config: Config) -> dict:
+    """What ``ref`` can support for ``config`` (monitor.reference.fit.support), on stderr; returned
+    as JSON for the command's own output."""
+    from monitor.pipeline.features import FEATURE_NAMES
+    from monitor.reference.fit import support
+
+    s = support(ref, config, FEATURE_NAMES)
+    span = f"{s.span_s:.0f} s" if s.span_s is not None else f"{s.span_frames:.0f} frames (by {s.time_source})"
+    contexts = ", ".join(f"{c} {v.frames}" for c, v in s.contexts.items()) or "none on its own"
+    print(f"reference {ref.stream or '*'} v{ref.version}: {s.frames} frames spanning {span}, {s.segments} segment(s), "
+          f"~{s.effective_spans:g} independent stretches at {s.fps:g} fps; contexts: {contexts}; a window "
+          f"drifts when a statistic moves more than {s.z_threshold:.2f} span-spreads", file=sys.stderr)
+    for warning in s.warnings:
+        print(f"  warning: {warning}", file=sys.stderr)
+    return s.to_dict()
 
 
 def _parse_time(value: str | None, option: str) -> float | None:
@@ -189,7 +215,8 @@ def _collect(args: argparse.Namespace, config: Config):
 def _reference_build(args: argparse.Namespace) -> int:
     from monitor.reference.store import ReferenceStore
 
-    got, _, make_reference = _collect(args, load_config(args.config))
+    config = load_config(args.config)
+    got, _, make_reference = _collect(args, config)
     store = ReferenceStore(args.out)
     groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
     if args.per_stream:
@@ -199,8 +226,10 @@ def _reference_build(args: argparse.Namespace) -> int:
         groups = {k: keys == k for k in sorted(set(got.streams))}
     written = []
     for stream, mask in groups.items():
-        path = store.add(make_reference(mask, stream))
-        written.append({"path": str(path), "stream": stream or "*", "frames": int(mask.sum())})
+        ref = make_reference(mask, stream)
+        path = store.add(ref)
+        written.append({"path": str(path), "stream": stream or "*", "frames": int(mask.sum()),
+                        "support": _report_support(ref, config)})
     print(json.dumps({"written": written, "decode_errors": got.errors}))
     return 0
 
@@ -225,7 +254,7 @@ def _reference_promote(args: argparse.Namespace) -> int:
     path = store.add(replace(ref, extra=dict(ref.extra, promoted=True, previous_versions=before)))
     print(json.dumps({"stream": args.stream, "version": store.versions(args.stream)[-1], "path": str(path),
                       "frames": int(mask.sum()), "previous_versions": before, "source": source,
-                      "decode_errors": got.errors}))
+                      "decode_errors": got.errors, "support": _report_support(ref, config)}))
     return 0
 
 

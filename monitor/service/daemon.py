@@ -28,6 +28,7 @@ from monitor.service.checkpoint import CheckpointStore, open_store
 from monitor.reference.collect import build_embedder_from
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
+from monitor.pipeline.context import frame_context
 from monitor.pipeline.engine import Engine, Evaluation
 from monitor.reference.fit import PreparedReference
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
@@ -89,6 +90,7 @@ class Analysed:
     digest: bytes = b""  # of the encoded bytes, for frozen-feed detection
     rgb: np.ndarray | None = None  # the decoded image, kept until it is embedded
     embedding: np.ndarray | None = None
+    context: str = ""  # monitor.pipeline.context.frame_context
     error: DecodeError | None = None
 
 
@@ -263,7 +265,7 @@ class Daemon:
             if state.absorbed(a.frame):
                 replayed += 1
                 continue
-            identical = state.observe(a.frame, a.row, a.digest, a.embedding)
+            identical = state.observe(a.frame, a.row, a.digest, a.embedding, a.context)
             m.observe_frame(state.key, a.frame.ts, identical, state.window.fill_ratio)
             touched[state.key] = state
             # evaluate at every schedule point, however the frames were batched
@@ -373,8 +375,10 @@ class Daemon:
         except DecodeError as e:
             return Analysed(frame, error=e)
         # digested here, in the pool, off the loop thread
-        return Analysed(frame, row=compute_features(decoded), digest=frame_digest(frame.data),
-                        rgb=decoded.rgb if self.embedder is not None else None)
+        row = compute_features(decoded)
+        return Analysed(frame, row=row, digest=frame_digest(frame.data),
+                        rgb=decoded.rgb if self.embedder is not None else None,
+                        context=frame_context(row, frame.ts, frame.context, self.config.context))
 
     def _embed(self, analysed: list[Analysed]) -> None:
         if self.embedder is None:

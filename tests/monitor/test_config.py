@@ -15,14 +15,16 @@ def write(tmp_path, text):
 def test_defaults_are_valid():
     cfg = load_config(None, env={})
     assert cfg.kafka.topics == ("frames",)
-    assert cfg.window.size == 200 and cfg.tests.vote == ("ks", "mmd")
-    assert cfg.active_tests == ("ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class", "confidence", "probs_ks")
+    assert cfg.window.size == 200 and cfg.tests.vote == ("shift", "emb_shift")
+    assert cfg.active_tests == ("shift", "emb_shift", "ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class",
+                                "confidence", "probs_ks")
+    assert cfg.hysteresis_k_m == (5, 6)  # two disjoint windows of 200 frames every 50
 
 
 def test_embedding_tests_drop_out_without_embeddings():
     cfg = config_from_dict({"embedding": {"enabled": False}})
-    assert cfg.active_tests == ("ks", "psi", "wasserstein", "pred_class", "confidence", "probs_ks")
-    assert cfg.voting_tests == ("ks",)
+    assert cfg.active_tests == ("shift", "ks", "psi", "wasserstein", "pred_class", "confidence", "probs_ks")
+    assert cfg.voting_tests == ("shift",)
     with pytest.raises(ConfigError, match=r"^tests\.vote"):
         config_from_dict({"embedding": {"enabled": False}, "tests": {"vote": ["mmd"]}})
 

@@ -21,8 +21,12 @@ IDENTITY = EmbedderIdentity("driftmon-randconv-v1", "ab" * 32, 128, "centred", 8
 
 
 def config(embeddings=False, **sections):
+    """The p-value tests voting (KS and MMD at alpha/2 each) and a fixed 3-of-5 hysteresis: this module
+    pins the engine's mechanics on tests with known levels; the calibrated default voters are
+    tests/monitor/pipeline/test_calibrated.py."""
     return config_from_dict({"embedding": {"enabled": embeddings, "pca_components": 4, "mmd_permutations": 50},
-                             "window": {"size": WINDOW, "evaluate_every": 10}} | sections)
+                             "window": {"size": WINDOW, "evaluate_every": 10},
+                             "tests": {"vote": ["ks", "mmd"]}, "hysteresis": {"k": 3, "m": 5}} | sections)
 
 
 def reference(seed=0, embedder=IDENTITY, predictions=None):
@@ -140,7 +144,7 @@ def test_hysteresis_state_lives_on_the_stream_not_the_engine():
 
 def test_embedding_tests_are_absent_without_embeddings_in_the_window():
     ref = reference()
-    engine = Engine(config(embeddings=True, tests={"enabled": ["ks", "mmd", "ks_dims"]}), NAMES, IDENTITY)
+    engine = Engine(config(embeddings=True, tests={"enabled": ["ks", "mmd", "ks_dims"], "vote": ["ks", "mmd"]}), NAMES, IDENTITY)
     prepared = engine.prepare(ref)
     without = engine.evaluate(state(quiet_rows(ref)), prepared)
     assert [t.name for t in without.tests] == ["ks"]
@@ -200,8 +204,9 @@ def test_a_reference_lacking_a_tested_statistic_is_refused():
 # --- the alpha split -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("embeddings,tests,expected", [
-    (True, {}, 0.05 / 2),  # default: ks and mmd vote
-    (False, {}, 0.05),  # mmd inactive without embeddings: ks alone
+    (True, {"vote": ["ks", "mmd"]}, 0.05 / 2),  # ks and mmd vote
+    (False, {"vote": ["ks", "mmd"]}, 0.05),  # mmd inactive without embeddings: ks alone
+    (True, {}, 0.05),  # the defaults: the calibrated tests vote, no test with a p-value
     (False, {"enabled": ["ks", "cvm"], "vote": ["ks", "cvm"], "alpha": 0.01}, 0.01 / 2),
     (False, {"enabled": ["ks", "psi"], "vote": ["ks", "psi"]}, 0.05),  # psi has no p-value
 ])

@@ -1,0 +1,139 @@
+"""The calibrated default voters on correlated, living streams: quiet on a camera's own slow
+wandering, loud on a real shift; contexts (day vs infrared night); a bag of frames; the threshold
+from the false-alarm target; and what a reference can support."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from monitor.config import config_from_dict
+from monitor.pipeline.engine import Engine
+from monitor.pipeline.features import FEATURE_NAMES
+from monitor.reference.fit import support, window_alpha
+from monitor.reference.store import Reference
+
+N = 100  # frames per window
+SAT, COLOUR, NOISE = (FEATURE_NAMES.index(n) for n in ("saturation_mean", "colourfulness", "noise_sigma"))
+
+
+def config(**tests):
+    return config_from_dict({"embedding": {"enabled": False}, "window": {"size": N, "evaluate_every": 25},
+                             "tests": tests})
+
+
+def living(rng, frames, phi=0.97, night=False):
+    """A camera's statistics: every feature wanders slowly (AR(1), correlation length ~30 frames)
+    around its level; at night the frames have no colour (infrared)."""
+    x = np.empty((frames, len(FEATURE_NAMES)))
+    x[0] = rng.normal(size=len(FEATURE_NAMES))
+    for t in range(1, frames):
+        x[t] = phi * x[t - 1] + rng.normal(size=len(FEATURE_NAMES)) * np.sqrt(1 - phi**2)
+    x = 10 + 2 * x
+    x[:, SAT] = 0.0 if night else 0.35 + 0.02 * x[:, SAT] / 10
+    x[:, COLOUR] = 0.0 if night else 30 + x[:, COLOUR]
+    if night:
+        x[:, NOISE] += 6.0  # infrared: higher gain
+    return x.astype(np.float32)
+
+
+def reference(rows, fps=5.0, contexts=None, ordered=True):
+    times = np.arange(len(rows)) / fps if ordered else None
+    return Reference(features=rows, feature_names=FEATURE_NAMES, times=times, time_unit="s",
+                     time_source="event time" if ordered else "none", contexts=contexts)
+
+
+def outcome(judged, name):
+    return next(t for t in judged.tests if t.name == name)
+
+
+def test_the_calibrated_tests_vote_by_default_and_the_frame_by_frame_ones_do_not():
+    cfg = config_from_dict({})
+    assert cfg.voting_tests == ("shift", "emb_shift")
+    assert {"ks", "mmd"} <= set(cfg.active_tests) - set(cfg.voting_tests)
+
+
+def test_quiet_on_a_camera_that_only_wanders_where_ks_fires_on_most_windows():
+    fired = {"shift": 0, "ks": 0}
+    windows = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        engine = Engine(config(), FEATURE_NAMES)
+        prepared = engine.prepare(reference(living(rng, 3000)))
+        live = living(rng, 2000)
+        for start in range(0, 2000, N):
+            judged = engine.run_tests(prepared, live[start:start + N])
+            fired["shift"] += judged.drifted
+            fired["ks"] += outcome(judged, "ks").drifted
+            windows += 1
+    assert fired["shift"] == 0, fired  # at ~4e-6 per window, none of 240
+    assert fired["ks"] > windows / 2, fired  # frames taken as independent draws: most healthy windows fire
+
+
+def test_a_shift_of_a_few_span_spreads_drifts_and_says_on_what():
+    rng = np.random.default_rng(3)
+    engine = Engine(config(), FEATURE_NAMES)
+    prepared = engine.prepare(reference(living(rng, 3000)))
+    window = living(rng, N)
+    window[:, NOISE] += 12.0  # six frame standard deviations: a noisy sensor
+    judged = engine.run_tests(prepared, window)
+    shift = outcome(judged, "shift")
+    assert judged.drifted and shift.drifted_features == ["noise_sigma"]
+    assert shift.threshold == pytest.approx(prepared.z_threshold) and shift.statistic > shift.threshold
+    assert "context 'default'" in shift.p_value_note and "30 days at 5 fps" in shift.p_value_note
+
+
+def test_nights_in_the_reference_keep_a_camera_quiet_at_night_and_a_day_only_reference_does_not():
+    rng = np.random.default_rng(4)
+    day, night = living(rng, 1200), living(rng, 1200, night=True)
+    rows = np.vstack([day, night])
+    engine = Engine(config(), FEATURE_NAMES)
+    with_nights = engine.prepare(reference(rows, contexts=np.array(["default"] * 1200 + ["ir"] * 1200)))
+    days_only = engine.prepare(reference(day, contexts=np.array(["default"] * 1200)))
+    tonight = living(rng, N, night=True)
+    judged = engine.run_tests(with_nights, tonight)
+    assert judged.context == "ir" and not judged.drifted
+    assert "context 'ir'" in outcome(judged, "shift").p_value_note
+    judged = engine.run_tests(days_only, tonight)
+    assert judged.context == "ir" and judged.drifted  # a day camera gone dark and grey is drifted
+    assert "too few frames of context 'ir'" in outcome(judged, "shift").p_value_note
+    assert not engine.run_tests(with_nights, living(rng, N)).drifted  # and a day window is still fine
+
+
+def test_a_bag_of_frames_is_judged_as_if_a_window_moved_like_one_frame():
+    rng = np.random.default_rng(5)
+    rows = living(rng, 2000)
+    engine = Engine(config(), FEATURE_NAMES)
+    ordered = engine.prepare(reference(rows)).null("statistics", "default", N)[0]
+    bag = engine.prepare(reference(rows, ordered=False)).null("statistics", "default", N)[0]
+    assert bag.effective_spans == 0 and np.all(bag.scale >= ordered.scale * 0.99)
+    np.testing.assert_allclose(bag.scale[:3], rows.std(axis=0)[:3] * np.sqrt(1 + 1 / 2000), rtol=1e-3)
+
+
+def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
+    rng = np.random.default_rng(6)
+    rows = living(rng, 1000)
+    z = {}
+    for days, fps in ((30, 5.0), (30, 25.0), (1, 5.0)):
+        prepared = Engine(config(false_alarm_days=days), FEATURE_NAMES).prepare(reference(rows, fps=fps))
+        assert prepared.fps == pytest.approx(fps)
+        z[days, fps] = prepared.z_threshold
+    assert z[1, 5.0] < z[30, 5.0] < z[30, 25.0]  # a laxer target, or fewer evaluations a day: lower
+    # one false alarm per 30 days of evaluations every 25 frames at 5 fps, for the windows as a whole
+    assert window_alpha(config(), 5.0) == pytest.approx(25 / (30 * 86_400 * 5.0))
+    frames = dataclasses.replace(reference(rows), times=np.arange(1000.0), time_unit="frames")
+    assert Engine(config(assumed_fps=12.0), FEATURE_NAMES).prepare(frames).fps == 12.0
+
+
+def test_support_says_what_a_reference_can_support_and_names_the_fix():
+    rng = np.random.default_rng(7)
+    long = support(reference(living(rng, 4000)), config(), FEATURE_NAMES)
+    assert long.warnings == () and long.effective_spans > 10 and long.span_s == pytest.approx(799.8)
+    short = support(reference(living(rng, 150)), config(), FEATURE_NAMES)
+    assert short.effective_spans < 10
+    assert any("independent stretches" in w and "would let it speak for itself" in w for w in short.warnings)
+    bag = support(reference(living(rng, 300), ordered=False), config(), FEATURE_NAMES)
+    assert not bag.ordered and any("no order" in w for w in bag.warnings)
+    mixed = support(reference(living(rng, 400), contexts=np.array(["default"] * 350 + ["ir"] * 50)), config(),
+                    FEATURE_NAMES)
+    assert set(mixed.contexts) == {"default"} and any("context 'ir' has too few frames" in w for w in mixed.warnings)
