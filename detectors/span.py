@@ -10,7 +10,8 @@ For each feature ``j`` (an image statistic, an embedding component):
 
 - ``gamma_j(k)``: the reference's autocovariance at lag ``k`` frames, pooled over pairs of frames
   in the same contiguous segment, around the reference mean (so segments at different levels
-  count as slow variation, not as noise);
+  count as slow variation, not as noise), corrected for the bias of that centring (it understates
+  every lag by about the variance of the reference mean: large for a short reference);
 - ``b_j``: the correlation length, the first lag at which the autocorrelation falls below
   ``rho_cut`` (measured, never configured; at most the window length or the longest segment);
 - the observed variance of an ``n``-frame window mean, from those autocovariances with Bartlett
@@ -55,6 +56,8 @@ PRIOR_SPANS = 10.0
 #: Resolution floor of a feature's scale, relative to its reference mean's magnitude (plus an
 #: absolute 1e-6), so a constant statistic that moves is a shift and not a division by zero.
 RELATIVE_FLOOR = 1e-3
+#: Rounds of the correction of the autocovariances for centring on the reference's own mean.
+BIAS_ITERATIONS = 5
 
 
 @dataclass(frozen=True)
@@ -136,7 +139,7 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
     >>> iid = rng.normal(size=(2000, 1))
     >>> slow = np.repeat(rng.normal(size=(20, 1)), 100, axis=0)  # a level that changes every 100 frames
     >>> [round(float(fit_span_null(x, [np.arange(2000)], 50).scale[0]), 2) for x in (iid, slow)]
-    [0.16, 0.92]
+    [0.16, 0.94]
     """
     x = as_columns(x_ref, "x_ref", min_rows=2)
     n = check_int(window, "window")
@@ -151,27 +154,53 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
         return SpanNull(mean, scale, np.sqrt(frame_var), np.full(k, float(n)), np.zeros(k), n, n_ref, 0)
     segs = [np.asarray(s) for s in segments if len(s)]
     max_lag = max(1, min(n, max(len(s) for s in segs)) - 1)
-    gamma = _autocovariance(x, segs, mean, max_lag)
-    rho = gamma / np.where(gamma[0] > 0, gamma[0], 1.0)
-    below = rho[1:] < cut
-    lags = np.where(below.any(axis=0), below.argmax(axis=0) + 1, max_lag + 1)  # correlation length b_j
+    centred = _autocovariance(x, segs, mean, max_lag)
+    # Products around the reference's own mean understate every autocovariance by about the
+    # variance of that mean, badly so for a reference a few correlation lengths long: add it back,
+    # re-estimated from the corrected values, until it settles (at most doubling gamma(0)).
+    gamma = centred
+    for _ in range(BIAS_ITERATIONS):
+        rho = gamma / np.where(gamma[0] > 0, gamma[0], 1.0)
+        below = rho[1:] < cut
+        lags = np.where(below.any(axis=0), below.argmax(axis=0) + 1, max_lag + 1)  # correlation length b_j
+        ref_mean_var = sum(len(s) ** 2 * _mean_variance(gamma, lags, len(s)) for s in segs) / n_ref**2
+        gamma = centred + np.minimum(ref_mean_var, centred[0])[None, :]
     window_var = _mean_variance(gamma, lags, n)
-    ref_mean_var = sum(len(s) ** 2 * _mean_variance(gamma, lags, len(s)) for s in segs) / n_ref**2
     support = n_ref / lags
     shrunk = (support * window_var + prior * gamma[0]) / np.maximum(support + prior, 1e-12)
     scale = np.sqrt(ref_mean_var + shrunk + floor**2)
     return SpanNull(mean, scale, np.sqrt(gamma[0]), lags.astype(float), support, n, n_ref, len(segs))
 
 
-def threshold(alpha: float, n_features: int) -> float:
+def effective_tests(x_ref) -> float:
+    """How many independent tests the features' correlated columns amount to (Li & Ji 2005,
+    "Adjusting multiple testing in multilocus analyses using the eigenvalues of a correlation
+    matrix", Heredity 95:221): ``sum(I(l >= 1) + (l - floor(l)))`` over the eigenvalues ``l`` of the
+    reference's correlation matrix. Constant columns count for nothing: they can only move for real.
+
+    >>> rng = np.random.default_rng(0)
+    >>> base = rng.normal(size=(500, 1))
+    >>> round(effective_tests(np.hstack([base, base + 0.01 * rng.normal(size=(500, 1)), rng.normal(size=(500, 1))])), 1)
+    2.0
+    """
+    x = as_columns(x_ref, "x_ref", min_rows=2)
+    varying = x[:, x.std(axis=0) > 1e-12]
+    if varying.shape[1] <= 1:
+        return float(varying.shape[1])
+    eig = np.clip(np.linalg.eigvalsh(np.corrcoef(varying, rowvar=False)), 0.0, None)
+    return float(np.sum((eig >= 1.0) + (eig - np.floor(eig))))
+
+
+def threshold(alpha: float, n_tests: float) -> float:
     """The ``|z|`` a window must exceed in some feature to drift, for a per-window false-alarm
-    probability ``alpha`` under the Gaussian null, Bonferroni across ``n_features``.
+    probability ``alpha`` under the Gaussian null, Bonferroni across ``n_tests`` (effective)
+    independent tests (at least one).
 
     >>> round(threshold(1e-4, 20), 2)
     4.56
     """
     a = check_alpha(alpha)
-    m = check_int(n_features, "n_features")
+    m = max(1.0, check_number(n_tests, "n_tests", at_least=0.0))
     return float(norm.isf(a / (2 * m)))
 
 

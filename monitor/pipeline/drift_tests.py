@@ -163,12 +163,13 @@ def calibrated_shift(r: Run, name: str, kind: Consumes, x: np.ndarray, names: tu
     how far the reference's own windows wander (``detectors.span``), against the threshold of the
     false-alarm target."""
     null, used = r.prepared.null(kind, r.window.context, len(x))
-    out = summarize(name, shift_test(null, x, z_threshold=r.prepared.z_threshold), names)
+    z_threshold = r.prepared.z_thresholds[kind]
+    out = summarize(name, shift_test(null, x, z_threshold=z_threshold), names)
     where = (f"context {used!r}" if used == r.window.context
              else f"the whole reference (it has too few frames of context {r.window.context!r})")
     return dataclasses.replace(out, p_value_note=(
         f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent stretches; "
-        f"fires when |z| > {r.prepared.z_threshold:.2f}, for one false alarm per "
+        f"fires when |z| > {z_threshold:.2f}, for one false alarm per "
         f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"))
 
 

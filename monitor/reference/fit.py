@@ -26,7 +26,7 @@ import numpy as np
 from detectors.mmd import MMDReference
 from detectors.reduce import PCA
 from detectors.reference import UnivariateReference
-from detectors.span import PRIOR_SPANS, SpanNull, fit_span_null, threshold
+from detectors.span import PRIOR_SPANS, SpanNull, effective_tests, fit_span_null, threshold
 from monitor.config import Config
 from monitor.pipeline.context import DEFAULT
 from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS
@@ -101,7 +101,8 @@ class PreparedReference:
     reduced_ks: UnivariateReference | None = field(init=False, default=None)
     components: int = field(init=False, default=0)  # leading PCs the calibrated embedding test uses
     fps: float = field(init=False)
-    z_threshold: float = field(init=False)  # of the calibrated tests: the false-alarm target's threshold
+    # per consumed kind (statistics, embeddings): the calibrated tests' |z| threshold from the target
+    z_thresholds: dict[str, float] = field(init=False)
     _nulls: dict[tuple[str, str, int], tuple[SpanNull, str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -122,18 +123,23 @@ class PreparedReference:
             share = np.cumsum(self.pca.explained_variance_ratio_) / max(self.pca.explained_variance_ratio_.sum(), 1e-12)
             self.components = int(min(len(share), np.searchsorted(share, EMBEDDING_VARIANCE) + 1))
         self.fps = frame_rate(ref, config)
-        self.z_threshold = threshold(window_alpha(config, self.fps), max(1, self.calibrated_features))
+        self.z_thresholds = self._thresholds()
 
     @property
     def stream(self) -> str:
         return self.reference.stream or "*"
 
-    @property
-    def calibrated_features(self) -> int:
-        """Features the calibrated voting tests look at together (the threshold's Bonferroni count)."""
-        voting = self.config.voting_tests
-        counts = {STATISTICS: len(self.feature_names), EMBEDDINGS: self.components}
-        return sum(counts.get(REGISTRY[t].consumes, 0) for t in voting if REGISTRY[t].calibrated)
+    def _thresholds(self) -> dict[str, float]:
+        """The |z| each calibrated test fires at. The target's per-window false-alarm probability is
+        split evenly between the calibrated voting tests (like alpha between tests with p-values), and
+        each test's share across its effective independent features: the image statistics' by the
+        eigenvalues of their correlation in the reference (``detectors.span.effective_tests``), the
+        embedding components kept as they are (uncorrelated by construction)."""
+        voting = [t for t in self.config.voting_tests if REGISTRY[t].calibrated]
+        share = window_alpha(self.config, self.fps) / max(1, len(voting))
+        features = {STATISTICS: effective_tests(self.reference.columns(self.feature_names)),
+                    EMBEDDINGS: float(self.components)}
+        return {kind: threshold(share, count) for kind, count in features.items()}
 
     def null(self, kind: str, context: str, n: int) -> tuple[SpanNull, str]:
         """The span null of the image statistics (``kind="statistics"``) or of the leading embedding
@@ -194,7 +200,7 @@ class Support:
     fps: float
     effective_spans: float
     window_alpha: float
-    z_threshold: float
+    z_threshold: float  # of the image statistics' calibrated test
     contexts: dict[str, ContextSupport]
     warnings: tuple[str, ...]
 
@@ -240,4 +246,4 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
                         f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole reference")
     return Support(reference.n_frames, ordered, reference.time_source or "none", span_s, span_frames, len(segs),
                    round(prepared.fps, 3), round(whole.effective_spans, 2), window_alpha(config, prepared.fps),
-                   round(prepared.z_threshold, 3), contexts, tuple(warnings))
+                   round(prepared.z_thresholds[STATISTICS], 3), contexts, tuple(warnings))

@@ -131,13 +131,13 @@ def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_f
     assert second.value("driftmon_frames_total", outcome="processed") == 10
 
 
-def test_calibrated_run_length_from_reference_build_to_verdicts(broker, topic, small_fleet, tmp_path, run_daemon):
-    # tests.run_length: each camera's reference is calibrated when it is built, for the schedule
-    # the daemon runs; the daemon judges with that threshold and still catches real drift.
-    calibrated = {"tests": {"vote": ["ks"], "run_length": 500}, "embedding": {"enabled": False}}
-    config = daemon_config(broker, topic, tmp_path, **calibrated)
+def test_the_calibrated_defaults_from_reference_build_to_verdicts(broker, topic, small_fleet, tmp_path, run_daemon):
+    # the default voters: each camera's window judged against its reference's own spans, with the
+    # threshold of one false alarm per 30 days at the reference's frame rate
+    config = daemon_config(broker, topic, tmp_path)
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
-    config = daemon_config(broker, topic, refs, **calibrated)
+    config = daemon_config(broker, topic, refs)
+    assert config.voting_tests == ("shift", "emb_shift")
 
     live = live_frames(small_fleet)
     send_frames(broker, topic, live)
@@ -148,6 +148,8 @@ def test_calibrated_run_length_from_reference_build_to_verdicts(broker, topic, s
     drifted = {cam.camera_id for i, cam in enumerate(small_fleet) if i in DRIFTS}
     assert sorted(status["streams_drifted"]) == sorted(drifted)
     for cam in small_fleet:
-        ks = next(t for t in status["streams"][cam.camera_id]["last_evaluation"]["tests"] if t["name"] == "ks")
-        assert ks["correction"] == "calibrated" and "run length >= 500" in ks["p_value_note"]
-        assert ks["threshold"] < 0.05 / 20  # stricter than Bonferroni's per-feature level
+        last = status["streams"][cam.camera_id]["last_evaluation"]
+        shift = next(t for t in last["tests"] if t["name"] == "shift")
+        assert "for one false alarm per 30 days" in shift["p_value_note"] and last["context"] in shift["p_value_note"]
+        assert shift["drifted"] is (cam.camera_id in drifted)
+        assert d.value("driftmon_stream_test_threshold", stream=cam.camera_id, test="shift") == shift["threshold"] > 4

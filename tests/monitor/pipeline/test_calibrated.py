@@ -79,7 +79,7 @@ def test_a_shift_of_a_few_span_spreads_drifts_and_says_on_what():
     judged = engine.run_tests(prepared, window)
     shift = outcome(judged, "shift")
     assert judged.drifted and shift.drifted_features == ["noise_sigma"]
-    assert shift.threshold == pytest.approx(prepared.z_threshold) and shift.statistic > shift.threshold
+    assert shift.threshold == pytest.approx(prepared.z_thresholds['statistics']) and shift.statistic > shift.threshold
     assert "context 'default'" in shift.p_value_note and "30 days at 5 fps" in shift.p_value_note
 
 
@@ -117,7 +117,7 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
     for days, fps in ((30, 5.0), (30, 25.0), (1, 5.0)):
         prepared = Engine(config(false_alarm_days=days), FEATURE_NAMES).prepare(reference(rows, fps=fps))
         assert prepared.fps == pytest.approx(fps)
-        z[days, fps] = prepared.z_threshold
+        z[days, fps] = prepared.z_thresholds["statistics"]
     assert z[1, 5.0] < z[30, 5.0] < z[30, 25.0]  # a laxer target, or fewer evaluations a day: lower
     # one false alarm per 30 days of evaluations every 25 frames at 5 fps, for the windows as a whole
     assert window_alpha(config(), 5.0) == pytest.approx(25 / (30 * 86_400 * 5.0))
