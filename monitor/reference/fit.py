@@ -44,6 +44,10 @@ SEED = 0
 EMBEDDING_VARIANCE = 0.9
 #: A context needs this many windows' worth of reference frames to be judged on its own.
 CONTEXT_MIN_WINDOWS = 2
+#: Below this many nearly independent stretches a reference cannot hold the false-alarm target
+#: (benchmarks/span_calibration.py: references of 5-40 stretches of slowly wandering synthetic
+#: cameras fired 2-45x as often as promised; 50 or more held it within 1.5x).
+SUPPORTED_SPANS = 50.0
 
 
 def tested_features(config: Config, all_features: tuple[str, ...]) -> tuple[str, ...]:
@@ -234,12 +238,13 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
         warnings.append("the frames have no order (a bag): every window is judged as if it moved like a single "
                         "frame, the conservative choice; build it from a topic, a clip or named frames to let "
                         "driftmon measure how this camera's windows really wander")
-    elif whole.effective_spans < PRIOR_SPANS:
-        need = math.ceil(PRIOR_SPANS * float(np.median(whole.correlation_frames)))
+    elif whole.effective_spans < SUPPORTED_SPANS:
+        need = math.ceil(SUPPORTED_SPANS * float(np.median(whole.correlation_frames)))
         warnings.append(
             f"about {whole.effective_spans:.1f} independent stretches of this camera (frames stay correlated for "
-            f"~{np.median(whole.correlation_frames):.0f} frames): too few to measure how its windows wander, so they "
-            f"are judged almost as single frames (less sensitive); at least {need} frames "
+            f"~{np.median(whole.correlation_frames):.0f} frames): too few to hold the false-alarm target (fewer "
+            f"than {SUPPORTED_SPANS:.0f}: healthy windows outside what it saw can fire), and its windows are "
+            f"judged partly as single frames (less sensitive); at least {need} frames of healthy operation "
             f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for itself")
     for context in sorted(set(labels.tolist()) - set(contexts)):
         warnings.append(f"context {context!r} has too few frames ({int((labels == context).sum())} < "

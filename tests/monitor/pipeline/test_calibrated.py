@@ -127,10 +127,10 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
 
 def test_support_says_what_a_reference_can_support_and_names_the_fix():
     rng = np.random.default_rng(7)
-    long = support(reference(living(rng, 4000)), config(), FEATURE_NAMES)
-    assert long.warnings == () and long.effective_spans > 10 and long.span_s == pytest.approx(799.8)
-    short = support(reference(living(rng, 150)), config(), FEATURE_NAMES)
-    assert short.effective_spans < 10
+    long = support(reference(living(rng, 20_000)), config(), FEATURE_NAMES)
+    assert long.warnings == () and long.effective_spans > 50 and long.span_s == pytest.approx(3999.8)
+    short = support(reference(living(rng, 600)), config(), FEATURE_NAMES)
+    assert short.effective_spans < 50
     assert any("independent stretches" in w and "would let it speak for itself" in w for w in short.warnings)
     bag = support(reference(living(rng, 300), ordered=False), config(), FEATURE_NAMES)
     assert not bag.ordered and any("no order" in w for w in bag.warnings)
