@@ -86,7 +86,7 @@ IMAGENET_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "
               "jpeg_compression")  # imagecorruptions.get_corruption_names("common"), in its order
 SHIFTS = IMAGENET_C + ("dusk", "view_moved")
 DETECTORS = ("driftmon", "evidently", "alibi_mmd")
-DETECTOR_LABELS = {"driftmon": "driftmon (config)", "evidently": "Evidently DataDriftPreset",
+DETECTOR_LABELS = {"driftmon": "driftmon", "evidently": "Evidently DataDriftPreset",
                    "alibi_mmd": "Alibi Detect MMDDrift"}
 
 
@@ -133,6 +133,16 @@ def shift_dir(name: str, severity: int) -> str:
     return f"shift-{name}-s{severity}"
 
 
+def parse_window_name(name: str) -> tuple[str, str | None, int]:
+    """``(kind, shift, severity)`` of a window directory's name: reference, clean-<block> or
+    shift-<shift>-s<severity> (severity 0 and shift None for the unshifted ones)."""
+    kind = name.split("-", 1)[0]
+    if kind != "shift":
+        return kind, None, 0
+    shift, severity = name[len("shift-"):].rsplit("-s", 1)
+    return kind, shift, int(severity)
+
+
 def frame_file(index: int) -> str:
     return f"f{index:06d}.jpg"
 
@@ -167,13 +177,10 @@ def write_jpeg(path: Path, bgr: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def partial(directory: Path) -> Path:
-    """Where a window is written before it is renamed into place: a window directory is complete."""
-    return directory.with_name(directory.name + ".partial")
-
-
 def fresh_partial(directory: Path) -> Path:
-    tmp = partial(directory)
+    """An empty directory where a window is written before it is renamed into place, so that a
+    window directory that exists is complete."""
+    tmp = directory.with_name(directory.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
@@ -340,8 +347,9 @@ def generate_clip(video: Path, out: Path, shifts: Sequence[str], workers: int) -
     first = layout.clean[layout.first_clean]
     needs_shift = any(not (out / shift_dir(n, s)).is_dir() for n in shifts for s in SEVERITIES)
     needs_plain = any(not (out / name).is_dir() for name in layout.plain_windows())
-    frames = write_plain_windows(video, out, layout, first if needs_shift else None) if (
-        needs_shift or needs_plain) else {}
+    frames = {}
+    if needs_shift or needs_plain:
+        frames = write_plain_windows(video, out, layout, keep=first if needs_shift else None)
     failed = write_shifted_windows(out.name, out, frames, shifts, workers)
     meta |= {"reference_frames": len(layout.reference), "clean_blocks": sorted(layout.clean),
              "shifted_from": f"clean-{layout.first_clean}",
@@ -383,15 +391,15 @@ class Window:
 
     @property
     def kind(self) -> str:
-        return self.name.split("-", 1)[0]
+        return parse_window_name(self.name)[0]
 
     @property
     def shift(self) -> str | None:
-        return self.name.split("-")[1] if self.kind == "shift" else None
+        return parse_window_name(self.name)[1]
 
     @property
     def severity(self) -> int:
-        return int(self.name.rsplit("-s", 1)[1]) if self.kind == "shift" else 0
+        return parse_window_name(self.name)[2]
 
 
 def cache_key(config, embedder: Embedder | None) -> str:
@@ -439,27 +447,26 @@ def load_window(path: Path, clip: str) -> Window:
                       tuple(str(f) for f in z["files"]), z["times"])
 
 
-def window_dirs(clip_dir: Path) -> list[Path]:
-    """The clip's complete window directories: reference, clean windows, shifted windows."""
-    dirs = [d for d in clip_dir.iterdir() if d.is_dir() and not d.name.endswith(".partial")
-            and d.name.split("-", 1)[0] in ("reference", "clean", "shift")]
+def window_dirs(clip_dir: Path, shifts: Sequence[str] = SHIFTS) -> list[Path]:
+    """The clip's complete window directories: the reference, the clean windows by block, then the
+    shifted windows of ``shifts`` in the order of SHIFTS and severity."""
     order = {"reference": 0, "clean": 1, "shift": 2}
 
     def key(d: Path) -> tuple:
-        kind = d.name.split("-", 1)[0]
+        kind, shift, severity = parse_window_name(d.name)
         if kind == "clean":
             return order[kind], int(d.name.split("-")[1]), 0
-        if kind == "shift":
-            name, sev = d.name[len("shift-"):].rsplit("-s", 1)
-            return order[kind], SHIFTS.index(name) if name in SHIFTS else len(SHIFTS), int(sev)
-        return order[kind], 0, 0
+        return order[kind], SHIFTS.index(shift) if shift else 0, severity
+
+    dirs = [d for d in clip_dir.iterdir() if d.is_dir() and not d.name.endswith(".partial")
+            and parse_window_name(d.name)[0] in order and parse_window_name(d.name)[1] in (None, *shifts)]
     return sorted(dirs, key=key)
 
 
 def load_clip(work: Path, clip: str, config=None, embedder: Embedder | None = None,
               shifts: Sequence[str] = SHIFTS) -> list[Window]:
     """A clip's windows (reference first, then clean, then the shifted ones of ``shifts``), computing
-    the missing caches.
+    the caches that are missing or older than their directory.
 
     With the default configuration this is all an experiment needs: ``load_clip(work, "vtest")``."""
     config = config or config_from_dict({})
@@ -468,11 +475,9 @@ def load_clip(work: Path, clip: str, config=None, embedder: Embedder | None = No
     cache_dir = work / clip / f"features-{cache_key(config, embedder)}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     windows = []
-    for directory in window_dirs(work / clip):
-        if directory.name.startswith("shift-") and directory.name[len("shift-"):].rsplit("-s", 1)[0] not in shifts:
-            continue
+    for directory in window_dirs(work / clip, shifts):
         path = cache_dir / f"{directory.name}.npz"
-        if not path.is_file():
+        if not path.is_file() or path.stat().st_mtime < directory.stat().st_mtime:
             started = time.perf_counter()
             save_window(path, compute_window(directory, clip, config, embedder))
             log(f"{clip}: features of {directory.name} in {time.perf_counter() - started:.1f} s")
@@ -508,14 +513,16 @@ def stored_reference(w: Window, config, embedder: Embedder | None, store_dir: Pa
     return store.load_latest(None)
 
 
-def test_json(outcome) -> dict[str, Any]:
+def outcome_json(outcome) -> dict[str, Any]:
     return {"statistic": outcome.statistic, "p_value": outcome.p_value, "threshold": outcome.threshold,
             "drift": outcome.drift, "drifted_features": outcome.drifted_features}
 
 
 def judge_clip(windows: Sequence[Window], config, embedder: Embedder | None) -> list[dict[str, Any]]:
     """driftmon's verdict on every window of a clip, as ``driftmon check --reference <store>
-    clean-* shift-*`` gives them: one engine judges the windows in order."""
+    clean-* shift-*`` gives them: one engine judges the windows in order (its MMD permutations
+    draw from one seeded generator, so a window's MMD p-value depends on the windows before it,
+    as in ``check``)."""
     reference, rest = windows[0], windows[1:]
     engine = Engine(config, FEATURE_NAMES, embedder.identity.to_dict() if embedder else None)
     with tempfile.TemporaryDirectory() as store_dir:
@@ -526,7 +533,7 @@ def judge_clip(windows: Sequence[Window], config, embedder: Embedder | None) -> 
         out.append(window_record(w) | {"detector": "driftmon", "drift": bool(fired),
                                        "fired": [o.name for o in outcomes if o.drift and o.name in engine.voting],
                                        "drifted_tests": [o.name for o in outcomes if o.drift],
-                                       "tests": {o.name: test_json(o) for o in outcomes}})
+                                       "tests": {o.name: outcome_json(o) for o in outcomes}})
     return out
 
 
