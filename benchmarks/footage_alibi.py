@@ -30,7 +30,7 @@ def verdict(detector: MMDDrift, window: np.ndarray) -> dict:
     np.random.seed(0)
     started = time.perf_counter()
     data = detector.predict(window.astype(np.float32))["data"]
-    return {"drift": bool(data["is_drift"]), "p_value": float(data["p_val"]), "statistic": float(data["distance"]),
+    return {"drifted": bool(data["is_drift"]), "p_value": float(data["p_val"]), "statistic": float(data["distance"]),
             "threshold": float(data["threshold"]), "seconds": round(time.perf_counter() - started, 3)}
 
 
