@@ -206,6 +206,12 @@ class Camera:
         _, cx, cy = best
         return _View(cx=cx, cy=cy, crop_w=crop_w, roll=v.roll + roll)
 
+    def _shift_rng(self, spec: ShiftSpec | None, t: int) -> np.random.Generator:
+        """The shift's random draws: per frame, or once per camera for a ``fixed`` shift."""
+        if spec is not None and spec.fixed:
+            return np.random.default_rng([self.seed, 6])
+        return np.random.default_rng([self.seed, 4, int(t)])
+
     def _base_view(self) -> np.ndarray:
         key = self._shift[1] if self._shift and self._shift[0] == "knocked" else None
         if self._base is None or self._base_key != key:
@@ -256,7 +262,7 @@ class Camera:
                 cv2.rectangle(img, (cx - ax, cy - ay), (cx + ax, cy + ay), obj_colour, -1)
 
         spec = SHIFTS[self._shift[0]] if self._shift else None
-        shift_rng = np.random.default_rng([self.seed, 4, int(t)])
+        shift_rng = self._shift_rng(spec, t)
         if spec is not None and spec.stage == "scene":
             img = spec.fn(img, self._shift[1], shift_rng)
         img = add_noise(img, self.noise_sigma, rng, key=1)

@@ -42,7 +42,9 @@ class ShiftSpec:
     shape out. ``params[severity - 1]`` holds the parameters used at that severity. ``stage``
     says where :class:`Camera` applies it: ``"scene"`` before sensor noise (light and optics:
     what reaches the sensor changed), ``"image"`` after it (noise, processing, encoding), or
-    ``"view"`` (geometry: the camera re-renders its view of the photograph once).
+    ``"view"`` (geometry: the camera re-renders its view of the photograph once). ``fixed``
+    says a camera draws the shift's randomness once (per camera) instead of per frame: what
+    covers a lens stays where it is.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ShiftSpec:
     models: str
     params: tuple[Mapping[str, Any], ...]
     stage: str = "image"
+    fixed: bool = False
 
     def __call__(self, rgb: np.ndarray, severity: int = 3,
                  rng: np.random.Generator | None = None) -> np.ndarray:
@@ -182,6 +185,41 @@ def _knocked(rgb, severity, rng):
     return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
 
 
+def _cover_mask(height: int, width: int, share: float, rng: np.random.Generator) -> np.ndarray:
+    """A soft blob (float32 0..1) entering from the border and covering ``share`` of the frame.
+
+    The blob is the set of points nearest to an anchor just outside the frame, its outline
+    roughened by smooth noise; the threshold is the ``share`` quantile, so the area is exact
+    before the edge is feathered. The same ``rng`` state gives nested blobs for growing shares.
+    """
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    coarse = rng.normal(0.0, 1.0, size=(4, 6)).astype(np.float32)
+    gh = min(48, height)
+    gw = max(1, round(gh * width / height))
+    y, x = np.mgrid[0:gh, 0:gw].astype(np.float32)
+    y, x = (y + 0.5) / gh - 0.5, ((x + 0.5) / gw - 0.5) * (width / height)
+    # Anchor: where a ray from the centre at `angle` leaves the frame, pushed a little outside.
+    dx, dy = math.cos(angle), math.sin(angle)
+    reach = min(0.5 * width / height / max(abs(dx), 1e-9), 0.5 / max(abs(dy), 1e-9)) + 0.05
+    dist = np.hypot(x - reach * dx, y - reach * dy)
+    rough = cv2.resize(coarse, (gw, gh), interpolation=cv2.INTER_CUBIC)
+    field = dist * (1.0 + 0.15 * rough)  # relative roughness: an outline, not islands
+    inside = (field <= np.quantile(field, share)).astype(np.float32)
+    soft = cv2.GaussianBlur(inside, (0, 0), max(0.6, 0.03 * gh))
+    return cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _lens_covered(rgb, severity, rng):
+    h, w = rgb.shape[:2]
+    p = _p("lens_covered", severity)
+    mask = _cover_mask(h, w, p["share"], rng)
+    # Right on the lens, the cover is far out of focus: a little light leaks through, blurred.
+    blurred = cv2.resize(cv2.resize(rgb, (max(1, w // 16), max(1, h // 16)), interpolation=cv2.INTER_AREA),
+                         (w, h), interpolation=cv2.INTER_LINEAR)
+    cover = cv2.addWeighted(blurred, p["transmit"], np.full_like(rgb, 14), 1.0, 0.0)
+    return cv2.blendLinear(np.ascontiguousarray(rgb), cover, 1.0 - mask, mask)
+
+
 # Parameters per severity (1..5). Spatial ones are fractions of the image's short side so a
 # severity means the same at 320x240 and 1920x1080.
 _PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
@@ -205,6 +243,10 @@ _PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
         {"roll_deg": r, "shift": s, "zoom": z}
         for r, s, z in ((2.0, 0.1, 1.0), (3.0, 0.15, 1.05), (4.5, 0.2, 1.1), (6.0, 0.25, 1.15),
                         (8.0, 0.3, 1.2))
+    ),
+    "lens_covered": tuple(
+        {"share": a, "transmit": k}
+        for a, k in ((0.04, 0.25), (0.09, 0.22), (0.16, 0.2), (0.27, 0.17), (0.42, 0.15))
     ),
 }
 
@@ -239,6 +281,9 @@ SHIFTS: dict[str, ShiftSpec] = {
                   _PARAMS["saturation"], "image"),
         ShiftSpec("knocked", _knocked, "the camera knocked to a new view: rolled, pointed at "
                   "another part of the scene, zoomed", _PARAMS["knocked"], "view"),
+        ShiftSpec("lens_covered", _lens_covered, "something on the lens (a leaf, tape, mud, a "
+                  "spider's web): a dark, far out-of-focus blob entering from the border",
+                  _PARAMS["lens_covered"], "scene", fixed=True),
     )
 }
 
