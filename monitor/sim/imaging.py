@@ -13,7 +13,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-__all__ = ["encode", "noise_bank", "add_noise", "lut", "LEVELS", "short_side", "filter_scaled",
+__all__ = ["encode", "noise_bank", "add_noise", "streak_bank", "lut", "LEVELS", "short_side", "filter_scaled",
            "disk_kernel", "line_kernel"]
 
 # Noise banks: a large pre-drawn N(0, BANK_SIGMA) field stored as uint8 around 128; a frame's
@@ -44,13 +44,20 @@ def noise_bank(height: int, width: int, key: int) -> np.ndarray:
     return bank
 
 
-def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, key: int) -> np.ndarray:
-    """``img`` plus zero-mean Gaussian noise of ``sigma`` grey levels (saturated to uint8)."""
+def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, key: int,
+              grey: bool = False) -> np.ndarray:
+    """``img`` plus zero-mean Gaussian noise of ``sigma`` grey levels (saturated to uint8).
+
+    ``grey``: the same noise in every channel (a monochrome sensor), so grey stays grey.
+    """
     h, w = img.shape[:2]
     bank = noise_bank(h, w, key)
     oy, ox = (int(v) for v in rng.integers(0, BANK_PAD + 1, size=2))
     k = float(sigma) / BANK_SIGMA
-    return cv2.addWeighted(img, 1.0, bank[oy : oy + h, ox : ox + w], k, -128.0 * k)
+    window = bank[oy : oy + h, ox : ox + w]
+    if grey:
+        window = cv2.cvtColor(np.ascontiguousarray(window[..., 0]), cv2.COLOR_GRAY2RGB)
+    return cv2.addWeighted(img, 1.0, window, k, -128.0 * k)
 
 
 def lut(img: np.ndarray, curves: np.ndarray) -> np.ndarray:
@@ -107,3 +114,20 @@ def line_kernel(length: float, angle_deg: float) -> np.ndarray:
         np.add.at(k, (yi, xi), wgt.astype(np.float32))
     return k / k.sum()
 
+
+@functools.lru_cache(maxsize=8)
+def streak_bank(height: int, width: int) -> np.ndarray:
+    """A field of rain streaks (grey uint8, 0 between streaks) ``BANK_PAD`` larger than the frame.
+
+    Sparse drops smeared along a slanted line as long as 4% of the short side: a frame takes a
+    window at a random offset, as with the noise bank, so streaks differ from frame to frame.
+    """
+    rng = np.random.default_rng([0x5EED, 0xA1, height, width])
+    h, w = height + BANK_PAD, width + BANK_PAD
+    drops = (rng.random((h, w)) < 0.0012).astype(np.float32) * rng.uniform(0.5, 1.0, (h, w)).astype(np.float32)
+    length = max(3.0, 0.04 * min(height, width))
+    kernel = line_kernel(length, 75.0) * length  # keep a drop's brightness along its streak
+    streaks = cv2.filter2D(drops, -1, kernel, borderType=cv2.BORDER_REFLECT101)
+    bank = np.clip(np.rint(120.0 * streaks), 0, 255).astype(np.uint8)
+    bank.setflags(write=False)
+    return bank

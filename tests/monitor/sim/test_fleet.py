@@ -115,8 +115,10 @@ def test_same_seed_and_t_give_identical_bytes():
     assert Camera("c", "chelsea", width=320, height=240, seed=43).frame(0).tobytes() != fa[0].tobytes()
 
 
-def test_frames_vary_like_a_camera_and_are_stationary():
-    cam = Camera("c", "astronaut", width=320, height=240, seed=3)
+def test_iid_frames_vary_like_a_camera_and_are_stationary():
+    # iid mode only: a living camera's frames are correlated and its days are not stationary
+    # over minutes (tests/monitor/sim/test_living.py).
+    cam = Camera("c", "astronaut", width=320, height=240, seed=3, dynamics="iid")
     frames = [cam.frame(t) for t in range(60)]
     means = np.array([f.mean() for f in frames])
     # Every frame is different, but only a little: same view, small jitter (another camera's
@@ -133,8 +135,9 @@ def test_frames_vary_like_a_camera_and_are_stationary():
     assert abs(means.mean() - late.mean()) < 4 * se
 
 
-def test_some_frames_contain_objects():
-    cam = Camera("c", "rocket", width=320, height=240, seed=8)
+def test_some_iid_frames_contain_objects():
+    # iid mode: one object in ~30% of frames (a living camera's crossings: test_living.py).
+    cam = Camera("c", "rocket", width=320, height=240, seed=8, dynamics="iid")
     frames = np.stack([cam.frame(t) for t in range(40)]).astype(np.int16)
     median = np.median(frames, axis=0)
     # A passing object changes a compact patch by far more than noise or jitter do.
@@ -285,7 +288,8 @@ def test_lens_covered_darkens_a_fixed_growing_share_of_the_frame(w, h):
         # About the configured share of the frame is behind the cover, and it is dark and blurred.
         assert abs(dark[0].mean() - share) < 0.3 * share + 0.01, (s, dark[0].mean(), share)
         deep = after[0] < 0.5 * before[0]
-        assert after[0][deep].mean() < 0.35 * before[0][deep].mean()
+        assert after[0][deep].mean() < 0.4 * before[0][deep].mean()
+        assert after[0][deep].std() < 0.5 * before[0][deep].std()
         assert sharpness(cam.frame(0)) < sharp
         # What covers the lens stays where it is, and grows with severity.
         overlap = (dark[0] & dark[300]).sum() / (dark[0] | dark[300]).sum()

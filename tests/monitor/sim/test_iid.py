@@ -1,4 +1,5 @@
-"""monitor.sim.fleet's iid mode: the frames the fleet rendered before it had a living camera.
+"""monitor.sim.fleet's iid mode (``dynamics="iid"``): the frames the fleet rendered before it
+had living cameras, bit for bit.
 
 The CRC-32 values were taken from the iid-only fleet (commit 4483634) with the pinned numpy and
 OpenCV of this repository's environment; another OpenCV build may resample a view differently.
@@ -33,15 +34,23 @@ def crc(frame) -> int:
 
 @pytest.mark.parametrize("scene,w,h,seed,shift,t,expected", PINNED)
 def test_iid_frames_are_the_ones_rendered_before(scene, w, h, seed, shift, t, expected):
-    cam = Camera("c", scene, width=w, height=h, seed=seed)
+    cam = Camera("c", scene, width=w, height=h, seed=seed, dynamics="iid")
     if shift:
         cam.set_shift(*shift)
     assert crc(cam.frame(t)) == expected
 
 
 def test_iid_fleet_is_the_one_made_before():
-    fleet = make_fleet(3, seed=5, width=320, height=240)
+    fleet = make_fleet(3, seed=5, width=320, height=240, dynamics="iid")
     assert [(c.camera_id, c.scene, c.seed) for c in fleet] == [
         ("cam-000", "astronaut", 1216286061), ("cam-001", "chelsea", 440823767),
         ("cam-002", "coffee", 1109300403)]
     assert [crc(c.frame(17)) for c in fleet] == [0xE9E40C4F, 0xCDCE1F4F, 0x54421C8C]
+
+
+def test_iid_frames_do_not_depend_on_fps_and_context_is_always_day():
+    a = Camera("c", "coffee", width=64, height=48, seed=2, dynamics="iid")
+    b = Camera("c", "coffee", width=64, height=48, seed=2, dynamics="iid", fps=25)
+    assert a.frame(9).tobytes() == b.frame(9).tobytes()
+    assert {a.context(t).to_dict()["time_of_day"] for t in (0, 10**6)} == {"day"}
+    assert not a.context(5).ir and not a.context(5).rain
