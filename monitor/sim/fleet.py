@@ -5,21 +5,21 @@ numpy/OpenCV: no Kafka here; producers encode the frames with :func:`encode` and
 
 A :class:`Camera` looks at one photograph (a *scene*) through a fixed, camera-specific view
 (crop, slight roll, up-scaled to the frame size). Frame ``t`` is a deterministic function of the
-camera's seed, ``t`` and the current shift, cheap to ask for in any order. An **iid** camera
-(the default) draws every frame independently from one stationary distribution, exactly as the
-fleet did before it had living cameras. A **living** camera (``dynamics="living"``) sees a
-world that moves on (:mod:`monitor.sim.world`): objects crossing the view over seconds, clouds
-changing the light over minutes, a compressed day with dusk, night in infrared and dawn, and
-rain showers, so consecutive frames are strongly correlated and frames minutes apart much less;
-:meth:`Camera.context` says what producers could send with a frame (time of day, infrared,
-rain). Faults come on top of either with :meth:`Camera.set_shift` and :data:`SHIFTS`.
+camera's seed, ``t`` and the current shift, cheap to ask for in any order. A **living** camera
+(the default) sees a world that moves on (:mod:`monitor.sim.world`): objects crossing the view
+over seconds, clouds changing the light over minutes, a compressed day with dusk, night in
+infrared and dawn, and rain showers, so consecutive frames are strongly correlated and frames
+minutes apart much less; :meth:`Camera.context` says what producers could send with a frame
+(time of day, infrared, rain). An **iid** camera (``dynamics="iid"``) draws every frame independently from one
+stationary distribution, exactly as the fleet did before it had living cameras. Faults come on
+top of either with :meth:`Camera.set_shift` and :data:`SHIFTS`.
 
 The shifts live in :mod:`monitor.sim.shifts` (re-exported here), the pixel helpers in
 :mod:`monitor.sim.imaging`.
 
 Examples
 --------
->>> cam = Camera("cam-000", "coffee", width=320, height=240, seed=7, dynamics="living")
+>>> cam = Camera("cam-000", "coffee", width=320, height=240, seed=7)
 >>> f = cam.frame(0)
 >>> f.shape, f.dtype.name
 ((240, 320, 3), 'uint8')
@@ -265,8 +265,8 @@ class Camera:
     seed : everything about the camera (its view, noise level, its world, every frame) derives
         from it.
     fps : frames per second: frame ``t`` is at ``t / fps`` seconds.
-    dynamics : ``"iid"`` (the default), ``"living"`` (:class:`Living` with its defaults) or a
-        :class:`Living` with other options.
+    dynamics : ``"living"`` (the default: :class:`Living` with its defaults), a :class:`Living`
+        with other options, or ``"iid"``.
 
     Notes
     -----
@@ -287,7 +287,7 @@ class Camera:
     """
 
     def __init__(self, camera_id: str, scene: str, *, width: int = 1920, height: int = 1080,
-                 seed: int, fps: float = 5.0, dynamics: str | Living = "iid") -> None:
+                 seed: int, fps: float = 5.0, dynamics: str | Living = "living") -> None:
         if scene not in _SCENE_FILES:
             raise ValueError(f"unknown scene {scene!r}; choose one of {', '.join(SCENES)}")
         if width < 16 or height < 16:
@@ -499,7 +499,7 @@ class Camera:
         return np.stack([y * (1 + split) * (1 + warm), y, y * (1 - split) * (1 - warm)])
 
 def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 1080, fps: float = 5.0,
-               dynamics: str | Living = "iid") -> list[Camera]:
+               dynamics: str | Living = "living") -> list[Camera]:
     """``n_cameras`` cameras ``cam-000``, ``cam-001``, ... cycling over :data:`SCENES`.
 
     Each camera's seed derives from ``seed`` and its index, so cameras of the same scene look

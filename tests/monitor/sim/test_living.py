@@ -1,4 +1,4 @@
-"""monitor.sim.fleet's living camera: random access, correlation in time, the
+"""monitor.sim.fleet's living camera (the default): random access, correlation in time, the
 day/night cycle and infrared, rain showers, objects crossing the view."""
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def test_fps_maps_frames_to_seconds():
     assert slow.context(1500).time_of_day == "night" and fast.context(1500).time_of_day == "day"
 
 
-def test_living_options_are_checked():
-    cam = Camera("c", "coffee", width=64, height=48, seed=1, dynamics="living")
+def test_living_is_the_default_and_options_are_checked():
+    cam = Camera("c", "coffee", width=64, height=48, seed=1)
     assert cam.dynamics == "living" and cam.living == Living() and cam.fps == 5
     assert Camera("c", "coffee", width=64, height=48, seed=1, dynamics="iid").dynamics == "iid"
     for bad in ({"dynamics": "random"}, {"fps": 0}, {"fps": float("nan")}):
@@ -81,7 +81,7 @@ def test_a_fleet_shares_one_clock_but_not_its_weather():
     assert len(days) == 1
     rains = {tuple(c.context(t).rain for t in ts) for c in fleet}
     assert len(rains) > 1
-    assert all(c.dynamics == "living" for c in fleet)
+    assert all(c.dynamics == "living" for c in fleet + make_fleet(2, seed=3))
     assert all(c.dynamics == "iid" for c in make_fleet(2, seed=3, dynamics="iid"))
 
 
