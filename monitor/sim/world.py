@@ -272,7 +272,7 @@ class World:
     # --- objects --------------------------------------------------------------------------
 
     def crossings(self, s: float) -> list[Crossing]:
-        """The objects in view at ``s``, farthest (highest lane) first."""
+        """The objects in view at ``s``, farthest (highest in the frame) first."""
         slots = range(math.floor((s - _CROSS_MAX_S) / _CROSS_SLOT_S), math.floor(s / _CROSS_SLOT_S) + 1)
         found = [c for slot in slots for c in _crossings_in_slot(self, slot) if 0.0 <= c.progress(s) < 1.0]
         return sorted(found, key=lambda c: c.lane)
@@ -284,6 +284,7 @@ class World:
     # --- context --------------------------------------------------------------------------
 
     def context(self, s: float) -> FrameContext:
+        """Time of day, infrared mode and rain at ``s``."""
         return FrameContext(self.time_of_day(s), self.ir(s), bool(self.showers(s)))
 
 
