@@ -5,15 +5,17 @@ numpy/OpenCV: no Kafka here; producers encode the frames with :func:`encode` and
 
 A :class:`Camera` looks at one photograph (a *scene*) through a fixed, camera-specific view
 (crop, slight roll, up-scaled to the frame size). Frame ``t`` is a deterministic function of the
-camera's seed and ``t``, and frames are independent and identically distributed across ``t``:
-illumination jitter (gain/offset and a slight white-balance wobble), a one-pixel view jitter,
-occasional small objects passing through, and sensor noise. The distribution is stationary until
-:meth:`Camera.set_shift` applies one of :data:`SHIFTS`.
+camera's seed, ``t`` and the current shift, cheap to ask for in any order. A **living** camera
+(the default) sees a world that moves on (:mod:`monitor.sim.world`): objects crossing the view
+over seconds, clouds changing the light over minutes, a compressed day with dusk, night in
+infrared and dawn, and rain showers, so consecutive frames are strongly correlated and frames
+minutes apart much less; :meth:`Camera.context` says what producers could send with a frame
+(time of day, infrared, rain). An **iid** camera (``dynamics="iid"``) draws every frame independently from one
+stationary distribution, exactly as the fleet did before it had living cameras. Faults come on
+top of either with :meth:`Camera.set_shift` and :data:`SHIFTS`.
 
-Shifts follow the spirit of the ImageNet-C corruptions (Hendrycks & Dietterich, 2019,
-"Benchmarking Neural Network Robustness to Common Corruptions and Perturbations", ICLR) with a
-severity scale 1..5 (3 is the middle); the parameters are our own and spatial ones scale with
-the frame size (see ``docs/fleet.md``).
+The shifts live in :mod:`monitor.sim.shifts` (re-exported here), the pixel helpers in
+:mod:`monitor.sim.imaging`.
 
 Examples
 --------
@@ -28,6 +30,10 @@ True
 True
 >>> encode(f)[:2]
 b'\\xff\\xd8'
+>>> cam.context(1500)  # 5 frames a second, a 600 s day from 9:00: frame 1500 is at 21:00
+FrameContext(time_of_day='night', ir=True, rain=False)
+>>> bool((cam.frame(1500)[..., 0] == cam.frame(1500)[..., 2]).all())  # infrared: grey
+True
 """
 
 from __future__ import annotations
@@ -37,12 +43,17 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Mapping
 
 import cv2
 import numpy as np
 
-__all__ = ["SCENES", "SHIFTS", "ShiftSpec", "Camera", "make_fleet", "encode", "load_scene"]
+from monitor.sim.imaging import BANK_PAD, LEVELS, add_noise, encode, lut, streak_bank
+from monitor.sim.shifts import SHIFTS, ShiftSpec, check_severity, knock_params
+from monitor.sim.world import Crossing, FrameContext, Living, Shower, World
+
+__all__ = ["SCENES", "SHIFTS", "ShiftSpec", "Camera", "Living", "FrameContext", "make_fleet", "encode",
+           "load_scene"]
 
 # Scene name -> file in scikit-image's bundled data directory (shipped in the wheel; no network).
 _SCENE_FILES: Mapping[str, str] = {
@@ -54,13 +65,6 @@ _SCENE_FILES: Mapping[str, str] = {
 }
 SCENES: tuple[str, ...] = tuple(_SCENE_FILES)
 
-SEVERITIES = (1, 2, 3, 4, 5)
-
-# Noise banks: a large pre-drawn N(0, _BANK_SIGMA) field stored as uint8 around 128; a frame's
-# noise is a window at a random offset, scaled. Drawing 6M normals per 1080p frame would cost
-# ~50 ms; a window costs nothing and two random windows are uncorrelated.
-_BANK_SIGMA = 16.0
-_BANK_PAD = 64
 _JITTER = 1  # view jitter, pixels each way
 
 
@@ -93,309 +97,134 @@ def load_scene(name: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Helpers
+# Living frames: the world's state at a time, in pixels
 # --------------------------------------------------------------------------------------------
 
+_NIGHT_LEVEL = 0.25  # exposure at full night, colour mode (auto-exposure out of range)
+_NIGHT_GAIN = 3.0  # sensor gain (noise sd multiplier) at full night, colour mode
+_IR_GAIN = 3.0  # sensor gain in infrared mode
+_LAMPS_ON = 0.6  # cars light their lamps below this daylight
 
-def encode(rgb: np.ndarray, quality: int = 90) -> bytes:
-    """JPEG-encode an RGB uint8 image."""
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return buf.tobytes()
+
+def _living(dynamics: str | Living) -> Living | None:
+    if isinstance(dynamics, Living):
+        return dynamics
+    if dynamics == "living":
+        return Living()
+    if dynamics == "iid":
+        return None
+    raise ValueError(f"dynamics must be 'living', 'iid' or a Living, got {dynamics!r}")
+
+
+def _frame_number(t: int) -> int:
+    if int(t) < 0:
+        raise ValueError(f"frame number must be non-negative, got {t}")
+    return int(t)
+
+
+def _tone(exposure: float, flicker: float, rain: float, level: float, gamma: float = 1.0) -> np.ndarray:
+    """Output grey level (256,) per input level: exposure and gamma, then rain's veil: darker by
+    up to 15% and contrast lowered by up to 30% around the image's mean ``level`` (0..1)."""
+    gain = exposure * flicker * (1.0 - 0.15 * rain)
+    y = gain * (LEVELS / 255.0) ** gamma
+    pivot = gain * level**gamma
+    return 255.0 * ((y - pivot) * (1.0 - 0.3 * rain) + pivot)
+
+
+def _mean_level(img: np.ndarray) -> float:
+    """Mean luma (BT.601) of an RGB or grey uint8 image, 0..1."""
+    m = cv2.mean(img)
+    return (m[0] if img.ndim == 2 else 0.299 * m[0] + 0.587 * m[1] + 0.114 * m[2]) / 255.0
 
 
 @functools.lru_cache(maxsize=8)
-def _noise_bank(height: int, width: int, key: int) -> np.ndarray:
-    rng = np.random.default_rng([0x5EED, key, height, width])
-    bank = rng.normal(128.0, _BANK_SIGMA, size=(height + _BANK_PAD, width + _BANK_PAD, 3))
-    bank = np.clip(np.rint(bank), 0, 255).astype(np.uint8)
-    bank.setflags(write=False)
-    return bank
+def _ir_pattern(height: int, width: int) -> np.ndarray:
+    """The IR lamp's light on the scene (x100, uint8): 1.4 at the near field (bottom centre),
+    falling to 0.3 in the far corners."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = np.hypot((x - width / 2) / height, 1.3 * (y - height) / height)
+    pattern = np.rint(100.0 * (0.3 + 1.1 * np.exp(-((r / 0.8) ** 2)))).astype(np.uint8)
+    pattern.setflags(write=False)
+    return pattern
 
 
-def _add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, key: int) -> np.ndarray:
-    """``img`` plus zero-mean Gaussian noise of ``sigma`` grey levels (saturated to uint8)."""
+def _placement(c: Crossing, s: float, height: int, width: int) -> tuple[float, float, float, float]:
+    """(centre x, ground y, height, length) in pixels of crossing ``c`` at ``s``."""
+    tall = c.size * height
+    length = 2.4 * tall if c.kind == "car" else 0.32 * tall
+    p = c.progress(s)
+    x = -length / 2 + p * (width + length)
+    if c.direction < 0:
+        x = width - x
+    return x, (c.lane + c.drift * p) * height, tall, length
+
+
+def _draw_body(img: np.ndarray, c: Crossing, s: float) -> None:
+    """Draw ``c`` at ``s`` into ``img`` (RGB, in place): a car's body, cabin, windows and
+    wheels, or a person's legs, torso and head."""
+    x, ground, tall, length = _placement(c, s, img.shape[0], img.shape[1])
+
+    def pt(dx: float, dy: float) -> tuple[int, int]:
+        return round(x + dx), round(ground - dy)
+
+    if c.kind == "car":
+        cv2.rectangle(img, pt(-length / 2, 0.55 * tall), pt(length / 2, 0.12 * tall), c.colour, -1)
+        cv2.rectangle(img, pt(-0.3 * length, tall), pt(0.28 * length, 0.5 * tall), c.colour, -1)
+        cv2.rectangle(img, pt(-0.26 * length, 0.93 * tall), pt(0.24 * length, 0.58 * tall), c.trim, -1)
+        for dx in (-0.3 * length, 0.3 * length):
+            cv2.circle(img, pt(dx, 0.14 * tall), max(1, round(0.14 * tall)), (20, 20, 20), -1, cv2.LINE_AA)
+    else:
+        legs = tuple(int(v * 0.45) for v in c.colour)
+        cv2.rectangle(img, pt(-0.1 * tall, 0.45 * tall), pt(0.1 * tall, 0.0), legs, -1)
+        cv2.ellipse(img, pt(0.0, 0.62 * tall), (max(1, round(0.16 * tall)), max(1, round(0.2 * tall))),
+                    0.0, 0, 360, c.colour, -1, cv2.LINE_AA)
+        cv2.circle(img, pt(0.0, 0.9 * tall), max(1, round(0.09 * tall)), c.trim, -1, cv2.LINE_AA)
+
+
+def _draw_lamps(img: np.ndarray, c: Crossing, s: float) -> None:
+    """A car's head- and tail-lamps, drawn after the light (they make their own)."""
+    if c.kind != "car":
+        return
+    x, ground, tall, length = _placement(c, s, img.shape[0], img.shape[1])
+    y, r = round(ground - 0.35 * tall), max(1, round(0.08 * tall))
+    grey = img.ndim == 2
+    front, rear = x + c.direction * length / 2, x - c.direction * length / 2
+    cv2.circle(img, (round(front), y), r, 255 if grey else (255, 248, 225), -1, cv2.LINE_AA)
+    cv2.circle(img, (round(rear), y), max(1, round(0.8 * r)), 110 if grey else (230, 30, 25), -1, cv2.LINE_AA)
+
+
+@functools.lru_cache(maxsize=32)
+def _droplets(seed: int, key: tuple[int, int], strength: float, height: int,
+              width: int) -> tuple[tuple[slice, slice, np.ndarray, np.ndarray, int], ...]:
+    """Rain drops sitting on the lens during one shower: per drop its box (rows, columns), a soft
+    disk weight (float32 0..1) and 1 - it, and the width of the smear it makes."""
+    rng = np.random.default_rng([seed, 11, key[0] + (1 << 40), key[1]])
+    n = int(8 + 24 * strength)
+    short = min(height, width)
+    drops = []
+    for cx, cy, r in zip(rng.uniform(0, width, n), rng.uniform(0, height, n), rng.uniform(0.015, 0.05, n)):
+        radius = max(1.0, r * short)
+        rows = slice(max(0, round(cy - 1.3 * radius)), min(height, round(cy + 1.3 * radius) + 1))
+        cols = slice(max(0, round(cx - 1.3 * radius)), min(width, round(cx + 1.3 * radius) + 1))
+        y, x = np.mgrid[rows, cols].astype(np.float32)
+        edge = 1.5 * math.sqrt(radius)  # a soft rim
+        weight = (np.clip(radius + 0.5 - np.hypot(x - cx, y - cy), 0.0, edge) / edge).astype(np.float32)
+        drops.append((rows, cols, weight, 1.0 - weight, max(3, round(radius))))
+    return tuple(drops)
+
+
+def _rain_optics(img: np.ndarray, rain: float, seed: int, shower: Shower,
+                 at: tuple[int, int]) -> np.ndarray:
+    """Streaks (brighter with ``rain``) and the shower's drops on the lens (smeared patches)."""
     h, w = img.shape[:2]
-    bank = _noise_bank(h, w, key)
-    oy, ox = (int(v) for v in rng.integers(0, _BANK_PAD + 1, size=2))
-    k = float(sigma) / _BANK_SIGMA
-    return cv2.addWeighted(img, 1.0, bank[oy : oy + h, ox : ox + w], k, -128.0 * k)
-
-
-def _lut(img: np.ndarray, curves: np.ndarray) -> np.ndarray:
-    """Apply per-channel tone curves ``curves`` (3x256 float, output grey levels)."""
-    table = np.clip(np.rint(curves), 0, 255).astype(np.uint8).T.reshape(256, 1, 3)
-    return cv2.LUT(np.ascontiguousarray(img), table)
-
-
-_LEVELS = np.arange(256, dtype=np.float64)
-
-
-def _short_side(img: np.ndarray) -> int:
-    return min(img.shape[0], img.shape[1])
-
-
-def _filter_scaled(img: np.ndarray, kernel_fn: Callable[[float], np.ndarray], extent: float,
-                   max_extent: float = 9.0) -> np.ndarray:
-    """Convolve with ``kernel_fn(extent)``; large kernels run on a reduced image, then up-scale.
-
-    A blurred image has little left above the blur's cut-off, so blurring at 1/f the size and
-    up-sampling is close to blurring in place, and 1080p blurs stay at a few milliseconds.
-    """
-    h, w = img.shape[:2]
-    f = max(1, math.ceil(extent / max_extent))
-    if f == 1:
-        return cv2.filter2D(img, -1, kernel_fn(extent), borderType=cv2.BORDER_REFLECT101)
-    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
-    small = cv2.filter2D(small, -1, kernel_fn(extent / f), borderType=cv2.BORDER_REFLECT101)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _disk_kernel(radius: float) -> np.ndarray:
-    r = max(radius, 0.5)
-    n = math.ceil(r)
-    y, x = np.mgrid[-n : n + 1, -n : n + 1]
-    k = np.clip(r + 0.5 - np.hypot(x, y), 0.0, 1.0).astype(np.float32)  # anti-aliased edge
-    return k / k.sum()
-
-
-def _line_kernel(length: float, angle_deg: float) -> np.ndarray:
-    n = max(1, math.ceil(length / 2))
-    size = 2 * n + 1
-    k = np.zeros((size, size), np.float32)
-    # Sample points densely along the segment and splat them bilinearly.
-    steps = max(2, int(4 * length))
-    s = np.linspace(-length / 2, length / 2, steps)
-    a = math.radians(angle_deg)
-    xs, ys = n + s * math.cos(a), n - s * math.sin(a)
-    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
-    fx, fy = xs - x0, ys - y0
-    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                        (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
-        xi, yi = np.clip(x0 + dx, 0, size - 1), np.clip(y0 + dy, 0, size - 1)
-        np.add.at(k, (yi, xi), wgt.astype(np.float32))
-    return k / k.sum()
-
-
-# --------------------------------------------------------------------------------------------
-# Shifts
-# --------------------------------------------------------------------------------------------
-
-ShiftFn = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
-
-
-@dataclass(frozen=True)
-class ShiftSpec:
-    """A named image shift with five severities.
-
-    Calling the spec is calling ``fn(rgb, severity, rng)``: RGB uint8 in, RGB uint8 of the same
-    shape out. ``params[severity - 1]`` holds the parameters used at that severity. ``stage``
-    says where :class:`Camera` applies it: ``"scene"`` before sensor noise (light and optics:
-    what reaches the sensor changed), ``"image"`` after it (noise, processing, encoding), or
-    ``"view"`` (geometry: the camera re-renders its view of the photograph once).
-    """
-
-    name: str
-    fn: ShiftFn
-    models: str
-    params: tuple[Mapping[str, Any], ...]
-    stage: str = "image"
-
-    def __call__(self, rgb: np.ndarray, severity: int = 3,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
-        _check_severity(severity)
-        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError(f"expected RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
-        return self.fn(rgb, severity, rng if rng is not None else np.random.default_rng(0))
-
-
-def _check_severity(severity: int) -> None:
-    if severity not in SEVERITIES:
-        raise ValueError(f"severity must be one of 1..5, got {severity!r}")
-
-
-def _p(name: str, severity: int) -> Mapping[str, Any]:
-    return _PARAMS[name][severity - 1]
-
-
-def _brightness(rgb, severity, rng):
-    # Exposure drop of `ev` stops in linear light; on sRGB-ish values that is a gain of 2^(-ev/2.2).
-    gain = 2.0 ** (-_p("brightness", severity)["ev"] / 2.2)
-    return _lut(rgb, np.tile(_LEVELS * gain, (3, 1)))
-
-
-def _contrast(rgb, severity, rng):
-    c = _p("contrast", severity)["factor"]
-    means = np.array(cv2.mean(rgb)[:3])[:, None]
-    return _lut(rgb, (_LEVELS[None, :] - means) * c + means)
-
-
-def _dusk(rgb, severity, rng):
-    p = _p("dusk", severity)
-    x = _LEVELS / 255.0
-    tone = p["gain"] * x ** p["gamma"]
-    # Split tone: cool (twilight sky) shadows, warm (street lights) highlights.
-    warm = p["cast"] * (x - 0.35)
-    curves = 255.0 * np.stack([tone * (1 + warm), tone, tone * (1 - warm)])
-    return _add_noise(_lut(rgb, curves), p["noise_sigma"], rng, key=2)
-
-
-def _gaussian_noise(rgb, severity, rng):
-    return _add_noise(rgb, _p("gaussian_noise", severity)["sigma"], rng, key=3)
-
-
-def _impulse_noise(rgb, severity, rng):
-    out = rgb.copy()
-    flat = out.reshape(-1)
-    k = int(round(_p("impulse_noise", severity)["amount"] * flat.size))
-    idx = rng.integers(0, flat.size, size=k)
-    flat[idx] = rng.integers(0, 2, size=k, dtype=np.uint8) * np.uint8(255)
-    return out
-
-
-def _defocus_blur(rgb, severity, rng):
-    # The floor keeps severities distinct on thumbnails (it binds below ~150 lines).
-    radius = max(0.6 * severity, _p("defocus_blur", severity)["radius"] * _short_side(rgb))
-    return _filter_scaled(rgb, _disk_kernel, radius, max_extent=4.0)
-
-
-def _motion_blur(rgb, severity, rng):
-    length = max(1.0 + severity, _p("motion_blur", severity)["length"] * _short_side(rgb))
-    angle = float(rng.uniform(-45.0, 45.0))
-    return _filter_scaled(rgb, lambda ext: _line_kernel(ext, angle), length, max_extent=9.0)
-
-
-def _jpeg(rgb, severity, rng):
-    data = encode(rgb, _p("jpeg", severity)["quality"])
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def _pixelate(rgb, severity, rng):
-    h, w = rgb.shape[:2]
-    block = max(severity + 1, round(_p("pixelate", severity)["block"] * _short_side(rgb)))
-    small = cv2.resize(rgb, (max(1, math.ceil(w / block)), max(1, math.ceil(h / block))),
-                       interpolation=cv2.INTER_AREA)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-
-
-_AIRLIGHT = (226.0, 231.0, 238.0)  # slightly blue-white haze
-
-
-@functools.lru_cache(maxsize=8)
-def _fog_weights(height: int, width: int, severity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    beta = _p("fog", severity)["beta"]
-    # Depth-ish: the top of the view (the distance, the horizon) is farther than the bottom.
-    y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
-    depth = 1.0 - 0.65 * y
-    t = np.broadcast_to(np.exp(-beta * depth), (height, width)).astype(np.float32)
-    air = np.empty((height, width, 3), np.uint8)
-    air[:] = np.array(_AIRLIGHT, np.uint8)
-    for a in (t, air):
-        a.setflags(write=False)
-    return t, (1.0 - t).astype(np.float32), air
-
-
-def _fog(rgb, severity, rng):
-    # Koschmieder's model: I = J * t + A * (1 - t), t = exp(-beta * depth).
-    t, one_minus_t, air = _fog_weights(rgb.shape[0], rgb.shape[1], severity)
-    return cv2.blendLinear(np.ascontiguousarray(rgb), air, t, one_minus_t)
-
-
-def _colour_cast(rgb, severity, rng):
-    a = _p("colour_cast", severity)["shift"]
-    gains = np.array([1.0 + a, 1.0 + 0.2 * a, 1.0 - a])[:, None]  # warm (tungsten-like) balance
-    return _lut(rgb, _LEVELS[None, :] * gains)
-
-
-def _saturation(rgb, severity, rng):
-    s = _p("saturation", severity)["factor"]
-    grey = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    return cv2.addWeighted(rgb, s, grey, 1.0 - s, 0.0)
-
-
-def _knock_params(severity: int, rng: np.random.Generator) -> tuple[float, float, float, float]:
-    """(roll degrees, shift direction radians, shift as a fraction of view width, zoom)."""
-    p = _p("knocked", severity)
-    roll = p["roll_deg"] * (1.0 if rng.random() < 0.5 else -1.0)
-    return roll, float(rng.uniform(0.0, 2.0 * math.pi)), p["shift"], p["zoom"]
-
-
-def _knocked(rgb, severity, rng):
-    # Frame-only version: re-project the frame itself (mirrored at the borders). Camera does
-    # better: it re-renders its view of the photograph, so new parts of the scene come in.
-    h, w = rgb.shape[:2]
-    roll, direction, shift, zoom = _knock_params(severity, rng)
-    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), roll, zoom)
-    m[0, 2] += shift * w * math.cos(direction)
-    m[1, 2] += shift * w * math.sin(direction)
-    return cv2.warpAffine(rgb, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-
-
-# Parameters per severity (1..5). Spatial ones are fractions of the image's short side so a
-# severity means the same at 320x240 and 1920x1080.
-_PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
-    "brightness": tuple({"ev": v} for v in (0.5, 1.0, 1.5, 2.0, 2.5)),
-    "contrast": tuple({"factor": v} for v in (0.75, 0.6, 0.45, 0.32, 0.2)),
-    "dusk": tuple(
-        {"gamma": g, "gain": k, "cast": c, "noise_sigma": s}
-        for g, k, c, s in ((1.2, 0.85, 0.04, 2.0), (1.4, 0.7, 0.07, 3.5), (1.65, 0.55, 0.1, 5.0),
-                           (1.9, 0.42, 0.13, 7.0), (2.2, 0.32, 0.16, 9.0))
-    ),
-    "gaussian_noise": tuple({"sigma": v} for v in (6.0, 10.0, 16.0, 24.0, 36.0)),
-    "impulse_noise": tuple({"amount": v} for v in (0.005, 0.01, 0.02, 0.04, 0.07)),
-    "defocus_blur": tuple({"radius": v} for v in (0.006, 0.01, 0.015, 0.022, 0.032)),
-    "motion_blur": tuple({"length": v} for v in (0.012, 0.022, 0.035, 0.05, 0.07)),
-    "jpeg": tuple({"quality": v} for v in (30, 20, 15, 10, 7)),
-    "pixelate": tuple({"block": v} for v in (0.004, 0.007, 0.011, 0.016, 0.024)),
-    "fog": tuple({"beta": v} for v in (0.25, 0.45, 0.7, 1.0, 1.4)),
-    "colour_cast": tuple({"shift": v} for v in (0.05, 0.1, 0.16, 0.23, 0.3)),
-    "saturation": tuple({"factor": v} for v in (0.8, 0.6, 0.4, 0.25, 0.1)),
-    "knocked": tuple(
-        {"roll_deg": r, "shift": s, "zoom": z}
-        for r, s, z in ((2.0, 0.1, 1.0), (3.0, 0.15, 1.05), (4.5, 0.2, 1.1), (6.0, 0.25, 1.15),
-                        (8.0, 0.3, 1.2))
-    ),
-}
-
-SHIFTS: dict[str, ShiftSpec] = {
-    s.name: s
-    for s in (
-        ShiftSpec("brightness", _brightness, "under-exposure: a lost light, a dirty or "
-                  "shaded housing, auto-exposure stuck after a scene change", _PARAMS["brightness"],
-                  "scene"),
-        ShiftSpec("contrast", _contrast, "flattened tones: a smeared or scratched window, "
-                  "glare, a changed tone curve", _PARAMS["contrast"], "image"),
-        ShiftSpec("dusk", _dusk, "evening light: gamma darkening, cool shadows and warm "
-                  "street-light highlights, more sensor noise from raised gain", _PARAMS["dusk"],
-                  "scene"),
-        ShiftSpec("gaussian_noise", _gaussian_noise, "sensor noise: high gain, heat, an "
-                  "ageing sensor", _PARAMS["gaussian_noise"], "image"),
-        ShiftSpec("impulse_noise", _impulse_noise, "salt-and-pepper: dead/hot pixels, bit "
-                  "errors on a bad link", _PARAMS["impulse_noise"], "image"),
-        ShiftSpec("defocus_blur", _defocus_blur, "out of focus (disk kernel): a focus drift, "
-                  "a swapped lens, condensation", _PARAMS["defocus_blur"], "scene"),
-        ShiftSpec("motion_blur", _motion_blur, "camera shake or slow shutter (line kernel at "
-                  "a random angle in +-45 degrees)", _PARAMS["motion_blur"], "scene"),
-        ShiftSpec("jpeg", _jpeg, "re-compression at low quality: a bandwidth-saving encoder "
-                  "setting, a transcoding proxy", _PARAMS["jpeg"], "image"),
-        ShiftSpec("pixelate", _pixelate, "resolution loss: a lower stream profile up-scaled "
-                  "back", _PARAMS["pixelate"], "image"),
-        ShiftSpec("fog", _fog, "haze/fog: blend toward a bright airlight, denser with "
-                  "(depth-ish) distance to the top of the view", _PARAMS["fog"], "scene"),
-        ShiftSpec("colour_cast", _colour_cast, "white-balance shift (warm): a failed AWB, a "
-                  "new light source", _PARAMS["colour_cast"], "image"),
-        ShiftSpec("saturation", _saturation, "desaturation: a firmware colour-pipeline change",
-                  _PARAMS["saturation"], "image"),
-        ShiftSpec("knocked", _knocked, "the camera knocked to a new view: rolled, pointed at "
-                  "another part of the scene, zoomed", _PARAMS["knocked"], "view"),
-    )
-}
+    streaks = streak_bank(h, w)[at[0] : at[0] + h, at[1] : at[1] + w]
+    if img.ndim == 3:
+        streaks = cv2.cvtColor(np.ascontiguousarray(streaks), cv2.COLOR_GRAY2RGB)
+    img = cv2.addWeighted(img, 1.0, streaks, 0.6 * rain, 0.0)
+    for rows, cols, weight, clear, smear in _droplets(seed, shower.key, shower.strength, h, w):
+        patch = np.ascontiguousarray(img[rows, cols])
+        img[rows, cols] = cv2.blendLinear(patch, cv2.blur(patch, (smear, smear)), clear, weight)
+    return img
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,40 +255,55 @@ def _render(photo: np.ndarray, view: _View, width: int, height: int, pad: int) -
 
 
 class Camera:
-    """One camera looking at one scene, with stationary frame-to-frame variation.
+    """One fixed camera looking at one scene.
 
     Parameters
     ----------
     camera_id : the camera's id (a Kafka key).
     scene : one of :data:`SCENES`.
     width, height : frame size in pixels.
-    seed : everything about the camera (its view, noise level, every frame) derives from it.
+    seed : everything about the camera (its view, noise level, its world, every frame) derives
+        from it.
+    fps : frames per second: frame ``t`` is at ``t / fps`` seconds.
+    dynamics : ``"living"`` (the default: :class:`Living` with its defaults), a :class:`Living`
+        with other options, or ``"iid"``.
 
     Notes
     -----
-    ``frame(t)`` is a pure function of ``(seed, t)`` and the current shift; frames are iid over
-    ``t``. Variation per frame: a global gain (sd 2%, clipped to +-5%) with a per-channel wobble
-    (sd 0.7%) and an offset (sd 1 grey level); a view jitter of up to one pixel at 1080 lines
-    (proportionally less, sub-pixel, at smaller sizes); a small object
-    (ellipse or rectangle, random colour, 3-12% of the short side) in about 30% of frames; sensor
-    noise (a per-camera sd of 1.5-3.5 grey levels). A shift at stage ``"scene"`` acts on the
-    light before the sensor noise, one at ``"image"`` after it; ``knocked`` re-renders the view.
-    The base view is rendered on the first frame and cached.
+    ``frame(t)`` is a pure function of ``(seed, t)`` and the current shift, whatever the order of
+    calls. A **living** camera's frames are correlated in time like a real camera's: objects
+    cross the view over seconds, clouds change the light over tens of seconds to minutes, a day
+    passes every ``day_s`` seconds (dusk, night, infrared mode, dawn) and rain showers come and
+    go (see :mod:`monitor.sim.world` and ``docs/fleet.md``); each frame adds a small exposure
+    flicker (sd 0.4%) and sensor noise, raised by the gain at night. An **iid** camera's frames
+    are independent draws, as the fleet made them before it had living cameras (bit for bit):
+    a global gain (sd 2%, clipped to +-5%) with a per-channel wobble (sd 0.7%) and an offset (sd
+    1 grey level); a view jitter of up to one pixel at 1080 lines (proportionally less,
+    sub-pixel, at smaller sizes); a small object (ellipse or rectangle, random colour, 3-12% of
+    the short side) in about 30% of frames; sensor noise (a per-camera sd of 1.5-3.5 grey
+    levels). In both, a shift at stage ``"scene"`` acts on the light before the sensor noise,
+    one at ``"image"`` after it; ``knocked`` re-renders the view. The base view is rendered on
+    the first frame and cached.
     """
 
     def __init__(self, camera_id: str, scene: str, *, width: int = 1920, height: int = 1080,
-                 seed: int) -> None:
+                 seed: int, fps: float = 5.0, dynamics: str | Living = "living") -> None:
         if scene not in _SCENE_FILES:
             raise ValueError(f"unknown scene {scene!r}; choose one of {', '.join(SCENES)}")
         if width < 16 or height < 16:
             raise ValueError(f"frame size must be at least 16x16, got {width}x{height}")
         if int(seed) < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be positive, got {fps!r}")
         self.camera_id = camera_id
         self.scene = scene
         self.width = int(width)
         self.height = int(height)
         self.seed = int(seed)
+        self.fps = float(fps)
+        self.living = _living(dynamics)
+        self._world = World(self.seed, self.living) if self.living is not None else None
         rng = np.random.default_rng([self.seed, 1])
         ph, pw = load_scene(scene).shape[:2]
         aspect = self.width / self.height
@@ -479,7 +323,13 @@ class Camera:
 
     def __repr__(self) -> str:
         return (f"Camera({self.camera_id!r}, {self.scene!r}, width={self.width}, "
-                f"height={self.height}, seed={self.seed}, shift={self._shift})")
+                f"height={self.height}, seed={self.seed}, fps={self.fps:g}, "
+                f"dynamics={self.living or 'iid'!r}, shift={self._shift})")
+
+    @property
+    def dynamics(self) -> str:
+        """``"living"`` or ``"iid"``."""
+        return "iid" if self.living is None else "living"
 
     @property
     def shift(self) -> tuple[str, int] | None:
@@ -493,12 +343,12 @@ class Camera:
             return
         if name not in SHIFTS:
             raise ValueError(f"unknown shift {name!r}; choose one of {', '.join(SHIFTS)}")
-        _check_severity(severity)
+        check_severity(severity)
         self._shift = (name, int(severity))
 
     def _knocked_view(self, severity: int) -> _View:
         """Where the camera points after a knock; fixed per camera and severity."""
-        roll, direction, shift, zoom = _knock_params(
+        roll, direction, shift, zoom = knock_params(
             severity, np.random.default_rng([self.seed, 2, severity]))
         ph, pw = load_scene(self.scene).shape[:2]
         v = self._view
@@ -517,6 +367,12 @@ class Camera:
         _, cx, cy = best
         return _View(cx=cx, cy=cy, crop_w=crop_w, roll=v.roll + roll)
 
+    def _shift_rng(self, spec: ShiftSpec | None, t: int) -> np.random.Generator:
+        """The shift's random draws: per frame, or once per camera for a ``fixed`` shift."""
+        if spec is not None and spec.fixed:
+            return np.random.default_rng([self.seed, 6])
+        return np.random.default_rng([self.seed, 4, int(t)])
+
     def _base_view(self) -> np.ndarray:
         key = self._shift[1] if self._shift and self._shift[0] == "knocked" else None
         if self._base is None or self._base_key != key:
@@ -528,8 +384,29 @@ class Camera:
 
     def frame(self, t: int) -> np.ndarray:
         """Frame number ``t`` (>= 0) as RGB uint8, ``height x width x 3``."""
-        if int(t) < 0:
-            raise ValueError(f"frame number must be non-negative, got {t}")
+        t = _frame_number(t)
+        return self._frame_iid(t) if self.living is None else self._frame_living(t)
+
+    def context(self, t: int) -> FrameContext:
+        """The context of frame ``t`` as a producer could send it (an iid camera: always day)."""
+        t = _frame_number(t)
+        if self._world is None:
+            return FrameContext("day", False, False)
+        return self._world.context(t / self.fps)
+
+    def _sensor(self, img: np.ndarray, t: int, rng: np.random.Generator, sigma: float,
+                grey: bool = False) -> np.ndarray:
+        """The end of every frame: a scene-stage shift, sensor noise, an image-stage shift."""
+        spec = SHIFTS[self._shift[0]] if self._shift else None
+        shift_rng = self._shift_rng(spec, t)
+        if spec is not None and spec.stage == "scene":
+            img = spec.fn(img, self._shift[1], shift_rng)
+        img = add_noise(img, sigma, rng, key=1, grey=grey)
+        if spec is not None and spec.stage == "image":
+            img = spec.fn(img, self._shift[1], shift_rng)
+        return img
+
+    def _frame_iid(self, t: int) -> np.ndarray:
         base = self._base_view()
         h, w = self.height, self.width
         rng = np.random.default_rng([self.seed, 3, int(t)])
@@ -566,21 +443,69 @@ class Camera:
             else:
                 cv2.rectangle(img, (cx - ax, cy - ay), (cx + ax, cy + ay), obj_colour, -1)
 
-        spec = SHIFTS[self._shift[0]] if self._shift else None
-        shift_rng = np.random.default_rng([self.seed, 4, int(t)])
-        if spec is not None and spec.stage == "scene":
-            img = spec.fn(img, self._shift[1], shift_rng)
-        img = _add_noise(img, self.noise_sigma, rng, key=1)
-        if spec is not None and spec.stage == "image":
-            img = spec.fn(img, self._shift[1], shift_rng)
-        return img
+        return self._sensor(img, t, rng, self.noise_sigma)
 
+    def _frame_living(self, t: int) -> np.ndarray:
+        world, h, w = self._world, self.height, self.width
+        s = t / self.fps
+        rng = np.random.default_rng([self.seed, 7, t])
+        # Draw every variable in a fixed order, used or not, so frame t never depends on a branch.
+        flicker = 1.0 + float(np.clip(rng.normal(0.0, 0.004), -0.01, 0.01))
+        streaks_at = tuple(int(v) for v in rng.integers(0, BANK_PAD + 1, size=2))
+        daylight = float(world.daylight(s))
+        ir = world.ir(s)
+        rain, shower = world.rain(s)
+        crossings = world.crossings(s)
 
-def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 1080) -> list[Camera]:
+        view = self._base_view()[_JITTER : _JITTER + h, _JITTER : _JITTER + w]
+        if crossings:
+            view = view.copy()
+            for c in crossings:
+                _draw_body(view, c, s)
+        if ir:  # the IR-cut filter is out: a monochrome image lit by the camera's IR lamp
+            grey = cv2.multiply(cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), _ir_pattern(h, w), scale=0.01)
+            level = _mean_level(grey) if rain > 0.0 else 0.0
+            img = cv2.LUT(grey, np.clip(np.rint(_tone(1.0, flicker, rain, level)), 0, 255).astype(np.uint8))
+        else:
+            level = _mean_level(view) if rain > 0.0 else 0.0
+            img = lut(view, self._light_curves(s, daylight, flicker, rain, level))
+        if daylight < _LAMPS_ON:
+            for c in crossings:
+                _draw_lamps(img, c, s)
+        if rain > 0.0:
+            img = _rain_optics(img, rain, self.seed, shower, streaks_at)
+        if ir:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        gain = _IR_GAIN if ir else 1.0 + (_NIGHT_GAIN - 1.0) * (1.0 - daylight)
+        return self._sensor(img, t, rng, self.noise_sigma * gain, grey=ir)
+
+    def _light_curves(self, s: float, daylight: float, flicker: float, rain: float,
+                      level: float) -> np.ndarray:
+        """Tone curves (3x256) for daylight, clouds, the colour of the light and rain at ``s``.
+
+        Auto-exposure holds the image through the day; from dusk it runs out of range: darker,
+        crushed shadows (gamma), street-light split tone (warm highlights, cool shadows). Low sun
+        warms the light; clouds dim it and cool it a little.
+        """
+        world = self._world
+        night = 1.0 - daylight
+        cloud = float(world.clouds(s)) * daylight
+        exposure = (_NIGHT_LEVEL + (1.0 - _NIGHT_LEVEL) * daylight) * math.exp(cloud)
+        y = _tone(exposure, flicker, rain, level, gamma=1.0 + 0.7 * night)
+        x = LEVELS / 255.0
+        split = 0.14 * night * (x - 0.35)
+        low_sun = math.exp(-(((float(world.elevation(s)) - 0.05) / 0.12) ** 2))
+        warm = 0.07 * daylight * low_sun + 0.3 * cloud - 0.04 * rain
+        return np.stack([y * (1 + split) * (1 + warm), y, y * (1 - split) * (1 - warm)])
+
+def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 1080, fps: float = 5.0,
+               dynamics: str | Living = "living") -> list[Camera]:
     """``n_cameras`` cameras ``cam-000``, ``cam-001``, ... cycling over :data:`SCENES`.
 
     Each camera's seed derives from ``seed`` and its index, so cameras of the same scene look
-    at different crops of it.
+    at different crops of it. ``fps`` and ``dynamics`` are every camera's (:class:`Camera`):
+    living cameras share one clock (the same time of day at the same ``t``), while their clouds,
+    showers and traffic are their own.
     """
     if n_cameras < 0:
         raise ValueError(f"n_cameras must be non-negative, got {n_cameras}")
@@ -588,6 +513,6 @@ def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 10
         if n_cameras else []
     return [
         Camera(f"cam-{i:03d}", SCENES[i % len(SCENES)], width=width, height=height,
-               seed=int(seeds[i]))
+               seed=int(seeds[i]), fps=fps, dynamics=dynamics)
         for i in range(n_cameras)
     ]

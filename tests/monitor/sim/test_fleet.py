@@ -115,8 +115,10 @@ def test_same_seed_and_t_give_identical_bytes():
     assert Camera("c", "chelsea", width=320, height=240, seed=43).frame(0).tobytes() != fa[0].tobytes()
 
 
-def test_frames_vary_like_a_camera_and_are_stationary():
-    cam = Camera("c", "astronaut", width=320, height=240, seed=3)
+def test_iid_frames_vary_like_a_camera_and_are_stationary():
+    # iid mode only: a living camera's frames are correlated and its days are not stationary
+    # over minutes (tests/monitor/sim/test_living.py).
+    cam = Camera("c", "astronaut", width=320, height=240, seed=3, dynamics="iid")
     frames = [cam.frame(t) for t in range(60)]
     means = np.array([f.mean() for f in frames])
     # Every frame is different, but only a little: same view, small jitter (another camera's
@@ -133,8 +135,9 @@ def test_frames_vary_like_a_camera_and_are_stationary():
     assert abs(means.mean() - late.mean()) < 4 * se
 
 
-def test_some_frames_contain_objects():
-    cam = Camera("c", "rocket", width=320, height=240, seed=8)
+def test_some_iid_frames_contain_objects():
+    # iid mode: one object in ~30% of frames (a living camera's crossings: test_living.py).
+    cam = Camera("c", "rocket", width=320, height=240, seed=8, dynamics="iid")
     frames = np.stack([cam.frame(t) for t in range(40)]).astype(np.int16)
     median = np.median(frames, axis=0)
     # A passing object changes a compact patch by far more than noise or jitter do.
@@ -160,12 +163,13 @@ def test_encode_is_jpeg_and_round_trips():
 def test_shift_registry_is_complete_and_documented():
     required = {"brightness", "contrast", "dusk", "gaussian_noise", "impulse_noise",
                 "defocus_blur", "motion_blur", "jpeg", "pixelate", "fog", "colour_cast",
-                "saturation", "knocked"}
+                "saturation", "knocked", "lens_covered"}
     assert required <= set(SHIFTS)
     for name, spec in SHIFTS.items():
         assert spec.name == name
         assert len(spec.params) == 5 and spec.models
         assert spec.stage in {"scene", "image", "view"}
+    assert [n for n, s in SHIFTS.items() if s.fixed] == ["lens_covered"]
 
 
 @pytest.mark.parametrize("name", sorted(SHIFTS))
@@ -268,3 +272,34 @@ def test_camera_brightness_and_dusk_darken_with_severity():
         cam.set_shift(None)
         unshifted = np.mean([cam.frame(t).mean() for t in range(3)])
         assert all(b < a for a, b in zip([unshifted] + means, means)), (name, means)
+
+
+@pytest.mark.parametrize("w,h", SIZES)
+def test_lens_covered_darkens_a_fixed_growing_share_of_the_frame(w, h):
+    cam = Camera("c", "motorcycle", width=w, height=h, seed=12)
+    before = {t: luma(cam.frame(t)) for t in (0, 300)}
+    sharp = sharpness(cam.frame(0))
+    covered = []
+    for s in SEVERITIES:
+        cam.set_shift("lens_covered", s)
+        share = SHIFTS["lens_covered"].params[s - 1]["share"]
+        after = {t: luma(cam.frame(t)) for t in (0, 300)}
+        dark = {t: after[t] < 0.8 * before[t] for t in after}
+        # About the configured share of the frame is behind the cover, and it is dark and blurred.
+        assert abs(dark[0].mean() - share) < 0.3 * share + 0.01, (s, dark[0].mean(), share)
+        deep = after[0] < 0.5 * before[0]
+        assert after[0][deep].mean() < 0.4 * before[0][deep].mean()
+        assert after[0][deep].std() < 0.5 * before[0][deep].std()
+        assert sharpness(cam.frame(0)) < sharp
+        # What covers the lens stays where it is, and grows with severity.
+        overlap = (dark[0] & dark[300]).sum() / (dark[0] | dark[300]).sum()
+        assert overlap > 0.9, (s, overlap)
+        if covered:
+            assert (covered[-1] & ~dark[0]).mean() < 0.01
+        covered.append(dark[0])
+    # Another camera has its own blob.
+    other = Camera("d", "motorcycle", width=w, height=h, seed=13)
+    clear = luma(other.frame(0))
+    other.set_shift("lens_covered", 5)
+    elsewhere = luma(other.frame(0)) < 0.8 * clear
+    assert (elsewhere & covered[-1]).sum() < 0.8 * covered[-1].sum()
