@@ -53,7 +53,7 @@ def rss_mib() -> float:
 
 
 def make_frames(n_unique: int, width: int, height: int) -> list[tuple[str, bytes]]:
-    fleet = make_fleet(8, seed=7, width=width, height=height)
+    fleet = make_fleet(8, seed=7, width=width, height=height, dynamics="iid")
     per_cam = max(1, n_unique // len(fleet))
     with ThreadPoolExecutor(2) as pool:
         jobs = [(cam, t) for t in range(per_cam) for cam in fleet]

@@ -117,7 +117,8 @@ def _mean_variance(gamma: np.ndarray, lags: np.ndarray, n: int) -> np.ndarray:
 
 
 def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
-                  prior_spans: float = PRIOR_SPANS, rho_cut: float = RHO_CUT) -> SpanNull:
+                  prior_spans: float = PRIOR_SPANS, rho_cut: float = RHO_CUT, floor=None) -> SpanNull:
+    floor_arg = floor
     """Fit the null of window shifts on a reference stream (module docstring).
 
     Parameters
@@ -132,6 +133,11 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
     prior_spans, rho_cut : float
         Weight of the conservative bound, and the autocorrelation below which frames count as
         decorrelated.
+    floor : array_like, shape (k,), optional
+        Smallest scale per feature, added to the resolution floor: e.g. a share of the feature's
+        spread over a whole reference when ``x_ref`` is one context of it, where a feature can be
+        constant (colour at night) and a window that mixes in other frames should read as a large
+        shift, not an infinite one.
 
     Examples
     --------
@@ -148,6 +154,8 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
     n_ref, k = x.shape
     mean = x.mean(axis=0)
     floor = RELATIVE_FLOOR * np.abs(mean) + 1e-6
+    if floor_arg is not None:
+        floor = np.hypot(floor, np.asarray(floor_arg, dtype=np.float64))
     if segments is None:  # a bag: no order, no support; the window moves like one frame
         frame_var = x.var(axis=0)
         scale = np.sqrt(frame_var * (1.0 + 1.0 / n_ref) + floor**2)

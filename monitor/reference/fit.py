@@ -44,6 +44,9 @@ SEED = 0
 EMBEDDING_VARIANCE = 0.9
 #: A context needs this many windows' worth of reference frames to be judged on its own.
 CONTEXT_MIN_WINDOWS = 2
+#: A context's scales are at least this share of each feature's spread over the whole reference: a
+#: feature constant in one context (no colour in an infrared night) still has a finite scale.
+CONTEXT_FLOOR = 0.01
 #: Below this many nearly independent stretches a reference cannot hold the false-alarm target
 #: (benchmarks/span_calibration.py: references of 5-40 stretches of slowly wandering synthetic
 #: cameras fired 2-45x as often as promised; 50 or more held it within 1.5x).
@@ -158,8 +161,15 @@ class PreparedReference:
                  else self.pca.transform(self.reference.embeddings)[:, : self.components])[idx]
             times = None if self.reference.times is None else self.reference.times[idx]
             segs = None if times is None else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
-            self._nulls[key] = (fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS), used)
+            self._nulls[key] = (fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS,
+                                              floor=CONTEXT_FLOOR * self._whole_sd(kind)), used)
         return self._nulls[key]
+
+    def _whole_sd(self, kind: str) -> np.ndarray:
+        """Per-frame spread of each feature over the whole reference, every context together."""
+        x = (self.reference.columns(self.feature_names) if kind == STATISTICS
+             else self.pca.transform(self.reference.embeddings)[:, : self.components])
+        return x.std(axis=0)
 
     def _labels(self, idx: np.ndarray) -> np.ndarray | None:
         c = self.reference.contexts

@@ -98,6 +98,11 @@ class FrameContext:
         """As a JSON-ready mapping (a frame envelope's ``meta``)."""
         return {"time_of_day": self.time_of_day, "ir": self.ir, "rain": self.rain}
 
+    @property
+    def label(self) -> str:
+        """As a producer's context label (header ``context``): the time of day, ``/rain`` when raining."""
+        return self.time_of_day + ("/rain" if self.rain else "")
+
 
 @dataclass(frozen=True)
 class Shower:

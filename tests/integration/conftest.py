@@ -1,4 +1,9 @@
-"""Integration tests run against a real Kafka-protocol broker (Tansu) started on a free port."""
+"""Integration tests run against a real Kafka-protocol broker (Tansu) started on a free port.
+
+The tests of the pipeline's mechanics use iid synthetic cameras (``dynamics="iid"``): their
+references are a few seconds of one camera, far too short for a living camera's day, clouds and
+traffic. Living cameras are judged in test_living_fleet.py, with references that cover their day.
+"""
 
 import json
 import threading
@@ -183,4 +188,4 @@ def end_offsets(broker, topic, partitions):
 
 @pytest.fixture
 def small_fleet():
-    return make_fleet(6, seed=11, width=640, height=360)
+    return make_fleet(6, seed=11, width=640, height=360, dynamics="iid")

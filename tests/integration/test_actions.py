@@ -200,7 +200,7 @@ class _Html(HTMLParser):
 
 
 def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_path, label_studio):
-    fleet = make_fleet(4, seed=11, width=480, height=270)
+    fleet = make_fleet(4, seed=11, width=480, height=270, dynamics="iid")
     claims = tmp_path / "claims"
     claims.mkdir()
     relabel_topic = f"{topic}.relabel"

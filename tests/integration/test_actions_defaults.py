@@ -48,7 +48,7 @@ def envelopes(cam, ts, mix, rng):
 
 
 def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_in_words(broker, topic, tmp_path):
-    fleet = make_fleet(2, seed=5, width=480, height=270)
+    fleet = make_fleet(2, seed=5, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
     rng = np.random.default_rng(5)
     ref_topic = f"{topic}-ref"
@@ -100,7 +100,7 @@ def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_
 
 
 def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(broker, topic, tmp_path, monkeypatch):
-    fleet = make_fleet(2, seed=9, width=480, height=270)
+    fleet = make_fleet(2, seed=9, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
     refs = build_references(tmp_path, fleet, daemon_config(broker, topic, tmp_path), 150)
     config = actions_config(broker, topic, refs, tmp_path)

@@ -35,7 +35,7 @@ def write_frames(directory, camera, ts):
 
 
 def test_reference_build_from_dir_and_check(tmp_path):
-    cam = Camera("cam-a", "chelsea", width=640, height=360, seed=5)
+    cam = Camera("cam-a", "chelsea", width=640, height=360, seed=5, dynamics="iid")
     write_frames(tmp_path / "good", cam, range(0, 200))
     write_frames(tmp_path / "today", cam, range(200, 300))
     cam.set_shift("fog", 3)
@@ -74,14 +74,14 @@ def test_reference_build_from_dir_and_check(tmp_path):
 
 
 def test_reference_build_refuses_too_few_frames(tmp_path):
-    cam = Camera("cam-a", "coffee", width=320, height=240, seed=1)
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=1, dynamics="iid")
     write_frames(tmp_path / "few", cam, range(5))
     res = driftmon("reference", "build", "--from-dir", tmp_path / "few", "--out", tmp_path / "r.npz", check=False)
     assert res.returncode == 2 and "only 5 usable frames" in res.stderr
 
 
 def test_reference_promote_adds_a_version_the_daemon_accepts_and_refuses_what_it_cannot_promote(tmp_path):
-    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2)
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2, dynamics="iid")
     write_frames(tmp_path / "first", cam, range(0, 120))
     write_frames(tmp_path / "labelled", cam, range(120, 240))
     cfg = tmp_path / "c.yaml"
@@ -108,7 +108,7 @@ def test_reference_promote_adds_a_version_the_daemon_accepts_and_refuses_what_it
 
 
 def test_reference_build_from_topic_per_stream(broker, topic, tmp_path):
-    cams = [Camera(f"cam-{i}", "coffee", width=320, height=240, seed=i) for i in range(2)]
+    cams = [Camera(f"cam-{i}", "coffee", width=320, height=240, seed=i, dynamics="iid") for i in range(2)]
     start = time.time()
     send_frames(broker, topic, [f for c in cams for f in camera_frames(c, range(60))])
     cfg = tmp_path / "c.yaml"
@@ -127,7 +127,7 @@ def test_reference_build_from_topic_per_stream(broker, topic, tmp_path):
 
 
 def test_run_serves_and_stops_cleanly_on_sigterm(broker, topic, tmp_path):
-    cam = Camera("cam-a", "rocket", width=320, height=240, seed=3)
+    cam = Camera("cam-a", "rocket", width=320, height=240, seed=3, dynamics="iid")
     write_frames(tmp_path / "good", cam, range(60))
     driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz", "-q")
     port = __import__("monitor.sim.broker", fromlist=["free_port"]).free_port()
@@ -165,7 +165,7 @@ def test_run_serves_and_stops_cleanly_on_sigterm(broker, topic, tmp_path):
 
 
 def test_check_refuses_a_reference_from_another_embedder(tmp_path):
-    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2)
+    cam = Camera("cam-a", "coffee", width=320, height=240, seed=2, dynamics="iid")
     write_frames(tmp_path / "good", cam, range(60))
     driftmon("reference", "build", "--from-dir", tmp_path / "good", "--out", tmp_path / "ref.npz", "-q")
     cfg = tmp_path / "c.yaml"

@@ -259,7 +259,7 @@ class Scenario:
 
     def __init__(self, broker, topic: str, tmp: Path):
         self.broker, self.topic, self.tmp = broker, topic, tmp
-        self.fleet = make_fleet(4, seed=11, width=480, height=270)
+        self.fleet = make_fleet(4, seed=11, width=480, height=270, dynamics="iid")
         self.drifted = {self.fleet[i].camera_id for i in DRIFTS}
         self.healthy = {c.camera_id for c in self.fleet} - self.drifted
         self.recovered = self.fleet[RECOVERS].camera_id

@@ -17,7 +17,7 @@ def code(port, path):
 
 
 def test_daemon_waits_for_a_broker_that_comes_up_later(tmp_path, run_daemon):
-    cam = Camera("cam-late", "coffee", width=320, height=240, seed=4)
+    cam = Camera("cam-late", "coffee", width=320, height=240, seed=4, dynamics="iid")
     port = free_port()
     unreachable = Broker(port=port)  # not started yet
     config = daemon_config(unreachable, "frames-late", tmp_path, embedding={"enabled": False},

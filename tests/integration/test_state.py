@@ -44,7 +44,7 @@ def drifted(*daemons):
 
 @pytest.fixture
 def fleet():
-    cams = make_fleet(8, seed=21, width=320, height=240)
+    cams = make_fleet(8, seed=21, width=320, height=240, dynamics="iid")
     return cams
 
 

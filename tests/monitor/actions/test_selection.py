@@ -13,8 +13,8 @@ NAMES = ("brightness_mean", "contrast_rms", "sharpness_laplacian_var")
 
 @pytest.fixture(scope="module")
 def frames():
-    cam = Camera("cam-x", "coffee", width=320, height=240, seed=3)
-    other = Camera("cam-y", "rocket", width=320, height=240, seed=4)
+    cam = Camera("cam-x", "coffee", width=320, height=240, seed=3, dynamics="iid")
+    other = Camera("cam-y", "rocket", width=320, height=240, seed=4, dynamics="iid")
     return cam.frame(0), cam.frame(1), other.frame(0)
 
 
