@@ -49,7 +49,9 @@ def analyse(config: Config, frames: int, width: int, height: int, pool: ThreadPo
     collector = Collector(config, embedder, pool)
     started = time.perf_counter()
     for i in range(0, frames, 64):
-        collector.add([(data, (i + j) / 5.0, "cam-000") for j, data in enumerate(encoded[i:i + 64])])
+        collector.add(
+            [(data, (i + j) / 5.0, "cam-000") for j, data in enumerate(encoded[i : i + 64])]
+        )
     return collector.out, embedder, time.perf_counter() - started
 
 
@@ -75,17 +77,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="calibrations timed per size (median)")
     args = p.parse_args()
     config = Config()
-    print(f"machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cpus; "
-          f"window {config.window.size} every {config.window.evaluate_every}, default embedder")
-    print("| reference frames | analysis (s) | calibration (s) | ratio | 1,000 references: calibration (min) "
-          "| with analysis (min) |")
+    print(
+        f"machine: {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cpus; "
+        f"window {config.window.size} every {config.window.evaluate_every}, default embedder"
+    )
+    print(
+        "| reference frames | analysis (s) | calibration (s) | ratio | 1,000 references: calibration (min) "
+        "| with analysis (min) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     with ThreadPoolExecutor(config.decode.workers) as pool:
         for frames in args.frames:
             got, embedder, analysis = analyse(config, frames, args.width, args.height, pool)
             cal = statistics.median(calibrate(config, got, embedder) for _ in range(args.repeats))
-            print(f"| {frames:,} | {analysis:.1f} | {cal:.2f} | {cal / analysis:.3f} | {1000 * cal / 60:.1f} "
-                  f"| {1000 * (analysis + cal) / 60:.0f} |")
+            print(
+                f"| {frames:,} | {analysis:.1f} | {cal:.2f} | {cal / analysis:.3f} | {1000 * cal / 60:.1f} "
+                f"| {1000 * (analysis + cal) / 60:.0f} |"
+            )
 
 
 if __name__ == "__main__":

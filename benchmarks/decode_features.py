@@ -42,8 +42,9 @@ def make_frames() -> list[bytes]:
     frames = []
     for name in PHOTOS:
         rgb = getattr(skdata, name)()
-        bgr = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (1920, 1080),
-                         interpolation=cv2.INTER_CUBIC)
+        bgr = cv2.resize(
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (1920, 1080), interpolation=cv2.INTER_CUBIC
+        )
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
         assert ok
         frames.append(buf.tobytes())
@@ -94,26 +95,38 @@ def main() -> None:
             wall[name].append(w)
             cpu[name].append(c)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
-          f"python {platform.python_version()}, opencv {cv2.__version__}, "
-          f"numpy {np.__version__}; cv2 threads {cv2.getNumThreads()}")
-    print(f"frames: {len(frames)} x 1920x1080 JPEG q90, mean "
-          f"{statistics.mean(len(f) for f in frames) / 1e3:.0f} KB; "
-          f"{len(FEATURE_NAMES)} features at {decoded[frames[0]].rgb.shape[1]}x"
-          f"{decoded[frames[0]].rgb.shape[0]}; {args.rounds} rounds x {args.reps} passes")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
+        f"python {platform.python_version()}, opencv {cv2.__version__}, "
+        f"numpy {np.__version__}; cv2 threads {cv2.getNumThreads()}"
+    )
+    print(
+        f"frames: {len(frames)} x 1920x1080 JPEG q90, mean "
+        f"{statistics.mean(len(f) for f in frames) / 1e3:.0f} KB; "
+        f"{len(FEATURE_NAMES)} features at {decoded[frames[0]].rgb.shape[1]}x"
+        f"{decoded[frames[0]].rgb.shape[0]}; {args.rounds} rounds x {args.reps} passes"
+    )
     for label, samples in (("wall", wall), ("CPU", cpu)):
         med = {k: statistics.median(v) for k, v in samples.items()}
         print(f"\n{label} time   {'ms/frame':>9s} {'frames/s':>9s}   (median; p10..p90 ms)")
         for name, v in samples.items():
             q = statistics.quantiles(v, n=10)
-            print(f"{name:18s} {med[name] * 1e3:9.2f} {1 / med[name]:9.0f}   "
-                  f"({q[0] * 1e3:.2f}..{q[-1] * 1e3:.2f})")
-        print(f"features / bare reduced decode (time):            "
-              f"{med['features'] / med['bare reduced']:.2f}")
-        print(f"throughput decode+features / bare reduced decode: "
-              f"{med['bare reduced'] / med['decode+features']:.2f}")
-        print(f"throughput decode+features / full imdecode:       "
-              f"{med['full imdecode'] / med['decode+features']:.2f}")
+            print(
+                f"{name:18s} {med[name] * 1e3:9.2f} {1 / med[name]:9.0f}   "
+                f"({q[0] * 1e3:.2f}..{q[-1] * 1e3:.2f})"
+            )
+        print(
+            f"features / bare reduced decode (time):            "
+            f"{med['features'] / med['bare reduced']:.2f}"
+        )
+        print(
+            f"throughput decode+features / bare reduced decode: "
+            f"{med['bare reduced'] / med['decode+features']:.2f}"
+        )
+        print(
+            f"throughput decode+features / full imdecode:       "
+            f"{med['full imdecode'] / med['decode+features']:.2f}"
+        )
 
 
 if __name__ == "__main__":

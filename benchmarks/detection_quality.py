@@ -89,10 +89,30 @@ FA_BASE = 1_000_000
 CELL_BASE = 2_000_000
 CELL_STRIDE = 100_000
 
-FULL = dict(cameras=5, width=640, height=360, analysis_size=480, reference=400, windows=(50, 100, 200),
-            groups=1, fa_groups=30, severities=(1, 2, 3, 4, 5), seed=2026)
-QUICK = dict(cameras=2, width=320, height=180, analysis_size=160, reference=120, windows=(25, 50),
-             groups=1, fa_groups=4, severities=(3, 5), seed=2026)
+FULL = dict(
+    cameras=5,
+    width=640,
+    height=360,
+    analysis_size=480,
+    reference=400,
+    windows=(50, 100, 200),
+    groups=1,
+    fa_groups=30,
+    severities=(1, 2, 3, 4, 5),
+    seed=2026,
+)
+QUICK = dict(
+    cameras=2,
+    width=320,
+    height=180,
+    analysis_size=160,
+    reference=120,
+    windows=(25, 50),
+    groups=1,
+    fa_groups=4,
+    severities=(3, 5),
+    seed=2026,
+)
 QUICK_SHIFTS = ("dusk", "gaussian_noise", "jpeg", "knocked")
 
 
@@ -143,11 +163,14 @@ def cpu_model() -> str:
 
 def tally_from_json(d: dict[str, Any]) -> Tally:
     """The inverse of :meth:`Tally.to_json` (to re-render tables from a saved run)."""
+
     def key(k: str) -> tuple:
         return tuple(int(x) if x.isdigit() else x for x in k.split("|"))
 
-    t = Tally(fired=Counter({key(k): v for k, v in d["fired"].items()}),
-              total=Counter({key(k): v for k, v in d["total"].items()}))
+    t = Tally(
+        fired=Counter({key(k): v for k, v in d["fired"].items()}),
+        total=Counter({key(k): v for k, v in d["total"].items()}),
+    )
     for name in ("combined_parts", "stats_features", "stats_effect"):
         setattr(t, name, {key(k): Counter(v) for k, v in d.get(name, {}).items()})
     return t
@@ -186,8 +209,16 @@ class Pipeline:
         return got
 
 
-def evaluate_group(engines: dict[str, Engine], fitted: dict[str, PreparedReference], rows: np.ndarray,
-                   emb: np.ndarray, windows: Sequence[int], shift: str, severity: int, tally: Tally) -> None:
+def evaluate_group(
+    engines: dict[str, Engine],
+    fitted: dict[str, PreparedReference],
+    rows: np.ndarray,
+    emb: np.ndarray,
+    windows: Sequence[int],
+    shift: str,
+    severity: int,
+    tally: Tally,
+) -> None:
     """Cut one group of frames into disjoint windows of each size and run every verdict on each."""
     for n in windows:
         parts = tally.combined_parts.setdefault((shift, severity, n), Counter())
@@ -214,8 +245,13 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
     base = configs["combined"]
     embedder = build_embedder_from(base)
     identity = embedder.identity
-    engines = {v: Engine(configs[v], FEATURE_NAMES, identity, seed=args.seed + i) for i, v in enumerate(VERDICTS)}
-    cameras = make_fleet(args.cameras, seed=args.seed, width=args.width, height=args.height, dynamics="iid")
+    engines = {
+        v: Engine(configs[v], FEATURE_NAMES, identity, seed=args.seed + i)
+        for i, v in enumerate(VERDICTS)
+    }
+    cameras = make_fleet(
+        args.cameras, seed=args.seed, width=args.width, height=args.height, dynamics="iid"
+    )
     group = max(args.windows)
     if args.groups * group > CELL_STRIDE or args.fa_groups * group > CELL_BASE - FA_BASE:
         raise SystemExit("too many groups for the frame-index layout")
@@ -228,8 +264,13 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
         t0 = time.perf_counter()
         for cam in cameras:
             got = pipe.collect(cam, range(args.reference))
-            ref = make_reference(got, stream=cam.camera_id, source=f"fleet:{cam.scene}", config=base,
-                                 embedder=embedder)
+            ref = make_reference(
+                got,
+                stream=cam.camera_id,
+                source=f"fleet:{cam.scene}",
+                config=base,
+                embedder=embedder,
+            )
             fitted[cam.camera_id] = {v: engines[v].prepare(ref) for v in VERDICTS}
         timings["reference"] = time.perf_counter() - t0
         log(f"references: {len(cameras)} x {args.reference} frames in {timings['reference']:.0f} s")
@@ -240,26 +281,45 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
                 for g in range(groups):
                     ts = range(t_base + g * group, t_base + (g + 1) * group)
                     got = pipe.collect(cam, ts)
-                    evaluate_group(engines, fitted[cam.camera_id], got.matrix(), got.embedding_matrix(),
-                                   args.windows, shift, severity, tally)
+                    evaluate_group(
+                        engines,
+                        fitted[cam.camera_id],
+                        got.matrix(),
+                        got.embedding_matrix(),
+                        args.windows,
+                        shift,
+                        severity,
+                        tally,
+                    )
                 cam.set_shift(None)
 
         t0 = time.perf_counter()
         cell("none", 0, args.fa_groups, FA_BASE)
         timings["unshifted"] = time.perf_counter() - t0
-        fa = ", ".join(f"{v} {tally.rate(v, 'none', 0, TARGET_WINDOW if TARGET_WINDOW in args.windows else group):.3f}"
-                       for v in VERDICTS)
-        log(f"unshifted: {args.cameras * args.fa_groups} groups in {timings['unshifted']:.0f} s; false alarms {fa}")
+        fa = ", ".join(
+            f"{v} {tally.rate(v, 'none', 0, TARGET_WINDOW if TARGET_WINDOW in args.windows else group):.3f}"
+            for v in VERDICTS
+        )
+        log(
+            f"unshifted: {args.cameras * args.fa_groups} groups in {timings['unshifted']:.0f} s; false alarms {fa}"
+        )
 
         t0 = time.perf_counter()
         for shift in args.shifts:
             for severity in args.severities:
                 c0 = time.perf_counter()
-                cell(shift, severity, args.groups, CELL_BASE + (5 * shift_index[shift] + severity) * CELL_STRIDE)
+                cell(
+                    shift,
+                    severity,
+                    args.groups,
+                    CELL_BASE + (5 * shift_index[shift] + severity) * CELL_STRIDE,
+                )
                 n = TARGET_WINDOW if TARGET_WINDOW in args.windows else group
                 rates = " ".join(f"{v}={tally.rate(v, shift, severity, n):.2f}" for v in VERDICTS)
-                log(f"{shift:>15} s{severity}: window {n}: {rates}  ({time.perf_counter() - c0:.1f} s, "
-                    f"{time.perf_counter() - t_start:.0f} s total)")
+                log(
+                    f"{shift:>15} s{severity}: window {n}: {rates}  ({time.perf_counter() - c0:.1f} s, "
+                    f"{time.perf_counter() - t_start:.0f} s total)"
+                )
         timings["shifted"] = time.perf_counter() - t0
     embedder.close()
     timings["total"] = time.perf_counter() - t_start
@@ -269,7 +329,7 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
         "frames": pipe.frames,
         "timings_s": timings,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs ({cpu_model()}), no GPU used, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
         "args": {k: v for k, v in vars(args).items() if k != "argv"},
         "embedder": embedder.identity.label,
         "vote_alpha": {v: engines[v].vote_alpha for v in VERDICTS},
@@ -286,21 +346,31 @@ def _pct(x: float) -> str:
 
 
 def false_alarm_table(tally: Tally, windows: Sequence[int]) -> list[str]:
-    lines = ["| verdict | window | fired / windows | false-alarm rate | 95% interval (Clopper-Pearson) |",
-             "|---|---:|---:|---:|---|"]
+    lines = [
+        "| verdict | window | fired / windows | false-alarm rate | 95% interval (Clopper-Pearson) |",
+        "|---|---:|---:|---:|---|",
+    ]
     for v in VERDICTS:
         for n in windows:
             k, t = tally.fired[v, "none", 0, n], tally.total[v, "none", 0, n]
             if not t:
                 continue
             lo, hi = clopper_pearson(k, t)
-            lines.append(f"| {VERDICT_LABELS[v]} | {n} | {k} / {t} | {k / t:.3f} | {lo:.3f} – {hi:.3f} |")
+            lines.append(
+                f"| {VERDICT_LABELS[v]} | {n} | {k} / {t} | {k / t:.3f} | {lo:.3f} – {hi:.3f} |"
+            )
     return lines
 
 
-def headline_table(tally: Tally, shifts: Sequence[str], severities: Sequence[int], n: int) -> list[str]:
+def headline_table(
+    tally: Tally, shifts: Sequence[str], severities: Sequence[int], n: int
+) -> list[str]:
     sev = [s for s in severities if s >= TARGET_SEVERITY]
-    head = "| shift | " + " | ".join(f"severity {s}" for s in sev) + " | target (≥ 95% at every severity ≥ 3) |"
+    head = (
+        "| shift | "
+        + " | ".join(f"severity {s}" for s in sev)
+        + " | target (≥ 95% at every severity ≥ 3) |"
+    )
     lines = [head, "|---|" + "---:|" * len(sev) + "---|"]
     for shift in shifts:
         cells, ok = [], True
@@ -315,39 +385,55 @@ def headline_table(tally: Tally, shifts: Sequence[str], severities: Sequence[int
         lo, hi = clopper_pearson(k, t)
         per_cell = min(tally.total["combined", sh, s, n] for sh in shifts for s in sev)
         lo1 = clopper_pearson(per_cell, per_cell)[0] if per_cell else float("nan")
-        lines += ["", f"All these cells together: {k} / {t} windows fired ({k / t:.3f}; 95% interval "
-                      f"{lo:.3f} – {hi:.3f}). One cell alone has only {per_cell} windows: even {per_cell}/{per_cell} "
-                      f"bounds its rate below only by {lo1:.2f}."]
+        lines += [
+            "",
+            f"All these cells together: {k} / {t} windows fired ({k / t:.3f}; 95% interval "
+            f"{lo:.3f} – {hi:.3f}). One cell alone has only {per_cell} windows: even {per_cell}/{per_cell} "
+            f"bounds its rate below only by {lo1:.2f}.",
+        ]
     return lines
 
 
-def full_table(tally: Tally, shifts: Sequence[str], severities: Sequence[int], windows: Sequence[int]) -> list[str]:
+def full_table(
+    tally: Tally, shifts: Sequence[str], severities: Sequence[int], windows: Sequence[int]
+) -> list[str]:
     head = "| shift | sev | " + " | ".join(f"{v} @{n}" for n in windows for v in VERDICTS) + " |"
     lines = [head, "|---|---:|" + "---:|" * (len(windows) * len(VERDICTS))]
     rows = [("none", 0)] + [(s, sv) for s in shifts for sv in severities]
     for shift, sev in rows:
         cells = [_pct(tally.rate(v, shift, sev, n)) for n in windows for v in VERDICTS]
-        lines.append(f"| {shift if shift != 'none' else '*none (false alarms)*'} | {sev or '–'} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {shift if shift != 'none' else '*none (false alarms)*'} | {sev or '–'} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return lines
 
 
-def attribution_table(tally: Tally, shifts: Sequence[str], severities: Sequence[int], n: int) -> list[str]:
+def attribution_table(
+    tally: Tally, shifts: Sequence[str], severities: Sequence[int], n: int
+) -> list[str]:
     """What fired inside the combined verdict, and which statistics moved most, at window n."""
-    lines = ["| shift | sev | combined fired by: shift only / emb_shift only / both / neither | statistics "
-             "drifted per window (of 20) | largest moves: mean \\|z\\| (share of windows drifted) |",
-             "|---|---:|---|---:|---|"]
+    lines = [
+        "| shift | sev | combined fired by: shift only / emb_shift only / both / neither | statistics "
+        "drifted per window (of 20) | largest moves: mean \\|z\\| (share of windows drifted) |",
+        "|---|---:|---|---:|---|",
+    ]
     for shift in shifts:
         for sev in severities:
             parts = tally.combined_parts.get((shift, sev, n))
             t = tally.total["combined", shift, sev, n]
             if not t or parts is None:
                 continue
-            split = " / ".join(str(parts.get(p, 0)) for p in ("shift", "emb_shift", "emb_shift+shift", "-"))
+            split = " / ".join(
+                str(parts.get(p, 0)) for p in ("shift", "emb_shift", "emb_shift+shift", "-")
+            )
             feats = tally.stats_features.get((shift, sev, n), Counter())
             effect = tally.stats_effect.get((shift, sev, n), Counter())
             per_window = sum(feats.values()) / t
-            top = ", ".join(f"{f} {d / t:.2f} ({feats.get(f, 0) / t:.0%})" for f, d in effect.most_common(3))
+            top = ", ".join(
+                f"{f} {d / t:.2f} ({feats.get(f, 0) / t:.0%})" for f, d in effect.most_common(3)
+            )
             lines.append(f"| {shift} | {sev} | {split} | {per_window:.1f} | {top} |")
     return lines
 
@@ -409,27 +495,43 @@ def write_markdown(path: Path, body: str) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 2 cameras at 320x180, windows 25/50, shifts "
-                        f"{', '.join(QUICK_SHIFTS)} at severities 3 and 5 (explicit options still win)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 cameras at 320x180, windows 25/50, shifts "
+        f"{', '.join(QUICK_SHIFTS)} at severities 3 and 5 (explicit options still win)",
+    )
     p.add_argument("--cameras", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--analysis-size", type=int)
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality of the frames sent (default 90)")
+    p.add_argument(
+        "--quality", type=int, default=90, help="JPEG quality of the frames sent (default 90)"
+    )
     p.add_argument("--reference", type=int, help="reference frames per camera")
     p.add_argument("--windows", type=int, nargs="+")
-    p.add_argument("--groups", type=int, help="groups of max(windows) frames per camera, shift and severity")
-    p.add_argument("--fa-groups", type=int, help="unshifted groups of max(windows) frames per camera")
+    p.add_argument(
+        "--groups", type=int, help="groups of max(windows) frames per camera, shift and severity"
+    )
+    p.add_argument(
+        "--fa-groups", type=int, help="unshifted groups of max(windows) frames per camera"
+    )
     p.add_argument("--shifts", nargs="+", choices=list(SHIFTS))
     p.add_argument("--severities", type=int, nargs="+", choices=[1, 2, 3, 4, 5])
     p.add_argument("--seed", type=int)
-    p.add_argument("--workers", type=int, default=2, help="decode threads and torch threads (default 2)")
+    p.add_argument(
+        "--workers", type=int, default=2, help="decode threads and torch threads (default 2)"
+    )
     p.add_argument("--out", type=Path, help="Markdown file to write the tables into")
     p.add_argument("--json", type=Path, help="write the raw counts here")
-    p.add_argument("--from-json", type=Path, help="re-render the tables of a saved run (--json) instead of running")
+    p.add_argument(
+        "--from-json",
+        type=Path,
+        help="re-render the tables of a saved run (--json) instead of running",
+    )
     args = p.parse_args(argv)
     preset = QUICK if args.quick else FULL
     for k, v in preset.items():
@@ -461,7 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         write_markdown(args.out, body)
     if args.json and not args.from_json:
-        args.json.write_text(json.dumps({"meta": meta, "tally": tally.to_json()}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps({"meta": meta, "tally": tally.to_json()}, indent=1, default=str)
+        )
     return 0
 
 

@@ -52,7 +52,9 @@ def peak_mib(fn) -> float:
 
 def timing_table() -> None:
     print("## Timing (best of 3, per window unless stated)\n")
-    print("| test | reference x window x dims | B | fit once (s) | per window (s) | kept (MiB) | peak per window (MiB) |")
+    print(
+        "| test | reference x window x dims | B | fit once (s) | per window (s) | kept (MiB) | peak per window (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     for m, n, d in ((5000, 1000, 32), (1000, 200, 32)):
@@ -63,29 +65,41 @@ def timing_table() -> None:
             ref = MMDReference(x, dtype=dtype)
             per = timed(lambda: ref.test(y, n_permutations=100, seed=1))
             peak = peak_mib(lambda: ref.test(y, n_permutations=100, seed=1))
-            print(f"| mmd (exact, {dtype}) | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {ref.nbytes / 2**20:.0f} | {peak:.0f} |")
+            print(
+                f"| mmd (exact, {dtype}) | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {ref.nbytes / 2**20:.0f} | {peak:.0f} |"
+            )
         fit = timed(lambda: EnergyReference(x), repeat=1)
         eref = EnergyReference(x)
         per = timed(lambda: eref.test(y, n_permutations=100, seed=1))
         peak = peak_mib(lambda: eref.test(y, n_permutations=100, seed=1))
-        print(f"| energy | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {eref.nbytes / 2**20:.0f} | {peak:.0f} |")
+        print(
+            f"| energy | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {eref.nbytes / 2**20:.0f} | {peak:.0f} |"
+        )
         per = timed(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
         peak = peak_mib(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
-        print(f"| mmd_rff (D=256, linear time) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |")
+        print(
+            f"| mmd_rff (D=256, linear time) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+        )
         for feats in ("linear", "quadratic"):
             per = timed(lambda: classifier_test(x, y, seed=1, features=feats), repeat=2)
             peak = peak_mib(lambda: classifier_test(x, y, seed=1, features=feats))
-            print(f"| classifier ({feats}, 5 folds) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |")
+            print(
+                f"| classifier ({feats}, 5 folds) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+            )
         per = timed(lambda: ks_dims_test(x, y))
         peak = peak_mib(lambda: ks_dims_test(x, y))
-        print(f"| ks_dims (per-dim KS, auto; exact p-values cached after the first window) | {m} x {n} x {d} | - | - | {per:.3f} | 0 | {peak:.0f} |")
+        print(
+            f"| ks_dims (per-dim KS, auto; exact p-values cached after the first window) | {m} x {n} x {d} | - | - | {per:.3f} | 0 | {peak:.0f} |"
+        )
     large_reference_rff(rng)
     x512 = rng.normal(size=(5000, 512))
     fit = timed(lambda: PCA().fit(x512, n_components=32), repeat=1)
     pca = PCA().fit(x512, n_components=32)
     y512 = rng.normal(size=(1000, 512))
     per = timed(lambda: ks_dims_test(x512, y512, pca=pca))
-    print(f"| PCA 512->32 + ks_dims | 5000 x 1000 x 512 | - | {fit:.2f} | {per:.3f} | {pca.components_.nbytes / 2**20:.2f} | - |")
+    print(
+        f"| PCA 512->32 + ks_dims | 5000 x 1000 x 512 | - | {fit:.2f} | {per:.3f} | {pca.components_.nbytes / 2**20:.2f} | - |"
+    )
     print()
 
 
@@ -95,7 +109,9 @@ def large_reference_rff(rng) -> None:
     y = rng.normal(size=(1000, 32))
     per = timed(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1), repeat=2)
     peak = peak_mib(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
-    print(f"| mmd_rff (D=256, linear time) | 50000 x 1000 x 32 | 100 | - | {per:.3f} | 0 | {peak:.0f} |")
+    print(
+        f"| mmd_rff (D=256, linear time) | 50000 x 1000 x 32 | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+    )
 
 
 def slow_mmd_p_value(x, y, sigma, n_perm, rng) -> tuple[float, float]:
@@ -106,15 +122,16 @@ def slow_mmd_p_value(x, y, sigma, n_perm, rng) -> tuple[float, float]:
         kbb = np.exp(-cdist(b, b, "sqeuclidean") / (2 * sigma**2))
         kab = np.exp(-cdist(a, b, "sqeuclidean") / (2 * sigma**2))
         na, nb = len(a), len(b)
-        return ((kaa.sum() - na) / (na * (na - 1)) + (kbb.sum() - nb) / (nb * (nb - 1))
-                - 2 * kab.mean())
+        return (
+            (kaa.sum() - na) / (na * (na - 1)) + (kbb.sum() - nb) / (nb * (nb - 1)) - 2 * kab.mean()
+        )
 
     obs = mmd2(x, y)
     pooled = np.concatenate([x, y])
     count = 0
     for _ in range(n_perm):
         perm = rng.permutation(len(pooled))
-        count += mmd2(pooled[perm[len(x):]], pooled[perm[: len(x)]]) >= obs
+        count += mmd2(pooled[perm[len(x) :]], pooled[perm[: len(x)]]) >= obs
     return obs, (1 + count) / (1 + n_perm)
 
 
@@ -127,7 +144,7 @@ def slow_energy_p_value(x, y, n_perm, rng) -> tuple[float, float]:
     count = 0
     for _ in range(n_perm):
         perm = rng.permutation(len(pooled))
-        count += energy(pooled[perm[: len(x)]], pooled[perm[len(x):]]) >= obs
+        count += energy(pooled[perm[: len(x)]], pooled[perm[len(x) :]]) >= obs
     return obs, (1 + count) / (1 + n_perm)
 
 
@@ -146,10 +163,14 @@ def p_value_check() -> None:
     obs, slow = slow_mmd_p_value(x, y, ref.bandwidth, b, np.random.default_rng(2))
     t_slow = time.perf_counter() - t0
     se = np.sqrt(2 * slow * (1 - slow) / b)
-    print("| test | statistic (fast) | statistic (direct) | p fast | p direct | 3 x s.e. of difference | within | time fast / direct (s) |")
+    print(
+        "| test | statistic (fast) | statistic (direct) | p fast | p direct | 3 x s.e. of difference | within | time fast / direct (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     ok = abs(fast.p_value - slow) <= 3 * se
-    print(f"| mmd, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |")
+    print(
+        f"| mmd, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
+    )
     eref = EnergyReference(x)
     t0 = time.perf_counter()
     fast = eref.test(y, n_permutations=b, seed=1)
@@ -159,7 +180,9 @@ def p_value_check() -> None:
     t_slow = time.perf_counter() - t0
     se = np.sqrt(2 * slow * (1 - slow) / b)
     ok = abs(fast.p_value - slow) <= 3 * se
-    print(f"| energy, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |")
+    print(
+        f"| energy, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
+    )
     print()
 
 
@@ -195,7 +218,9 @@ def power_table(n_seeds: int, only: list[str] | None = None) -> None:
         "energy": lambda x, y, s, refs: refs["energy"].test(y, n_permutations=100, seed=s).drifted,
         "mmd_rff": lambda x, y, s, refs: mmd_rff_test(x, y, n_permutations=100, seed=s).drifted,
         "classifier": lambda x, y, s, refs: classifier_test(x, y, seed=s).drifted,
-        "classifier_q": lambda x, y, s, refs: classifier_test(x, y, seed=s, features="quadratic").drifted,
+        "classifier_q": lambda x, y, s, refs: (
+            classifier_test(x, y, seed=s, features="quadratic").drifted
+        ),
         "ks_dims": lambda x, y, s, refs: ks_dims_test(x, y).drifted,
     }
     if only:
@@ -215,8 +240,10 @@ def power_table(n_seeds: int, only: list[str] | None = None) -> None:
                     t0 = time.perf_counter()
                     counts[sh, n, meth] += fn(x, y, seed, refs)
                     elapsed[meth] += time.perf_counter() - t0
-    print(f"## Detection rate at alpha = 0.05 ({n_seeds} seeds; reference {M_REF} x {D}, N(0, I); "
-          "each seed draws a new reference; B = 100 where permutations are used)\n")
+    print(
+        f"## Detection rate at alpha = 0.05 ({n_seeds} seeds; reference {M_REF} x {D}, N(0, I); "
+        "each seed draws a new reference; B = 100 where permutations are used)\n"
+    )
     print("| shift | window | " + " | ".join(methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for sh in shifts:
@@ -235,8 +262,10 @@ def main() -> None:
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-power", action="store_true")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs visible, "
-          f"{platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"{platform.python_implementation()} {platform.python_version()}, numpy {np.__version__}"
+    )
     print(f"load average at start: {os.getloadavg()}\n")
     if not args.skip_timing:
         timing_table()

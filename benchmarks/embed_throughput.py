@@ -39,7 +39,12 @@ def make_frames(n: int, width: int, height: int) -> list[np.ndarray]:
     try:
         import skimage.data
 
-        photos = [skimage.data.astronaut(), skimage.data.coffee(), skimage.data.chelsea(), skimage.data.rocket()]
+        photos = [
+            skimage.data.astronaut(),
+            skimage.data.coffee(),
+            skimage.data.chelsea(),
+            skimage.data.rocket(),
+        ]
     except ImportError:
         photos = [rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)]
     frames = []
@@ -48,7 +53,9 @@ def make_frames(n: int, width: int, height: int) -> list[np.ndarray]:
         h, w = photo.shape[:2]
         ch, cw = int(h * rng.uniform(0.6, 1.0)), int(w * rng.uniform(0.6, 1.0))
         y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-        frame = cv2.resize(photo[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA)
+        frame = cv2.resize(
+            photo[y : y + ch, x : x + cw], (width, height), interpolation=cv2.INTER_AREA
+        )
         ok, encoded = cv2.imencode(".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
         assert ok
         frames.append(np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]))
@@ -74,14 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed round")
     parser.add_argument("--repeats", type=int, default=5, help="rounds per measurement")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--frame-size", default="480x270", help="WIDTHxHEIGHT of the decoded frames")
+    parser.add_argument(
+        "--frame-size", default="480x270", help="WIDTHxHEIGHT of the decoded frames"
+    )
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.frame_size.split("x"))
     frames = make_frames(max(args.batch_sizes), width, height)
 
-    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, cv2 {cv2.__version__}")
-    print(f"machine {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
-    header = f"{'threads':>7} {'batch':>5} {'forward img/s':>20} {'embedder img/s':>20} {'ratio':>6}"
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, cv2 {cv2.__version__}"
+    )
+    print(
+        f"machine {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
+    )
+    header = (
+        f"{'threads':>7} {'batch':>5} {'forward img/s':>20} {'embedder img/s':>20} {'ratio':>6}"
+    )
     for threads in args.threads:
         cv2.setNumThreads(threads)  # cv2 is process-wide too; keep it within the same budget
         embedder = build_embedder("default", threads=threads, device=args.device)
@@ -89,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         sync = torch.cuda.synchronize if on_cuda else (lambda: None)
         if threads == args.threads[0]:
             fp16 = next(embedder.module.parameters()).dtype == torch.float16
-            name = torch.cuda.get_device_name(embedder.device) if on_cuda else platform.processor() or "cpu"
-            print(f"device {embedder.device} ({name}), fp16 {fp16}, embedder {embedder.identity.label}, "
-                  f"input {embedder.identity.input_size}x{embedder.identity.input_size}, frames {width}x{height}")
+            name = (
+                torch.cuda.get_device_name(embedder.device)
+                if on_cuda
+                else platform.processor() or "cpu"
+            )
+            print(
+                f"device {embedder.device} ({name}), fp16 {fp16}, embedder {embedder.identity.label}, "
+                f"input {embedder.identity.input_size}x{embedder.identity.input_size}, frames {width}x{height}"
+            )
             print(header)
         for n in args.batch_sizes:
             batch = frames[:n]
@@ -110,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                 fwd.append(rate(forward, n, args.seconds, sync))
                 emb.append(rate(full, n, args.seconds, sync))
             ratio = max(emb) / max(fwd)
-            print(f"{threads:>7} {n:>5} {max(fwd):>9.0f} ({statistics.median(fwd):>7.0f}) "
-                  f"{max(emb):>9.0f} ({statistics.median(emb):>7.0f}) {ratio:>6.2f}", flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f} at end; best round (median) of {args.repeats} x {args.seconds:g} s")
+            print(
+                f"{threads:>7} {n:>5} {max(fwd):>9.0f} ({statistics.median(fwd):>7.0f}) "
+                f"{max(emb):>9.0f} ({statistics.median(emb):>7.0f}) {ratio:>6.2f}",
+                flush=True,
+            )
+    print(
+        f"load average {os.getloadavg()[0]:.2f} at end; best round (median) of {args.repeats} x {args.seconds:g} s"
+    )
     return 0
 
 

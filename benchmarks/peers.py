@@ -56,14 +56,26 @@ def mmd_rows(repeats: int):
             cd = MMDDrift(x.astype(np.float32), backend="pytorch", p_val=0.05, n_permutations=100)
             peer_repeats = 1 if m >= 5000 else repeats
             peer = timed(lambda: cd.predict(y.astype(np.float32)), peer_repeats)
-            yield (f"MMD, {m} x {n} x {d}", ours, "Alibi Detect MMDDrift (pytorch, B=100)", peer, note)
+            yield (
+                f"MMD, {m} x {n} x {d}",
+                ours,
+                "Alibi Detect MMDDrift (pytorch, B=100)",
+                peer,
+                note,
+            )
         else:
             yield (f"MMD, {m} x {n} x {d}", ours, "Alibi Detect (not installed here)", None, note)
         # the one-call function pays the reference block every time, as a peer's predict does
-        once = timed(lambda: mmd_test(x, y, n_permutations=100, seed=1), 1 if m >= 5000 else repeats)
-        yield (f"MMD, {m} x {n} x {d}, one call (mmd_test)", once,
-               "Alibi Detect MMDDrift" if peer is not None else "-", peer,
-               "reference block recomputed per call")
+        once = timed(
+            lambda: mmd_test(x, y, n_permutations=100, seed=1), 1 if m >= 5000 else repeats
+        )
+        yield (
+            f"MMD, {m} x {n} x {d}, one call (mmd_test)",
+            once,
+            "Alibi Detect MMDDrift" if peer is not None else "-",
+            peer,
+            "reference block recomputed per call",
+        )
 
 
 def univariate_rows(repeats: int):
@@ -78,6 +90,7 @@ def univariate_rows(repeats: int):
     fresh = iter([rng.normal(size=(n_cur, k)) for _ in range(5 * repeats + 5)])
     ks = timed(lambda: ref.ks(next(fresh)), repeats)
     ks_asymp = timed(lambda: ref.ks(next(fresh), method="asymp"), repeats)
+
     def every_test(x_cur):
         placed = ref.place(x_cur)  # validated, sorted and placed once for all seven
         return [getattr(ref, t)(placed) for t in UNIVARIATE]
@@ -88,6 +101,7 @@ def univariate_rows(repeats: int):
     def cold():
         _exact_p.cache_clear()
         ref.ks(y)
+
     ks_cold = timed(cold, max(3, repeats // 3))
     peers = []
     if has("alibi_detect"):
@@ -102,25 +116,51 @@ def univariate_rows(repeats: int):
     if not peers:
         peers.append(("(no peer installed here)", None))
     for peer, t in peers:
-        yield (f"KS, {k} features, {n_ref} x {n_cur}, asymptotic p-values", ks_asymp, peer, t,
-               "UnivariateReference.ks(method='asymp'), fresh windows (Alibi's KSDrift uses "
-               "scipy's asymptotic mode)")
-        yield (f"KS, {k} features, {n_ref} x {n_cur}", ks, peer, t,
-               "UnivariateReference.ks, exact p-values, fresh windows, warm p-value cache")
-        yield (f"KS, {k} features, {n_ref} x {n_cur}, cold p-value cache", ks_cold, peer, t,
-               "every exact p-value computed")
-        yield (f"all 7 univariate tests, {k} features, {n_ref} x {n_cur}", every, peer, t,
-               "KS, CvM, Anderson-Darling, PSI, Wasserstein, JS, Hellinger on one placed window")
+        yield (
+            f"KS, {k} features, {n_ref} x {n_cur}, asymptotic p-values",
+            ks_asymp,
+            peer,
+            t,
+            "UnivariateReference.ks(method='asymp'), fresh windows (Alibi's KSDrift uses "
+            "scipy's asymptotic mode)",
+        )
+        yield (
+            f"KS, {k} features, {n_ref} x {n_cur}",
+            ks,
+            peer,
+            t,
+            "UnivariateReference.ks, exact p-values, fresh windows, warm p-value cache",
+        )
+        yield (
+            f"KS, {k} features, {n_ref} x {n_cur}, cold p-value cache",
+            ks_cold,
+            peer,
+            t,
+            "every exact p-value computed",
+        )
+        yield (
+            f"all 7 univariate tests, {k} features, {n_ref} x {n_cur}",
+            every,
+            peer,
+            t,
+            "KS, CvM, Anderson-Darling, PSI, Wasserstein, JS, Hellinger on one placed window",
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
-    versions = {m: __import__(m).__version__ for m in ("numpy", "scipy", "torch", "alibi_detect",
-                                                       "evidently") if has(m)}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
-          + ", ".join(f"{m} {v}" for m, v in versions.items()) + "\n")
+    versions = {
+        m: __import__(m).__version__
+        for m in ("numpy", "scipy", "torch", "alibi_detect", "evidently")
+        if has(m)
+    }
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
+        + ", ".join(f"{m} {v}" for m, v in versions.items())
+        + "\n"
+    )
     print("| what | driftmon (ms) | peer | peer (ms) | peer / driftmon | driftmon path |")
     print("|---|---:|---|---:|---:|---|")
     rows = list(univariate_rows(args.repeats)) + list(mmd_rows(args.repeats))

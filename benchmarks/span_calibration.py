@@ -49,7 +49,7 @@ def measure(n_ref: int, phi: float, seeds: int, alpha: float) -> tuple[int, int,
         support.append(null.effective_spans)
         live = ar1(rng, LIVE, phi)
         for start in range(0, LIVE - WINDOW + 1, WINDOW):
-            fired += bool(np.abs(null.z(live[start:start + WINDOW])).max() > z_star)
+            fired += bool(np.abs(null.z(live[start : start + WINDOW])).max() > z_star)
             total += 1
     return fired, total, float(np.median(support))
 
@@ -61,8 +61,10 @@ def main() -> None:
     p.add_argument("--refs", type=int, nargs="+", default=[200, 400, 1000, 4000, 20000])
     p.add_argument("--phis", type=float, nargs="+", default=[0.0, 0.9, 0.97, 0.99])
     args = p.parse_args()
-    print(f"windows of {WINDOW} frames, {FEATURES} features, promised per-window false-alarm rate {args.alpha}, "
-          f"{args.seeds} cameras x {LIVE // WINDOW} windows per cell")
+    print(
+        f"windows of {WINDOW} frames, {FEATURES} features, promised per-window false-alarm rate {args.alpha}, "
+        f"{args.seeds} cameras x {LIVE // WINDOW} windows per cell"
+    )
     print("| reference frames | phi (tau, frames) | support | false alarms | rate | 95% interval |")
     print("|---:|---:|---:|---:|---:|---|")
     for phi in args.phis:
@@ -70,8 +72,10 @@ def main() -> None:
         for n_ref in args.refs:
             fired, total, support = measure(n_ref, phi, args.seeds, args.alpha)
             ci = binomtest(fired, total).proportion_ci(0.95)
-            print(f"| {n_ref:,} | {phi} ({tau:.0f}) | {support:.1f} | {fired}/{total} | {fired / total:.4f} | "
-                  f"{ci.low:.4f}-{ci.high:.4f} |")
+            print(
+                f"| {n_ref:,} | {phi} ({tau:.0f}) | {support:.1f} | {fired}/{total} | {fired / total:.4f} | "
+                f"{ci.low:.4f}-{ci.high:.4f} |"
+            )
 
 
 if __name__ == "__main__":

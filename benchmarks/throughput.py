@@ -69,6 +69,7 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 def bare_decode_fps(frames: list[bytes], threads: int, rounds: int = 3) -> tuple[float, float]:
     """Best frames/s over ``rounds``, and CPU ms per frame."""
+
     def one(data: bytes) -> np.ndarray:
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
 
@@ -82,8 +83,15 @@ def bare_decode_fps(frames: list[bytes], threads: int, rounds: int = 3) -> tuple
     return best, (cpu_seconds() - cpu0) * 1000 / (rounds * len(frames))
 
 
-def daemon_fps(broker: Broker, frames: list[tuple[str, bytes]], total: int, workers: int,
-               reference_path: str, analysis_size: int, embeddings: bool) -> tuple[float, list[float]]:
+def daemon_fps(
+    broker: Broker,
+    frames: list[tuple[str, bytes]],
+    total: int,
+    workers: int,
+    reference_path: str,
+    analysis_size: int,
+    embeddings: bool,
+) -> tuple[float, list[float]]:
     from kafka import KafkaProducer
     from prometheus_client import CollectorRegistry
 
@@ -91,23 +99,34 @@ def daemon_fps(broker: Broker, frames: list[tuple[str, bytes]], total: int, work
 
     topic = f"bench-{workers}-{int(embeddings)}-{int(time.time())}"
     broker.create_topic(topic, partitions=4)
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20, max_request_size=16 << 20)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, linger_ms=20, max_request_size=16 << 20
+    )
     for i in range(total):
         cam, data = frames[i % len(frames)]
         producer.send(topic, key=cam.encode(), value=data, headers=[("camera_id", cam.encode())])
     producer.flush()
     producer.close()
 
-    config = config_from_dict({
-        "kafka": {"bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": topic,
-                  "fetch_max_wait_ms": 20, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
-                  "max_poll_records": 200, "dead_letter_topic": ""},
-        "reference": {"path": reference_path},
-        "decode": {"workers": workers, "analysis_size": analysis_size},
-        "embedding": {"enabled": embeddings},
-        "window": {"size": 200, "evaluate_every": 50},
-        "http": {"port": 0},
-    })
+    config = config_from_dict(
+        {
+            "kafka": {
+                "bootstrap_servers": [broker.bootstrap],
+                "topics": [topic],
+                "group_id": topic,
+                "fetch_max_wait_ms": 20,
+                "session_timeout_ms": 6000,
+                "heartbeat_interval_ms": 1000,
+                "max_poll_records": 200,
+                "dead_letter_topic": "",
+            },
+            "reference": {"path": reference_path},
+            "decode": {"workers": workers, "analysis_size": analysis_size},
+            "embedding": {"enabled": embeddings},
+            "window": {"size": 200, "evaluate_every": 50},
+            "http": {"port": 0},
+        }
+    )
     registry = CollectorRegistry()
     daemon = Daemon(config, registry=registry)
     thread = threading.Thread(target=daemon.run, daemon=True)
@@ -142,8 +161,10 @@ def evaluation_ms(repeats: int = 30) -> float:
     rng = np.random.default_rng(0)
     config = config_from_dict({"embedding": {"enabled": False}})
     engine = Engine(config, FEATURE_NAMES)
-    ref = Reference(features=rng.normal(size=(5000, len(FEATURE_NAMES))).astype(np.float32),
-                    feature_names=FEATURE_NAMES)
+    ref = Reference(
+        features=rng.normal(size=(5000, len(FEATURE_NAMES))).astype(np.float32),
+        feature_names=FEATURE_NAMES,
+    )
     fitted = engine.prepare(ref)
     window = rng.normal(size=(1000, len(FEATURE_NAMES))).astype(np.float32)
     times = []
@@ -162,15 +183,25 @@ def main() -> None:
     p.add_argument("--height", type=int, default=1080)
     p.add_argument("--analysis-size", type=int, default=480)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--embeddings", type=lambda v: v == "on", nargs="+", default=[False, True],
-                   metavar="{off,on}", help="run the daemon without and/or with embeddings")
+    p.add_argument(
+        "--embeddings",
+        type=lambda v: v == "on",
+        nargs="+",
+        default=[False, True],
+        metavar="{off,on}",
+        help="run the daemon without and/or with embeddings",
+    )
     args = p.parse_args()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"opencv {cv2.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+        f"opencv {cv2.__version__}, load average {os.getloadavg()[0]:.1f}"
+    )
     frames = make_frames(args.unique, args.width, args.height)
     sizes = [len(d) for _, d in frames]
-    print(f"{len(frames)} distinct {args.width}x{args.height} JPEGs, mean {np.mean(sizes) / 1024:.0f} KiB")
+    print(
+        f"{len(frames)} distinct {args.width}x{args.height} JPEGs, mean {np.mean(sizes) / 1024:.0f} KiB"
+    )
 
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
         # one shared reference with embeddings, built the way `driftmon reference build` does
@@ -179,24 +210,40 @@ def main() -> None:
         with ThreadPoolExecutor(2) as pool:
             collector = Collector(config, embedder, pool)
             collector.add([(d, 0.0, cam) for cam, d in frames])
-        ref = make_reference(collector.out, stream=None, source="benchmark", config=config, embedder=embedder)
+        ref = make_reference(
+            collector.out, stream=None, source="benchmark", config=config, embedder=embedder
+        )
         ref_path = ref.save(Path(tmp) / "ref.npz")
-        print(f"\n{'mode':>12} {'workers':>7} {'bare fps':>9} {'daemon fps':>11} {'ratio':>6} "
-              f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} {'RSS MiB':>12}")
+        print(
+            f"\n{'mode':>12} {'workers':>7} {'bare fps':>9} {'daemon fps':>11} {'ratio':>6} "
+            f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} {'RSS MiB':>12}"
+        )
         for embeddings in args.embeddings:
             for workers in args.workers:
                 # bare decode measured before and after the daemon run: the machine's load drifts
                 before, cpu_before = bare_decode_fps([d for _, d in frames], workers)
-                fps, memory, cpu_ms, broker_ms = daemon_fps(broker, frames, args.frames, workers, str(ref_path),
-                                                            args.analysis_size, embeddings)
+                fps, memory, cpu_ms, broker_ms = daemon_fps(
+                    broker,
+                    frames,
+                    args.frames,
+                    workers,
+                    str(ref_path),
+                    args.analysis_size,
+                    embeddings,
+                )
                 after, cpu_after = bare_decode_fps([d for _, d in frames], workers)
                 bare, bare_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
                 mode = "stats+embed" if embeddings else "stats"
-                print(f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} {bare_cpu:>12.2f} "
-                      f"{cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} {broker_ms:>14.2f} "
-                      f"{memory[0]:>5.0f}..{memory[-1]:<5.0f}", flush=True)
-    print(f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} features: "
-          f"{evaluation_ms():.1f} ms (median of 30)")
+                print(
+                    f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} {bare_cpu:>12.2f} "
+                    f"{cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} {broker_ms:>14.2f} "
+                    f"{memory[0]:>5.0f}..{memory[-1]:<5.0f}",
+                    flush=True,
+                )
+    print(
+        f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} features: "
+        f"{evaluation_ms():.1f} ms (median of 30)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,7 +12,11 @@ __all__ = ["FeatureTestResult", "MultivariateTestResult", "StatefulDetector"]
 # --- univariate exports (begin) ---
 from detectors.anderson import anderson_test  # noqa: E402
 from detectors.calibration import (  # noqa: E402
-    CalibrationResult, KSCalibration, calibrate_ks, calibrate_threshold)
+    CalibrationResult,
+    KSCalibration,
+    calibrate_ks,
+    calibrate_threshold,
+)
 from detectors.categorical import chi2_test, g_test  # noqa: E402
 from detectors.correction import Correction, correct  # noqa: E402
 from detectors.cvm import cvm_test  # noqa: E402

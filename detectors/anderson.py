@@ -14,12 +14,16 @@ from detectors.validation import as_pair, check_alpha, check_correction
 
 _SIG = np.array([0.25, 0.1, 0.05, 0.025, 0.01, 0.005, 0.001])
 # Scholz & Stephens (1987) Table 2 interpolation coefficients, for k - 1 = 1.
-_CRITICAL = (np.array([0.675, 1.281, 1.645, 1.96, 2.326, 2.573, 3.085])
-             + np.array([-0.245, 0.25, 0.678, 1.149, 1.822, 2.364, 3.615])
-             + np.array([-0.105, -0.305, -0.362, -0.391, -0.396, -0.345, -0.154]))
+_CRITICAL = (
+    np.array([0.675, 1.281, 1.645, 1.96, 2.326, 2.573, 3.085])
+    + np.array([-0.245, 0.25, 0.678, 1.149, 1.822, 2.364, 3.615])
+    + np.array([-0.105, -0.305, -0.362, -0.391, -0.396, -0.345, -0.154])
+)
 _LOGSIG_FIT = np.polyfit(_CRITICAL, np.log(_SIG), 2)
-P_VALUE_NOTE = ("interpolated from Scholz-Stephens critical values; clipped to [0.001, 0.25] "
-                "(a true p-value outside that range is reported as the bound)")
+P_VALUE_NOTE = (
+    "interpolated from Scholz-Stephens critical values; clipped to [0.001, 0.25] "
+    "(a true p-value outside that range is reported as the bound)"
+)
 
 
 @lru_cache(maxsize=64)
@@ -32,10 +36,10 @@ def _sigma(n1: int, n2: int) -> float:
     h = hs_cs[-1] + 1
     g = float(np.sum(hs_cs / np.arange(2, N)))
     a = (4 * g - 6) * (k - 1) + (10 - 6 * g) * H
-    b = (2 * g - 4) * k ** 2 + 8 * h * k + (2 * g - 14 * h - 4) * H - 8 * h + 4 * g - 6
-    c = (6 * h + 2 * g - 2) * k ** 2 + (4 * h - 4 * g + 6) * k + (2 * h - 6) * H + 4 * h
-    d = (2 * h + 6) * k ** 2 - 4 * h * k
-    sigmasq = (a * N ** 3 + b * N ** 2 + c * N + d) / ((N - 1.0) * (N - 2.0) * (N - 3.0))
+    b = (2 * g - 4) * k**2 + 8 * h * k + (2 * g - 14 * h - 4) * H - 8 * h + 4 * g - 6
+    c = (6 * h + 2 * g - 2) * k**2 + (4 * h - 4 * g + 6) * k + (2 * h - 6) * H + 4 * h
+    d = (2 * h + 6) * k**2 - 4 * h * k
+    sigmasq = (a * N**3 + b * N**2 + c * N + d) / ((N - 1.0) * (N - 2.0) * (N - 3.0))
     return math.sqrt(sigmasq)
 
 
@@ -79,15 +83,25 @@ def a2akn(pooled: Pooled) -> np.ndarray:
         at = ref.run_start
         ref_lt = ref.less.ravel()[at]
         cur_lt = pooled.cur_below_ref.ravel()[at]
-        a2 = np.bincount(at // n1, minlength=k, weights=terms(
-            ref_lt, ref.less_equal.ravel()[at] - ref_lt,
-            cur_lt, pooled.cur_at_most_ref.ravel()[at] - cur_lt))
+        a2 = np.bincount(
+            at // n1,
+            minlength=k,
+            weights=terms(
+                ref_lt,
+                ref.less_equal.ravel()[at] - ref_lt,
+                cur_lt,
+                pooled.cur_at_most_ref.ravel()[at] - cur_lt,
+            ),
+        )
     # current values absent from the reference, once per distinct value
     only = (pooled.ref_less == pooled.ref_less_equal) & (pooled.cur_less == np.arange(n2))
     cur_lt = pooled.cur_less[only]
-    a2 += np.bincount(np.nonzero(only)[0], minlength=k, weights=terms(
-        pooled.ref_less[only], 0, cur_lt, pooled.cur_less_equal[only] - cur_lt))
-    return a2 * ((1 / n1 + 1 / n2) * (N - 1.0) / N ** 2)
+    a2 += np.bincount(
+        np.nonzero(only)[0],
+        minlength=k,
+        weights=terms(pooled.ref_less[only], 0, cur_lt, pooled.cur_less_equal[only] - cur_lt),
+    )
+    return a2 * ((1 / n1 + 1 / n2) * (N - 1.0) / N**2)
 
 
 def anderson_from_pooled(pooled: Pooled):
@@ -102,8 +116,9 @@ def anderson_from_pooled(pooled: Pooled):
     return stat, p, P_VALUE_NOTE
 
 
-def anderson_test(x_ref, x_cur, *, alpha: float = 0.05,
-                  correction: str = "bonferroni") -> FeatureTestResult:
+def anderson_test(
+    x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
+) -> FeatureTestResult:
     """k-sample Anderson-Darling test with k = 2 (midrank variant) on every column.
 
     Parameters
@@ -147,5 +162,13 @@ def anderson_test(x_ref, x_cur, *, alpha: float = 0.05,
     check_correction(correction)
     ref, cur = as_pair(x_ref, x_cur)
     stat, p, note = anderson_from_pooled(pooled_columns(ref, cur))
-    return p_value_result("anderson", stat, p, alpha=alpha, correction=correction,
-                          n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)
+    return p_value_result(
+        "anderson",
+        stat,
+        p,
+        alpha=alpha,
+        correction=correction,
+        n_ref=ref.shape[0],
+        n_cur=cur.shape[0],
+        note=note,
+    )

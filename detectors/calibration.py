@@ -44,10 +44,19 @@ class CalibrationResult:
     block_maxima: np.ndarray
 
 
-def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
-                        target_run_length: float = 10_000, block_evaluations: int | None = None,
-                        n_blocks: int | None = None, resample_block: int = 1,
-                        vectorized: bool = False, seed: int | None = 0) -> CalibrationResult:
+def calibrate_threshold(
+    x_ref,
+    statistic_fn,
+    *,
+    window: int,
+    stride: int,
+    target_run_length: float = 10_000,
+    block_evaluations: int | None = None,
+    n_blocks: int | None = None,
+    resample_block: int = 1,
+    vectorized: bool = False,
+    seed: int | None = 0,
+) -> CalibrationResult:
     """Calibrate a drift threshold to a mean run length between false alarms.
 
     Parameters
@@ -125,16 +134,17 @@ def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
         raise ValueError("resample_block must not exceed the reference length")
     target = check_number(target_run_length, "target_run_length", at_least=4.0)
     if block_evaluations is None:
-        block_evaluations = min(max(50, 10 * math.ceil(window / stride)),
-                                max(1, int(target // 4)))
+        block_evaluations = min(max(50, 10 * math.ceil(window / stride)), max(1, int(target // 4)))
     L = check_int(block_evaluations, "block_evaluations")
     q = L / (target + L)
     if n_blocks is None:
         n_blocks = math.ceil(30 / q)
     n_blocks = check_int(n_blocks, "n_blocks")
     if n_blocks * q < 1:
-        raise ValueError(f"n_blocks={n_blocks} is too few for tail level q={q:.3g}: need at "
-                         f"least {math.ceil(1 / q)} (30 / q recommended)")
+        raise ValueError(
+            f"n_blocks={n_blocks} is too few for tail level q={q:.3g}: need at "
+            f"least {math.ceil(1 / q)} (30 / q recommended)"
+        )
     if not callable(statistic_fn):
         raise ValueError("statistic_fn must be callable")
 
@@ -148,17 +158,25 @@ def calibrate_threshold(x_ref, statistic_fn, *, window: int, stride: int,
         if vectorized:
             stats = np.asarray(statistic_fn(windows), dtype=np.float64)
             if stats.shape != (L,):
-                raise ValueError(f"vectorized statistic_fn returned shape {stats.shape}, "
-                                 f"expected ({L},)")
+                raise ValueError(
+                    f"vectorized statistic_fn returned shape {stats.shape}, expected ({L},)"
+                )
         else:
             stats = np.array([float(statistic_fn(w)) for w in windows])
         if not np.all(np.isfinite(stats)):
             raise ValueError("statistic_fn returned non-finite values")
         maxima[b] = stats.max()
     threshold = float(np.quantile(maxima, 1.0 - q, method="higher"))
-    return CalibrationResult(threshold=threshold, target_run_length=target, window=window,
-                             stride=stride, block_evaluations=L, n_blocks=n_blocks,
-                             block_alarm_rate=q, block_maxima=maxima)
+    return CalibrationResult(
+        threshold=threshold,
+        target_run_length=target,
+        window=window,
+        stride=stride,
+        block_evaluations=L,
+        n_blocks=n_blocks,
+        block_alarm_rate=q,
+        block_maxima=maxima,
+    )
 
 
 def _resample_indices(rng: np.random.Generator, n: int, size: int, block: int) -> np.ndarray:
@@ -210,8 +228,9 @@ def ks_rank_codes(x_ref) -> tuple[np.ndarray, int]:
     return codes, shift
 
 
-def max_ks_statistic(codes: np.ndarray, n_ref: int, shift: int,
-                     ref_counts: np.ndarray | None = None) -> np.ndarray:
+def max_ks_statistic(
+    codes: np.ndarray, n_ref: int, shift: int, ref_counts: np.ndarray | None = None
+) -> np.ndarray:
     """Largest KS statistic over features for windows of reference codes.
 
     ``codes`` has shape ``(b, window, k)`` (from :func:`ks_rank_codes` of the reference the
@@ -223,11 +242,11 @@ def max_ks_statistic(codes: np.ndarray, n_ref: int, shift: int,
     of column ``c`` (default: ``i`` itself, the reference unchanged).
     """
     w = codes.shape[1]
-    s = np.sort(np.swapaxes(codes, 1, 2), axis=-1)           # (b, k, w)
+    s = np.sort(np.swapaxes(codes, 1, 2), axis=-1)  # (b, k, w)
     j = np.arange(w)
     # in place: this is the calibration's inner loop, run ~30 x target_run_length times
-    less = s >> shift                                         # reference values < x_j
-    at_most = np.bitwise_and(s, (1 << shift) - 1, out=s)      # reference values == x_j
+    less = s >> shift  # reference values < x_j
+    at_most = np.bitwise_and(s, (1 << shift) - 1, out=s)  # reference values == x_j
     at_most += less
     if ref_counts is not None:  # look the counts up in the resample, one flat gather each
         offset = (np.arange(codes.shape[2]) * (n_ref + 1))[:, None].astype(less.dtype)
@@ -236,17 +255,24 @@ def max_ks_statistic(codes: np.ndarray, n_ref: int, shift: int,
         at_most += offset
         at_most = np.take(flat, at_most)
     less *= w
-    less -= j * n_ref                                         # n_ref w (F_ref - F_cur) below x_j
+    less -= j * n_ref  # n_ref w (F_ref - F_cur) below x_j
     up = less.max(axis=(1, 2))
     at_most *= w
-    np.subtract((j + 1) * n_ref, at_most, out=at_most)        # n_ref w (F_cur - F_ref) at x_j
+    np.subtract((j + 1) * n_ref, at_most, out=at_most)  # n_ref w (F_cur - F_ref) at x_j
     down = at_most.max(axis=(1, 2))
     return np.maximum(np.maximum(up, down), 0) / (n_ref * w)
 
 
-def calibrate_ks(x_ref, *, window: int, stride: int, target_run_length: float = 10_000,
-                 resample_block: int = 1, n_blocks: int | None = None,
-                 seed: int | None = 0) -> KSCalibration:
+def calibrate_ks(
+    x_ref,
+    *,
+    window: int,
+    stride: int,
+    target_run_length: float = 10_000,
+    resample_block: int = 1,
+    n_blocks: int | None = None,
+    seed: int | None = 0,
+) -> KSCalibration:
     """Calibrate per-feature KS tests on a sliding schedule to a run length between false alarms.
 
     The evaluation fires when any feature's KS statistic against ``x_ref`` exceeds the returned
@@ -292,7 +318,7 @@ def calibrate_ks(x_ref, *, window: int, stride: int, target_run_length: float = 
         codes = codes.astype(np.int32)  # half the memory traffic; sorts twice as fast
     resample_block = check_int(resample_block, "resample_block")
     # each simulated stream gets its own resample of the reference (the double bootstrap above)
-    order = np.argsort(codes, axis=0, kind="stable").T        # (k, n_ref): rows in value order
+    order = np.argsort(codes, axis=0, kind="stable").T  # (k, n_ref): rows in value order
     rng = make_rng(seed, stream=1)
 
     def statistic(windows):
@@ -302,8 +328,20 @@ def calibrate_ks(x_ref, *, window: int, stride: int, target_run_length: float = 
         return max_ks_statistic(windows, n_ref, shift, counts)
 
     result = calibrate_threshold(
-        codes, statistic, window=window, stride=stride, target_run_length=target_run_length,
-        n_blocks=n_blocks, resample_block=resample_block, vectorized=True, seed=seed)
-    return KSCalibration(statistic_threshold=result.threshold,
-                         level=ks_p_value(n_ref, window, result.threshold), n_ref=n_ref,
-                         window=window, calibration=result)
+        codes,
+        statistic,
+        window=window,
+        stride=stride,
+        target_run_length=target_run_length,
+        n_blocks=n_blocks,
+        resample_block=resample_block,
+        vectorized=True,
+        seed=seed,
+    )
+    return KSCalibration(
+        statistic_threshold=result.threshold,
+        level=ks_p_value(n_ref, window, result.threshold),
+        n_ref=n_ref,
+        window=window,
+        calibration=result,
+    )

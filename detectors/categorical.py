@@ -23,8 +23,11 @@ def contingency_tables(x_ref, x_cur):
         except TypeError as exc:  # mixed, unorderable labels
             raise ValueError(f"labels of column {c} cannot be compared: {exc}") from None
         kcat = inv.max() + 1
-        tables.append(np.stack((np.bincount(inv[:n1], minlength=kcat),
-                                np.bincount(inv[n1:], minlength=kcat))).astype(np.float64))
+        tables.append(
+            np.stack(
+                (np.bincount(inv[:n1], minlength=kcat), np.bincount(inv[n1:], minlength=kcat))
+            ).astype(np.float64)
+        )
     return ref.shape[0], cur.shape[0], tables
 
 
@@ -45,12 +48,15 @@ def _power_divergence(tables, lambda_: str):
     return stat, p
 
 
-_NOTE = ("asymptotic chi-square with K - 1 degrees of freedom (K categories seen in either "
-         "sample); unreliable when expected counts are below about 5")
+_NOTE = (
+    "asymptotic chi-square with K - 1 degrees of freedom (K categories seen in either "
+    "sample); unreliable when expected counts are below about 5"
+)
 
 
-def chi2_test(x_ref, x_cur, *, alpha: float = 0.05,
-              correction: str = "bonferroni") -> FeatureTestResult:
+def chi2_test(
+    x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
+) -> FeatureTestResult:
     """Pearson chi-square test of homogeneity on every categorical column.
 
     Parameters
@@ -94,12 +100,14 @@ def chi2_test(x_ref, x_cur, *, alpha: float = 0.05,
     check_correction(correction)
     n1, n2, tables = contingency_tables(x_ref, x_cur)
     stat, p = _power_divergence(tables, "pearson")
-    return p_value_result("chi2", stat, p, alpha=alpha, correction=correction, n_ref=n1,
-                          n_cur=n2, note=_NOTE)
+    return p_value_result(
+        "chi2", stat, p, alpha=alpha, correction=correction, n_ref=n1, n_cur=n2, note=_NOTE
+    )
 
 
-def g_test(x_ref, x_cur, *, alpha: float = 0.05,
-           correction: str = "bonferroni") -> FeatureTestResult:
+def g_test(
+    x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
+) -> FeatureTestResult:
     """G-test (log-likelihood ratio) of homogeneity on every categorical column.
 
     Parameters
@@ -131,5 +139,6 @@ def g_test(x_ref, x_cur, *, alpha: float = 0.05,
     check_correction(correction)
     n1, n2, tables = contingency_tables(x_ref, x_cur)
     stat, p = _power_divergence(tables, "log-likelihood")
-    return p_value_result("g_test", stat, p, alpha=alpha, correction=correction, n_ref=n1,
-                          n_cur=n2, note=_NOTE)
+    return p_value_result(
+        "g_test", stat, p, alpha=alpha, correction=correction, n_ref=n1, n_cur=n2, note=_NOTE
+    )

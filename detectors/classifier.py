@@ -14,7 +14,13 @@ from scipy import stats
 from detectors._gram import permutation_p_value
 from detectors.result import MultivariateTestResult
 from detectors.validation import (
-    as_pair, check_alpha, check_choice, check_int, check_number, make_rng)
+    as_pair,
+    check_alpha,
+    check_choice,
+    check_int,
+    check_number,
+    make_rng,
+)
 
 __all__ = ["ClassifierTestResult", "classifier_test", "auc_u"]
 

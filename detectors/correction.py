@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.validation import (
-    CORRECTION_METHODS, as_unit_values, check_alpha, check_choice)
+from detectors.validation import CORRECTION_METHODS, as_unit_values, check_alpha, check_choice
 
 __all__ = ["CORRECTION_METHODS", "Correction", "correct"]
 
@@ -97,5 +96,6 @@ def correct(p_values, *, alpha: float = 0.05, method: str = "bonferroni") -> Cor
         np.put_along_axis(adjusted, order, q, axis=-1)
         passing = np.where(ps <= ranks * (alpha / m), ps, 0.0)
         raw = passing.max(axis=-1)
-    return Correction(drifted=adjusted <= alpha, adjusted_p_value=adjusted, threshold=alpha,
-                      raw_threshold=raw)
+    return Correction(
+        drifted=adjusted <= alpha, adjusted_p_value=adjusted, threshold=alpha, raw_threshold=raw
+    )

@@ -23,8 +23,9 @@ def cvm_u(pooled: Pooled) -> np.ndarray:
     n1, n2 = ref.shape[1], pooled.cur_sorted.shape[1]
     # 1-based midrank of v in the pooled sample = (#pooled < v + #pooled <= v + 1) / 2
     rank_r = 0.5 * (ref.less + ref.less_equal + pooled.cur_below_ref + pooled.cur_at_most_ref + 1)
-    rank_x = 0.5 * (pooled.ref_less + pooled.ref_less_equal + pooled.cur_less
-                    + pooled.cur_less_equal + 1)
+    rank_x = 0.5 * (
+        pooled.ref_less + pooled.ref_less_equal + pooled.cur_less + pooled.cur_less_equal + 1
+    )
     i1 = np.arange(1, n1 + 1, dtype=np.float64)
     i2 = np.arange(1, n2 + 1, dtype=np.float64)
     return n1 * np.sum((rank_r - i1) ** 2, axis=1) + n2 * np.sum((rank_x - i2) ** 2, axis=1)
@@ -38,10 +39,14 @@ def _cdf_cvm_inf(x: np.ndarray) -> np.ndarray:
     while active.any():
         xa = x[active]
         y = 4 * k + 1
-        q = y ** 2 / (16 * xa)
-        term = (math.exp(special.gammaln(k + 0.5) - special.gammaln(k + 1))
-                / (np.pi ** 1.5 * np.sqrt(xa)) * math.sqrt(y) * np.exp(-q)
-                * special.kv(0.25, q))
+        q = y**2 / (16 * xa)
+        term = (
+            math.exp(special.gammaln(k + 0.5) - special.gammaln(k + 1))
+            / (np.pi**1.5 * np.sqrt(xa))
+            * math.sqrt(y)
+            * np.exp(-q)
+            * special.kv(0.25, q)
+        )
         total[active] += term
         still = np.abs(term) >= 1e-7
         active[active] = still
@@ -63,12 +68,17 @@ def cvm_from_pooled(pooled: Pooled, method: str):
     if mode == "exact":
         # Exact null distribution by scipy's enumeration (Xiao et al. 2006); per column,
         # only reasonable for small samples.
-        p = np.array([stats.cramervonmises_2samp(r, x, method="exact").pvalue
-                      for r, x in zip(ref_sorted, cur_sorted)], dtype=np.float64)
+        p = np.array(
+            [
+                stats.cramervonmises_2samp(r, x, method="exact").pvalue
+                for r, x in zip(ref_sorted, cur_sorted)
+            ],
+            dtype=np.float64,
+        )
         note = "exact"
     else:
         et = (1 + 1 / N) / 6
-        vt = (N + 1) * (4 * kk * N - 3 * (n1 ** 2 + n2 ** 2) - 2 * kk) / (45 * N ** 2 * 4 * kk)
+        vt = (N + 1) * (4 * kk * N - 3 * (n1**2 + n2**2) - 2 * kk) / (45 * N**2 * 4 * kk)
         tn = 1 / 6 + (t - et) / math.sqrt(45 * vt)
         p = np.ones_like(tn)
         big = tn >= 0.003
@@ -76,16 +86,20 @@ def cvm_from_pooled(pooled: Pooled, method: str):
         note = "asymptotic (limiting Cramér-von Mises distribution of the normalised statistic)"
     # One distinct value in the pooled sample: the two ECDFs coincide. Midranks would make
     # U large (scipy reports p ~ 0 here); there is no evidence of a difference.
-    single = (ref_sorted[:, 0] == ref_sorted[:, -1]) & (cur_sorted[:, 0] == cur_sorted[:, -1]) \
+    single = (
+        (ref_sorted[:, 0] == ref_sorted[:, -1])
+        & (cur_sorted[:, 0] == cur_sorted[:, -1])
         & (ref_sorted[:, 0] == cur_sorted[:, 0])
+    )
     if single.any():
         t = np.where(single, 0.0, t)
         p = np.where(single, 1.0, p)
     return t, p, note
 
 
-def cvm_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
-             method: str = "auto") -> FeatureTestResult:
+def cvm_test(
+    x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni", method: str = "auto"
+) -> FeatureTestResult:
     """Two-sample Cramér-von Mises test on every column.
 
     Parameters
@@ -128,5 +142,13 @@ def cvm_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni
     check_correction(correction)
     ref, cur = as_pair(x_ref, x_cur)
     t, p, note = cvm_from_pooled(pooled_columns(ref, cur), method)
-    return p_value_result("cvm", t, p, alpha=alpha, correction=correction,
-                          n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)
+    return p_value_result(
+        "cvm",
+        t,
+        p,
+        alpha=alpha,
+        correction=correction,
+        n_ref=ref.shape[0],
+        n_cur=cur.shape[0],
+        note=note,
+    )

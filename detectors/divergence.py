@@ -35,8 +35,9 @@ def _histograms(x_ref, x_cur, bins):
     return ref.shape[0], cur.shape[0], ref_props, current_proportions(edges, cur.T)
 
 
-def jensen_shannon_test(x_ref, x_cur, *, threshold: float = 0.1,
-                        bins: int = 10) -> FeatureTestResult:
+def jensen_shannon_test(
+    x_ref, x_cur, *, threshold: float = 0.1, bins: int = 10
+) -> FeatureTestResult:
     """Jensen-Shannon distance between reference-binned histograms of every column.
 
     Parameters
@@ -67,12 +68,17 @@ def jensen_shannon_test(x_ref, x_cur, *, threshold: float = 0.1,
     threshold = check_threshold(threshold)
     bins = check_bins(bins)
     n_ref, n_cur, pr, pc = _histograms(x_ref, x_cur, bins)
-    return threshold_result("jensen_shannon", js_from_proportions(pr, pc), threshold=threshold,
-                            n_ref=n_ref, n_cur=n_cur, what="the Jensen-Shannon distance")
+    return threshold_result(
+        "jensen_shannon",
+        js_from_proportions(pr, pc),
+        threshold=threshold,
+        n_ref=n_ref,
+        n_cur=n_cur,
+        what="the Jensen-Shannon distance",
+    )
 
 
-def hellinger_test(x_ref, x_cur, *, threshold: float = 0.1,
-                   bins: int = 10) -> FeatureTestResult:
+def hellinger_test(x_ref, x_cur, *, threshold: float = 0.1, bins: int = 10) -> FeatureTestResult:
     """Hellinger distance between reference-binned histograms of every column.
 
     Parameters
@@ -101,6 +107,11 @@ def hellinger_test(x_ref, x_cur, *, threshold: float = 0.1,
     threshold = check_threshold(threshold)
     bins = check_bins(bins)
     n_ref, n_cur, pr, pc = _histograms(x_ref, x_cur, bins)
-    return threshold_result("hellinger", hellinger_from_proportions(pr, pc),
-                            threshold=threshold, n_ref=n_ref, n_cur=n_cur,
-                            what="the Hellinger distance")
+    return threshold_result(
+        "hellinger",
+        hellinger_from_proportions(pr, pc),
+        threshold=threshold,
+        n_ref=n_ref,
+        n_cur=n_cur,
+        what="the Hellinger distance",
+    )

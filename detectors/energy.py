@@ -10,8 +10,7 @@ import numpy as np
 
 from detectors._gram import GramBlocks, permutation_p_value, sq_dists
 from detectors.result import MultivariateTestResult
-from detectors.validation import (
-    as_columns, as_pair, check_alpha, check_int, check_width, make_rng)
+from detectors.validation import as_columns, as_pair, check_alpha, check_int, check_width, make_rng
 
 __all__ = ["EnergyReference", "energy_test"]
 

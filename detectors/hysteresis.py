@@ -105,8 +105,11 @@ class Hysteresis(StatefulDetector):
 
     def get_state(self) -> dict:
         """Plain-data state, for checkpointing (restore with :meth:`set_state`)."""
-        return {"recent": list(self._recent), "drifted": self._drifted,
-                "clean_streak": self._clean_streak}
+        return {
+            "recent": list(self._recent),
+            "drifted": self._drifted,
+            "clean_streak": self._clean_streak,
+        }
 
     def set_state(self, state: dict) -> None:
         self._reset()

@@ -111,8 +111,7 @@ def _exact_p(n1: int, n2: int, h: int) -> tuple[bool, float]:
             return True, float(p)
         return False, float("nan")
     # Fallback (no private kernel): ks_2samp on two samples whose statistic is exactly h/lcm.
-    return True, float(stats.ks_2samp(*_samples_with_statistic(n1, n2, h),
-                                      method="exact").pvalue)
+    return True, float(stats.ks_2samp(*_samples_with_statistic(n1, n2, h), method="exact").pvalue)
 
 
 def _samples_with_statistic(n1: int, n2: int, h: int):  # pragma: no cover - fallback only
@@ -134,8 +133,9 @@ def _samples_with_statistic(n1: int, n2: int, h: int):  # pragma: no cover - fal
     return x, y
 
 
-def ks_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
-            method: str = "auto") -> FeatureTestResult:
+def ks_test(
+    x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni", method: str = "auto"
+) -> FeatureTestResult:
     """Two-sample Kolmogorov-Smirnov test on every column.
 
     Parameters
@@ -189,5 +189,13 @@ def ks_test(x_ref, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
     check_correction(correction)
     ref, cur = as_pair(x_ref, x_cur)
     d, p, note = ks_from_pooled(pooled_columns(ref, cur), method)
-    return p_value_result("ks", d, p, alpha=alpha, correction=correction,
-                          n_ref=ref.shape[0], n_cur=cur.shape[0], note=note)
+    return p_value_result(
+        "ks",
+        d,
+        p,
+        alpha=alpha,
+        correction=correction,
+        n_ref=ref.shape[0],
+        n_cur=cur.shape[0],
+        note=note,
+    )

@@ -19,6 +19,7 @@ from detectors.validation import as_pair, check_alpha, check_choice
 
 __all__ = ["KSDimsTestResult", "ks_dims_test"]
 
+
 @dataclass(frozen=True, eq=False)
 class KSDimsTestResult(MultivariateTestResult):
     """:class:`MultivariateTestResult` plus the per-dimension KS statistics and raw p-values."""

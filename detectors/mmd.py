@@ -12,8 +12,15 @@ import numpy as np
 from detectors._gram import GramBlocks, permutation_p_value, sq_dists
 from detectors.result import MultivariateTestResult
 from detectors.validation import (
-    as_columns, as_pair, check_alpha, check_bandwidth, check_choice, check_int, check_width,
-    make_rng)
+    as_columns,
+    as_pair,
+    check_alpha,
+    check_bandwidth,
+    check_choice,
+    check_int,
+    check_width,
+    make_rng,
+)
 
 __all__ = ["MMDReference", "mmd_test", "mmd2", "median_bandwidth"]
 
@@ -142,7 +149,9 @@ class MMDReference:
     def _blocks(self, x_cur: np.ndarray) -> GramBlocks:
         y = as_columns(x_cur, "x_cur", min_rows=2)
         check_width(y, self.n_dims, "x_cur")
-        k_rc = _rbf(sq_dists(self._x, y, self._x_sq), self.bandwidth).astype(self._dtype, copy=False)
+        k_rc = _rbf(sq_dists(self._x, y, self._x_sq), self.bandwidth).astype(
+            self._dtype, copy=False
+        )
         k_cc = _rbf(sq_dists(y, y), self.bandwidth).astype(self._dtype, copy=False)
         return GramBlocks(self._k_rr, self._k_rr_rowsum, self._k_rr_diag, k_rc, k_cc)
 

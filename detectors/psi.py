@@ -71,5 +71,11 @@ def psi_test(x_ref, x_cur, *, threshold: float = 0.2, bins: int = 10) -> Feature
     ref, cur = as_pair(x_ref, x_cur)
     edges, ref_props = fit_histograms(np.sort(ref.T, axis=1), bins)
     stat = psi_from_proportions(ref_props, current_proportions(edges, cur.T))
-    return threshold_result("psi", stat, threshold=threshold, n_ref=ref.shape[0],
-                            n_cur=cur.shape[0], what="the population stability index")
+    return threshold_result(
+        "psi",
+        stat,
+        threshold=threshold,
+        n_ref=ref.shape[0],
+        n_cur=cur.shape[0],
+        what="the population stability index",
+    )

@@ -134,6 +134,7 @@ class PCA:
         pca.components_ = comps
         pca.explained_variance_ = np.asarray(arrays["explained_variance"], dtype=np.float64)
         pca.explained_variance_ratio_ = np.asarray(
-            arrays.get("explained_variance_ratio", np.full(comps.shape[0], np.nan)), dtype=np.float64
+            arrays.get("explained_variance_ratio", np.full(comps.shape[0], np.nan)),
+            dtype=np.float64,
         )
         return pca

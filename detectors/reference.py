@@ -14,8 +14,15 @@ from detectors.ks import KS_METHODS, ks_from_pooled
 from detectors.psi import psi_from_proportions
 from detectors.result import FeatureTestResult
 from detectors.validation import (
-    as_columns, as_unit_values, check_alpha, check_bins, check_choice, check_correction,
-    check_threshold, check_width)
+    as_columns,
+    as_unit_values,
+    check_alpha,
+    check_bins,
+    check_choice,
+    check_correction,
+    check_threshold,
+    check_width,
+)
 from detectors.wasserstein import std_denominator, wasserstein_from_sorted
 
 
@@ -130,14 +137,19 @@ class UnivariateReference:
     # --- serialisation -------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays that :meth:`from_arrays` re-fits from (e.g. for ``np.savez``)."""
-        return {"x_ref_sorted": self._sorted.T.copy(),
-                "feature_names": np.array(self.feature_names, dtype=str),
-                "psi_bins": np.array(self.psi_bins)}
+        return {
+            "x_ref_sorted": self._sorted.T.copy(),
+            "feature_names": np.array(self.feature_names, dtype=str),
+            "psi_bins": np.array(self.psi_bins),
+        }
 
     @classmethod
     def from_arrays(cls, arrays) -> "UnivariateReference":
-        return cls(arrays["x_ref_sorted"], feature_names=[str(f) for f in arrays["feature_names"]],
-                   psi_bins=int(arrays["psi_bins"]))
+        return cls(
+            arrays["x_ref_sorted"],
+            feature_names=[str(f) for f in arrays["feature_names"]],
+            psi_bins=int(arrays["psi_bins"]),
+        )
 
     # --- windows -------------------------------------------------------------------------
     def place(self, x_cur) -> PlacedWindow:
@@ -166,24 +178,27 @@ class UnivariateReference:
         return np.quantile(self._sorted, q, axis=1)
 
     # --- tests -----------------------------------------------------------------------------
-    def ks(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
-           method: str = "auto") -> FeatureTestResult:
+    def ks(
+        self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni", method: str = "auto"
+    ) -> FeatureTestResult:
         """Kolmogorov-Smirnov test of ``x_cur`` against the reference (see ``ks_test``)."""
         check_choice(method, "method", KS_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
         return self._ks(self._placed(x_cur).pooled, alpha, correction, method)
 
-    def cvm(self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni",
-            method: str = "auto") -> FeatureTestResult:
+    def cvm(
+        self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni", method: str = "auto"
+    ) -> FeatureTestResult:
         """Cramér-von Mises test of ``x_cur`` against the reference (see ``cvm_test``)."""
         check_choice(method, "method", CVM_METHODS)
         alpha = check_alpha(alpha)
         check_correction(correction)
         return self._cvm(self._placed(x_cur).pooled, alpha, correction, method)
 
-    def anderson(self, x_cur, *, alpha: float = 0.05,
-                 correction: str = "bonferroni") -> FeatureTestResult:
+    def anderson(
+        self, x_cur, *, alpha: float = 0.05, correction: str = "bonferroni"
+    ) -> FeatureTestResult:
         """Anderson-Darling test of ``x_cur`` against the reference (see ``anderson_test``)."""
         alpha = check_alpha(alpha)
         check_correction(correction)
@@ -199,17 +214,30 @@ class UnivariateReference:
         threshold = check_threshold(threshold)
         cur = self._placed(x_cur)
         stat = js_from_proportions(self._ref_props, current_proportions(self._edges, cur.sorted))
-        return threshold_result("jensen_shannon", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.n_cur, what="the Jensen-Shannon distance")
+        return threshold_result(
+            "jensen_shannon",
+            stat,
+            threshold=threshold,
+            n_ref=self.n_ref,
+            n_cur=cur.n_cur,
+            what="the Jensen-Shannon distance",
+        )
 
     def hellinger(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Hellinger distance on the fitted bins (see ``hellinger_test``)."""
         threshold = check_threshold(threshold)
         cur = self._placed(x_cur)
-        stat = hellinger_from_proportions(self._ref_props,
-                                          current_proportions(self._edges, cur.sorted))
-        return threshold_result("hellinger", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur.n_cur, what="the Hellinger distance")
+        stat = hellinger_from_proportions(
+            self._ref_props, current_proportions(self._edges, cur.sorted)
+        )
+        return threshold_result(
+            "hellinger",
+            stat,
+            threshold=threshold,
+            n_ref=self.n_ref,
+            n_cur=cur.n_cur,
+            what="the Hellinger distance",
+        )
 
     def wasserstein(self, x_cur, *, threshold: float = 0.1) -> FeatureTestResult:
         """Normed Wasserstein-1 distance (see ``wasserstein_test``)."""
@@ -219,26 +247,61 @@ class UnivariateReference:
     # --- cores on a window placed in the reference (rank tests) or sorted (the others) ------
     def _ks(self, pooled, alpha, correction, method):
         d, p, note = ks_from_pooled(pooled, method)
-        return p_value_result("ks", d, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
+        return p_value_result(
+            "ks",
+            d,
+            p,
+            alpha=alpha,
+            correction=correction,
+            n_ref=self.n_ref,
+            n_cur=pooled.cur_sorted.shape[1],
+            note=note,
+        )
 
     def _cvm(self, pooled, alpha, correction, method):
         t, p, note = cvm_from_pooled(pooled, method)
-        return p_value_result("cvm", t, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
+        return p_value_result(
+            "cvm",
+            t,
+            p,
+            alpha=alpha,
+            correction=correction,
+            n_ref=self.n_ref,
+            n_cur=pooled.cur_sorted.shape[1],
+            note=note,
+        )
 
     def _anderson(self, pooled, alpha, correction):
         stat, p, note = anderson_from_pooled(pooled)
-        return p_value_result("anderson", stat, p, alpha=alpha, correction=correction,
-                              n_ref=self.n_ref, n_cur=pooled.cur_sorted.shape[1], note=note)
+        return p_value_result(
+            "anderson",
+            stat,
+            p,
+            alpha=alpha,
+            correction=correction,
+            n_ref=self.n_ref,
+            n_cur=pooled.cur_sorted.shape[1],
+            note=note,
+        )
 
     def _psi(self, cur_cols, threshold):
         stat = psi_from_proportions(self._ref_props, current_proportions(self._edges, cur_cols))
-        return threshold_result("psi", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur_cols.shape[1], what="the population stability index")
+        return threshold_result(
+            "psi",
+            stat,
+            threshold=threshold,
+            n_ref=self.n_ref,
+            n_cur=cur_cols.shape[1],
+            what="the population stability index",
+        )
 
     def _wasserstein(self, cur_sorted, threshold):
         stat = wasserstein_from_sorted(self._sorted, cur_sorted) / self._denominator
-        return threshold_result("wasserstein", stat, threshold=threshold, n_ref=self.n_ref,
-                                n_cur=cur_sorted.shape[1],
-                                what="the Wasserstein-1 distance in reference standard deviations")
+        return threshold_result(
+            "wasserstein",
+            stat,
+            threshold=threshold,
+            n_ref=self.n_ref,
+            n_cur=cur_sorted.shape[1],
+            what="the Wasserstein-1 distance in reference standard deviations",
+        )

@@ -147,8 +147,16 @@ class PageHinkley(StatefulDetector):
     [204]
     """
 
-    def __init__(self, n_features: int, *, delta: float = 0.005, threshold: float = 50.0,
-                 min_instances: int = 30, alpha: float = 1 - 1e-4, mode: str = "both"):
+    def __init__(
+        self,
+        n_features: int,
+        *,
+        delta: float = 0.005,
+        threshold: float = 50.0,
+        min_instances: int = 30,
+        alpha: float = 1 - 1e-4,
+        mode: str = "both",
+    ):
         self.n_features = check_int(n_features, "n_features")
         self.delta = check_number(delta, "delta", at_least=0.0)
         self.threshold = check_number(threshold, "threshold", above=0.0)
@@ -193,7 +201,13 @@ class PageHinkley(StatefulDetector):
         self._drifted = (stat > self.threshold) & (self._count >= self.min_instances)
         d = self._drifted
         if d.any():
-            for arr in (self._count, self._mean, self._up, self._up_min, self._down,
-                        self._down_max):
+            for arr in (
+                self._count,
+                self._mean,
+                self._up,
+                self._up_min,
+                self._down,
+                self._down_max,
+            ):
                 arr[d] = 0.0
         return SequentialResult(drifted=d.copy(), statistic=stat)

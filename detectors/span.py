@@ -96,7 +96,9 @@ class SpanNull:
         return float(np.median(self.support)) if len(self.support) else 0.0
 
 
-def _autocovariance(x: np.ndarray, segments: Sequence[np.ndarray], mean: np.ndarray, max_lag: int) -> np.ndarray:
+def _autocovariance(
+    x: np.ndarray, segments: Sequence[np.ndarray], mean: np.ndarray, max_lag: int
+) -> np.ndarray:
     """``(max_lag + 1, k)``: lag-k products of centred frames, averaged over pairs in one segment."""
     out = np.zeros((max_lag + 1, x.shape[1]))
     pairs = np.zeros(max_lag + 1)
@@ -116,8 +118,15 @@ def _mean_variance(gamma: np.ndarray, lags: np.ndarray, n: int) -> np.ndarray:
     return np.maximum((weights * gamma).sum(axis=0), 0.0) / n
 
 
-def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
-                  prior_spans: float = PRIOR_SPANS, rho_cut: float = RHO_CUT, floor=None) -> SpanNull:
+def fit_span_null(
+    x_ref,
+    segments: Sequence[np.ndarray] | None,
+    window: int,
+    *,
+    prior_spans: float = PRIOR_SPANS,
+    rho_cut: float = RHO_CUT,
+    floor=None,
+) -> SpanNull:
     floor_arg = floor
     """Fit the null of window shifts on a reference stream (module docstring).
 
@@ -159,7 +168,9 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
     if segments is None:  # a bag: no order, no support; the window moves like one frame
         frame_var = x.var(axis=0)
         scale = np.sqrt(frame_var * (1.0 + 1.0 / n_ref) + floor**2)
-        return SpanNull(mean, scale, np.sqrt(frame_var), np.full(k, float(n)), np.zeros(k), n, n_ref, 0)
+        return SpanNull(
+            mean, scale, np.sqrt(frame_var), np.full(k, float(n)), np.zeros(k), n, n_ref, 0
+        )
     segs = [np.asarray(s) for s in segments if len(s)]
     max_lag = max(1, min(n, max(len(s) for s in segs)) - 1)
     centred = _autocovariance(x, segs, mean, max_lag)
@@ -170,14 +181,20 @@ def fit_span_null(x_ref, segments: Sequence[np.ndarray] | None, window: int, *,
     for _ in range(BIAS_ITERATIONS):
         rho = gamma / np.where(gamma[0] > 0, gamma[0], 1.0)
         below = rho[1:] < cut
-        lags = np.where(below.any(axis=0), below.argmax(axis=0) + 1, max_lag + 1)  # correlation length b_j
-        ref_mean_var = sum(len(s) ** 2 * _mean_variance(gamma, lags, len(s)) for s in segs) / n_ref**2
+        lags = np.where(
+            below.any(axis=0), below.argmax(axis=0) + 1, max_lag + 1
+        )  # correlation length b_j
+        ref_mean_var = (
+            sum(len(s) ** 2 * _mean_variance(gamma, lags, len(s)) for s in segs) / n_ref**2
+        )
         gamma = centred + np.minimum(ref_mean_var, centred[0])[None, :]
     window_var = _mean_variance(gamma, lags, n)
     support = n_ref / lags
     shrunk = (support * window_var + prior * gamma[0]) / np.maximum(support + prior, 1e-12)
     scale = np.sqrt(ref_mean_var + shrunk + floor**2)
-    return SpanNull(mean, scale, np.sqrt(gamma[0]), lags.astype(float), support, n, n_ref, len(segs))
+    return SpanNull(
+        mean, scale, np.sqrt(gamma[0]), lags.astype(float), support, n, n_ref, len(segs)
+    )
 
 
 def effective_tests(x_ref) -> float:
@@ -219,6 +236,14 @@ def shift_test(null: SpanNull, x_cur, *, z_threshold: float) -> FeatureTestResul
     t = check_number(z_threshold, "z_threshold", above=0.0)
     p = np.minimum(1.0, 2.0 * norm.sf(z))
     return FeatureTestResult(
-        method="shift", statistic=z, p_value=p, adjusted_p_value=np.minimum(1.0, p * len(z)), threshold=t,
-        drifted=z > t, n_ref=null.n_ref, n_cur=int(np.asarray(x_cur).shape[0]), correction="bonferroni",
-        p_value_note="Gaussian model of window means on the reference's own spans (approximate)")
+        method="shift",
+        statistic=z,
+        p_value=p,
+        adjusted_p_value=np.minimum(1.0, p * len(z)),
+        threshold=t,
+        drifted=z > t,
+        n_ref=null.n_ref,
+        n_cur=int(np.asarray(x_cur).shape[0]),
+        correction="bonferroni",
+        p_value_note="Gaussian model of window means on the reference's own spans (approximate)",
+    )

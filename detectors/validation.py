@@ -16,17 +16,26 @@ CORRECTION_METHODS = ("bonferroni", "bh", "none")
 
 
 # --- scalars ---------------------------------------------------------------------------------
-def check_number(value, name: str, *, above: float | None = None, at_least: float | None = None,
-                 below: float | None = None, at_most: float | None = None) -> float:
+def check_number(
+    value,
+    name: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+) -> float:
     """``value`` as a finite float within the given bounds (``above`` and ``below`` are strict)."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         v = float("nan")
-    bounds = ((above, ">", v > above if above is not None else True),
-              (at_least, ">=", v >= at_least if at_least is not None else True),
-              (below, "<", v < below if below is not None else True),
-              (at_most, "<=", v <= at_most if at_most is not None else True))
+    bounds = (
+        (above, ">", v > above if above is not None else True),
+        (at_least, ">=", v >= at_least if at_least is not None else True),
+        (below, "<", v < below if below is not None else True),
+        (at_most, "<=", v <= at_most if at_most is not None else True),
+    )
     if not (np.isfinite(v) and all(ok for _, _, ok in bounds)):
         need = "".join(f" and {op} {b:g}" for b, op, _ in bounds if b is not None)
         raise ValueError(f"{name} must be finite{need}, got {value!r}")
@@ -90,8 +99,9 @@ def make_rng(seed, name: str = "seed", *, stream: int | None = None) -> np.rando
     try:
         return np.random.default_rng(seed if stream is None or seed is None else [seed, stream])
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be None, a non-negative integer or a numpy Generator, "
-                         f"got {seed!r}") from None
+        raise ValueError(
+            f"{name} must be None, a non-negative integer or a numpy Generator, got {seed!r}"
+        ) from None
 
 
 # --- arrays ----------------------------------------------------------------------------------
@@ -129,8 +139,10 @@ def as_pair(x_ref, x_cur, *, min_rows: int = 1) -> tuple[np.ndarray, np.ndarray]
     ref = as_columns(x_ref, "x_ref", min_rows=min_rows)
     cur = as_columns(x_cur, "x_cur", min_rows=min_rows)
     if ref.shape[1] != cur.shape[1]:
-        raise ValueError(f"x_ref and x_cur must have the same number of dimensions (features), "
-                         f"got {ref.shape[1]} and {cur.shape[1]}")
+        raise ValueError(
+            f"x_ref and x_cur must have the same number of dimensions (features), "
+            f"got {ref.shape[1]} and {cur.shape[1]}"
+        )
     return ref, cur
 
 
@@ -140,8 +152,9 @@ def as_label_columns(x, name: str) -> np.ndarray:
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D or 2-D array of labels, "
-                         f"got shape {a.shape}")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D or 2-D array of labels, got shape {a.shape}"
+        )
     if a.dtype.kind == "f" and np.any(np.isnan(a)):
         raise ValueError(f"{name} contains NaN; map missing values to a label first")
     return a

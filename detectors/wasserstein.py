@@ -26,8 +26,9 @@ def _quantile_grid(n1: int, n2: int):
     """
     lcm = (n1 // math.gcd(n1, n2)) * n2
     a, b = lcm // n1, lcm // n2
-    bp = np.union1d(np.arange(1, n1 + 1, dtype=np.int64) * a,
-                    np.arange(1, n2 + 1, dtype=np.int64) * b)
+    bp = np.union1d(
+        np.arange(1, n1 + 1, dtype=np.int64) * a, np.arange(1, n2 + 1, dtype=np.int64) * b
+    )
     width = np.diff(bp, prepend=0) / lcm
     ia = (bp + a - 1) // a - 1
     ib = (bp + b - 1) // b - 1
@@ -81,6 +82,11 @@ def wasserstein_test(x_ref, x_cur, *, threshold: float = 0.1) -> FeatureTestResu
     ref, cur = as_pair(x_ref, x_cur)
     w = wasserstein_from_sorted(np.sort(ref.T, axis=1), np.sort(cur.T, axis=1))
     stat = w / std_denominator(ref.mean(axis=0), ref.std(axis=0))
-    return threshold_result("wasserstein", stat, threshold=threshold, n_ref=ref.shape[0],
-                            n_cur=cur.shape[0],
-                            what="the Wasserstein-1 distance in reference standard deviations")
+    return threshold_result(
+        "wasserstein",
+        stat,
+        threshold=threshold,
+        n_ref=ref.shape[0],
+        n_cur=cur.shape[0],
+        what="the Wasserstein-1 distance in reference standard deviations",
+    )

@@ -61,20 +61,40 @@ class KafkaConfig:
     ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
-        _check(len(self.bootstrap_servers) > 0, "kafka.bootstrap_servers", "needs at least one host:port")
+        _check(
+            len(self.bootstrap_servers) > 0,
+            "kafka.bootstrap_servers",
+            "needs at least one host:port",
+        )
         for s in self.bootstrap_servers:
             _check(":" in s, "kafka.bootstrap_servers", f"{s!r} is not host:port")
         _check(len(self.topics) > 0, "kafka.topics", "needs at least one topic")
         _check(bool(self.group_id), "kafka.group_id", "must not be empty")
-        for name in ("max_poll_records", "poll_timeout_ms", "session_timeout_ms", "heartbeat_interval_ms",
-                     "max_partition_fetch_bytes", "max_poll_interval_ms"):
-            _check(getattr(self, name) >= 1, f"kafka.{name}", f"must be >= 1, got {getattr(self, name)}")
+        for name in (
+            "max_poll_records",
+            "poll_timeout_ms",
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "max_partition_fetch_bytes",
+            "max_poll_interval_ms",
+        ):
+            _check(
+                getattr(self, name) >= 1,
+                f"kafka.{name}",
+                f"must be >= 1, got {getattr(self, name)}",
+            )
         _check(self.fetch_max_wait_ms >= 0, "kafka.fetch_max_wait_ms", "must be >= 0")
-        _check(self.heartbeat_interval_ms < self.session_timeout_ms, "kafka.heartbeat_interval_ms",
-               "must be smaller than kafka.session_timeout_ms")
+        _check(
+            self.heartbeat_interval_ms < self.session_timeout_ms,
+            "kafka.heartbeat_interval_ms",
+            "must be smaller than kafka.session_timeout_ms",
+        )
         sasl = self.security_protocol.startswith("SASL")
-        _check(not sasl or bool(self.sasl_mechanism), "kafka.sasl_mechanism",
-               f"required with security_protocol {self.security_protocol}")
+        _check(
+            not sasl or bool(self.sasl_mechanism),
+            "kafka.sasl_mechanism",
+            f"required with security_protocol {self.security_protocol}",
+        )
         if sasl:
             _check(bool(self.sasl_username), "kafka.sasl_username", "required with SASL")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -89,12 +109,18 @@ class KafkaConfig:
             "security_protocol": self.security_protocol,
         }
         if self.sasl_mechanism:
-            opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                        sasl_plain_password=self.sasl_password)
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
         if self.security_protocol.endswith("SSL"):
             opts["ssl_check_hostname"] = self.ssl_check_hostname
-            for ours, theirs in (("ssl_cafile", "ssl_cafile"), ("ssl_certfile", "ssl_certfile"),
-                                 ("ssl_keyfile", "ssl_keyfile")):
+            for ours, theirs in (
+                ("ssl_cafile", "ssl_cafile"),
+                ("ssl_certfile", "ssl_certfile"),
+                ("ssl_keyfile", "ssl_keyfile"),
+            ):
                 if getattr(self, ours):
                     opts[theirs] = getattr(self, ours)
         return opts
@@ -109,12 +135,21 @@ class SourceConfig:
 
     def __post_init__(self) -> None:
         fields = {f for _, f, _, _ in string.Formatter().parse(self.stream_key) if f is not None}
-        _check(bool(fields), "source.stream_key", "must name at least one field, e.g. '{camera_id}'")
+        _check(
+            bool(fields), "source.stream_key", "must name at least one field, e.g. '{camera_id}'"
+        )
         unknown = fields - {"camera_id", "site", "model_version"}
-        _check(not unknown, "source.stream_key",
-               f"unknown field(s) {sorted(unknown)}; use camera_id, site, model_version")
+        _check(
+            not unknown,
+            "source.stream_key",
+            f"unknown field(s) {sorted(unknown)}; use camera_id, site, model_version",
+        )
         for root in self.allowed_roots:
-            _check(Path(root).is_absolute(), "source.allowed_roots", f"{root!r} must be an absolute path")
+            _check(
+                Path(root).is_absolute(),
+                "source.allowed_roots",
+                f"{root!r} must be an absolute path",
+            )
 
 
 @dataclass(frozen=True)
@@ -126,10 +161,17 @@ class DecodeConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        _check(32 <= self.analysis_size <= 4096, "decode.analysis_size", f"must be in [32, 4096], got {self.analysis_size}")
+        _check(
+            32 <= self.analysis_size <= 4096,
+            "decode.analysis_size",
+            f"must be in [32, 4096], got {self.analysis_size}",
+        )
         _check(self.max_encoded_bytes >= 1, "decode.max_encoded_bytes", "must be >= 1")
-        _check(1 <= self.max_pixels <= 1 << 30, "decode.max_pixels",
-               f"must be in [1, 2**30] (OpenCV's decoder limit), got {self.max_pixels}")
+        _check(
+            1 <= self.max_pixels <= 1 << 30,
+            "decode.max_pixels",
+            f"must be in [1, 2**30] (OpenCV's decoder limit), got {self.max_pixels}",
+        )
         _check(1 <= self.workers <= 64, "decode.workers", f"must be in [1, 64], got {self.workers}")
 
 
@@ -144,10 +186,15 @@ class WindowConfig:
     evaluate_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
-        _check(10 <= self.size <= 100_000, "window.size", f"must be in [10, 100000], got {self.size}")
+        _check(
+            10 <= self.size <= 100_000, "window.size", f"must be in [10, 100000], got {self.size}"
+        )
         if self.mode == "sliding":  # a tumbling window is evaluated once per `size` frames
-            _check(1 <= self.evaluate_every <= self.size, "window.evaluate_every",
-                   f"must be in [1, window.size={self.size}], got {self.evaluate_every}")
+            _check(
+                1 <= self.evaluate_every <= self.size,
+                "window.evaluate_every",
+                f"must be in [1, window.size={self.size}], got {self.evaluate_every}",
+            )
         _check(self.evaluate_interval_s >= 0, "window.evaluate_interval_s", "must be >= 0")
 
 
@@ -173,26 +220,42 @@ class TestsConfig:
     false_alarm_days: float = 30.0
     # Frame rate assumed where the reference's times are frame numbers or file order, not seconds.
     assumed_fps: float = 5.0
+
     def __post_init__(self) -> None:
         _check(0 < self.alpha < 1, "tests.alpha", f"must be in (0, 1), got {self.alpha}")
         _check(len(self.enabled) > 0, "tests.enabled", "needs at least one test")
         for field_name in ("enabled", "vote"):
             for i, name in enumerate(getattr(self, field_name)):
-                _check(name in REGISTRY, f"tests.{field_name}[{i}]", f"unknown test {name!r}; known: {', '.join(REGISTRY)}")
+                _check(
+                    name in REGISTRY,
+                    f"tests.{field_name}[{i}]",
+                    f"unknown test {name!r}; known: {', '.join(REGISTRY)}",
+                )
         _check(len(self.vote) > 0, "tests.vote", "needs at least one test")
         for t in self.vote:
             _check(t in self.enabled, "tests.vote", f"{t!r} is not in tests.enabled")
         _check(self.psi_threshold > 0, "tests.psi_threshold", "must be > 0")
         _check(2 <= self.psi_bins <= 100, "tests.psi_bins", "must be in [2, 100]")
         _check(self.wasserstein_threshold > 0, "tests.wasserstein_threshold", "must be > 0")
-        _check(1.0 / 24 <= self.false_alarm_days <= 36_500, "tests.false_alarm_days",
-               f"must be in [1/24, 36500] days, got {self.false_alarm_days}")
-        _check(0.01 <= self.assumed_fps <= 1000, "tests.assumed_fps", f"must be in [0.01, 1000], got {self.assumed_fps}")
+        _check(
+            1.0 / 24 <= self.false_alarm_days <= 36_500,
+            "tests.false_alarm_days",
+            f"must be in [1/24, 36500] days, got {self.false_alarm_days}",
+        )
+        _check(
+            0.01 <= self.assumed_fps <= 1000,
+            "tests.assumed_fps",
+            f"must be in [0.01, 1000], got {self.assumed_fps}",
+        )
         if self.features:
             from monitor.pipeline.features import FEATURE_NAMES
 
             unknown = sorted(set(self.features) - set(FEATURE_NAMES))
-            _check(not unknown, "tests.features", f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}")
+            _check(
+                not unknown,
+                "tests.features",
+                f"unknown feature(s) {unknown}; known: {list(FEATURE_NAMES)}",
+            )
 
 
 @dataclass(frozen=True)
@@ -220,17 +283,32 @@ class EmbeddingConfig:
             _check(bool(self.path), "embedding.path", f"required with kind {self.kind}")
             _check(Path(self.path).is_file(), "embedding.path", f"no such file: {self.path}")
         if self.kind == "torchvision":
-            _check(bool(self.arch), "embedding.arch", "required with kind torchvision, e.g. resnet18")
-        _check(self.input_size == 0 or 16 <= self.input_size <= 1024, "embedding.input_size",
-               f"must be 0 or in [16, 1024], got {self.input_size}")
+            _check(
+                bool(self.arch), "embedding.arch", "required with kind torchvision, e.g. resnet18"
+            )
+        _check(
+            self.input_size == 0 or 16 <= self.input_size <= 1024,
+            "embedding.input_size",
+            f"must be 0 or in [16, 1024], got {self.input_size}",
+        )
         _check(self.threads >= 0, "embedding.threads", "must be >= 0")
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
-               "embedding.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _check(
+            self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+            "embedding.device",
+            f"must be auto, cpu, cuda or cuda:N, got {self.device!r}",
+        )
         _check(1 <= self.batch_size <= 4096, "embedding.batch_size", "must be in [1, 4096]")
         _check(1 <= self.pca_components <= 1024, "embedding.pca_components", "must be in [1, 1024]")
-        _check(20 <= self.mmd_reference_size <= 20_000, "embedding.mmd_reference_size", "must be in [20, 20000]")
-        _check(19 <= self.mmd_permutations <= 10_000, "embedding.mmd_permutations",
-               "must be in [19, 10000] (fewer cannot reach p <= 0.05)")
+        _check(
+            20 <= self.mmd_reference_size <= 20_000,
+            "embedding.mmd_reference_size",
+            "must be in [20, 20000]",
+        )
+        _check(
+            19 <= self.mmd_permutations <= 10_000,
+            "embedding.mmd_permutations",
+            "must be in [19, 10000] (fewer cannot reach p <= 0.05)",
+        )
 
 
 @dataclass(frozen=True)
@@ -240,14 +318,24 @@ class ContextConfig:
     # when `infrared` is on, and "day"/"night" by the local hour when `day_hours` is set. A window is
     # judged against the reference frames of its own context.
     infrared: bool = True
-    day_hours: tuple[int, ...] = ()  # [start, end) local hours of "day", e.g. [7, 19]; empty: no day/night
+    day_hours: tuple[
+        int, ...
+    ] = ()  # [start, end) local hours of "day", e.g. [7, 19]; empty: no day/night
     timezone: str = "UTC"  # an IANA name, for day_hours
 
     def __post_init__(self) -> None:
-        _check(len(self.day_hours) in (0, 2), "context.day_hours", "must be empty or [start, end] hours")
+        _check(
+            len(self.day_hours) in (0, 2),
+            "context.day_hours",
+            "must be empty or [start, end] hours",
+        )
         if self.day_hours:
             start, end = self.day_hours
-            _check(0 <= start < end <= 24, "context.day_hours", f"must be 0 <= start < end <= 24, got {list(self.day_hours)}")
+            _check(
+                0 <= start < end <= 24,
+                "context.day_hours",
+                f"must be 0 <= start < end <= 24, got {list(self.day_hours)}",
+            )
         try:
             from zoneinfo import ZoneInfo
 
@@ -267,9 +355,17 @@ class HysteresisConfig:
     recover: int = 3
 
     def __post_init__(self) -> None:
-        _check((self.k == 0) == (self.m == 0), "hysteresis.k", "set k and m together (or neither: derived)")
+        _check(
+            (self.k == 0) == (self.m == 0),
+            "hysteresis.k",
+            "set k and m together (or neither: derived)",
+        )
         _check(self.m >= 0, "hysteresis.m", "must be >= 1 (or 0: derived from the window schedule)")
-        _check(self.k == 0 or 1 <= self.k <= self.m, "hysteresis.k", f"must be in [1, m={self.m}], got {self.k}")
+        _check(
+            self.k == 0 or 1 <= self.k <= self.m,
+            "hysteresis.k",
+            f"must be in [1, m={self.m}], got {self.k}",
+        )
         _check(self.recover >= 1, "hysteresis.recover", "must be >= 1")
 
 
@@ -282,9 +378,16 @@ class ReferenceConfig:
 
     def require(self) -> None:
         """What running needs: a reference path that exists."""
-        _check(bool(self.path), "reference.path", "required to run (build one with `driftmon reference build`)")
-        _check(Path(self.path).exists(), "reference.path",
-               f"does not exist: {self.path} (build it with `driftmon reference build --out {self.path}`)")
+        _check(
+            bool(self.path),
+            "reference.path",
+            "required to run (build one with `driftmon reference build`)",
+        )
+        _check(
+            Path(self.path).exists(),
+            "reference.path",
+            f"does not exist: {self.path} (build it with `driftmon reference build --out {self.path}`)",
+        )
 
 
 @dataclass(frozen=True)
@@ -300,8 +403,11 @@ class CheckpointConfig:
 
     def __post_init__(self) -> None:
         if self.store == "file":
-            _check(bool(self.path) and Path(self.path).is_absolute(), "checkpoint.path",
-                   "an absolute directory is required with store: file")
+            _check(
+                bool(self.path) and Path(self.path).is_absolute(),
+                "checkpoint.path",
+                "an absolute directory is required with store: file",
+            )
         if self.store == "kafka":
             _check(bool(self.topic), "checkpoint.topic", "required with store: kafka")
         _check(0 < self.interval_s <= 3600, "checkpoint.interval_s", "must be in (0, 3600]")
@@ -343,7 +449,11 @@ class RetryConfig:
     def __post_init__(self) -> None:
         _check(self.attempts >= 1, "actions.retry.attempts", "must be >= 1")
         _check(self.backoff_s > 0, "actions.retry.backoff_s", "must be > 0")
-        _check(self.max_backoff_s >= self.backoff_s, "actions.retry.max_backoff_s", "must be >= backoff_s")
+        _check(
+            self.max_backoff_s >= self.backoff_s,
+            "actions.retry.max_backoff_s",
+            "must be >= backoff_s",
+        )
 
 
 @dataclass(frozen=True)
@@ -355,9 +465,19 @@ class ReportConfig:
     thumbnail_px: int = 160
 
     def __post_init__(self) -> None:
-        _check(0 <= self.contact_sheet_frames <= 64, "actions.report.contact_sheet_frames", "must be in [0, 64]")
-        _check(0 <= self.reference_frames <= 64, "actions.report.reference_frames", "must be in [0, 64]")
-        _check(32 <= self.thumbnail_px <= 1024, "actions.report.thumbnail_px", "must be in [32, 1024]")
+        _check(
+            0 <= self.contact_sheet_frames <= 64,
+            "actions.report.contact_sheet_frames",
+            "must be in [0, 64]",
+        )
+        _check(
+            0 <= self.reference_frames <= 64,
+            "actions.report.reference_frames",
+            "must be in [0, 64]",
+        )
+        _check(
+            32 <= self.thumbnail_px <= 1024, "actions.report.thumbnail_px", "must be in [32, 1024]"
+        )
 
 
 @dataclass(frozen=True)
@@ -366,7 +486,9 @@ class SelectionConfig:
     max_per_day: int = 500  # across all streams, UTC days
     pool_factor: int = 4  # best-scored candidates considered per budget slot
     hash: Literal["dhash", "phash"] = "dhash"
-    hash_distance: int = 4  # Hamming distance (of 64 bits) at or below which frames are near duplicates
+    hash_distance: int = (
+        4  # Hamming distance (of 64 bits) at or below which frames are near duplicates
+    )
     uncertainty_weight: float = 1.0  # weight of model uncertainty (from predictions) in the score
     remember_frames: int = 200_000  # queued frame ids remembered, so none is queued twice
 
@@ -374,7 +496,9 @@ class SelectionConfig:
         _check(self.max_per_event >= 0, "actions.selection.max_per_event", "must be >= 0")
         _check(self.max_per_day >= 0, "actions.selection.max_per_day", "must be >= 0")
         _check(1 <= self.pool_factor <= 100, "actions.selection.pool_factor", "must be in [1, 100]")
-        _check(0 <= self.hash_distance <= 64, "actions.selection.hash_distance", "must be in [0, 64]")
+        _check(
+            0 <= self.hash_distance <= 64, "actions.selection.hash_distance", "must be in [0, 64]"
+        )
         _check(self.uncertainty_weight >= 0, "actions.selection.uncertainty_weight", "must be >= 0")
         _check(self.remember_frames >= 1000, "actions.selection.remember_frames", "must be >= 1000")
 
@@ -389,11 +513,21 @@ class LabelStudioConfig:
     timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        _check(not self.url or self.url.startswith(("http://", "https://")), "actions.relabel.label_studio.url",
-               f"must be an http(s) URL, got {self.url!r}")
-        _check(bool(self.project_title), "actions.relabel.label_studio.project_title", "must not be empty")
-        _check(bool(self.label_config) or len(self.labels) > 0, "actions.relabel.label_studio.labels",
-               "needs at least one label when label_config is empty")
+        _check(
+            not self.url or self.url.startswith(("http://", "https://")),
+            "actions.relabel.label_studio.url",
+            f"must be an http(s) URL, got {self.url!r}",
+        )
+        _check(
+            bool(self.project_title),
+            "actions.relabel.label_studio.project_title",
+            "must not be empty",
+        )
+        _check(
+            bool(self.label_config) or len(self.labels) > 0,
+            "actions.relabel.label_studio.labels",
+            "needs at least one label when label_config is empty",
+        )
         _check(self.timeout_s > 0, "actions.relabel.label_studio.timeout_s", "must be > 0")
 
 
@@ -412,17 +546,37 @@ class RelabelConfig:
     queue_size: int = 1000  # frames waiting per sink
 
     def __post_init__(self) -> None:
-        _check(len(set(self.sinks)) == len(self.sinks), "actions.relabel.sinks", "lists a sink twice")
-        _check("kafka" not in self.sinks or bool(self.topic), "actions.relabel.topic", "required by the kafka sink")
-        _check("directory" not in self.sinks or bool(self.directory), "actions.relabel.directory",
-               "required by the directory sink")
+        _check(
+            len(set(self.sinks)) == len(self.sinks), "actions.relabel.sinks", "lists a sink twice"
+        )
+        _check(
+            "kafka" not in self.sinks or bool(self.topic),
+            "actions.relabel.topic",
+            "required by the kafka sink",
+        )
+        _check(
+            "directory" not in self.sinks or bool(self.directory),
+            "actions.relabel.directory",
+            "required by the directory sink",
+        )
         if "label_studio" in self.sinks:
-            _check(bool(self.label_studio.url), "actions.relabel.label_studio.url", "required by the label_studio sink")
-            _check(bool(self.label_studio.token), "actions.relabel.label_studio.token",
-                   "required by the label_studio sink")
+            _check(
+                bool(self.label_studio.url),
+                "actions.relabel.label_studio.url",
+                "required by the label_studio sink",
+            )
+            _check(
+                bool(self.label_studio.token),
+                "actions.relabel.label_studio.token",
+                "required by the label_studio sink",
+            )
         for name in ("claim_check_dir", "directory"):
             path = getattr(self, name)
-            _check(not path or Path(path).is_absolute(), f"actions.relabel.{name}", f"{path!r} must be an absolute path")
+            _check(
+                not path or Path(path).is_absolute(),
+                f"actions.relabel.{name}",
+                f"{path!r} must be an absolute path",
+            )
         _check(self.queue_size >= 1, "actions.relabel.queue_size", "must be >= 1")
 
 
@@ -444,13 +598,23 @@ class TicketsConfig:
     timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        _check(len(self.alertnames) > 0, "actions.tickets.alertnames", "needs at least one alert name")
+        _check(
+            len(self.alertnames) > 0, "actions.tickets.alertnames", "needs at least one alert name"
+        )
         _check(bool(self.stream_label), "actions.tickets.stream_label", "must not be empty")
-        _check(len(set(self.sinks)) == len(self.sinks), "actions.tickets.sinks", "lists a sink twice")
-        _check("webhook" not in self.sinks or self.webhook_url.startswith(("http://", "https://")),
-               "actions.tickets.webhook_url", "an http(s) URL is required by the webhook sink")
-        _check(not self.directory or Path(self.directory).is_absolute(), "actions.tickets.directory",
-               f"{self.directory!r} must be an absolute path")
+        _check(
+            len(set(self.sinks)) == len(self.sinks), "actions.tickets.sinks", "lists a sink twice"
+        )
+        _check(
+            "webhook" not in self.sinks or self.webhook_url.startswith(("http://", "https://")),
+            "actions.tickets.webhook_url",
+            "an http(s) URL is required by the webhook sink",
+        )
+        _check(
+            not self.directory or Path(self.directory).is_absolute(),
+            "actions.tickets.directory",
+            f"{self.directory!r} must be an absolute path",
+        )
         _check(self.rebaseline_after_s > 0, "actions.tickets.rebaseline_after_s", "must be > 0")
         _check(self.timeout_s > 0, "actions.tickets.timeout_s", "must be > 0")
 
@@ -469,12 +633,23 @@ class ActionsConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:
-        _check(not self.enabled or bool(self.state_dir), "actions.state_dir", "required when actions.enabled")
+        _check(
+            not self.enabled or bool(self.state_dir),
+            "actions.state_dir",
+            "required when actions.enabled",
+        )
         for name in ("state_dir", "artefact_dir"):
             path = getattr(self, name)
-            _check(not path or Path(path).is_absolute(), f"actions.{name}", f"{path!r} must be an absolute path")
-        _check(not self.public_url or self.public_url.startswith(("http://", "https://")), "actions.public_url",
-               f"must be an http(s) URL, got {self.public_url!r}")
+            _check(
+                not path or Path(path).is_absolute(),
+                f"actions.{name}",
+                f"{path!r} must be an absolute path",
+            )
+        _check(
+            not self.public_url or self.public_url.startswith(("http://", "https://")),
+            "actions.public_url",
+            f"must be an http(s) URL, got {self.public_url!r}",
+        )
         _check(self.queue_size >= 1, "actions.queue_size", "must be >= 1")
 
 
@@ -496,8 +671,11 @@ class Config:
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:
-        _check(bool(self.voting_tests), "tests.vote",
-               "only embedding tests vote, but embedding.enabled is false")
+        _check(
+            bool(self.voting_tests),
+            "tests.vote",
+            "only embedding tests vote, but embedding.enabled is false",
+        )
 
     @property
     def evaluation_stride(self) -> int:
@@ -516,7 +694,11 @@ class Config:
     @property
     def active_tests(self) -> tuple[str, ...]:
         """The enabled tests that can run: embedding tests only with embeddings."""
-        return tuple(t for t in self.tests.enabled if self.embedding.enabled or REGISTRY[t].consumes != EMBEDDINGS)
+        return tuple(
+            t
+            for t in self.tests.enabled
+            if self.embedding.enabled or REGISTRY[t].consumes != EMBEDDINGS
+        )
 
     @property
     def voting_tests(self) -> tuple[str, ...]:
@@ -550,12 +732,14 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX):
             continue
-        parts = key[len(ENV_PREFIX):].lower().split("__")
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
         node = raw
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(parts)}: environment override {key} crosses a non-mapping value")
+                raise ConfigError(
+                    f"{'.'.join(parts)}: environment override {key} crosses a non-mapping value"
+                )
             node = child
         try:
             node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
@@ -565,12 +749,16 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: must be a mapping, got {type(raw).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})")
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown field (known: {', '.join(sorted(names))})"
+        )
     values = {name: _convert(hints[name], raw[name], f"{prefix}{name}") for name in raw}
     try:
         return cls(**values)
@@ -590,7 +778,9 @@ def _convert(tp: Any, value: Any, name: str) -> Any:
         (item_tp, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        _check(isinstance(value, (list, tuple)), name, f"must be a list, got {type(value).__name__}")
+        _check(
+            isinstance(value, (list, tuple)), name, f"must be a list, got {type(value).__name__}"
+        )
         return tuple(_convert(item_tp, v, f"{name}[{i}]") for i, v in enumerate(value))
     if origin in (types.UnionType, typing.Union):
         raise TypeError(f"unsupported config type {tp}")  # pragma: no cover
@@ -598,14 +788,25 @@ def _convert(tp: Any, value: Any, name: str) -> Any:
         _check(isinstance(value, bool), name, f"must be true or false, got {value!r}")
         return value
     if tp is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), name, f"must be an integer, got {value!r}")
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            name,
+            f"must be an integer, got {value!r}",
+        )
         return value
     if tp is float:
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), name, f"must be a number, got {value!r}")
+        _check(
+            isinstance(value, (int, float)) and not isinstance(value, bool),
+            name,
+            f"must be a number, got {value!r}",
+        )
         return float(value)
     if tp is str:
-        _check(isinstance(value, (str, int, float)) and not isinstance(value, bool), name,
-               f"must be a string, got {value!r}")
+        _check(
+            isinstance(value, (str, int, float)) and not isinstance(value, bool),
+            name,
+            f"must be a string, got {value!r}",
+        )
         return str(value)
     raise TypeError(f"unsupported config type {tp}")  # pragma: no cover
 

@@ -38,7 +38,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable).encode())
+    return atomic_write_bytes(
+        path, json.dumps(obj, indent=1, sort_keys=True, default=_jsonable).encode()
+    )
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -82,4 +84,3 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-

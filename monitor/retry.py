@@ -47,9 +47,14 @@ class Stopped(Exception):
     """Raised by :func:`retry` when ``stop`` was set while it waited."""
 
 
-def retry(fn: Callable[[], T], backoff: Backoff, *, retry_on: tuple[type[BaseException], ...] = (Exception,),
-          stop: threading.Event | None = None,
-          on_failure: Callable[[int, BaseException, float | None], None] | None = None) -> T:
+def retry(
+    fn: Callable[[], T],
+    backoff: Backoff,
+    *,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    stop: threading.Event | None = None,
+    on_failure: Callable[[int, BaseException, float | None], None] | None = None,
+) -> T:
     """``fn()``, tried again after each failure in ``retry_on`` as ``backoff`` allows.
 
     ``on_failure(try_number, error, next_delay)`` is called after each failed try (``next_delay``

@@ -35,21 +35,60 @@ from prometheus_client import CollectorRegistry
 from monitor.actions import explain
 from monitor.config import Config
 from monitor.pipeline.engine import Evaluation
-from monitor.actions.events import (DriftEvent, EventStore, EventWindow, Origin, ReferenceInfo, Sample,
-                                    SelectionSummary, event_id, fired_from, ref_dict)
+from monitor.actions.events import (
+    DriftEvent,
+    EventStore,
+    EventWindow,
+    Origin,
+    ReferenceInfo,
+    Sample,
+    SelectionSummary,
+    event_id,
+    fired_from,
+    ref_dict,
+)
 from monitor.actions.explain import Shift
 from monitor.actions.fetch import Fetched, FetchError, FrameFetcher
 from monitor.actions.metrics import ActionMetrics
 from monitor.actions.routes import routes as action_routes
 from monitor.service.http import Route
-from monitor.actions.selection import (Pick, Probe, Queued, QueueLedger, candidate_pool, image_hash, score_window,
-                                       select, uncertainty)
-from monitor.actions.sinks import (DirectorySink, KafkaSink, KeyLedger, LabelStudioSink, RelabelSink, Worker, image_extension,
-                           wait_idle)
-from monitor.files import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, safe_name
+from monitor.actions.selection import (
+    Pick,
+    Probe,
+    Queued,
+    QueueLedger,
+    candidate_pool,
+    image_hash,
+    score_window,
+    select,
+    uncertainty,
+)
+from monitor.actions.sinks import (
+    DirectorySink,
+    KafkaSink,
+    KeyLedger,
+    LabelStudioSink,
+    RelabelSink,
+    Worker,
+    image_extension,
+    wait_idle,
+)
+from monitor.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    safe_name,
+)
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.reference.store import Reference
-from monitor.actions.tickets import DirectoryTicketSink, Ticket, TicketBook, TicketSink, WebhookTicketSink
+from monitor.actions.tickets import (
+    DirectoryTicketSink,
+    Ticket,
+    TicketBook,
+    TicketSink,
+    WebhookTicketSink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +104,24 @@ class Actions:
         a = self.cfg = config.actions
         self.state_dir = Path(a.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = ActionMetrics(registry if registry is not None else CollectorRegistry(),
-                                     config.metrics.max_streams)
+        self.metrics = ActionMetrics(
+            registry if registry is not None else CollectorRegistry(), config.metrics.max_streams
+        )
         self.events = EventStore(self.state_dir / "events")
         self.ledger = QueueLedger(self.state_dir / "queued.jsonl", a.selection.remember_frames)
         self.artefacts = Path(a.artefact_dir) if a.artefact_dir else self.state_dir / "artefacts"
-        self.claim_dir = Path(a.relabel.claim_check_dir) if a.relabel.claim_check_dir else self.state_dir / "frames"
+        self.claim_dir = (
+            Path(a.relabel.claim_check_dir)
+            if a.relabel.claim_check_dir
+            else self.state_dir / "frames"
+        )
         self.fetcher = FrameFetcher(config, extra_roots=(str(self.claim_dir),))
-        self._healthy = _load_healthy(self.state_dir / "healthy.json")  # stream -> frames of its last healthy window
-        self._references: dict[str, Reference] = {}  # event id -> the Reference its window was judged against
+        self._healthy = _load_healthy(
+            self.state_dir / "healthy.json"
+        )  # stream -> frames of its last healthy window
+        self._references: dict[
+            str, Reference
+        ] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
         # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
@@ -82,24 +130,48 @@ class Actions:
         self.metrics.events_open.set(self.events.open_count())
 
         m = self.metrics
-        self.evidence = Worker("evidence", self._evidence, a.retry, a.queue_size,
-                               errors=m.sink_errors.labels("evidence"), depth=m.sink_depth.labels("evidence"),
-                               on_give_up=self._evidence_failed)
+        self.evidence = Worker(
+            "evidence",
+            self._evidence,
+            a.retry,
+            a.queue_size,
+            errors=m.sink_errors.labels("evidence"),
+            depth=m.sink_depth.labels("evidence"),
+            on_give_up=self._evidence_failed,
+        )
         self.sinks: list[tuple[RelabelSink, KeyLedger, Worker]] = []
         for sink in self._make_sinks():
             ledger = KeyLedger(self.state_dir / "delivered" / f"{sink.name}.keys")
-            worker = Worker(f"relabel-{sink.name}", self._deliverer(sink, ledger), a.retry, a.relabel.queue_size,
-                            errors=m.sink_errors.labels(sink.name), depth=m.sink_depth.labels(sink.name))
+            worker = Worker(
+                f"relabel-{sink.name}",
+                self._deliverer(sink, ledger),
+                a.retry,
+                a.relabel.queue_size,
+                errors=m.sink_errors.labels(sink.name),
+                depth=m.sink_depth.labels(sink.name),
+            )
             self.sinks.append((sink, ledger, worker))
         t = a.tickets
         self.ticket_dir = Path(t.directory) if t.directory else self.state_dir / "tickets"
-        self.tickets = TicketBook(self.state_dir / "tickets", t, events=self.events, link=self.link,
-                                  on_change=self._ticket_changed)
+        self.tickets = TicketBook(
+            self.state_dir / "tickets",
+            t,
+            events=self.events,
+            link=self.link,
+            on_change=self._ticket_changed,
+        )
         self.ticket_workers: list[Worker] = []
         for tsink in self._make_ticket_sinks():
-            self.ticket_workers.append(Worker(tsink.name, lambda item, s=tsink: s.deliver(*item), a.retry, 1000,
-                                              errors=m.sink_errors.labels(tsink.name),
-                                              depth=m.sink_depth.labels(tsink.name)))
+            self.ticket_workers.append(
+                Worker(
+                    tsink.name,
+                    lambda item, s=tsink: s.deliver(*item),
+                    a.retry,
+                    1000,
+                    errors=m.sink_errors.labels(tsink.name),
+                    depth=m.sink_depth.labels(tsink.name),
+                )
+            )
         self._resume()
 
     def _make_sinks(self) -> list[RelabelSink]:
@@ -145,15 +217,19 @@ class Actions:
                 self._try_open(*pending)
             self._act(evaluation, window)
         except Exception:  # noqa: BLE001 - actions must never stop the consume loop
-            log.exception("actions failed on stream %s's evaluation at %s", stream, evaluation.evaluated_at)
+            log.exception(
+                "actions failed on stream %s's evaluation at %s", stream, evaluation.evaluated_at
+            )
             self.metrics.errors.labels("evaluation").inc()
 
     def _try_open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         try:
             self._open(evaluation, window)
         except Exception:  # noqa: BLE001 - kept, and tried again at the stream's next evaluation
-            log.exception("drift event for stream %s could not be opened; trying again at its next evaluation",
-                          evaluation.stream)
+            log.exception(
+                "drift event for stream %s could not be opened; trying again at its next evaluation",
+                evaluation.stream,
+            )
             self.metrics.errors.labels("open_event").inc()
             self._pending_open[evaluation.stream] = (evaluation, window)
 
@@ -198,12 +274,22 @@ class Actions:
                 if f.drifted and f.feature not in shifts:
                     shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
         event = DriftEvent(
-            id=eid, stream=stream, opened_at=evaluation.evaluated_at,
-            reference=ReferenceInfo(evaluation.reference_stream, evaluation.reference_version, evaluation.n_ref,
-                                    getattr(ref, "source", "")),
-            fired=fired_from(evaluation, self.config.tests.vote), shifts=shifts, tests=evaluation.tests,
-            feature_names=tuple(window.feature_names), window=EventWindow.of(window.refs, int(rows.shape[0])),
-            healthy_refs=self._healthy.get(stream, ()))
+            id=eid,
+            stream=stream,
+            opened_at=evaluation.evaluated_at,
+            reference=ReferenceInfo(
+                evaluation.reference_stream,
+                evaluation.reference_version,
+                evaluation.n_ref,
+                getattr(ref, "source", ""),
+            ),
+            fired=fired_from(evaluation, self.config.tests.vote),
+            shifts=shifts,
+            tests=evaluation.tests,
+            feature_names=tuple(window.feature_names),
+            window=EventWindow.of(window.refs, int(rows.shape[0])),
+            healthy_refs=self._healthy.get(stream, ()),
+        )
         arrays = {"rows": rows}
         embeddings = getattr(window, "embeddings", None)
         if embeddings is not None:
@@ -213,8 +299,12 @@ class Actions:
         self._carried.discard(stream)
         self.metrics.events.labels(self.metrics.stream_label(stream)).inc()
         self.metrics.events_open.set(self.events.open_count())
-        log.warning("drift event %s opened for stream %s (%s)", eid, stream,
-                    ", ".join(sorted(shifts)) or "no feature named")
+        log.warning(
+            "drift event %s opened for stream %s (%s)",
+            eid,
+            stream,
+            ", ".join(sorted(shifts)) or "no feature named",
+        )
         if not self.evidence.submit(eid):
             self._references.pop(eid, None)  # stays "pending": picked up again at the next start
 
@@ -254,13 +344,21 @@ class Actions:
         store = ReferenceStore(self.config.reference.path)
         ref = store.for_stream(event.stream)
         if ref is None:
-            raise FetchError(f"no reference for stream {event.stream} in {self.config.reference.path}")
+            raise FetchError(
+                f"no reference for stream {event.stream} in {self.config.reference.path}"
+            )
         if ref.version != event.reference.version:
-            log.info("event %s: reference v%s is gone from memory; using v%s for its evidence",
-                     event.id, event.reference.version, ref.version)
+            log.info(
+                "event %s: reference v%s is gone from memory; using v%s for its evidence",
+                event.id,
+                event.reference.version,
+                ref.version,
+            )
         return ref
 
-    def _select(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> DriftEvent:
+    def _select(
+        self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference
+    ) -> DriftEvent:
         """Select the event's frames worth relabelling and record them (and the ledger's entries);
         returns the event with its samples."""
         s = self.cfg.selection
@@ -272,13 +370,18 @@ class Actions:
             spent = SelectionSummary(0, note="daily budget spent")
             return self.events.update(eid, lambda e: e.with_selection((), spent))
         names = event.feature_names
-        scores = score_window(arrays["rows"], reference.columns(names), names,
-                              focus=[f.feature for f in event.fired if f.kind == explain.STATISTICS],
-                              embeddings=arrays.get("embeddings"),
-                              ref_embeddings=getattr(reference, "embeddings", None))
+        scores = score_window(
+            arrays["rows"],
+            reference.columns(names),
+            names,
+            focus=[f.feature for f in event.fired if f.kind == explain.STATISTICS],
+            embeddings=arrays.get("embeddings"),
+            ref_embeddings=getattr(reference, "embeddings", None),
+        )
         keys = [frame_key(r) if r else None for r in refs]
-        pool, already = candidate_pool(scores, budget, s.pool_factor,
-                                       lambda i: keys[i] is None or keys[i] in self.ledger)
+        pool, already = candidate_pool(
+            scores, budget, s.pool_factor, lambda i: keys[i] is None or keys[i] in self.ledger
+        )
         probes: dict[int, Probe] = {}
         fetched: dict[int, Fetched] = {}
         for i in pool:
@@ -290,21 +393,38 @@ class Actions:
                 continue
             fetched[i] = got
             probes[i] = Probe(image_hash(got.data, s.hash), uncertainty(got.predictions))
-        sel = select(scores, pool, probes, budget, hash_distance=s.hash_distance,
-                     known_hashes=self.ledger.recent_hashes(stream), uncertainty_weight=s.uncertainty_weight)
+        sel = select(
+            scores,
+            pool,
+            probes,
+            budget,
+            hash_distance=s.hash_distance,
+            known_hashes=self.ledger.recent_hashes(stream),
+            uncertainty_weight=s.uncertainty_weight,
+        )
         now = time.time()
-        samples = tuple(self._sample(event, refs[pick.index], pick, fetched[pick.index], now) for pick in sel.picks)
+        samples = tuple(
+            self._sample(event, refs[pick.index], pick, fetched[pick.index], now)
+            for pick in sel.picks
+        )
         self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)
         skipped = dict(sel.skipped) | ({"already_queued": already} if already else {})
         for reason, n in skipped.items():
             self.metrics.skipped.labels(reason).inc(n)
         self.metrics.selected.inc(len(samples))
         summary = SelectionSummary(budget, len(pool), len(samples), skipped, scores.space)
-        log.info("event %s: %d frame(s) selected for relabelling (pool %d, skipped %s)", eid, len(samples),
-                 len(pool), skipped or "none")
+        log.info(
+            "event %s: %d frame(s) selected for relabelling (pool %d, skipped %s)",
+            eid,
+            len(samples),
+            len(pool),
+            skipped or "none",
+        )
         return self.events.update(eid, lambda e: e.with_selection(samples, summary))
 
-    def _sample(self, event: DriftEvent, ref: FrameRef, pick: Pick, got: Fetched, now: float) -> Sample:
+    def _sample(
+        self, event: DriftEvent, ref: FrameRef, pick: Pick, got: Fetched, now: float
+    ) -> Sample:
         """A picked frame as the relabel sinks get it; one that arrived inline gets a claim-check copy
         (in ``claim_check_dir``) the sinks, and people, can read."""
         uri, copied = ref.uri, False
@@ -313,12 +433,27 @@ class Actions:
             path = self.claim_dir / safe_name(ref.camera_id) / name
             atomic_write_bytes(path, got.data)
             uri, copied = path.resolve().as_uri(), True
-        return Sample(key=frame_key(ref), event_id=event.id, stream=event.stream, camera_id=ref.camera_id,
-                      frame_id=ref.frame_id, ts=ref.ts, uri=uri, claim_check_copy=copied,
-                      origin=Origin(ref.topic, ref.partition, ref.offset), reasons=pick.reasons, scores=pick.scores,
-                      hash=pick.hash, predictions=got.predictions, reference=event.reference, selected_at=now)
+        return Sample(
+            key=frame_key(ref),
+            event_id=event.id,
+            stream=event.stream,
+            camera_id=ref.camera_id,
+            frame_id=ref.frame_id,
+            ts=ref.ts,
+            uri=uri,
+            claim_check_copy=copied,
+            origin=Origin(ref.topic, ref.partition, ref.offset),
+            reasons=pick.reasons,
+            scores=pick.scores,
+            hash=pick.hash,
+            predictions=got.predictions,
+            reference=event.reference,
+            selected_at=now,
+        )
 
-    def _report(self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference) -> None:
+    def _report(
+        self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference
+    ) -> None:
         from monitor.actions import report
 
         eid = event.id
@@ -331,25 +466,44 @@ class Actions:
             except FetchError as e:
                 log.warning("event %s: contact sheet: %s", eid, e)
         healthy = self._reference_frames(event, reference, rc.reference_frames)
-        atomic_write_bytes(out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px))
+        atomic_write_bytes(
+            out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px)
+        )
         block = report.summary_html(event, f"/events/{quote(eid)}/contact-sheet.jpg")
         names = event.feature_names
         try:
-            page = report.with_summary(report.evidently_html(
-                reference.columns(names), arrays["rows"], names, ref_embeddings=getattr(reference, "embeddings", None),
-                cur_embeddings=arrays.get("embeddings")), block)
+            page = report.with_summary(
+                report.evidently_html(
+                    reference.columns(names),
+                    arrays["rows"],
+                    names,
+                    ref_embeddings=getattr(reference, "embeddings", None),
+                    cur_embeddings=arrays.get("embeddings"),
+                ),
+                block,
+            )
             result, error = "ok", None
         except Exception as e:  # noqa: BLE001 - Evidently failing must still leave driftmon's own account
             log.exception("event %s: Evidently report failed", eid)
-            page = report.standalone_summary(block, f"Evidently's report could not be generated: {e}")
+            page = report.standalone_summary(
+                block, f"Evidently's report could not be generated: {e}"
+            )
             result, error = "partial", f"evidently: {e}"[:500]
         atomic_write_text(out / "report.html", page)
         self.metrics.reports.labels(result).inc()
-        self.events.update(eid, lambda e: e.with_evidence(
-            status="done", report=str(out / "report.html"), contact_sheet=str(out / "contact-sheet.jpg"),
-            error=error))
+        self.events.update(
+            eid,
+            lambda e: e.with_evidence(
+                status="done",
+                report=str(out / "report.html"),
+                contact_sheet=str(out / "contact-sheet.jpg"),
+                error=error,
+            ),
+        )
 
-    def _reference_frames(self, event: DriftEvent, reference: Reference, n: int) -> list[tuple[bytes, str]]:
+    def _reference_frames(
+        self, event: DriftEvent, reference: Reference, n: int
+    ) -> list[tuple[bytes, str]]:
         """Frames of the stream's last healthy window; else images from the reference's source dir."""
         out: list[tuple[bytes, str]] = []
         for ref in event.healthy_refs[:n]:
@@ -365,7 +519,11 @@ class Actions:
                 files = image_files(source[4:])
             except FileNotFoundError:
                 files = []
-            for i in np.linspace(0, len(files) - 1, num=min(n, len(files))).round().astype(int).tolist() if files else []:
+            for i in (
+                np.linspace(0, len(files) - 1, num=min(n, len(files))).round().astype(int).tolist()
+                if files
+                else []
+            ):
                 out.append((files[i].read_bytes(), files[i].name))
         return out
 
@@ -415,7 +573,9 @@ class Actions:
 
     def routes(self) -> dict[tuple[str, str], Route]:
         """The actions' HTTP routes (``monitor.actions.routes``), for the daemon's server."""
-        return action_routes(self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks)
+        return action_routes(
+            self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks
+        )
 
     # --- shutdown --------------------------------------------------------------------------------
 
@@ -435,8 +595,10 @@ class Actions:
         for sink, _, _ in self.sinks:
             sink.close()
         self.fetcher.close()
-        atomic_write_json(self.state_dir / "healthy.json",
-                          {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()})
+        atomic_write_json(
+            self.state_dir / "healthy.json",
+            {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()},
+        )
 
 
 def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:

@@ -88,9 +88,22 @@ class Fired:
 
 def fired_from(evaluation: Evaluation, vote: tuple[str, ...]) -> tuple[Fired, ...]:
     """Every (test, feature) that drifted on this evaluation."""
-    return tuple(Fired(t.name, f.feature, kind_of(t.name), describe(t.name, f.feature), f.statistic, f.p_value,
-                       t.threshold, t.correction, t.name in vote)
-                 for t in evaluation.tests for f in t.features if f.drifted)
+    return tuple(
+        Fired(
+            t.name,
+            f.feature,
+            kind_of(t.name),
+            describe(t.name, f.feature),
+            f.statistic,
+            f.p_value,
+            t.threshold,
+            t.correction,
+            t.name in vote,
+        )
+        for t in evaluation.tests
+        for f in t.features
+        if f.drifted
+    )
 
 
 @dataclass(frozen=True)
@@ -109,12 +122,21 @@ class EventWindow:
         return cls(frames, min(times, default=None), max(times, default=None), tuple(refs))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frames": self.frames, "first_ts": self.first_ts, "last_ts": self.last_ts,
-                "refs": [ref_dict(r) for r in self.refs]}
+        return {
+            "frames": self.frames,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "refs": [ref_dict(r) for r in self.refs],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EventWindow:
-        return cls(d["frames"], d["first_ts"], d["last_ts"], tuple(None if r is None else FrameRef(**r) for r in d["refs"]))
+        return cls(
+            d["frames"],
+            d["first_ts"],
+            d["last_ts"],
+            tuple(None if r is None else FrameRef(**r) for r in d["refs"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -179,21 +201,48 @@ class Sample:
     def origin_ref(self) -> FrameRef:
         """A reference to the frame's Kafka record alone (no claim check), to read it back from there."""
         o = self.origin
-        return FrameRef(self.frame_id, self.camera_id, self.ts, o.topic, o.partition, o.offset, None)
+        return FrameRef(
+            self.frame_id, self.camera_id, self.ts, o.topic, o.partition, o.offset, None
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "event_id": self.event_id, "stream": self.stream, "camera_id": self.camera_id,
-                "frame_id": self.frame_id, "ts": self.ts, "uri": self.uri, "claim_check_copy": self.claim_check_copy,
-                "origin": asdict(self.origin), "reasons": [r.to_dict() for r in self.reasons],
-                "scores": asdict(self.scores), "hash": f"{self.hash:016x}", "predictions": self.predictions,
-                "reference": asdict(self.reference), "selected_at": self.selected_at}
+        return {
+            "key": self.key,
+            "event_id": self.event_id,
+            "stream": self.stream,
+            "camera_id": self.camera_id,
+            "frame_id": self.frame_id,
+            "ts": self.ts,
+            "uri": self.uri,
+            "claim_check_copy": self.claim_check_copy,
+            "origin": asdict(self.origin),
+            "reasons": [r.to_dict() for r in self.reasons],
+            "scores": asdict(self.scores),
+            "hash": f"{self.hash:016x}",
+            "predictions": self.predictions,
+            "reference": asdict(self.reference),
+            "selected_at": self.selected_at,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Sample:
-        return cls(d["key"], d["event_id"], d["stream"], d["camera_id"], d["frame_id"], d["ts"], d["uri"],
-                   d["claim_check_copy"], Origin(**d["origin"]), tuple(Reason(**r) for r in d["reasons"]),
-                   PickScores(**d["scores"]), int(d["hash"], 16), d["predictions"], ReferenceInfo(**d["reference"]),
-                   d["selected_at"])
+        return cls(
+            d["key"],
+            d["event_id"],
+            d["stream"],
+            d["camera_id"],
+            d["frame_id"],
+            d["ts"],
+            d["uri"],
+            d["claim_check_copy"],
+            Origin(**d["origin"]),
+            tuple(Reason(**r) for r in d["reasons"]),
+            PickScores(**d["scores"]),
+            int(d["hash"], 16),
+            d["predictions"],
+            ReferenceInfo(**d["reference"]),
+            d["selected_at"],
+        )
 
 
 @dataclass(frozen=True)
@@ -239,13 +288,24 @@ class DriftEvent:
         return replace(self, samples=samples, selection=summary)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"schema": SCHEMA, "id": self.id, "stream": self.stream, "status": self.status,
-               "opened_at": self.opened_at, "closed_at": self.closed_at, "close_reason": self.close_reason,
-               "reference": asdict(self.reference), "fired": [asdict(f) for f in self.fired],
-               "shifts": {k: s.to_dict() for k, s in self.shifts.items()}, "tests": [t.to_dict() for t in self.tests],
-               "feature_names": list(self.feature_names), "window": self.window.to_dict(),
-               "healthy_refs": [ref_dict(r) for r in self.healthy_refs], "evidence": asdict(self.evidence),
-               "samples": [s.to_dict() for s in self.samples]}
+        out = {
+            "schema": SCHEMA,
+            "id": self.id,
+            "stream": self.stream,
+            "status": self.status,
+            "opened_at": self.opened_at,
+            "closed_at": self.closed_at,
+            "close_reason": self.close_reason,
+            "reference": asdict(self.reference),
+            "fired": [asdict(f) for f in self.fired],
+            "shifts": {k: s.to_dict() for k, s in self.shifts.items()},
+            "tests": [t.to_dict() for t in self.tests],
+            "feature_names": list(self.feature_names),
+            "window": self.window.to_dict(),
+            "healthy_refs": [ref_dict(r) for r in self.healthy_refs],
+            "evidence": asdict(self.evidence),
+            "samples": [s.to_dict() for s in self.samples],
+        }
         if self.selection is not None:
             out["selection"] = self.selection.to_dict()
         if self.confirmed_at is not None:
@@ -256,15 +316,24 @@ class DriftEvent:
     def from_dict(cls, d: dict[str, Any]) -> DriftEvent:
         selection = d.get("selection")
         return cls(
-            id=d["id"], stream=d["stream"], opened_at=d["opened_at"], reference=ReferenceInfo(**d["reference"]),
+            id=d["id"],
+            stream=d["stream"],
+            opened_at=d["opened_at"],
+            reference=ReferenceInfo(**d["reference"]),
             fired=tuple(Fired(**f) for f in d["fired"]),
             shifts={k: Shift.from_dict(s) for k, s in d["shifts"].items()},
-            tests=tuple(TestOutcome.from_dict(t) for t in d["tests"]), feature_names=tuple(d["feature_names"]),
-            window=EventWindow.from_dict(d["window"]), healthy_refs=tuple(FrameRef(**r) for r in d["healthy_refs"]),
-            status=d["status"], closed_at=d["closed_at"], close_reason=d["close_reason"],
-            evidence=Evidence(**d["evidence"]), samples=tuple(Sample.from_dict(s) for s in d["samples"]),
+            tests=tuple(TestOutcome.from_dict(t) for t in d["tests"]),
+            feature_names=tuple(d["feature_names"]),
+            window=EventWindow.from_dict(d["window"]),
+            healthy_refs=tuple(FrameRef(**r) for r in d["healthy_refs"]),
+            status=d["status"],
+            closed_at=d["closed_at"],
+            close_reason=d["close_reason"],
+            evidence=Evidence(**d["evidence"]),
+            samples=tuple(Sample.from_dict(s) for s in d["samples"]),
             selection=None if selection is None else SelectionSummary(**selection),
-            confirmed_at=d.get("confirmed_at"))
+            confirmed_at=d.get("confirmed_at"),
+        )
 
     def summary(self) -> dict[str, Any]:
         """This event's JSON without its bulky parts (window frame references, samples, test
@@ -293,8 +362,11 @@ class EventStore:
 
     def list(self, stream: str | None = None, status: str | None = None) -> list[DriftEvent]:
         with self._lock:
-            found = [e for e in self._events.values()
-                     if (stream is None or e.stream == stream) and (status is None or e.status == status)]
+            found = [
+                e
+                for e in self._events.values()
+                if (stream is None or e.stream == stream) and (status is None or e.status == status)
+            ]
         return sorted(found, key=lambda e: (e.opened_at, e.id))
 
     def open_for(self, stream: str) -> str | None:
@@ -309,8 +381,13 @@ class EventStore:
         """Events of ``stream`` open at any time in [start, end] (end None: now)."""
         end = time.time() if end is None else end
         with self._lock:
-            found = [e for e in self._events.values()
-                     if e.stream == stream and e.opened_at <= end and (e.closed_at is None or e.closed_at >= start)]
+            found = [
+                e
+                for e in self._events.values()
+                if e.stream == stream
+                and e.opened_at <= end
+                and (e.closed_at is None or e.closed_at >= start)
+            ]
         return sorted(found, key=lambda e: e.opened_at)
 
     def window_arrays(self, eid: str) -> dict[str, np.ndarray]:

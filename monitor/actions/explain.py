@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from monitor.pipeline.drift_tests import EMBEDDINGS, PREDICTIONS, STATISTICS, FeatureOutcome, kind_of
+from monitor.pipeline.drift_tests import (
+    EMBEDDINGS,
+    PREDICTIONS,
+    STATISTICS,
+    FeatureOutcome,
+    kind_of,
+)
 
 if TYPE_CHECKING:
     from monitor.pipeline.streams import WindowSnapshot
@@ -84,7 +90,7 @@ def describe(test: str, feature: str) -> str:
         if feature == "confidence":
             return "the model's confidence"
         if feature.startswith("class_"):
-            return f"the model's probability of class {feature[len('class_'):]}"
+            return f"the model's probability of class {feature[len('class_') :]}"
         return f"the model's outputs ({feature})"
     return STATISTIC_WORDS.get(feature, feature)
 
@@ -109,7 +115,11 @@ class ClassShare:
     window_share: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"class": self.label, "reference_share": self.reference_share, "window_share": self.window_share}
+        return {
+            "class": self.label,
+            "reference_share": self.reference_share,
+            "window_share": self.window_share,
+        }
 
 
 @dataclass(frozen=True)
@@ -135,8 +145,13 @@ class Shift:
         return None if self.mean is None else self.mean.z
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"test": self.test, "kind": self.kind, "what": self.what, "statistic": self.statistic,
-               "p_value": self.p_value}
+        out = {
+            "test": self.test,
+            "kind": self.kind,
+            "what": self.what,
+            "statistic": self.statistic,
+            "p_value": self.p_value,
+        }
         if self.mean is not None:
             out |= asdict(self.mean)
         if self.shares is not None:
@@ -145,10 +160,18 @@ class Shift:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Shift:
-        mean = (MeanShift(d["window_mean"], d["reference_mean"], d["reference_std"], d["z"])
-                if "window_mean" in d else None)
-        shares = (tuple(ClassShare(s["class"], s["reference_share"], s["window_share"]) for s in d["shares"])
-                  if "shares" in d else None)
+        mean = (
+            MeanShift(d["window_mean"], d["reference_mean"], d["reference_std"], d["z"])
+            if "window_mean" in d
+            else None
+        )
+        shares = (
+            tuple(
+                ClassShare(s["class"], s["reference_share"], s["window_share"]) for s in d["shares"]
+            )
+            if "shares" in d
+            else None
+        )
         return cls(d["test"], d["kind"], d["what"], d["statistic"], d["p_value"], mean, shares)
 
 
@@ -168,28 +191,38 @@ def measure(test: str, feature: str, outcome: FeatureOutcome, snapshot: WindowSn
     prepared = snapshot.prepared
     if kind == STATISTICS and feature in snapshot.feature_names:
         i = snapshot.feature_names.index(feature)
-        mean = _z_shift(np.asarray(snapshot.rows)[:, i], prepared.reference.columns((feature,))[:, 0])
+        mean = _z_shift(
+            np.asarray(snapshot.rows)[:, i], prepared.reference.columns((feature,))[:, 0]
+        )
     elif kind == EMBEDDINGS:
         pc = component_index(feature)
         if pc is not None and prepared.pca is not None and snapshot.embeddings is not None:
             cur = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
             ref = prepared.pca.transform(prepared.reference.embeddings)[:, pc]
             mean = _z_shift(cur, ref)
-    elif kind == PREDICTIONS and prepared.predictions is not None and snapshot.predictions is not None:
+    elif (
+        kind == PREDICTIONS
+        and prepared.predictions is not None
+        and snapshot.predictions is not None
+    ):
         ref_p, cur_p = prepared.predictions, snapshot.predictions
         if feature == "confidence" and len(ref_p.confidences) and len(cur_p.confidences()):
             mean = _z_shift(cur_p.confidences(), ref_p.confidences)
         elif feature == "predicted_class":
             shares = class_shares(ref_p.labels, cur_p.labels())
         elif feature.startswith("class_") and ref_p.probs is not None:
-            k = int(feature[len("class_"):])
+            k = int(feature[len("class_") :])
             cur = cur_p.probs(ref_p.probs.shape[1])
             if len(cur) and k < ref_p.probs.shape[1]:
                 mean = _z_shift(cur[:, k], ref_p.probs[:, k])
-    return Shift(test, kind, describe(test, feature), outcome.statistic, outcome.p_value, mean, shares)
+    return Shift(
+        test, kind, describe(test, feature), outcome.statistic, outcome.p_value, mean, shares
+    )
 
 
-def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> tuple[ClassShare, ...]:
+def class_shares(
+    ref_labels: list[str], cur_labels: list[str], top: int = 5
+) -> tuple[ClassShare, ...]:
     """The classes whose share of predictions changed most, reference -> window."""
     if not ref_labels or not cur_labels:
         return ()
@@ -200,6 +233,8 @@ def class_shares(ref_labels: list[str], cur_labels: list[str], top: int = 5) -> 
         ref[lab] += 1
     for lab in cur_labels:
         cur[lab] += 1
-    rows = [ClassShare(lab, ref[lab] / len(ref_labels), cur[lab] / len(cur_labels)) for lab in labels]
+    rows = [
+        ClassShare(lab, ref[lab] / len(ref_labels), cur[lab] / len(cur_labels)) for lab in labels
+    ]
     rows.sort(key=lambda r: -abs(r.window_share - r.reference_share))
     return tuple(rows[:top])

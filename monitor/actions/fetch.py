@@ -38,8 +38,10 @@ class FrameFetcher:
 
     def __init__(self, config: Config, extra_roots: tuple[str, ...] = (), timeout_s: float = 10.0):
         self.config = config
-        self.source = SourceConfig(allowed_roots=tuple(config.source.allowed_roots) + tuple(extra_roots),
-                                   stream_key=config.source.stream_key)
+        self.source = SourceConfig(
+            allowed_roots=tuple(config.source.allowed_roots) + tuple(extra_roots),
+            stream_key=config.source.stream_key,
+        )
         self.timeout_s = timeout_s
         self._consumer: Any = None
         self._lock = threading.Lock()
@@ -57,7 +59,9 @@ class FrameFetcher:
                 return Fetched(read_claim_check(ref.uri, self.source.allowed_roots), None, "uri")
             except RecordError as e:
                 errors.append(f"uri: {e}")
-        raise FetchError(f"frame {ref.frame_id}: " + ("; ".join(errors) or "no topic/offset and no uri"))
+        raise FetchError(
+            f"frame {ref.frame_id}: " + ("; ".join(errors) or "no topic/offset and no uri")
+        )
 
     def read_uri(self, uri: str) -> bytes:
         """A claim-check ``file://`` URI, below ``source.allowed_roots`` or driftmon's own store."""
@@ -86,17 +90,26 @@ class FrameFetcher:
                             frame = parse_record(record, self.source)
                             return Fetched(frame.data, frame.predictions, "kafka")
                         if record.offset > offset:
-                            raise FetchError(f"{tp.topic}/{tp.partition}@{offset} is gone (compacted or expired)")
+                            raise FetchError(
+                                f"{tp.topic}/{tp.partition}@{offset} is gone (compacted or expired)"
+                            )
                         consumer.seek(tp, offset)
             except KafkaError as e:
                 self._reset()
                 raise FetchError(f"{tp.topic}/{tp.partition}@{offset}: {e}") from None
-        raise FetchError(f"{tp.topic}/{tp.partition}@{offset}: not read within {self.timeout_s:.0f}s")
+        raise FetchError(
+            f"{tp.topic}/{tp.partition}@{offset}: not read within {self.timeout_s:.0f}s"
+        )
 
     def _client(self) -> Any:
         if self._consumer is None:
-            self._consumer = make_consumer(self.config.kafka, group_id=None, enable_auto_commit=False,
-                                           auto_offset_reset="earliest", fetch_max_wait_ms=50)
+            self._consumer = make_consumer(
+                self.config.kafka,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                fetch_max_wait_ms=50,
+            )
         return self._consumer
 
     def _reset(self) -> None:

@@ -15,25 +15,63 @@ class ActionMetrics:
         r = registry
         self.max_streams = max_streams
         self._streams: set[str] = set()
-        self.events = Counter("driftmon_drift_events", "Drift events opened", ["stream"], registry=r)
-        self.events_closed = Counter("driftmon_drift_events_closed", "Drift events closed (stream recovered)",
-                                     ["stream"], registry=r)
-        self.events_open = Gauge("driftmon_drift_events_open", "Drift events currently open", registry=r)
-        self.reports = Counter("driftmon_drift_reports", "Evidence reports written, by result", ["result"], registry=r)
-        self.selected = Counter("driftmon_relabel_selected_frames", "Frames selected for relabelling", registry=r)
-        self.skipped = Counter("driftmon_relabel_skipped_frames",
-                               "Candidate frames passed over by selection, by reason", ["reason"], registry=r)
-        self.delivered = Counter("driftmon_relabel_frames", "Selected frames delivered, by relabel sink", ["sink"],
-                                 registry=r)
-        self.sink_errors = Counter("driftmon_sink_errors", "Failed tries and refused items, by worker", ["sink"],
-                                   registry=r)
-        self.sink_depth = Gauge("driftmon_sink_queue_depth", "Items waiting, by worker", ["sink"], registry=r)
-        self.tickets = Counter("driftmon_tickets", "Ticket changes from Alertmanager, by action", ["action"],
-                               registry=r)
-        self.webhooks = Counter("driftmon_alert_webhooks", "Alertmanager webhook requests, by result", ["result"],
-                                registry=r)
-        self.errors = Counter("driftmon_action_errors", "Failures inside actions, by stage (the consume loop goes on)",
-                              ["stage"], registry=r)
+        self.events = Counter(
+            "driftmon_drift_events", "Drift events opened", ["stream"], registry=r
+        )
+        self.events_closed = Counter(
+            "driftmon_drift_events_closed",
+            "Drift events closed (stream recovered)",
+            ["stream"],
+            registry=r,
+        )
+        self.events_open = Gauge(
+            "driftmon_drift_events_open", "Drift events currently open", registry=r
+        )
+        self.reports = Counter(
+            "driftmon_drift_reports", "Evidence reports written, by result", ["result"], registry=r
+        )
+        self.selected = Counter(
+            "driftmon_relabel_selected_frames", "Frames selected for relabelling", registry=r
+        )
+        self.skipped = Counter(
+            "driftmon_relabel_skipped_frames",
+            "Candidate frames passed over by selection, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.delivered = Counter(
+            "driftmon_relabel_frames",
+            "Selected frames delivered, by relabel sink",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_errors = Counter(
+            "driftmon_sink_errors",
+            "Failed tries and refused items, by worker",
+            ["sink"],
+            registry=r,
+        )
+        self.sink_depth = Gauge(
+            "driftmon_sink_queue_depth", "Items waiting, by worker", ["sink"], registry=r
+        )
+        self.tickets = Counter(
+            "driftmon_tickets",
+            "Ticket changes from Alertmanager, by action",
+            ["action"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "driftmon_alert_webhooks",
+            "Alertmanager webhook requests, by result",
+            ["result"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "driftmon_action_errors",
+            "Failures inside actions, by stage (the consume loop goes on)",
+            ["stage"],
+            registry=r,
+        )
         for stage in ("evaluation", "open_event"):
             self.errors.labels(stage)
 

@@ -26,8 +26,14 @@ if TYPE_CHECKING:
     from monitor.actions.events import DriftEvent
 
 
-def evidently_html(ref_rows: np.ndarray, cur_rows: np.ndarray, feature_names: Sequence[str], *,
-                   ref_embeddings: np.ndarray | None = None, cur_embeddings: np.ndarray | None = None) -> str:
+def evidently_html(
+    ref_rows: np.ndarray,
+    cur_rows: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    ref_embeddings: np.ndarray | None = None,
+    cur_embeddings: np.ndarray | None = None,
+) -> str:
     """Evidently's standalone HTML drift report, reference vs current."""
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
@@ -39,17 +45,28 @@ def evidently_html(ref_rows: np.ndarray, cur_rows: np.ndarray, feature_names: Se
     cur = pd.DataFrame(np.asarray(cur_rows, dtype=np.float64), columns=names)
     metrics: list[Any] = [DataDriftPreset(columns=names)]
     embeddings = None
-    if (ref_embeddings is not None and cur_embeddings is not None and len(ref_embeddings) == len(ref)
-            and len(cur_embeddings) == len(cur) and ref_embeddings.shape[1] == cur_embeddings.shape[1]):
+    if (
+        ref_embeddings is not None
+        and cur_embeddings is not None
+        and len(ref_embeddings) == len(ref)
+        and len(cur_embeddings) == len(cur)
+        and ref_embeddings.shape[1] == cur_embeddings.shape[1]
+    ):
         emb_cols = [f"embedding_{i}" for i in range(ref_embeddings.shape[1])]
-        ref = pd.concat([ref, pd.DataFrame(np.asarray(ref_embeddings, np.float64), columns=emb_cols)], axis=1)
-        cur = pd.concat([cur, pd.DataFrame(np.asarray(cur_embeddings, np.float64), columns=emb_cols)], axis=1)
+        ref = pd.concat(
+            [ref, pd.DataFrame(np.asarray(ref_embeddings, np.float64), columns=emb_cols)], axis=1
+        )
+        cur = pd.concat(
+            [cur, pd.DataFrame(np.asarray(cur_embeddings, np.float64), columns=emb_cols)], axis=1
+        )
         embeddings = {"embedding": emb_cols}
         metrics.append(EmbeddingsDrift(embeddings_name="embedding"))
     numerical = names + (embeddings["embedding"] if embeddings else [])
     definition = DataDefinition(numerical_columns=numerical, embeddings=embeddings)
-    snapshot = Report(metrics).run(Dataset.from_pandas(cur, data_definition=definition),
-                                   Dataset.from_pandas(ref, data_definition=definition))
+    snapshot = Report(metrics).run(
+        Dataset.from_pandas(cur, data_definition=definition),
+        Dataset.from_pandas(ref, data_definition=definition),
+    )
     return snapshot.get_html_str(as_iframe=False)
 
 
@@ -64,11 +81,16 @@ def summary_html(event: DriftEvent, contact_sheet_href: str | None) -> str:
         f"<tr><td>{e(f.test)}</td><td><b>{e(f.feature)}</b></td><td>{e(f.what)}</td>"
         f"<td>{f.statistic:.4g}</td>"
         f"<td>{'-' if f.p_value is None else format(f.p_value, '.3g')}</td><td>{f.threshold:.4g}</td>"
-        f"<td>{e(f.correction)}</td></tr>" for f in event.fired)
+        f"<td>{e(f.correction)}</td></tr>"
+        for f in event.fired
+    )
     ref = event.reference
     window = event.window
-    sheet = (f'<p><img src="{e(contact_sheet_href)}" alt="contact sheet" style="max-width:100%"></p>'
-             if contact_sheet_href else "")
+    sheet = (
+        f'<p><img src="{e(contact_sheet_href)}" alt="contact sheet" style="max-width:100%"></p>'
+        if contact_sheet_href
+        else ""
+    )
     return (
         '<section id="driftmon-summary" style="font-family:sans-serif;margin:16px;padding:12px;'
         'border:2px solid #c0392b;border-radius:6px">'
@@ -80,9 +102,10 @@ def summary_html(event: DriftEvent, contact_sheet_href: str | None) -> str:
         f"({e(str(ref.frames))} frames). Window: {e(str(window.frames))} frames, "
         f"{when(window.first_ts)} to {when(window.last_ts)}.</p>"
         "<h3>What drifted (driftmon's tests; p-values multiplicity-adjusted)</h3>"
-        "<table border=1 cellpadding=4 style=\"border-collapse:collapse\"><tr><th>test</th><th>feature</th><th>what</th>"
+        '<table border=1 cellpadding=4 style="border-collapse:collapse"><tr><th>test</th><th>feature</th><th>what</th>'
         f"<th>value</th><th>p-value</th><th>threshold</th><th>correction</th></tr>{rows}</table>"
-        f"{sheet}<p style=\"color:#555\">Below: Evidently's drift report, reference vs this window.</p></section>")
+        f'{sheet}<p style="color:#555">Below: Evidently\'s drift report, reference vs this window.</p></section>'
+    )
 
 
 def with_summary(report_html: str, block: str) -> str:
@@ -97,8 +120,10 @@ def with_summary(report_html: str, block: str) -> str:
 
 def standalone_summary(block: str, note: str) -> str:
     """A report page without Evidently's part (when Evidently failed): driftmon's summary alone."""
-    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>driftmon drift event</title></head>"
-            f"<body>{block}<p>{html.escape(note)}</p></body></html>")
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>driftmon drift event</title></head>'
+        f"<body>{block}<p>{html.escape(note)}</p></body></html>"
+    )
 
 
 def _thumb(data: bytes, size: int) -> np.ndarray | None:
@@ -109,19 +134,28 @@ def _thumb(data: bytes, size: int) -> np.ndarray | None:
         return None
     h, w = img.shape[:2]
     scale = size / max(h, w)
-    img = cv2.resize(img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    img = cv2.resize(
+        img, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
     cell = np.full((size, size, 3), 40, np.uint8)
     y, x = (size - img.shape[0]) // 2, (size - img.shape[1]) // 2
-    cell[y:y + img.shape[0], x:x + img.shape[1]] = img
+    cell[y : y + img.shape[0], x : x + img.shape[1]] = img
     return cell
 
 
-def contact_sheet(selected: Sequence[tuple[bytes, str]], reference: Sequence[tuple[bytes, str]],
-                  thumb_px: int = 160, quality: int = 85) -> bytes:
+def contact_sheet(
+    selected: Sequence[tuple[bytes, str]],
+    reference: Sequence[tuple[bytes, str]],
+    thumb_px: int = 160,
+    quality: int = 85,
+) -> bytes:
     """A JPEG grid: a row of reference frames (if any) over rows of selected frames, each captioned."""
     label_h = 18
     rows: list[tuple[str, list[np.ndarray]]] = []
-    for title, items in (("reference: last healthy window", reference), ("selected for relabelling", selected)):
+    for title, items in (
+        ("reference: last healthy window", reference),
+        ("selected for relabelling", selected),
+    ):
         cells = []
         for data, caption in items:
             t = _thumb(data, thumb_px)
@@ -129,8 +163,16 @@ def contact_sheet(selected: Sequence[tuple[bytes, str]], reference: Sequence[tup
                 continue
             cell = np.full((thumb_px + label_h, thumb_px, 3), 255, np.uint8)
             cell[:thumb_px] = t
-            cv2.putText(cell, caption[:22], (3, thumb_px + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(
+                cell,
+                caption[:22],
+                (3, thumb_px + 13),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.38,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
             cells.append(cell)
         if cells:
             rows.append((title, cells))
@@ -139,17 +181,27 @@ def contact_sheet(selected: Sequence[tuple[bytes, str]], reference: Sequence[tup
     bands = []
     for title, cells in rows:
         header = np.full((24, width, 3), 235, np.uint8)
-        cv2.putText(header, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            header, title, (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA
+        )
         bands.append(header)
         for start in range(0, len(cells), per_row):
             line = np.full((thumb_px + label_h + 4, width, 3), 255, np.uint8)
-            for j, cell in enumerate(cells[start:start + per_row]):
+            for j, cell in enumerate(cells[start : start + per_row]):
                 x = 4 + j * (thumb_px + 4)
-                line[2:2 + cell.shape[0], x:x + thumb_px] = cell
+                line[2 : 2 + cell.shape[0], x : x + thumb_px] = cell
             bands.append(line)
     if not bands:
         bands = [np.full((24, width, 3), 235, np.uint8)]
-        cv2.putText(bands[0], "no frames could be fetched", (6, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+        cv2.putText(
+            bands[0],
+            "no frames could be fetched",
+            (6, 17),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (0, 0, 0),
+            1,
+        )
     sheet = np.vstack(bands)
     ok, buf = cv2.imencode(".jpg", sheet, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - encoding a plain uint8 image does not fail

@@ -151,21 +151,22 @@ def standardise(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (x - mu) / sd
 
 
-def knn_mean_distance(x: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False,
-                      chunk: int = 2048) -> np.ndarray:
+def knn_mean_distance(
+    x: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 2048
+) -> np.ndarray:
     """Mean Euclidean distance of each row of ``x`` to its ``k`` nearest rows of ``ref``."""
     k = max(1, min(k, ref.shape[0] - (1 if exclude_self else 0)))
     out = np.empty(x.shape[0])
-    ref_sq = (ref ** 2).sum(axis=1)
+    ref_sq = (ref**2).sum(axis=1)
     for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk]
-        d2 = (part ** 2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * part @ ref.T
+        part = x[start : start + chunk]
+        d2 = (part**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * part @ ref.T
         np.maximum(d2, 0.0, out=d2)
         if exclude_self:  # x is ref: drop each row's zero distance to itself
             idx = np.arange(start, start + part.shape[0])
             d2[np.arange(part.shape[0]), idx] = np.inf
         nearest = np.partition(d2, k - 1, axis=1)[:, :k]
-        out[start:start + part.shape[0]] = np.sqrt(nearest).mean(axis=1)
+        out[start : start + part.shape[0]] = np.sqrt(nearest).mean(axis=1)
     return out
 
 
@@ -174,10 +175,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.where(n > 0, n, 1.0)
 
 
-def score_window(rows: np.ndarray, ref_rows: np.ndarray, feature_names: Sequence[str], *,
-                 focus: Iterable[str] = (), embeddings: np.ndarray | None = None,
-                 ref_embeddings: np.ndarray | None = None, k: int = 5, max_ref: int = 2000,
-                 seed: int = 0) -> Scores:
+def score_window(
+    rows: np.ndarray,
+    ref_rows: np.ndarray,
+    feature_names: Sequence[str],
+    *,
+    focus: Iterable[str] = (),
+    embeddings: np.ndarray | None = None,
+    ref_embeddings: np.ndarray | None = None,
+    k: int = 5,
+    max_ref: int = 2000,
+    seed: int = 0,
+) -> Scores:
     """Score each window frame by how unlike the reference it is (see the module docstring).
 
     ``focus``: the statistics that drifted; extremeness is judged on them (all when empty).
@@ -196,29 +205,54 @@ def score_window(rows: np.ndarray, ref_rows: np.ndarray, feature_names: Sequence
     extreme_z = zf[np.arange(zf.shape[0]), arg]
     extreme_feature = [names[focus_idx[i]] for i in arg]
 
-    use_emb = (embeddings is not None and ref_embeddings is not None and len(embeddings) == len(rows)
-               and embeddings.shape[1] == ref_embeddings.shape[1])
+    use_emb = (
+        embeddings is not None
+        and ref_embeddings is not None
+        and len(embeddings) == len(rows)
+        and embeddings.shape[1] == ref_embeddings.shape[1]
+    )
     if use_emb:
         ref_e = np.asarray(ref_embeddings, dtype=np.float64)
         if ref_e.shape[0] > max_ref:
             ref_e = ref_e[rng.choice(ref_e.shape[0], max_ref, replace=False)]
-        points, ref_points, space = _unit(np.asarray(embeddings, dtype=np.float64)), _unit(ref_e), "embedding"
+        points, ref_points, space = (
+            _unit(np.asarray(embeddings, dtype=np.float64)),
+            _unit(ref_e),
+            "embedding",
+        )
     else:
         points, ref_points, space = z, standardise(ref_rows, ref_rows), "statistics"
     d = knn_mean_distance(points, ref_points, k)
-    sample = ref_points if ref_points.shape[0] <= 500 else ref_points[rng.choice(ref_points.shape[0], 500, replace=False)]
-    typical = float(np.median(knn_mean_distance(sample, sample, k, exclude_self=True))) if sample.shape[0] > 1 else 0.0
+    sample = (
+        ref_points
+        if ref_points.shape[0] <= 500
+        else ref_points[rng.choice(ref_points.shape[0], 500, replace=False)]
+    )
+    typical = (
+        float(np.median(knn_mean_distance(sample, sample, k, exclude_self=True)))
+        if sample.shape[0] > 1
+        else 0.0
+    )
     ratio = d / typical if typical > 0 else np.where(d > 0, np.inf, 1.0)
-    base = (1 - np.exp(-np.maximum(ratio - 1, 0))) + (1 - np.exp(-np.maximum(np.abs(extreme_z) - 2, 0) / 2))
-    return Scores(base=base, distance=ratio, extreme_z=extreme_z, extreme_feature=extreme_feature, points=points,
-                  space=space)
+    base = (1 - np.exp(-np.maximum(ratio - 1, 0))) + (
+        1 - np.exp(-np.maximum(np.abs(extreme_z) - 2, 0) / 2)
+    )
+    return Scores(
+        base=base,
+        distance=ratio,
+        extreme_z=extreme_z,
+        extreme_feature=extreme_feature,
+        points=points,
+        space=space,
+    )
 
 
 # --- pooling and picking ---------------------------------------------------------------------------
 
 
-def candidate_pool(scores: Scores, budget: int, pool_factor: int,
-                   is_queued: Callable[[int], bool]) -> tuple[list[int], int]:
+def candidate_pool(
+    scores: Scores, budget: int, pool_factor: int, is_queued: Callable[[int], bool]
+) -> tuple[list[int], int]:
     """The best-scored frames not queued before, ``pool_factor`` per budget slot (best first);
     and how many queued frames were passed over on the way."""
     want = budget * pool_factor
@@ -253,8 +287,11 @@ class Reason:
     feature: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code} | ({"feature": self.feature} if self.feature is not None else {}) | {
-            "text": self.text}
+        return (
+            {"code": self.code}
+            | ({"feature": self.feature} if self.feature is not None else {})
+            | {"text": self.text}
+        )
 
 
 @dataclass(frozen=True)
@@ -286,8 +323,16 @@ class Selection:
     skipped: Counter = field(default_factory=Counter)  # reason -> frames passed over
 
 
-def select(scores: Scores, pool: Sequence[int], probes: dict[int, Probe], budget: int, *,
-           hash_distance: int, known_hashes: Iterable[int] = (), uncertainty_weight: float = 1.0) -> Selection:
+def select(
+    scores: Scores,
+    pool: Sequence[int],
+    probes: dict[int, Probe],
+    budget: int,
+    *,
+    hash_distance: int,
+    known_hashes: Iterable[int] = (),
+    uncertainty_weight: float = 1.0,
+) -> Selection:
     """Greedy k-center over ``pool``: start from the best final score, then repeatedly take the
     frame farthest (in ``scores.points``) from every frame taken so far, ties to the better score.
     A frame whose fetch failed, or whose hash is within ``hash_distance`` of a taken frame or of
@@ -296,8 +341,12 @@ def select(scores: Scores, pool: Sequence[int], probes: dict[int, Probe], budget
     if budget <= 0 or not pool:
         return out
     known = list(known_hashes)
-    final = {i: float(scores.base[i]) + uncertainty_weight * (probes[i].uncertainty or 0.0)
-             if i in probes else float(scores.base[i]) for i in pool}
+    final = {
+        i: float(scores.base[i]) + uncertainty_weight * (probes[i].uncertainty or 0.0)
+        if i in probes
+        else float(scores.base[i])
+        for i in pool
+    }
     remaining = list(pool)
     min_dist = {i: math.inf for i in remaining}
     taken_hashes: list[int] = []
@@ -315,15 +364,23 @@ def select(scores: Scores, pool: Sequence[int], probes: dict[int, Probe], budget
             out.skipped["near_duplicate"] += 1
             continue
         diversity = None if not out.picks else float(min_dist[i])
-        out.picks.append(Pick(i, final[i], _reasons(scores, i, probe, diversity), PickScores(
-            score=round(final[i], 6),
-            distance_ratio=_finite(scores.distance[i]),
-            extreme_feature=scores.extreme_feature[i],
-            extreme_z=round(float(scores.extreme_z[i]), 4),
-            uncertainty=None if probe.uncertainty is None else round(probe.uncertainty, 4),
-            diversity=None if diversity is None else round(diversity, 4),
-            space=scores.space,
-        ), probe.hash))
+        out.picks.append(
+            Pick(
+                i,
+                final[i],
+                _reasons(scores, i, probe, diversity),
+                PickScores(
+                    score=round(final[i], 6),
+                    distance_ratio=_finite(scores.distance[i]),
+                    extreme_feature=scores.extreme_feature[i],
+                    extreme_z=round(float(scores.extreme_z[i]), 4),
+                    uncertainty=None if probe.uncertainty is None else round(probe.uncertainty, 4),
+                    diversity=None if diversity is None else round(diversity, 4),
+                    space=scores.space,
+                ),
+                probe.hash,
+            )
+        )
         taken_hashes.append(probe.hash)
         p = scores.points[i]
         for j in remaining:
@@ -342,17 +399,29 @@ def _reasons(scores: Scores, i: int, probe: Probe, diversity: float | None) -> t
     reasons = []
     ratio = float(scores.distance[i])
     if ratio >= FAR_RATIO:
-        reasons.append(Reason("far_from_reference", f"{ratio:.1f}x as far from the reference as reference "
-                                                    f"frames are from each other ({scores.space})"))
+        reasons.append(
+            Reason(
+                "far_from_reference",
+                f"{ratio:.1f}x as far from the reference as reference "
+                f"frames are from each other ({scores.space})",
+            )
+        )
     z = float(scores.extreme_z[i])
     if abs(z) >= EXTREME_Z:
-        reasons.append(Reason("extreme_statistic", f"{scores.extreme_feature[i]} {abs(z):.1f} sd "
-                                                   f"{'above' if z > 0 else 'below'} the reference",
-                              feature=scores.extreme_feature[i]))
+        reasons.append(
+            Reason(
+                "extreme_statistic",
+                f"{scores.extreme_feature[i]} {abs(z):.1f} sd "
+                f"{'above' if z > 0 else 'below'} the reference",
+                feature=scores.extreme_feature[i],
+            )
+        )
     if probe.uncertainty is not None and probe.uncertainty >= UNCERTAIN:
         reasons.append(Reason("uncertain_prediction", f"model uncertainty {probe.uncertainty:.2f}"))
     if diversity is not None:
-        reasons.append(Reason("diverse", f"k-center pick, {diversity:.2f} from the frames picked before it"))
+        reasons.append(
+            Reason("diverse", f"k-center pick, {diversity:.2f} from the frames picked before it")
+        )
     if not reasons or reasons[0].code == "diverse":
         reasons.insert(0, Reason("top_drift_score", "among the highest drift scores in the window"))
     return tuple(reasons)
@@ -428,7 +497,11 @@ class QueueLedger:
 
     def recent_hashes(self, stream: str) -> list[int]:
         with self._lock:
-            found = [e.hash for e in reversed(self._frames.values()) if e.stream == stream and e.hash is not None]
+            found = [
+                e.hash
+                for e in reversed(self._frames.values())
+                if e.stream == stream and e.hash is not None
+            ]
         return found[: self.recent_per_stream]
 
     def add(self, entries: list[Queued], now: float | None = None) -> None:
@@ -458,8 +531,10 @@ class QueueLedger:
     def _compact(self) -> None:
         from monitor.files import atomic_write_text
 
-        atomic_write_text(self.path, "".join(json.dumps(asdict(e), sort_keys=True) + "\n"
-                                             for e in self._frames.values()))
+        atomic_write_text(
+            self.path,
+            "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in self._frames.values()),
+        )
         self._lines = len(self._frames)
 
 

@@ -59,8 +59,17 @@ class Worker:
     given up (``on_give_up``) and the worker moves on.
     """
 
-    def __init__(self, name: str, handle: Callable[[Any], None], retry: RetryConfig, maxsize: int, *,
-                 errors: Any = None, depth: Any = None, on_give_up: Callable[[Any, Exception], None] | None = None):
+    def __init__(
+        self,
+        name: str,
+        handle: Callable[[Any], None],
+        retry: RetryConfig,
+        maxsize: int,
+        *,
+        errors: Any = None,
+        depth: Any = None,
+        on_give_up: Callable[[Any, Exception], None] | None = None,
+    ):
         self.name = name
         self.handle = handle
         self.retry = retry
@@ -117,7 +126,9 @@ class Worker:
         def failed(attempt: int, e: BaseException, delay: float | None) -> None:
             self._error()
             if delay is not None:
-                log.warning("%s: try %d failed (%s); retrying in %.1fs", self.name, attempt, e, delay)
+                log.warning(
+                    "%s: try %d failed (%s); retrying in %.1fs", self.name, attempt, e, delay
+                )
 
         try:  # any failure of a sink is retried, then given up
             retry(lambda: self.handle(item), backoff, stop=self._stop, on_failure=failed)
@@ -184,8 +195,20 @@ class RelabelSink(Protocol):
 
 def relabel_record(sample: Sample) -> dict[str, Any]:
     """The JSON record a selected frame becomes (kafka sink, directory manifest)."""
-    keys = ("event_id", "stream", "camera_id", "frame_id", "ts", "uri", "origin", "reasons", "scores",
-            "predictions", "reference", "selected_at")
+    keys = (
+        "event_id",
+        "stream",
+        "camera_id",
+        "frame_id",
+        "ts",
+        "uri",
+        "origin",
+        "reasons",
+        "scores",
+        "predictions",
+        "reference",
+        "selected_at",
+    )
     d = sample.to_dict()
     return {"schema": RECORD_SCHEMA, "key": sample.key} | {k: d[k] for k in keys}
 
@@ -207,9 +230,15 @@ class KafkaSink:
             if self._producer is None:
                 self._producer = make_producer(self.kafka)
             value = json.dumps(relabel_record(sample), sort_keys=True).encode()
-            future = self._producer.send(self.topic, key=sample.camera_id.encode(), value=value,
-                                         headers=[("content-type", b"application/json"),
-                                                  ("driftmon_event_id", sample.event_id.encode())])
+            future = self._producer.send(
+                self.topic,
+                key=sample.camera_id.encode(),
+                value=value,
+                headers=[
+                    ("content-type", b"application/json"),
+                    ("driftmon_event_id", sample.event_id.encode()),
+                ],
+            )
             self._producer.flush(timeout=30)
             future.get(timeout=30)
         except KafkaError as e:
@@ -263,21 +292,50 @@ class DirectorySink:
             from monitor.files import atomic_write_bytes
 
             atomic_write_bytes(event_dir / "images" / f"{stem}{ext}", data)
-            record = relabel_record(sample) | {"image": f"images/{stem}{ext}", "width": size[0], "height": size[1],
-                                               "checksum": hashlib.md5(data).hexdigest()}  # noqa: S324 - CVAT's checksum
-            records = [r for r in _read_jsonl(event_dir / "driftmon.jsonl") if r["key"] != sample.key] + [record]
-            atomic_write_text(event_dir / "driftmon.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+            record = relabel_record(sample) | {
+                "image": f"images/{stem}{ext}",
+                "width": size[0],
+                "height": size[1],
+                "checksum": hashlib.md5(data).hexdigest(),
+            }  # noqa: S324 - CVAT's checksum
+            records = [
+                r for r in _read_jsonl(event_dir / "driftmon.jsonl") if r["key"] != sample.key
+            ] + [record]
+            atomic_write_text(
+                event_dir / "driftmon.jsonl",
+                "".join(json.dumps(r, sort_keys=True) + "\n" for r in records),
+            )
             manifest = [{"version": "1.1"}, {"type": "images"}] + [
-                {"name": f"images/{Path(r['image']).stem}", "extension": Path(r["image"]).suffix, "width": r["width"],
-                 "height": r["height"], "checksum": r["checksum"]} for r in records]
-            atomic_write_text(event_dir / "manifest.jsonl", "".join(json.dumps(m) + "\n" for m in manifest))
+                {
+                    "name": f"images/{Path(r['image']).stem}",
+                    "extension": Path(r["image"]).suffix,
+                    "width": r["width"],
+                    "height": r["height"],
+                    "checksum": r["checksum"],
+                }
+                for r in records
+            ]
+            atomic_write_text(
+                event_dir / "manifest.jsonl", "".join(json.dumps(m) + "\n" for m in manifest)
+            )
             out = io.StringIO()
             w = csv.writer(out)
-            w.writerow(["image", "event_id", "camera_id", "frame_id", "ts", "score", "reasons", "uri"])
+            w.writerow(
+                ["image", "event_id", "camera_id", "frame_id", "ts", "score", "reasons", "uri"]
+            )
             for r in records:
-                w.writerow([r["image"], r["event_id"], r["camera_id"], r["frame_id"], r["ts"],
-                            (r.get("scores") or {}).get("score"), "; ".join(x["code"] for x in r.get("reasons") or []),
-                            r.get("uri") or ""])
+                w.writerow(
+                    [
+                        r["image"],
+                        r["event_id"],
+                        r["camera_id"],
+                        r["frame_id"],
+                        r["ts"],
+                        (r.get("scores") or {}).get("score"),
+                        "; ".join(x["code"] for x in r.get("reasons") or []),
+                        r.get("uri") or "",
+                    ]
+                )
             atomic_write_text(event_dir / "driftmon.csv", out.getvalue())
 
     def close(self) -> None:
@@ -297,9 +355,11 @@ def default_label_config(labels: tuple[str, ...]) -> str:
     from xml.sax.saxutils import quoteattr
 
     items = "".join(f"<Label value={quoteattr(label)}/>" for label in labels)
-    return ('<View><Image name="image" value="$image"/>'
-            f'<RectangleLabels name="label" toName="image">{items}</RectangleLabels>'
-            '<Header value="Why this frame: $why"/></View>')
+    return (
+        '<View><Image name="image" value="$image"/>'
+        f'<RectangleLabels name="label" toName="image">{items}</RectangleLabels>'
+        '<Header value="Why this frame: $why"/></View>'
+    )
 
 
 @dataclass(frozen=True)
@@ -327,8 +387,9 @@ def _control(label_config: str) -> Control:
     return Control(None)
 
 
-def pre_annotations(predictions: dict[str, Any] | None, control: Control,
-                    size: tuple[int, int]) -> list[dict[str, Any]]:
+def pre_annotations(
+    predictions: dict[str, Any] | None, control: Control, size: tuple[int, int]
+) -> list[dict[str, Any]]:
     """The frame's predictions as Label Studio predictions for ``control`` (empty when they do not fit).
 
     Detections (``{"label", "score", "box": [x1, y1, x2, y2]}``, pixels, or 0..1 when every
@@ -345,28 +406,58 @@ def pre_annotations(predictions: dict[str, Any] | None, control: Control,
             if not isinstance(d, dict) or d.get("label") not in values:
                 continue
             box = d.get("box")
-            if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
+            if not (
+                isinstance(box, list)
+                and len(box) == 4
+                and all(isinstance(v, (int, float)) for v in box)
+            ):
                 continue
             x1, y1, x2, y2 = (float(v) for v in box)
             sx, sy = (100.0, 100.0) if max(x1, y1, x2, y2) <= 1.0 else (100.0 / w, 100.0 / h)
             score = float(d["score"]) if isinstance(d.get("score"), (int, float)) else None
-            results.append({"from_name": control.from_name, "to_name": control.to_name,
-                            "type": "rectanglelabels", "original_width": w, "original_height": h,
-                            "value": {"x": x1 * sx, "y": y1 * sy, "width": (x2 - x1) * sx, "height": (y2 - y1) * sy,
-                                      "rotation": 0, "rectanglelabels": [d["label"]]}}
-                           | ({"score": score} if score is not None else {}))
+            results.append(
+                {
+                    "from_name": control.from_name,
+                    "to_name": control.to_name,
+                    "type": "rectanglelabels",
+                    "original_width": w,
+                    "original_height": h,
+                    "value": {
+                        "x": x1 * sx,
+                        "y": y1 * sy,
+                        "width": (x2 - x1) * sx,
+                        "height": (y2 - y1) * sy,
+                        "rotation": 0,
+                        "rectanglelabels": [d["label"]],
+                    },
+                }
+                | ({"score": score} if score is not None else {})
+            )
             if score is not None:
                 scores.append(score)
         if results:
-            return [{"model_version": "deployed", "result": results}
-                    | ({"score": min(scores)} if scores else {})]
+            return [
+                {"model_version": "deployed", "result": results}
+                | ({"score": min(scores)} if scores else {})
+            ]
     if control.type == "choices" and isinstance(predictions.get("probs"), list):
         probs = predictions["probs"]
         if len(probs) == len(control.values) and all(isinstance(p, (int, float)) for p in probs):
             best = int(np.argmax(probs))
-            return [{"model_version": "deployed", "score": float(probs[best]),
-                     "result": [{"from_name": control.from_name, "to_name": control.to_name, "type": "choices",
-                                 "value": {"choices": [control.values[best]]}}]}]
+            return [
+                {
+                    "model_version": "deployed",
+                    "score": float(probs[best]),
+                    "result": [
+                        {
+                            "from_name": control.from_name,
+                            "to_name": control.to_name,
+                            "type": "choices",
+                            "value": {"choices": [control.values[best]]},
+                        }
+                    ],
+                }
+            ]
     return []
 
 
@@ -393,11 +484,21 @@ class LabelStudioSink:
 
     # --- HTTP ---
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json",
-                 ok: tuple[int, ...] = (200, 201)) -> Any:
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers={"Authorization": f"Token {self.config.token}", "Accept": "application/json"}
-                                     | ({"Content-Type": content_type} if body is not None else {}))
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        ok: tuple[int, ...] = (200, 201),
+    ) -> Any:
+        req = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method=method,
+            headers={"Authorization": f"Token {self.config.token}", "Accept": "application/json"}
+            | ({"Content-Type": content_type} if body is not None else {}),
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.config.timeout_s) as res:
                 payload = res.read()
@@ -427,12 +528,20 @@ class LabelStudioSink:
                     self.project_id = int(p["id"])
                     return self.project_id
             nxt = page.get("next")
-            path = nxt[nxt.index("/api/"):] if nxt else ""
-        created = self._json("POST", "/api/projects", {
-            "title": self.config.project_title, "label_config": self.label_config,
-            "description": "Frames driftmon selected from drifted camera windows for relabelling."})
+            path = nxt[nxt.index("/api/") :] if nxt else ""
+        created = self._json(
+            "POST",
+            "/api/projects",
+            {
+                "title": self.config.project_title,
+                "label_config": self.label_config,
+                "description": "Frames driftmon selected from drifted camera windows for relabelling.",
+            },
+        )
         self.project_id = int(created["id"])
-        log.info("label studio: created project %r (id %d)", self.config.project_title, self.project_id)
+        log.info(
+            "label studio: created project %r (id %d)", self.config.project_title, self.project_id
+        )
         return self.project_id
 
     def existing_keys(self) -> set[str]:
@@ -448,7 +557,9 @@ class LabelStudioSink:
                     break
                 raise
             tasks = got.get("tasks", []) if isinstance(got, dict) else got
-            keys.update(t["data"]["driftmon_key"] for t in tasks if "driftmon_key" in (t.get("data") or {}))
+            keys.update(
+                t["data"]["driftmon_key"] for t in tasks if "driftmon_key" in (t.get("data") or {})
+            )
             if not tasks or (isinstance(got, dict) and page * 100 >= int(got.get("total", 0))):
                 break
             page += 1
@@ -468,16 +579,30 @@ class LabelStudioSink:
             raise SinkError(f"{sample.key}: frame bytes do not decode")
         filename = f"{safe_name(sample.camera_id, 60)}__{safe_name(sample.frame_id, 100)}{image_extension(data)}"
         body, content_type = _multipart("file", filename, data)
-        uploaded = self._request("POST", f"/api/projects/{pid}/import?commit_to_project=false", body, content_type)
+        uploaded = self._request(
+            "POST", f"/api/projects/{pid}/import?commit_to_project=false", body, content_type
+        )
         upload_id = uploaded["file_upload_ids"][0]
         info = self._request("GET", f"/api/import/file-upload/{upload_id}")
         image_url = "/data/" + str(info["file"]).lstrip("/")
-        task = {"data": {"image": image_url, "driftmon_key": sample.key, "event_id": sample.event_id,
-                         "stream": sample.stream, "camera_id": sample.camera_id, "frame_id": sample.frame_id,
-                         "ts": sample.ts, "source_uri": sample.uri or "",
-                         "why": "; ".join(r.text for r in sample.reasons), "score": sample.scores.score},
-                "predictions": pre_annotations(sample.predictions, self.control, size)}
-        self._request("POST", f"/api/projects/{pid}/import?return_task_ids=true", json.dumps([task]).encode())
+        task = {
+            "data": {
+                "image": image_url,
+                "driftmon_key": sample.key,
+                "event_id": sample.event_id,
+                "stream": sample.stream,
+                "camera_id": sample.camera_id,
+                "frame_id": sample.frame_id,
+                "ts": sample.ts,
+                "source_uri": sample.uri or "",
+                "why": "; ".join(r.text for r in sample.reasons),
+                "score": sample.scores.score,
+            },
+            "predictions": pre_annotations(sample.predictions, self.control, size),
+        }
+        self._request(
+            "POST", f"/api/projects/{pid}/import?return_task_ids=true", json.dumps([task]).encode()
+        )
         self._existing.add(sample.key)
 
     def close(self) -> None:
@@ -486,10 +611,20 @@ class LabelStudioSink:
 
 def _multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    mime = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp", ".bmp": "image/bmp"}.get(
-        Path(filename).suffix, "application/octet-stream")
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {mime}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    mime = {
+        ".jpg": "image/jpeg",
+        ".png": "image/png",
+        ".webp": "image/webp",
+        ".bmp": "image/bmp",
+    }.get(Path(filename).suffix, "application/octet-stream")
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {mime}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 

@@ -95,7 +95,9 @@ def parse_time(value: Any, where: str) -> float | None:
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise WebhookError(f"{where}: must be an object of strings")
     return dict(value)
 
@@ -109,7 +111,9 @@ def parse_webhook(body: bytes) -> Webhook:
     if not isinstance(payload, dict):
         raise WebhookError("body must be a JSON object")
     if payload.get("version") != "4":
-        raise WebhookError(f"version: must be \"4\" (Alertmanager webhook), got {payload.get('version')!r}")
+        raise WebhookError(
+            f'version: must be "4" (Alertmanager webhook), got {payload.get("version")!r}'
+        )
     status = payload.get("status")
     if status not in ("firing", "resolved"):
         raise WebhookError(f"status: must be firing or resolved, got {status!r}")
@@ -128,9 +132,13 @@ def parse_webhook(body: bytes) -> Webhook:
         if not isinstance(a, dict):
             raise WebhookError(f"{where}: must be an object")
         if a.get("status") not in ("firing", "resolved"):
-            raise WebhookError(f"{where}.status: must be firing or resolved, got {a.get('status')!r}")
+            raise WebhookError(
+                f"{where}.status: must be firing or resolved, got {a.get('status')!r}"
+            )
         fingerprint = a.get("fingerprint")
-        if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9A-Za-z_-]{1,128}", fingerprint):
+        if not isinstance(fingerprint, str) or not re.fullmatch(
+            r"[0-9A-Za-z_-]{1,128}", fingerprint
+        ):
             raise WebhookError(f"{where}.fingerprint: must be a non-empty alphanumeric string")
         labels = _str_map(a.get("labels"), f"{where}.labels")
         if "alertname" not in labels:
@@ -143,19 +151,44 @@ def parse_webhook(body: bytes) -> Webhook:
         gen = a.get("generatorURL", "")
         if not isinstance(gen, str):
             raise WebhookError(f"{where}.generatorURL: must be a string")
-        parsed.append(Alert(a["status"], labels, annotations, starts, ends, gen, fingerprint, a["startsAt"],
-                            a.get("endsAt", _ZERO_TIME)))
-    return Webhook(status, payload.get("receiver", ""), payload.get("groupKey", ""), payload.get("externalURL", ""),
-                   parsed)
+        parsed.append(
+            Alert(
+                a["status"],
+                labels,
+                annotations,
+                starts,
+                ends,
+                gen,
+                fingerprint,
+                a["startsAt"],
+                a.get("endsAt", _ZERO_TIME),
+            )
+        )
+    return Webhook(
+        status,
+        payload.get("receiver", ""),
+        payload.get("groupKey", ""),
+        payload.get("externalURL", ""),
+        parsed,
+    )
 
 
 # --- suggestions ---------------------------------------------------------------------------------
 
 # feature -> (condition when the window is above the reference, when below)
 _CONDITIONS = {
-    "brightness_mean": ("brighter scenes (glare, daylight, over-exposure)", "darker scenes (dusk, night, under-exposure)"),
-    "brightness_std": ("higher-contrast scenes", "flatter, lower-contrast scenes (haze, fog, flat light)"),
-    "contrast_rms": ("higher-contrast scenes", "flatter, lower-contrast scenes (haze, fog, flat light)"),
+    "brightness_mean": (
+        "brighter scenes (glare, daylight, over-exposure)",
+        "darker scenes (dusk, night, under-exposure)",
+    ),
+    "brightness_std": (
+        "higher-contrast scenes",
+        "flatter, lower-contrast scenes (haze, fog, flat light)",
+    ),
+    "contrast_rms": (
+        "higher-contrast scenes",
+        "flatter, lower-contrast scenes (haze, fog, flat light)",
+    ),
     "saturation_mean": ("more saturated colour", "washed-out colour (fog, dusk, a failing sensor)"),
     "colourfulness": ("more colourful scenes", "washed-out colour (fog, dusk, a failing sensor)"),
     "hue_cos": ("a colour cast (white balance)", "a colour cast (white balance)"),
@@ -163,29 +196,52 @@ _CONDITIONS = {
     "red_share": ("a red/warm colour cast", "a cooler colour balance"),
     "green_share": ("a green colour cast", "less green (season, vegetation)"),
     "blue_share": ("a blue/cool colour cast", "a warmer colour balance"),
-    "sharpness_laplacian_var": ("sharper, busier frames", "blurred frames (defocus, motion blur, dirty or wet lens)"),
-    "noise_sigma": ("noisier frames (low light, high sensor gain)", "smoother frames (heavy compression or denoising)"),
+    "sharpness_laplacian_var": (
+        "sharper, busier frames",
+        "blurred frames (defocus, motion blur, dirty or wet lens)",
+    ),
+    "noise_sigma": (
+        "noisier frames (low light, high sensor gain)",
+        "smoother frames (heavy compression or denoising)",
+    ),
     "luma_entropy": ("busier scenes", "emptier or flatter scenes (occlusion, fog)"),
-    "edge_density": ("busier scenes (clutter, rain, new objects)", "fewer edges (blur, fog, occlusion)"),
-    "underexposed_fraction": ("more under-exposed pixels (night, shadows)", "fewer under-exposed pixels"),
-    "overexposed_fraction": ("more blown-out highlights (sun, headlights)", "fewer blown-out highlights"),
+    "edge_density": (
+        "busier scenes (clutter, rain, new objects)",
+        "fewer edges (blur, fog, occlusion)",
+    ),
+    "underexposed_fraction": (
+        "more under-exposed pixels (night, shadows)",
+        "fewer under-exposed pixels",
+    ),
+    "overexposed_fraction": (
+        "more blown-out highlights (sun, headlights)",
+        "fewer blown-out highlights",
+    ),
     "width": ("a resolution change", "a resolution change"),
     "height": ("a resolution change", "a resolution change"),
     "aspect_ratio": ("a crop or aspect change", "a crop or aspect change"),
-    "encoded_bytes_per_pixel": ("an encoder or compression change", "an encoder or compression change"),
+    "encoded_bytes_per_pixel": (
+        "an encoder or compression change",
+        "an encoder or compression change",
+    ),
 }
 
 
 def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> str:
     """The condition a drifted feature points to, for the "collect more of" suggestion."""
     if kind == explain.EMBEDDINGS:
-        return "scenes unlike the reference in the embeddings (new content, viewpoint or appearance)"
+        return (
+            "scenes unlike the reference in the embeddings (new content, viewpoint or appearance)"
+        )
     if kind == explain.PREDICTIONS:
         if feature == "confidence":
-            return ("frames the model is less sure of (unfamiliar or harder scenes)" if z is not None and z < 0
-                    else "frames the model is surer of than before")
+            return (
+                "frames the model is less sure of (unfamiliar or harder scenes)"
+                if z is not None and z < 0
+                else "frames the model is surer of than before"
+            )
         if feature.startswith("class_"):
-            which = feature[len("class_"):]
+            which = feature[len("class_") :]
             return f"{'fewer' if z is not None and z < 0 else 'more'} frames the model assigns to class {which}"
         return "a different mix of predicted classes"
     up, down = _CONDITIONS.get(feature, (f"higher {feature}", f"lower {feature}"))
@@ -205,19 +261,38 @@ class Suggestion:
     command: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        parts = {"kind": self.kind, "conditions": self.conditions, "features": self.features, "frames": self.frames,
-                 "text": self.text, "command": self.command}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in parts.items() if v is not None}
+        parts = {
+            "kind": self.kind,
+            "conditions": self.conditions,
+            "features": self.features,
+            "frames": self.frames,
+            "text": self.text,
+            "command": self.command,
+        }
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in parts.items() if v is not None
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Suggestion:
         conditions, features = d.get("conditions"), d.get("features")
-        return cls(d["kind"], d["text"], None if conditions is None else tuple(conditions),
-                   None if features is None else tuple(features), d.get("frames"), d.get("command"))
+        return cls(
+            d["kind"],
+            d["text"],
+            None if conditions is None else tuple(conditions),
+            None if features is None else tuple(features),
+            d.get("frames"),
+            d.get("command"),
+        )
 
 
-def suggest(stream: str, events: list[DriftEvent], samples: int, firing_for_s: float,
-            rebaseline_after_s: float) -> list[Suggestion]:
+def suggest(
+    stream: str,
+    events: list[DriftEvent],
+    samples: int,
+    firing_for_s: float,
+    rebaseline_after_s: float,
+) -> list[Suggestion]:
     """What to do about a drifted stream: collect more of the new condition, relabel the queued
     frames, and (once a drift has lasted long enough to be the new normal) re-baseline."""
     out: list[Suggestion] = []
@@ -229,7 +304,9 @@ def suggest(stream: str, events: list[DriftEvent], samples: int, firing_for_s: f
     conditions: list[str] = []
     features: list[str] = []
     # what moved most (|z| of the window mean, in reference sd; unmeasured last): three conditions
-    for feature, (kind, z) in sorted(moved.items(), key=lambda kv: -abs(kv[1][1]) if kv[1][1] is not None else 0.0):
+    for feature, (kind, z) in sorted(
+        moved.items(), key=lambda kv: -abs(kv[1][1]) if kv[1][1] is not None else 0.0
+    ):
         text = condition(feature, z, kind)
         if len(conditions) == 3:
             break
@@ -237,17 +314,35 @@ def suggest(stream: str, events: list[DriftEvent], samples: int, firing_for_s: f
         if text not in conditions:
             conditions.append(text)
     if conditions:
-        out.append(Suggestion("collect", f"Collect and label more training frames of {stream} showing: "
-                              + "; ".join(conditions), conditions=tuple(conditions), features=tuple(features)))
+        out.append(
+            Suggestion(
+                "collect",
+                f"Collect and label more training frames of {stream} showing: "
+                + "; ".join(conditions),
+                conditions=tuple(conditions),
+                features=tuple(features),
+            )
+        )
     if samples:
-        out.append(Suggestion("relabel", f"Relabel the {samples} frame(s) driftmon queued from this drift and add "
-                              "them to the training set", frames=samples))
+        out.append(
+            Suggestion(
+                "relabel",
+                f"Relabel the {samples} frame(s) driftmon queued from this drift and add "
+                "them to the training set",
+                frames=samples,
+            )
+        )
     if firing_for_s >= rebaseline_after_s:
-        out.append(Suggestion("rebaseline", f"The drift has lasted {firing_for_s / 3600:.1f} h: if the new "
-                              "condition is the camera's new normal (and the model copes), make a healthy recent "
-                              "window the stream's reference",
-                              command=f"driftmon reference promote --store <reference store> --stream {stream} "
-                                      "--from-topic <frames topic> --start <ISO time> --end <ISO time>"))
+        out.append(
+            Suggestion(
+                "rebaseline",
+                f"The drift has lasted {firing_for_s / 3600:.1f} h: if the new "
+                "condition is the camera's new normal (and the model copes), make a healthy recent "
+                "window the stream's reference",
+                command=f"driftmon reference promote --store <reference store> --stream {stream} "
+                "--from-topic <frames topic> --start <ISO time> --end <ISO time>",
+            )
+        )
     return out
 
 
@@ -269,18 +364,41 @@ class TicketAlert:
 
     @classmethod
     def of(cls, alert: Alert) -> TicketAlert:
-        return cls(alert.labels["alertname"], alert.status, alert.labels, alert.annotations, alert.starts_text,
-                   alert.ends_text, alert.generator_url, alert.fingerprint)
+        return cls(
+            alert.labels["alertname"],
+            alert.status,
+            alert.labels,
+            alert.annotations,
+            alert.starts_text,
+            alert.ends_text,
+            alert.generator_url,
+            alert.fingerprint,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alertname": self.alertname, "status": self.status, "labels": self.labels,
-                "annotations": self.annotations, "startsAt": self.starts_at, "endsAt": self.ends_at,
-                "generatorURL": self.generator_url, "fingerprint": self.fingerprint}
+        return {
+            "alertname": self.alertname,
+            "status": self.status,
+            "labels": self.labels,
+            "annotations": self.annotations,
+            "startsAt": self.starts_at,
+            "endsAt": self.ends_at,
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TicketAlert:
-        return cls(d["alertname"], d["status"], d["labels"], d["annotations"], d["startsAt"], d["endsAt"],
-                   d["generatorURL"], d["fingerprint"])
+        return cls(
+            d["alertname"],
+            d["status"],
+            d["labels"],
+            d["annotations"],
+            d["startsAt"],
+            d["endsAt"],
+            d["generatorURL"],
+            d["fingerprint"],
+        )
 
 
 @dataclass(frozen=True)
@@ -300,9 +418,17 @@ class EventLink:
 
     @classmethod
     def of(cls, e: DriftEvent, link: Callable[[str], str]) -> EventLink:
-        return cls(e.id, e.status, e.opened_at, e.closed_at, tuple(sorted({f.what or f.feature for f in e.fired})),
-                   link(f"/events/{e.id}"), link(f"/events/{e.id}/report"),
-                   link(f"/events/{e.id}/contact-sheet.jpg"), len(e.samples))
+        return cls(
+            e.id,
+            e.status,
+            e.opened_at,
+            e.closed_at,
+            tuple(sorted({f.what or f.feature for f in e.fired})),
+            link(f"/events/{e.id}"),
+            link(f"/events/{e.id}/report"),
+            link(f"/events/{e.id}/contact-sheet.jpg"),
+            len(e.samples),
+        )
 
 
 @dataclass(frozen=True)
@@ -320,8 +446,16 @@ class SampleLink:
 
     @classmethod
     def of(cls, s: Sample) -> SampleLink:
-        return cls(s.key, s.event_id, s.camera_id, s.frame_id, s.ts, s.uri, s.scores.score,
-                   tuple(r.code for r in s.reasons))
+        return cls(
+            s.key,
+            s.event_id,
+            s.camera_id,
+            s.frame_id,
+            s.ts,
+            s.uri,
+            s.scores.score,
+            tuple(r.code for r in s.reasons),
+        )
 
 
 @dataclass(frozen=True)
@@ -359,34 +493,63 @@ class Ticket:
     history: tuple[HistoryEntry, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "id": self.id, "fingerprint": self.fingerprint, "stream": self.stream,
-                "status": self.status, "title": self.title, "created_at": self.created_at,
-                "updated_at": self.updated_at, "resolved_at": self.resolved_at, "notifications": self.notifications,
-                "alert": self.alert.to_dict(), "receiver": self.receiver, "group_key": self.group_key,
-                "external_url": self.external_url,
-                "events": [asdict(e) | {"fired": list(e.fired)} for e in self.events],
-                "samples_total": self.samples_total,
-                "samples": [asdict(s) | {"reasons": list(s.reasons)} for s in self.samples],
-                "suggested_actions": [a.to_dict() for a in self.suggested_actions],
-                "history": [asdict(h) for h in self.history]}
+        return {
+            "schema": SCHEMA,
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "stream": self.stream,
+            "status": self.status,
+            "title": self.title,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "resolved_at": self.resolved_at,
+            "notifications": self.notifications,
+            "alert": self.alert.to_dict(),
+            "receiver": self.receiver,
+            "group_key": self.group_key,
+            "external_url": self.external_url,
+            "events": [asdict(e) | {"fired": list(e.fired)} for e in self.events],
+            "samples_total": self.samples_total,
+            "samples": [asdict(s) | {"reasons": list(s.reasons)} for s in self.samples],
+            "suggested_actions": [a.to_dict() for a in self.suggested_actions],
+            "history": [asdict(h) for h in self.history],
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Ticket:
         return cls(
-            id=d["id"], fingerprint=d["fingerprint"], stream=d["stream"], status=d["status"], title=d["title"],
-            created_at=d["created_at"], updated_at=d["updated_at"], resolved_at=d["resolved_at"],
-            notifications=d["notifications"], alert=TicketAlert.from_dict(d["alert"]), receiver=d["receiver"],
-            group_key=d["group_key"], external_url=d["external_url"],
+            id=d["id"],
+            fingerprint=d["fingerprint"],
+            stream=d["stream"],
+            status=d["status"],
+            title=d["title"],
+            created_at=d["created_at"],
+            updated_at=d["updated_at"],
+            resolved_at=d["resolved_at"],
+            notifications=d["notifications"],
+            alert=TicketAlert.from_dict(d["alert"]),
+            receiver=d["receiver"],
+            group_key=d["group_key"],
+            external_url=d["external_url"],
             events=tuple(EventLink(**(e | {"fired": tuple(e["fired"])})) for e in d["events"]),
             samples_total=d["samples_total"],
-            samples=tuple(SampleLink(**(s | {"reasons": tuple(s["reasons"])})) for s in d["samples"]),
+            samples=tuple(
+                SampleLink(**(s | {"reasons": tuple(s["reasons"])})) for s in d["samples"]
+            ),
             suggested_actions=tuple(Suggestion.from_dict(a) for a in d["suggested_actions"]),
-            history=tuple(HistoryEntry(**h) for h in d["history"]))
+            history=tuple(HistoryEntry(**h) for h in d["history"]),
+        )
 
     def summary(self) -> dict[str, Any]:
         """The ticket in short, for lists."""
-        return {"id": self.id, "stream": self.stream, "status": self.status, "created_at": self.created_at,
-                "updated_at": self.updated_at, "notifications": self.notifications}
+        return {
+            "id": self.id,
+            "stream": self.stream,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "notifications": self.notifications,
+        }
 
 
 @dataclass(frozen=True)
@@ -397,14 +560,24 @@ class Applied:
     ignored: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tickets": [{"id": tid, "action": action} for tid, action in self.changes], "ignored": self.ignored}
+        return {
+            "tickets": [{"id": tid, "action": action} for tid, action in self.changes],
+            "ignored": self.ignored,
+        }
 
 
 class TicketBook:
     """Tickets by id, persisted; turns validated webhooks into ticket changes."""
 
-    def __init__(self, directory: str | Path, config: TicketsConfig, *, events: EventStore,
-                 link: Callable[[str], str], on_change: Callable[[str, Ticket], None]):
+    def __init__(
+        self,
+        directory: str | Path,
+        config: TicketsConfig,
+        *,
+        events: EventStore,
+        link: Callable[[str], str],
+        on_change: Callable[[str, Ticket], None],
+    ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = config
@@ -413,7 +586,9 @@ class TicketBook:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {
-            t.id: t for t in map(Ticket.from_dict, load_json_dir(self.dir, "drift-*.json", "ticket"))}
+            t.id: t
+            for t in map(Ticket.from_dict, load_json_dir(self.dir, "drift-*.json", "ticket"))
+        }
 
     def get(self, tid: str) -> Ticket | None:
         with self._lock:
@@ -447,19 +622,37 @@ class TicketBook:
             samples = [s for e in events for s in e.samples]
             end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
             action = _ticket_action(old, alert.status)
-            history = (old.history if old else ())[-(HISTORY_MAX - 1):] + (HistoryEntry(now, action, alert.status),)
+            history = (old.history if old else ())[-(HISTORY_MAX - 1) :] + (
+                HistoryEntry(now, action, alert.status),
+            )
             ticket = Ticket(
-                id=tid, fingerprint=alert.fingerprint, stream=stream, status=alert.status,
+                id=tid,
+                fingerprint=alert.fingerprint,
+                stream=stream,
+                status=alert.status,
                 title=f"Dataset refresh: camera stream {stream} drifted",
-                created_at=old.created_at if old else now, updated_at=now,
+                created_at=old.created_at if old else now,
+                updated_at=now,
                 resolved_at=_resolved_at(old, alert.status, now),
-                notifications=(old.notifications if old else 0) + 1, alert=TicketAlert.of(alert),
-                receiver=hook.receiver, group_key=hook.group_key, external_url=hook.external_url,
-                events=tuple(EventLink.of(e, self.link) for e in events), samples_total=len(samples),
+                notifications=(old.notifications if old else 0) + 1,
+                alert=TicketAlert.of(alert),
+                receiver=hook.receiver,
+                group_key=hook.group_key,
+                external_url=hook.external_url,
+                events=tuple(EventLink.of(e, self.link) for e in events),
+                samples_total=len(samples),
                 samples=tuple(SampleLink.of(s) for s in samples[:SAMPLES_MAX]),
-                suggested_actions=tuple(suggest(stream, events, len(samples), max(0.0, end - alert.starts_at),
-                                                self.config.rebaseline_after_s)),
-                history=history)
+                suggested_actions=tuple(
+                    suggest(
+                        stream,
+                        events,
+                        len(samples),
+                        max(0.0, end - alert.starts_at),
+                        self.config.rebaseline_after_s,
+                    )
+                ),
+                history=history,
+            )
             atomic_write_json(self.dir / f"{tid}.json", ticket.to_dict())
             self._tickets[tid] = ticket
             return action, ticket
@@ -476,7 +669,9 @@ def _resolved_at(old: Ticket | None, alert_status: str, now: float) -> float | N
     """When the ticket was resolved: kept from an already resolved ticket, ``now`` on resolution."""
     if alert_status != "resolved":
         return None
-    return old.resolved_at if old is not None and old.status == "resolved" and old.resolved_at else now
+    return (
+        old.resolved_at if old is not None and old.status == "resolved" and old.resolved_at else now
+    )
 
 
 # --- ticket sinks --------------------------------------------------------------------------------
@@ -484,29 +679,41 @@ def _resolved_at(old: Ticket | None, alert_status: str, now: float) -> float | N
 
 def markdown(ticket: Ticket) -> str:
     """A ticket as Markdown (for the directory sink; paste-able into any tracker)."""
+
     def when(t: float | None) -> str:
         return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
     a = ticket.alert
-    lines = [f"# {ticket.title}", "",
-             f"- **Ticket:** `{ticket.id}` ({ticket.status}; {ticket.notifications} notification(s))",
-             f"- **Stream:** `{ticket.stream}`",
-             f"- **Alert:** {a.alertname} since {a.starts_at} (fingerprint `{a.fingerprint}`)",
-             f"- **Created:** {when(ticket.created_at)}; **updated:** {when(ticket.updated_at)}"
-             + (f"; **resolved:** {when(ticket.resolved_at)}" if ticket.resolved_at else ""), ""]
+    lines = [
+        f"# {ticket.title}",
+        "",
+        f"- **Ticket:** `{ticket.id}` ({ticket.status}; {ticket.notifications} notification(s))",
+        f"- **Stream:** `{ticket.stream}`",
+        f"- **Alert:** {a.alertname} since {a.starts_at} (fingerprint `{a.fingerprint}`)",
+        f"- **Created:** {when(ticket.created_at)}; **updated:** {when(ticket.updated_at)}"
+        + (f"; **resolved:** {when(ticket.resolved_at)}" if ticket.resolved_at else ""),
+        "",
+    ]
     if a.annotations.get("summary"):
         lines += [f"> {a.annotations['summary']}", ""]
     lines += ["## Suggested actions", ""]
-    lines += [f"- **{s.kind}**: {s.text}" + (f"\n  `{s.command}`" if s.command else "")
-              for s in ticket.suggested_actions] or ["- none yet (no drift event linked)"]
+    lines += [
+        f"- **{s.kind}**: {s.text}" + (f"\n  `{s.command}`" if s.command else "")
+        for s in ticket.suggested_actions
+    ] or ["- none yet (no drift event linked)"]
     lines += ["", "## Drift events", ""]
-    lines += [f"- [{e.id}]({e.url}) ({e.status}, opened {when(e.opened_at)}): "
-              f"{', '.join(e.fired) or '-'} — [report]({e.report_url}), "
-              f"[contact sheet]({e.contact_sheet_url}), {e.samples} frame(s) queued"
-              for e in ticket.events] or ["- none linked"]
+    lines += [
+        f"- [{e.id}]({e.url}) ({e.status}, opened {when(e.opened_at)}): "
+        f"{', '.join(e.fired) or '-'} — [report]({e.report_url}), "
+        f"[contact sheet]({e.contact_sheet_url}), {e.samples} frame(s) queued"
+        for e in ticket.events
+    ] or ["- none linked"]
     lines += ["", f"## Frames queued for relabelling ({ticket.samples_total})", ""]
-    lines += [f"- `{s.camera_id}` / `{s.frame_id}` score {s.score}: {', '.join(s.reasons)}"
-              + (f" — {s.uri}" if s.uri else "") for s in ticket.samples] or ["- none"]
+    lines += [
+        f"- `{s.camera_id}` / `{s.frame_id}` score {s.score}: {', '.join(s.reasons)}"
+        + (f" — {s.uri}" if s.uri else "")
+        for s in ticket.samples
+    ] or ["- none"]
     return "\n".join(lines) + "\n"
 
 
@@ -539,9 +746,12 @@ class WebhookTicketSink:
     def deliver(self, action: str, ticket: Ticket) -> None:
         from monitor.actions.sinks import SinkError
 
-        body = json.dumps({"schema": WEBHOOK_SCHEMA, "action": action, "ticket": ticket.to_dict()}).encode()
+        body = json.dumps(
+            {"schema": WEBHOOK_SCHEMA, "action": action, "ticket": ticket.to_dict()}
+        ).encode()
         headers = {"Content-Type": "application/json"} | (
-            {"Authorization": f"Bearer {self.token}"} if self.token else {})
+            {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        )
         req = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as res:

@@ -48,8 +48,13 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def frame_context(row: np.ndarray, ts: float, label: str, config: ContextConfig,
-                  names: tuple[str, ...] = FEATURE_NAMES) -> str:
+def frame_context(
+    row: np.ndarray,
+    ts: float,
+    label: str,
+    config: ContextConfig,
+    names: tuple[str, ...] = FEATURE_NAMES,
+) -> str:
     """The context of one frame from its image statistics ``row`` (columns ``names``), event time
     ``ts`` and the producer's ``label`` (module docstring). Without saturation and colourfulness
     among ``names`` no frame is told to be infrared."""
@@ -68,8 +73,10 @@ def frame_context(row: np.ndarray, ts: float, label: str, config: ContextConfig,
 def _grey(row: np.ndarray, names: tuple[str, ...]) -> bool:
     if "saturation_mean" not in names or "colourfulness" not in names:
         return False
-    return bool(row[names.index("saturation_mean")] < GREY_SATURATION
-                and row[names.index("colourfulness")] < GREY_COLOURFULNESS)
+    return bool(
+        row[names.index("saturation_mean")] < GREY_SATURATION
+        and row[names.index("colourfulness")] < GREY_COLOURFULNESS
+    )
 
 
 def window_context(contexts: Sequence[str]) -> str:

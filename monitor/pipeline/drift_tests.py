@@ -70,14 +70,24 @@ class TestOutcome:
         return [f.feature for f in self.features if f.drifted]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self) | {"features": [dataclasses.asdict(f) for f in self.features],
-                                           "drifted_features": self.drifted_features}
+        return dataclasses.asdict(self) | {
+            "features": [dataclasses.asdict(f) for f in self.features],
+            "drifted_features": self.drifted_features,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TestOutcome:
         """The outcome :meth:`to_dict` wrote (its derived ``drifted_features`` left out)."""
-        return cls(d["name"], d["statistic"], d["p_value"], d["threshold"], d["drifted"], d["correction"],
-                   d["p_value_note"], tuple(FeatureOutcome(**f) for f in d["features"]))
+        return cls(
+            d["name"],
+            d["statistic"],
+            d["p_value"],
+            d["threshold"],
+            d["drifted"],
+            d["correction"],
+            d["p_value_note"],
+            tuple(FeatureOutcome(**f) for f in d["features"]),
+        )
 
 
 def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...]) -> TestOutcome:
@@ -85,12 +95,21 @@ def summarize(name: str, res: FeatureTestResult, feature_names: tuple[str, ...])
     stat = np.asarray(res.statistic, dtype=float)
     adj = None if res.adjusted_p_value is None else np.asarray(res.adjusted_p_value, dtype=float)
     features = tuple(
-        FeatureOutcome(f, float(stat[i]), None if adj is None else float(adj[i]), bool(res.drifted[i]))
-        for i, f in enumerate(feature_names))
+        FeatureOutcome(
+            f, float(stat[i]), None if adj is None else float(adj[i]), bool(res.drifted[i])
+        )
+        for i, f in enumerate(feature_names)
+    )
     return TestOutcome(
-        name=name, statistic=float(np.max(stat)), p_value=None if adj is None else float(np.min(adj)),
-        threshold=float(res.threshold), drifted=bool(np.any(res.drifted)), correction=res.correction,
-        p_value_note=res.p_value_note, features=features)
+        name=name,
+        statistic=float(np.max(stat)),
+        p_value=None if adj is None else float(np.min(adj)),
+        threshold=float(res.threshold),
+        drifted=bool(np.any(res.drifted)),
+        correction=res.correction,
+        p_value_note=res.p_value_note,
+        features=features,
+    )
 
 
 @dataclass(frozen=True)
@@ -98,7 +117,9 @@ class WindowData:
     """What the tests see of one window, oldest frame first; computed once per evaluation."""
 
     statistics: np.ndarray  # (n, k): the tested image-statistic columns
-    reduced: np.ndarray | None = None  # (n, pcs): the embeddings in the reference's principal components
+    reduced: np.ndarray | None = (
+        None  # (n, pcs): the embeddings in the reference's principal components
+    )
     predictions: PredictionWindow | None = None
     # the statistics placed in the reference (validated, sorted and ranked once for every image-statistics
     # test); None when none of them is active
@@ -126,7 +147,9 @@ class Run:
     def placed(self) -> PlacedWindow:
         """The window's image statistics placed in ``prepared.univariate``, shared by the tests."""
         placed = self.window.placed
-        assert placed is not None, "the engine places the window when an image-statistics test is active"
+        assert placed is not None, (
+            "the engine places the window when an image-statistics test is active"
+        )
         return placed
 
 
@@ -147,7 +170,9 @@ class DriftTest:
 
     @property
     def decides_by(self) -> str:
-        return "calibrated" if self.calibrated else "p-value" if self.yields_p_value else "threshold"
+        return (
+            "calibrated" if self.calibrated else "p-value" if self.yields_p_value else "threshold"
+        )
 
 
 # --- image statistics ------------------------------------------------------------------------
@@ -158,19 +183,28 @@ def run_ks(r: Run) -> TestOutcome:
     return summarize("ks", res, r.prepared.feature_names)
 
 
-def calibrated_shift(r: Run, name: str, kind: Consumes, x: np.ndarray, names: tuple[str, ...]) -> TestOutcome:
+def calibrated_shift(
+    r: Run, name: str, kind: Consumes, x: np.ndarray, names: tuple[str, ...]
+) -> TestOutcome:
     """How far the window's mean moved from the reference's (same context), per feature, in units of
     how far the reference's own windows wander (``detectors.span``), against the threshold of the
     false-alarm target."""
     null, used = r.prepared.null(kind, r.window.context, len(x))
     z_threshold = r.prepared.z_thresholds[kind]
     out = summarize(name, shift_test(null, x, z_threshold=z_threshold), names)
-    where = (f"context {used!r}" if used == r.window.context
-             else f"the whole reference (it has too few frames of context {r.window.context!r})")
-    return dataclasses.replace(out, p_value_note=(
-        f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent stretches; "
-        f"fires when |z| > {z_threshold:.2f}, for one false alarm per "
-        f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"))
+    where = (
+        f"context {used!r}"
+        if used == r.window.context
+        else f"the whole reference (it has too few frames of context {r.window.context!r})"
+    )
+    return dataclasses.replace(
+        out,
+        p_value_note=(
+            f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent stretches; "
+            f"fires when |z| > {z_threshold:.2f}, for one false alarm per "
+            f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"
+        ),
+    )
 
 
 def run_shift(r: Run) -> TestOutcome:
@@ -198,11 +232,23 @@ def run_wasserstein(r: Run) -> TestOutcome:
 def run_mmd(r: Run) -> TestOutcome | None:
     if r.reduced is None or r.prepared.mmd is None:
         return None
-    res = r.prepared.mmd.test(r.reduced, n_permutations=r.mmd_permutations, alpha=r.alpha, seed=r.rng)
+    res = r.prepared.mmd.test(
+        r.reduced, n_permutations=r.mmd_permutations, alpha=r.alpha, seed=r.rng
+    )
     # one feature, the distribution as a whole: every drifted test names what moved
-    whole = FeatureOutcome(EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drifted))
-    return TestOutcome("mmd", float(res.statistic), float(res.p_value), float(res.threshold), bool(res.drifted),
-                       "none", res.p_value_note, (whole,))
+    whole = FeatureOutcome(
+        EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drifted)
+    )
+    return TestOutcome(
+        "mmd",
+        float(res.statistic),
+        float(res.p_value),
+        float(res.threshold),
+        bool(res.drifted),
+        "none",
+        res.p_value_note,
+        (whole,),
+    )
 
 
 def run_emb_shift(r: Run) -> TestOutcome | None:
@@ -210,7 +256,9 @@ def run_emb_shift(r: Run) -> TestOutcome | None:
     k = r.prepared.components
     if r.reduced is None or not k:
         return None
-    return calibrated_shift(r, "emb_shift", EMBEDDINGS, r.reduced[:, :k], tuple(f"pc{i:02d}" for i in range(k)))
+    return calibrated_shift(
+        r, "emb_shift", EMBEDDINGS, r.reduced[:, :k], tuple(f"pc{i:02d}" for i in range(k))
+    )
 
 
 def run_ks_dims(r: Run) -> TestOutcome | None:
@@ -218,7 +266,11 @@ def run_ks_dims(r: Run) -> TestOutcome | None:
     dims = r.prepared.reduced_ks
     if r.reduced is None or dims is None:
         return None
-    return summarize("ks_dims", dims.ks(r.reduced, alpha=r.alpha, correction="bonferroni"), tuple(dims.feature_names))
+    return summarize(
+        "ks_dims",
+        dims.ks(r.reduced, alpha=r.alpha, correction="bonferroni"),
+        tuple(dims.feature_names),
+    )
 
 
 # --- the model's outputs -----------------------------------------------------------------------
@@ -229,8 +281,11 @@ def run_pred_class(r: Run) -> TestOutcome | None:
     if ref is None or cur is None or min(len(ref.labels), len(cur.labels())) < MIN_PREDICTIONS:
         return None
     ref_codes, cur_codes, _ = class_table(ref.labels, cur.labels())
-    return summarize("pred_class", chi2_test(ref_codes, cur_codes, alpha=r.alpha, correction="none"),
-                     ("predicted_class",))
+    return summarize(
+        "pred_class",
+        chi2_test(ref_codes, cur_codes, alpha=r.alpha, correction="none"),
+        ("predicted_class",),
+    )
 
 
 def run_confidence(r: Run) -> TestOutcome | None:
@@ -240,8 +295,11 @@ def run_confidence(r: Run) -> TestOutcome | None:
     cur_conf = cur.confidences()
     if min(len(ref.confidences), len(cur_conf)) < MIN_PREDICTIONS:
         return None
-    return summarize("confidence", ks_test(ref.confidences, cur_conf, alpha=r.alpha, correction="none"),
-                     ("confidence",))
+    return summarize(
+        "confidence",
+        ks_test(ref.confidences, cur_conf, alpha=r.alpha, correction="none"),
+        ("confidence",),
+    )
 
 
 def run_probs_ks(r: Run) -> TestOutcome | None:
@@ -252,39 +310,113 @@ def run_probs_ks(r: Run) -> TestOutcome | None:
     cur_probs = cur.probs(k)
     if len(cur_probs) < MIN_PREDICTIONS:
         return None
-    out = summarize("probs_ks", ks_test(ref.probs, cur_probs, alpha=r.alpha, correction="bonferroni"),
-                    tuple(f"class_{i}" for i in range(k)))
+    out = summarize(
+        "probs_ks",
+        ks_test(ref.probs, cur_probs, alpha=r.alpha, correction="bonferroni"),
+        tuple(f"class_{i}" for i in range(k)),
+    )
     if k > MAX_CLASS_FEATURES:  # bounded metric series for 1000-class models
         out = dataclasses.replace(out, features=tuple(f for f in out.features if f.drifted))
     return out
 
 
-REGISTRY: dict[str, DriftTest] = {t.name: t for t in (
-    DriftTest("shift", STATISTICS, False, "each image statistic's window mean against the reference's (same "
-              "context), in units of how far the reference's own windows wander; threshold from "
-              "`tests.false_alarm_days`", run_shift, votes=True, calibrated=True),
-    DriftTest("emb_shift", EMBEDDINGS, False, "the same on the leading principal components of the embeddings "
-              "(90% of their variance; features `pc00`, ...)", run_emb_shift, votes=True, calibrated=True),
-    DriftTest("ks", STATISTICS, True, "Kolmogorov-Smirnov per image statistic, corrected across them; frames "
-              "taken as independent draws", run_ks),
-    DriftTest("cvm", STATISTICS, True, "Cramér-von Mises per image statistic, corrected across them: more "
-              "weight on the whole distribution than KS's largest gap", run_cvm, enabled=False),
-    DriftTest("psi", STATISTICS, False, "population stability index per image statistic, on the reference's "
-              "decile bins, against `tests.psi_threshold`", run_psi),
-    DriftTest("wasserstein", STATISTICS, False, "Wasserstein-1 distance per image statistic, in reference "
-              "standard deviations, against `tests.wasserstein_threshold`", run_wasserstein),
-    DriftTest("mmd", EMBEDDINGS, True, "maximum mean discrepancy of the PCA-reduced embeddings, permutation "
-              "p-value (feature `embeddings`: the distribution as a whole); frames taken as independent draws",
-              run_mmd),
-    DriftTest("ks_dims", EMBEDDINGS, True, "Kolmogorov-Smirnov per principal component of the embeddings, "
-              "Bonferroni across them (features `pc00`, `pc01`, ...)", run_ks_dims),
-    DriftTest("pred_class", PREDICTIONS, True, "chi-square test of the predicted-class mix "
-              "(feature `predicted_class`)", run_pred_class),
-    DriftTest("confidence", PREDICTIONS, True, "Kolmogorov-Smirnov test of the model's top confidence "
-              "(feature `confidence`)", run_confidence),
-    DriftTest("probs_ks", PREDICTIONS, True, "Kolmogorov-Smirnov per class probability, Bonferroni across "
-              "classes (features `class_0`, `class_1`, ...)", run_probs_ks),
-)}
+REGISTRY: dict[str, DriftTest] = {
+    t.name: t
+    for t in (
+        DriftTest(
+            "shift",
+            STATISTICS,
+            False,
+            "each image statistic's window mean against the reference's (same "
+            "context), in units of how far the reference's own windows wander; threshold from "
+            "`tests.false_alarm_days`",
+            run_shift,
+            votes=True,
+            calibrated=True,
+        ),
+        DriftTest(
+            "emb_shift",
+            EMBEDDINGS,
+            False,
+            "the same on the leading principal components of the embeddings "
+            "(90% of their variance; features `pc00`, ...)",
+            run_emb_shift,
+            votes=True,
+            calibrated=True,
+        ),
+        DriftTest(
+            "ks",
+            STATISTICS,
+            True,
+            "Kolmogorov-Smirnov per image statistic, corrected across them; frames "
+            "taken as independent draws",
+            run_ks,
+        ),
+        DriftTest(
+            "cvm",
+            STATISTICS,
+            True,
+            "Cramér-von Mises per image statistic, corrected across them: more "
+            "weight on the whole distribution than KS's largest gap",
+            run_cvm,
+            enabled=False,
+        ),
+        DriftTest(
+            "psi",
+            STATISTICS,
+            False,
+            "population stability index per image statistic, on the reference's "
+            "decile bins, against `tests.psi_threshold`",
+            run_psi,
+        ),
+        DriftTest(
+            "wasserstein",
+            STATISTICS,
+            False,
+            "Wasserstein-1 distance per image statistic, in reference "
+            "standard deviations, against `tests.wasserstein_threshold`",
+            run_wasserstein,
+        ),
+        DriftTest(
+            "mmd",
+            EMBEDDINGS,
+            True,
+            "maximum mean discrepancy of the PCA-reduced embeddings, permutation "
+            "p-value (feature `embeddings`: the distribution as a whole); frames taken as independent draws",
+            run_mmd,
+        ),
+        DriftTest(
+            "ks_dims",
+            EMBEDDINGS,
+            True,
+            "Kolmogorov-Smirnov per principal component of the embeddings, "
+            "Bonferroni across them (features `pc00`, `pc01`, ...)",
+            run_ks_dims,
+        ),
+        DriftTest(
+            "pred_class",
+            PREDICTIONS,
+            True,
+            "chi-square test of the predicted-class mix (feature `predicted_class`)",
+            run_pred_class,
+        ),
+        DriftTest(
+            "confidence",
+            PREDICTIONS,
+            True,
+            "Kolmogorov-Smirnov test of the model's top confidence (feature `confidence`)",
+            run_confidence,
+        ),
+        DriftTest(
+            "probs_ks",
+            PREDICTIONS,
+            True,
+            "Kolmogorov-Smirnov per class probability, Bonferroni across "
+            "classes (features `class_0`, `class_1`, ...)",
+            run_probs_ks,
+        ),
+    )
+}
 
 NAMES: tuple[str, ...] = tuple(REGISTRY)
 
@@ -296,11 +428,15 @@ def kind_of(test: str) -> Consumes:
 
 def markdown_table() -> str:
     """The registry as the Markdown table in docs/detectors.md (kept in sync by a test)."""
-    rows = ["| test | consumes | decides by | on by default | votes by default | what it is |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| test | consumes | decides by | on by default | votes by default | what it is |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in REGISTRY.values():
-        rows.append(f"| `{t.name}` | {t.consumes} | {t.decides_by} | "
-                    f"{'yes' if t.enabled else 'no'} | {'yes' if t.votes else 'no'} | {t.summary} |")
+        rows.append(
+            f"| `{t.name}` | {t.consumes} | {t.decides_by} | "
+            f"{'yes' if t.enabled else 'no'} | {'yes' if t.votes else 'no'} | {t.summary} |"
+        )
     return "\n".join(rows)
 
 

@@ -91,7 +91,11 @@ NORMALISATIONS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     # [0, 1] unchanged.
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
-_DEFAULT_NORMALISATION = {"default": "centred", "torchscript": "imagenet", "torchvision": "imagenet"}
+_DEFAULT_NORMALISATION = {
+    "default": "centred",
+    "torchscript": "imagenet",
+    "torchvision": "imagenet",
+}
 _KINDS = tuple(DEFAULT_INPUT_SIZE)
 
 
@@ -147,7 +151,9 @@ class EmbedderIdentity:
         for name in ("input_size", "output_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EmbedderError(f"EmbedderIdentity.{name} must be a positive int, got {value!r}")
+                raise EmbedderError(
+                    f"EmbedderIdentity.{name} must be a positive int, got {value!r}"
+                )
 
     @property
     def label(self) -> str:
@@ -231,7 +237,9 @@ class DefaultEncoder(torch.nn.Module):
     def __init__(self, seed: int = DEFAULT_SEED) -> None:
         super().__init__()
         for name, cin, cout, k, stride in self.LAYERS:
-            setattr(self, name, torch.nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False))
+            setattr(
+                self, name, torch.nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+            )
         weights = default_encoder_weights(seed)
         with torch.no_grad():
             for name, array in weights.items():
@@ -335,7 +343,9 @@ def resize_area(image: np.ndarray, size: int) -> np.ndarray:
     if h == size and w == size:
         return image
     slow = h >= 2 * size or w >= 2 * size
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if slow else cv2.INTER_LINEAR)
+    return cv2.resize(
+        image, (size, size), interpolation=cv2.INTER_AREA if slow else cv2.INTER_LINEAR
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,13 +417,19 @@ class TorchEmbedder(Embedder):
         levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
         lut = (levels - np.asarray(mean)) / np.asarray(std)  # (256, 3), float64
         self._lut = lut.astype(np.float32).reshape(1, 256, 3)
-        self._scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=self._device).view(1, 3, 1, 1)
-        self._offset = torch.tensor([m / s for m, s in zip(mean, std)], device=self._device).view(1, 3, 1, 1)
+        self._scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=self._device).view(
+            1, 3, 1, 1
+        )
+        self._offset = torch.tensor([m / s for m, s in zip(mean, std)], device=self._device).view(
+            1, 3, 1, 1
+        )
         self._lock = threading.Lock()
         workers = preprocess_threads if preprocess_threads is not None else torch.get_num_threads()
         self._workers = max(1, workers)
         self._pool = (
-            concurrent.futures.ThreadPoolExecutor(self._workers, thread_name_prefix="driftmon-embed-prep")
+            concurrent.futures.ThreadPoolExecutor(
+                self._workers, thread_name_prefix="driftmon-embed-prep"
+            )
             if self._workers > 1
             else None
         )
@@ -435,8 +451,17 @@ class TorchEmbedder(Embedder):
         """RGB uint8 ``(H, W, 3)`` images of any sizes -> the network input: normalised
         ``(n, 3, S, S)`` on :attr:`device` in the module's dtype (channels-last memory)."""
         for i, image in enumerate(batch):
-            if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            if (
+                not isinstance(image, np.ndarray)
+                or image.dtype != np.uint8
+                or image.ndim != 3
+                or image.shape[2] != 3
+            ):
+                desc = (
+                    f"{image.dtype} {image.shape}"
+                    if isinstance(image, np.ndarray)
+                    else type(image).__name__
+                )
                 raise ValueError(f"image {i}: expected an RGB uint8 (H, W, 3) array, got {desc}")
         size = self._identity.input_size
         on_cpu = self._device.type == "cpu"
@@ -492,7 +517,9 @@ def _output_dim(module: torch.nn.Module, input_size: int, device: str, what: str
         with torch.inference_mode():
             out = module.to(device).eval()(probe)
     except Exception as exc:
-        raise EmbedderError(f"{what} failed on a (1, 3, {input_size}, {input_size}) input: {exc}") from exc
+        raise EmbedderError(
+            f"{what} failed on a (1, 3, {input_size}, {input_size}) input: {exc}"
+        ) from exc
     if not isinstance(out, torch.Tensor) or out.ndim < 2 or out.shape[0] != 1:
         desc = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise EmbedderError(f"{what} must return a (n, ...) tensor, returned {desc}")
@@ -549,7 +576,9 @@ def build_embedder(
         raise ValueError(f"input_size must be an int >= 16, got {input_size!r}")
     normalisation = _DEFAULT_NORMALISATION[kind] if normalisation is None else normalisation
     if normalisation not in NORMALISATIONS:
-        raise ValueError(f"unknown normalisation {normalisation!r}; expected one of {tuple(NORMALISATIONS)}")
+        raise ValueError(
+            f"unknown normalisation {normalisation!r}; expected one of {tuple(NORMALISATIONS)}"
+        )
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be a positive int, got {threads!r}")
@@ -566,7 +595,9 @@ def build_embedder(
 
     if kind == "default":
         module: torch.nn.Module = DefaultEncoder(seed)
-        architecture = DEFAULT_ARCHITECTURE if seed == DEFAULT_SEED else f"{DEFAULT_ARCHITECTURE}-seed{seed}"
+        architecture = (
+            DEFAULT_ARCHITECTURE if seed == DEFAULT_SEED else f"{DEFAULT_ARCHITECTURE}-seed{seed}"
+        )
         weights_sha256 = state_dict_sha256(module.state_dict())
     elif kind == "torchscript":
         if path is None:
@@ -584,12 +615,16 @@ def build_embedder(
         if not arch:
             raise EmbedderError("kind='torchvision' needs arch= (e.g. 'resnet18')")
         if path is None:
-            raise EmbedderError("kind='torchvision' needs path= to a local weights file (nothing is downloaded)")
+            raise EmbedderError(
+                "kind='torchvision' needs path= to a local weights file (nothing is downloaded)"
+            )
         state = load_state_dict(path)  # file problems first: they are the likelier mistake
         try:
             import torchvision
         except Exception as exc:  # ImportError, or a torchvision built for another torch
-            raise EmbedderError(f"kind='torchvision' needs torchvision, which cannot be imported: {exc}") from exc
+            raise EmbedderError(
+                f"kind='torchvision' needs torchvision, which cannot be imported: {exc}"
+            ) from exc
         try:
             model = torchvision.models.get_model(arch, weights=None)
         except Exception as exc:
@@ -597,7 +632,9 @@ def build_embedder(
         try:
             model.load_state_dict(state)
         except Exception as exc:
-            raise EmbedderError(f"weights in {path} do not fit torchvision {arch!r}: {exc}") from exc
+            raise EmbedderError(
+                f"weights in {path} do not fit torchvision {arch!r}: {exc}"
+            ) from exc
         module = _strip_head(model, arch)
         module.requires_grad_(False)
         architecture = f"torchvision:{arch}"
@@ -605,8 +642,16 @@ def build_embedder(
 
     output_dim = _output_dim(module, input_size, resolved, f"{kind} embedder")
     identity = EmbedderIdentity(architecture, weights_sha256, input_size, normalisation, output_dim)
-    embedder = TorchEmbedder(module, identity, device=resolved, fp16=fp16, preprocess_threads=threads)
-    log.info("embedder %s on %s (fp16=%s, torch threads=%d)", identity.label, resolved, fp16, torch.get_num_threads())
+    embedder = TorchEmbedder(
+        module, identity, device=resolved, fp16=fp16, preprocess_threads=threads
+    )
+    log.info(
+        "embedder %s on %s (fp16=%s, torch threads=%d)",
+        identity.label,
+        resolved,
+        fp16,
+        torch.get_num_threads(),
+    )
     return embedder
 
 
@@ -643,7 +688,9 @@ class MicroBatcher:
         # (image, future, monotonic time queued)
         self._queue: list[tuple[np.ndarray, concurrent.futures.Future, float]] = []
         self._closed = False
-        self._worker = threading.Thread(target=self._run, name="driftmon-embed-batcher", daemon=True)
+        self._worker = threading.Thread(
+            target=self._run, name="driftmon-embed-batcher", daemon=True
+        )
         self._worker.start()
 
     def submit(self, image: np.ndarray) -> concurrent.futures.Future:
@@ -696,4 +743,3 @@ class MicroBatcher:
                 continue
             for (_, fut), vector in zip(live, vectors):
                 fut.set_result(vector)
-

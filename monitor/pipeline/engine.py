@@ -17,7 +17,14 @@ import numpy as np
 
 from detectors.hysteresis import Hysteresis
 from monitor.config import Config
-from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS, Run, TestOutcome, WindowData
+from monitor.pipeline.drift_tests import (
+    EMBEDDINGS,
+    REGISTRY,
+    STATISTICS,
+    Run,
+    TestOutcome,
+    WindowData,
+)
 from monitor.pipeline.context import frame_context, window_context
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
@@ -52,15 +59,21 @@ class Evaluation:
     context: str = "default"  # the window's context, judged against the reference's frames of it
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tests"} | {
-            "tests": [t.to_dict() for t in self.tests]}
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tests"
+        } | {"tests": [t.to_dict() for t in self.tests]}
 
 
 class Engine:
     """Runs the configured tests on due streams; owns only configuration and its random generator."""
 
-    def __init__(self, config: Config, all_features: tuple[str, ...], embedder: EmbedderIdentity | None = None,
-                 seed: int = 0):
+    def __init__(
+        self,
+        config: Config,
+        all_features: tuple[str, ...],
+        embedder: EmbedderIdentity | None = None,
+        seed: int = 0,
+    ):
         self.config = config
         self.active = config.active_tests
         self.voting = config.voting_tests
@@ -80,8 +93,12 @@ class Engine:
         """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and prepared
         for the tests."""
         self.check_embeddings(reference)
-        return PreparedReference(fit_reference(reference, self.config), self.feature_names, self.config,
-                                 embeddings=self._uses_embeddings)
+        return PreparedReference(
+            fit_reference(reference, self.config),
+            self.feature_names,
+            self.config,
+            embeddings=self._uses_embeddings,
+        )
 
     def new_detector(self) -> Hysteresis:
         k, m = self.config.hysteresis_k_m
@@ -99,16 +116,24 @@ class Engine:
             return
         where = f"reference {ref.stream or '*'} v{ref.version}"
         if ref.embeddings is None or ref.embedder is None:
-            raise BadReference(f"{where} has no embeddings: rebuild it with embedding enabled, "
-                               "or set embedding.enabled: false")
+            raise BadReference(
+                f"{where} has no embeddings: rebuild it with embedding enabled, "
+                "or set embedding.enabled: false"
+            )
         if self.embedder is not None:
             try:
                 check_compatible(EmbedderIdentity.from_dict(ref.embedder), self.embedder)
             except EmbedderMismatch as e:
                 raise EmbedderMismatch(f"{where}: {e}") from None
 
-    def run_tests(self, prepared: PreparedReference, rows: np.ndarray, embeddings: np.ndarray | None = None,
-                  predictions: PredictionWindow | None = None, contexts: Sequence[str] | None = None) -> Judgement:
+    def run_tests(
+        self,
+        prepared: PreparedReference,
+        rows: np.ndarray,
+        embeddings: np.ndarray | None = None,
+        predictions: PredictionWindow | None = None,
+        contexts: Sequence[str] | None = None,
+    ) -> Judgement:
         """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
         the frames' embeddings, model outputs and contexts (else derived from the rows). A test
         without its inputs (no embeddings, too few predictions) is skipped: absent from the outcomes."""
@@ -128,22 +153,40 @@ class Engine:
             outcome = REGISTRY[name].run(run)
             if outcome is not None:
                 outcomes.append(outcome)
-        return Judgement(tuple(outcomes), any(o.drifted for o in outcomes if o.name in self.voting), window.context)
+        return Judgement(
+            tuple(outcomes),
+            any(o.drifted for o in outcomes if o.name in self.voting),
+            window.context,
+        )
 
-    def evaluate(self, state: StreamState, prepared: PreparedReference, now: float | None = None) -> Evaluation:
+    def evaluate(
+        self, state: StreamState, prepared: PreparedReference, now: float | None = None
+    ) -> Evaluation:
         rows = state.window.values()
-        judged = self.run_tests(prepared, rows, state.window.embeddings(), state.window.predictions(),
-                                state.window.contexts())
+        judged = self.run_tests(
+            prepared,
+            rows,
+            state.window.embeddings(),
+            state.window.predictions(),
+            state.window.contexts(),
+        )
         if state.detector_state is None:
             state.detector_state = self.new_detector()
         step = state.detector_state.update(judged.drifted)
         state.window.mark_evaluated()
         evaluation = Evaluation(
-            stream=state.key, evaluated_at=time.time() if now is None else now,
-            reference_stream=prepared.stream, reference_version=prepared.reference.version,
-            n_ref=prepared.reference.n_frames, n_cur=int(rows.shape[0]), tests=judged.tests,
-            window_drifted=judged.drifted, drifted=bool(step.drifted), changed=bool(step.changed),
-            context=judged.context)
+            stream=state.key,
+            evaluated_at=time.time() if now is None else now,
+            reference_stream=prepared.stream,
+            reference_version=prepared.reference.version,
+            n_ref=prepared.reference.n_frames,
+            n_cur=int(rows.shape[0]),
+            tests=judged.tests,
+            window_drifted=judged.drifted,
+            drifted=bool(step.drifted),
+            changed=bool(step.changed),
+            context=judged.context,
+        )
         state.evaluation = evaluation
         state.last_evaluated_at = evaluation.evaluated_at
         return evaluation

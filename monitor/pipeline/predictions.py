@@ -97,7 +97,11 @@ class PredictionWindow:
 
     def probs(self, k: int) -> np.ndarray:
         """The probability vectors of length ``k`` (others are ignored), one row per frame."""
-        rows = [p.probs for p in self.items if p is not None and p.probs is not None and len(p.probs) == k]
+        rows = [
+            p.probs
+            for p in self.items
+            if p is not None and p.probs is not None and len(p.probs) == k
+        ]
         return np.vstack(rows).astype(np.float64) if rows else np.zeros((0, k))
 
 
@@ -109,12 +113,18 @@ def reference_predictions(items: list[Prediction | None]) -> ReferencePrediction
     vocab = sorted({p.label for p in items if p is not None})
     code = {label: i for i, label in enumerate(vocab)}
     classes = np.array([code[p.label] if p is not None else -1 for p in items], dtype=np.int32)
-    confidences = np.array([p.confidence if p is not None else np.nan for p in items], dtype=np.float32)
+    confidences = np.array(
+        [p.confidence if p is not None else np.nan for p in items], dtype=np.float32
+    )
     probs = None
     sizes = {len(p.probs) for p in items if p is not None and p.probs is not None}
     if sizes:
-        k = max(sizes, key=lambda s: sum(1 for p in items if p is not None and p.probs is not None
-                                         and len(p.probs) == s))  # the most common size
+        k = max(
+            sizes,
+            key=lambda s: sum(
+                1 for p in items if p is not None and p.probs is not None and len(p.probs) == s
+            ),
+        )  # the most common size
         probs = np.full((len(items), k), np.nan, dtype=np.float32)
         for i, p in enumerate(items):
             if p is not None and p.probs is not None and len(p.probs) == k:
@@ -136,8 +146,9 @@ class FittedPredictions:
             self.probs = p[~np.isnan(p).any(axis=1)]
 
 
-def class_table(ref_labels: list[str], cur_labels: list[str], min_expected: float = 5.0
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def class_table(
+    ref_labels: list[str], cur_labels: list[str], min_expected: float = 5.0
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Integer codes for the reference's and the window's predicted classes, with the classes rare
     in the reference (expected count in the window below ``min_expected``) and the classes the
     reference never saw pooled into one category ``"<other>"``, so the chi-square approximation

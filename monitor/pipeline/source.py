@@ -109,7 +109,9 @@ def _context(value: Any) -> str:
     if value is None or value == "":
         return ""
     if not isinstance(value, str) or len(value) > 64 or not value.isprintable():
-        raise RecordError("bad_header", f"context {value!r} must be a printable string of at most 64 characters")
+        raise RecordError(
+            "bad_header", f"context {value!r} must be a printable string of at most 64 characters"
+        )
     return value
 
 
@@ -128,12 +130,20 @@ def _ts(header_ms: Any, record_ms: int | None) -> float:
             if isinstance(header_ms, bool):
                 raise TypeError("a boolean is not a time")
             return int(header_ms) / 1000.0
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an envelope's ts of Infinity
-            raise RecordError("bad_header", f"ts {header_ms!r} is not milliseconds since the epoch") from None
+        except (
+            TypeError,
+            ValueError,
+            OverflowError,
+        ):  # OverflowError: an envelope's ts of Infinity
+            raise RecordError(
+                "bad_header", f"ts {header_ms!r} is not milliseconds since the epoch"
+            ) from None
     return (record_ms / 1000.0) if record_ms and record_ms > 0 else time.time()
 
 
-def _parse_envelope(record: Any, headers: dict[str, str], origin: Origin, source: SourceConfig) -> Frame:
+def _parse_envelope(
+    record: Any, headers: dict[str, str], origin: Origin, source: SourceConfig
+) -> Frame:
     try:
         env = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -164,7 +174,11 @@ def _parse_envelope(record: Any, headers: dict[str, str], origin: Origin, source
     ts = env.get("ts", headers.get("ts"))
     return Frame(
         camera_id=camera_id,
-        frame_id=str(env.get("frame_id") or headers.get("frame_id") or f"{origin.topic}-{origin.partition}-{origin.offset}"),
+        frame_id=str(
+            env.get("frame_id")
+            or headers.get("frame_id")
+            or f"{origin.topic}-{origin.partition}-{origin.offset}"
+        ),
         ts=_ts(ts, record.timestamp),
         data=data,
         origin=origin,
@@ -181,14 +195,18 @@ def read_claim_check(uri: str, allowed_roots: Iterable[str]) -> bytes:
     """Read a claim-check ``file://`` URI, only below an allowed root (after resolving links)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
-        raise RecordError("uri_not_allowed", f"URI scheme {parsed.scheme or '(none)'!r} is not enabled")
+        raise RecordError(
+            "uri_not_allowed", f"URI scheme {parsed.scheme or '(none)'!r} is not enabled"
+        )
     if parsed.netloc not in ("", "localhost"):
         raise RecordError("uri_not_allowed", f"file URI host {parsed.netloc!r} is not local")
     roots = [Path(os.path.realpath(r)) for r in allowed_roots]
     if not roots:
         raise RecordError("uri_not_allowed", "no source.allowed_roots configured for file:// URIs")
     raw_path = unquote(parsed.path)
-    if "\x00" in raw_path:  # os.path.realpath raises ValueError on NUL: refuse, never crash the loop
+    if (
+        "\x00" in raw_path
+    ):  # os.path.realpath raises ValueError on NUL: refuse, never crash the loop
         raise RecordError("uri_not_allowed", f"{uri!r}: path contains a NUL byte")
     path = Path(os.path.realpath(raw_path))
     if not any(path == root or root in path.parents for root in roots):
@@ -223,7 +241,9 @@ def make_consumer(kafka: KafkaConfig, **overrides: Any):
 def make_producer(kafka: KafkaConfig, **overrides: Any):
     from kafka import KafkaProducer
 
-    opts = kafka.client_options() | dict(acks="all", linger_ms=5, max_request_size=kafka.max_partition_fetch_bytes)
+    opts = kafka.client_options() | dict(
+        acks="all", linger_ms=5, max_request_size=kafka.max_partition_fetch_bytes
+    )
     opts.update(overrides)
     return KafkaProducer(**opts)
 

@@ -25,8 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def stream_key(frame: Frame, source: SourceConfig) -> str:
-    return source.stream_key.format(camera_id=frame.camera_id, site=frame.site or "unknown",
-                                    model_version=frame.model_version or "unknown")
+    return source.stream_key.format(
+        camera_id=frame.camera_id,
+        site=frame.site or "unknown",
+        model_version=frame.model_version or "unknown",
+    )
 
 
 def frame_digest(data: bytes) -> bytes:
@@ -74,15 +77,24 @@ class Window:
     def __init__(self, n_features: int, config: WindowConfig, embedding_dim: int = 0):
         self.config = config
         self._rows = np.zeros((config.size, n_features), dtype=np.float32)
-        self._emb = np.zeros((config.size, embedding_dim), dtype=np.float32) if embedding_dim else None
+        self._emb = (
+            np.zeros((config.size, embedding_dim), dtype=np.float32) if embedding_dim else None
+        )
         self._refs: list[FrameRef | None] = [None] * config.size
-        self._preds: list[Prediction | None] = [None] * config.size  # the model's outputs, when sent
+        self._preds: list[Prediction | None] = [
+            None
+        ] * config.size  # the model's outputs, when sent
         self._next = 0  # ring position of the next row
         self.filled = 0
         self.since_evaluation = 0
 
-    def append(self, row: np.ndarray, ref: FrameRef | None = None, embedding: np.ndarray | None = None,
-               prediction: Prediction | None = None) -> None:
+    def append(
+        self,
+        row: np.ndarray,
+        ref: FrameRef | None = None,
+        embedding: np.ndarray | None = None,
+        prediction: Prediction | None = None,
+    ) -> None:
         self._rows[self._next] = row
         self._refs[self._next] = ref
         self._preds[self._next] = prediction
@@ -131,7 +143,7 @@ class Window:
     def _ordered_list(self, ring: list) -> list:
         if self.filled < self.config.size:
             return ring[: self.filled]
-        return ring[self._next:] + ring[: self._next]
+        return ring[self._next :] + ring[: self._next]
 
     def mark_evaluated(self) -> None:
         self.since_evaluation = 0
@@ -162,8 +174,14 @@ class StreamState:
         o = frame.origin
         return self.offsets.get((o.topic, o.partition), -1) >= o.offset
 
-    def observe(self, frame: Frame, row: np.ndarray, digest: bytes, embedding: np.ndarray | None = None,
-                context: str = "") -> bool:
+    def observe(
+        self,
+        frame: Frame,
+        row: np.ndarray,
+        digest: bytes,
+        embedding: np.ndarray | None = None,
+        context: str = "",
+    ) -> bool:
         """Add one frame (of ``context``); returns True when its bytes equal the previous frame's
         (a frozen feed)."""
         o = frame.origin
@@ -174,11 +192,22 @@ class StreamState:
         self.identical_frames += identical
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
-        self.window.append(row, FrameRef(frame.frame_id, frame.camera_id, frame.ts, frame.origin.topic,
-                                         frame.origin.partition, frame.origin.offset, frame.uri, context), embedding,
-                           derive(frame.predictions))
+        self.window.append(
+            row,
+            FrameRef(
+                frame.frame_id,
+                frame.camera_id,
+                frame.ts,
+                frame.origin.topic,
+                frame.origin.partition,
+                frame.origin.offset,
+                frame.uri,
+                context,
+            ),
+            embedding,
+            derive(frame.predictions),
+        )
         return identical
-
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -186,16 +215,30 @@ class StreamState:
         """Everything needed to continue this stream elsewhere (no pixels, no fitted reference)."""
         w = self.window
         meta = {
-            "version": 1, "key": self.key, "frames": self.frames, "identical_frames": self.identical_frames,
-            "last_ts": self.last_ts, "last_digest": self.last_digest.hex(), "last_evaluated_at": self.last_evaluated_at,
+            "version": 1,
+            "key": self.key,
+            "frames": self.frames,
+            "identical_frames": self.identical_frames,
+            "last_ts": self.last_ts,
+            "last_digest": self.last_digest.hex(),
+            "last_evaluated_at": self.last_evaluated_at,
             "since_evaluation": w.since_evaluation,
             "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
-            "hysteresis": self.detector_state.get_state() if self.detector_state is not None else None,
+            "hysteresis": self.detector_state.get_state()
+            if self.detector_state is not None
+            else None,
             "refs": [dataclasses.astuple(r) if r is not None else None for r in w.refs()],
             # label, confidence (null: none), length of its probability vector in `pred_probs` (0: none)
-            "predictions": [None if p is None else [p.label, None if p.confidence != p.confidence else p.confidence,
-                                                    0 if p.probs is None else len(p.probs)]
-                            for p in w.predictions().items],
+            "predictions": [
+                None
+                if p is None
+                else [
+                    p.label,
+                    None if p.confidence != p.confidence else p.confidence,
+                    0 if p.probs is None else len(p.probs),
+                ]
+                for p in w.predictions().items
+            ],
         }
         arrays = {"rows": w.values(), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         vectors = [p.probs for p in w.predictions().items if p is not None and p.probs is not None]
@@ -217,10 +260,16 @@ class StreamState:
             emb = z["embeddings"] if "embeddings" in z.files else None
             flat = z["pred_probs"] if "pred_probs" in z.files else np.zeros(0, np.float32)
         w = self.window
-        if rows.shape[1] != w._rows.shape[1] or (emb is not None) != (w._emb is not None) or (
-                emb is not None and emb.shape[1] != w._emb.shape[1]):
-            log.warning("stream %s: checkpoint does not fit this configuration (columns or embeddings "
-                        "changed); starting the stream afresh", self.key)
+        if (
+            rows.shape[1] != w._rows.shape[1]
+            or (emb is not None) != (w._emb is not None)
+            or (emb is not None and emb.shape[1] != w._emb.shape[1])
+        ):
+            log.warning(
+                "stream %s: checkpoint does not fit this configuration (columns or embeddings "
+                "changed); starting the stream afresh",
+                self.key,
+            )
             return None
         refs = [FrameRef(*r) if r is not None else None for r in meta["refs"]]
         preds: list[Prediction | None] = []
@@ -230,8 +279,13 @@ class StreamState:
                 preds.append(None)
                 continue
             label, conf, k = p
-            preds.append(Prediction(label, float("nan") if conf is None else conf,
-                                    flat[at:at + k].copy() if k else None))
+            preds.append(
+                Prediction(
+                    label,
+                    float("nan") if conf is None else conf,
+                    flat[at : at + k].copy() if k else None,
+                )
+            )
             at += k
         keep = slice(max(0, len(rows) - w.config.size), len(rows))
         for i in range(keep.start, keep.stop):

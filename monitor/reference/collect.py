@@ -37,13 +37,19 @@ class Collected:
 
     rows: list[np.ndarray] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)  # in `time_unit`; meaningless when not `ordered`
+    times: list[float] = field(
+        default_factory=list
+    )  # in `time_unit`; meaningless when not `ordered`
     time_unit: TimeUnit = "s"
     time_source: str = "event time"
     ordered: bool = True
     streams: list[str] = field(default_factory=list)
-    predictions: list[Prediction | None] = field(default_factory=list)  # the model's outputs, aligned with rows
-    labels: list[str] = field(default_factory=list)  # the producers' context labels ("": none), aligned with rows
+    predictions: list[Prediction | None] = field(
+        default_factory=list
+    )  # the model's outputs, aligned with rows
+    labels: list[str] = field(
+        default_factory=list
+    )  # the producers' context labels ("": none), aligned with rows
     errors: dict[str, int] = field(default_factory=dict)
 
     def contexts(self, config: Config) -> list[str]:
@@ -53,10 +59,17 @@ class Collected:
         settings = config.context if clock else dataclasses.replace(config.context, day_hours=())
         labels = self.labels if len(self.labels) == len(self.rows) else [""] * len(self.rows)
         times = self.times if clock else [0.0] * len(self.rows)
-        return [frame_context(row, ts, label, settings) for row, ts, label in zip(self.rows, times, labels)]
+        return [
+            frame_context(row, ts, label, settings)
+            for row, ts, label in zip(self.rows, times, labels)
+        ]
 
     def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
-        m = np.vstack(self.rows).astype(np.float32) if self.rows else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        m = (
+            np.vstack(self.rows).astype(np.float32)
+            if self.rows
+            else np.zeros((0, len(FEATURE_NAMES)), np.float32)
+        )
         return m if mask is None else m[mask]
 
     def embedding_matrix(self, mask: np.ndarray | None = None) -> np.ndarray | None:
@@ -106,28 +119,46 @@ class Collector:
             self.out.embeddings.extend(self.embedder.embed_many(images))
 
 
-def make_reference(got: Collected, *, mask: np.ndarray | None = None, stream: str | None, source: str,
-                   config: Config, embedder: Embedder | None) -> Reference:
+def make_reference(
+    got: Collected,
+    *,
+    mask: np.ndarray | None = None,
+    stream: str | None,
+    source: str,
+    config: Config,
+    embedder: Embedder | None,
+) -> Reference:
     """A reference from collected frames (those in ``mask``), fitted for ``config``
     (:func:`~monitor.reference.fit.fit_reference`): with embeddings, their PCA; with
     ``tests.run_length``, the calibrated threshold; with model outputs, their classes, confidences
     and probability vectors."""
     keep = np.flatnonzero(np.ones(len(got.rows), bool) if mask is None else mask)
     times = np.asarray(got.times, dtype=np.float64)[keep]
-    if got.ordered:  # frames in time order: a topic's partitions interleave, a directory's names may not
+    if (
+        got.ordered
+    ):  # frames in time order: a topic's partitions interleave, a directory's names may not
         order = np.argsort(times, kind="stable")
         keep, times = keep[order], times[order]
     predictions = None
     if len(got.predictions) == len(got.rows):
         predictions = reference_predictions([got.predictions[i] for i in keep])
     embeddings = got.embedding_matrix()
-    ref = Reference(features=got.matrix()[keep], feature_names=FEATURE_NAMES, stream=stream, source=source,
-                    time_range=(float(times[0]), float(times[-1])) if got.ordered and got.time_unit == "s" and len(times)
-                    else None,
-                    times=times if got.ordered else None, time_unit=got.time_unit, time_source=got.time_source,
-                    embeddings=None if embeddings is None else embeddings[keep],
-                    embedder=embedder.identity.to_dict() if embedder else None, predictions=predictions,
-                    contexts=np.array(got.contexts(config), dtype=str)[keep])
+    ref = Reference(
+        features=got.matrix()[keep],
+        feature_names=FEATURE_NAMES,
+        stream=stream,
+        source=source,
+        time_range=(float(times[0]), float(times[-1]))
+        if got.ordered and got.time_unit == "s" and len(times)
+        else None,
+        times=times if got.ordered else None,
+        time_unit=got.time_unit,
+        time_source=got.time_source,
+        embeddings=None if embeddings is None else embeddings[keep],
+        embedder=embedder.identity.to_dict() if embedder else None,
+        predictions=predictions,
+        contexts=np.array(got.contexts(config), dtype=str)[keep],
+    )
     return fit_reference(ref, config)
 
 
@@ -136,14 +167,24 @@ def build_embedder_from(config: Config) -> Embedder | None:
     e = config.embedding
     if not e.enabled:
         return None
-    return build_embedder(e.kind, path=e.path or None, arch=e.arch or None, input_size=e.input_size or None,
-                          threads=e.threads or None, device=e.device,
-                          fp16={"auto": "auto", "on": True, "off": False}[e.fp16])
+    return build_embedder(
+        e.kind,
+        path=e.path or None,
+        arch=e.arch or None,
+        input_size=e.input_size or None,
+        threads=e.threads or None,
+        device=e.device,
+        fp16={"auto": "auto", "on": True, "off": False}[e.fp16],
+    )
 
 
 def limits_from(config: Config) -> DecodeLimits:
     d = config.decode
-    return DecodeLimits(max_encoded_bytes=d.max_encoded_bytes, max_pixels=d.max_pixels, analysis_size=d.analysis_size)
+    return DecodeLimits(
+        max_encoded_bytes=d.max_encoded_bytes,
+        max_pixels=d.max_pixels,
+        analysis_size=d.analysis_size,
+    )
 
 
 class Progress:
@@ -169,7 +210,12 @@ class Progress:
     def _print(self, end: str) -> None:
         rate = self.done / max(time.monotonic() - self._start, 1e-9)
         of = f"/{self.total}" if self.total else ""
-        print(f"{self.label}: {self.done}{of} frames ({rate:.0f}/s)", end=end, file=sys.stderr, flush=True)
+        print(
+            f"{self.label}: {self.done}{of} frames ({rate:.0f}/s)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def image_files(directory: str | Path) -> list[Path]:
@@ -179,9 +225,14 @@ def image_files(directory: str | Path) -> list[Path]:
     return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def from_dir(directory: str | Path, config: Config, progress: bool = True,
-             embedder: Embedder | None = None, chunk: int = 64, order: Literal["auto", "name", "none"] = "auto"
-             ) -> Collected:
+def from_dir(
+    directory: str | Path,
+    config: Config,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+    chunk: int = 64,
+    order: Literal["auto", "name", "none"] = "auto",
+) -> Collected:
     """Every image below ``directory``, in file-name order, with its time (``timing.file_times``)."""
     files = image_files(directory)
     timing = file_times(files, order)
@@ -193,20 +244,28 @@ def from_dir(directory: str | Path, config: Config, progress: bool = True,
         collector.out.ordered = timing.times is not None
         for i in range(0, len(files), chunk):
             items = []
-            for path, ts in zip(files[i:i + chunk], times[i:i + chunk]):
+            for path, ts in zip(files[i : i + chunk], times[i : i + chunk]):
                 try:
                     items.append((path.read_bytes(), float(ts), ""))
                 except OSError:
                     collector.out.add_error("unreadable")
             collector.add(items)
-            bar.update(len(files[i:i + chunk]))
+            bar.update(len(files[i : i + chunk]))
     bar.close()
     return collector.out
 
 
-def from_video(path: str | Path, config: Config, progress: bool = True, embedder: Embedder | None = None,
-               every: int = 1, max_frames: int | None = None, start_s: float = 0.0, quality: int = 90,
-               chunk: int = 64) -> Collected:
+def from_video(
+    path: str | Path,
+    config: Config,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+    every: int = 1,
+    max_frames: int | None = None,
+    start_s: float = 0.0,
+    quality: int = 90,
+    chunk: int = 64,
+) -> Collected:
     """Frames of a recorded clip (anything OpenCV reads), every ``every``-th one, at most
     ``max_frames``, timed by frame number over the clip's frame rate from ``start_s``. Each frame is
     JPEG-encoded first (``quality``), so it goes through exactly the decode and statistics that live
@@ -249,8 +308,15 @@ def from_video(path: str | Path, config: Config, progress: bool = True, embedder
     return collector.out
 
 
-def from_topic(config: Config, topic: str, start_s: float | None, end_s: float | None,
-               progress: bool = True, embedder: Embedder | None = None, idle_timeout_s: float = 5.0) -> Collected:
+def from_topic(
+    config: Config,
+    topic: str,
+    start_s: float | None,
+    end_s: float | None,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+    idle_timeout_s: float = 5.0,
+) -> Collected:
     """Read ``topic`` between event times ``start_s`` and ``end_s`` (all of it when None) without
     joining a consumer group, and collect every frame's statistics and stream key."""
     from kafka import TopicPartition
@@ -260,7 +326,9 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
 
     consumer = make_consumer(config.kafka, group_id=None, enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
         if not partitions:
             raise InputError(f"topic {topic!r} does not exist or has no partitions")
         consumer.assign(partitions)
@@ -294,9 +362,18 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
                     except RecordError as e:
                         collector.out.add_error(e.reason)
                         continue
-                    if (start_s is None or frame.ts >= start_s) and (end_s is None or frame.ts <= end_s):
-                        items.append((frame.data, frame.ts, stream_key(frame, config.source), frame.predictions,
-                                      frame.context))
+                    if (start_s is None or frame.ts >= start_s) and (
+                        end_s is None or frame.ts <= end_s
+                    ):
+                        items.append(
+                            (
+                                frame.data,
+                                frame.ts,
+                                stream_key(frame, config.source),
+                                frame.predictions,
+                                frame.context,
+                            )
+                        )
                 bar.update(len(records))
             collector.add(items)
         pool.shutdown()
@@ -304,4 +381,3 @@ def from_topic(config: Config, topic: str, start_s: float | None, end_s: float |
         return collector.out
     finally:
         consumer.close()
-

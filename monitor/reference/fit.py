@@ -110,24 +110,37 @@ class PreparedReference:
     fps: float = field(init=False)
     # per consumed kind (statistics, embeddings): the calibrated tests' |z| threshold from the target
     z_thresholds: dict[str, float] = field(init=False)
-    _nulls: dict[tuple[str, str, int], tuple[SpanNull, str]] = field(init=False, default_factory=dict)
+    _nulls: dict[tuple[str, str, int], tuple[SpanNull, str]] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         ref, config = self.reference, self.config
-        self.univariate = UnivariateReference(ref.columns(self.feature_names), feature_names=list(self.feature_names),
-                                              psi_bins=config.tests.psi_bins)
-        self.predictions = FittedPredictions(ref.predictions) if ref.predictions is not None else None
+        self.univariate = UnivariateReference(
+            ref.columns(self.feature_names),
+            feature_names=list(self.feature_names),
+            psi_bins=config.tests.psi_bins,
+        )
+        self.predictions = (
+            FittedPredictions(ref.predictions) if ref.predictions is not None else None
+        )
         if self.embeddings and ref.embeddings is not None and ref.pca is not None:
             self.pca = ref.pca
             reduced = self.pca.transform(ref.embeddings)
             # sorted once here, not per window: ks_dims compares every window with these columns
-            self.reduced_ks = UnivariateReference(reduced, feature_names=[f"pc{i:02d}" for i in range(reduced.shape[1])])
+            self.reduced_ks = UnivariateReference(
+                reduced, feature_names=[f"pc{i:02d}" for i in range(reduced.shape[1])]
+            )
             size = config.embedding.mmd_reference_size
             sample = reduced
             if len(sample) > size:  # seeded, so a restart prepares the same kernel block
-                sample = sample[np.random.default_rng(SEED).choice(len(sample), size, replace=False)]
+                sample = sample[
+                    np.random.default_rng(SEED).choice(len(sample), size, replace=False)
+                ]
             self.mmd = MMDReference(sample, dtype="float32")
-            share = np.cumsum(self.pca.explained_variance_ratio_) / max(self.pca.explained_variance_ratio_.sum(), 1e-12)
+            share = np.cumsum(self.pca.explained_variance_ratio_) / max(
+                self.pca.explained_variance_ratio_.sum(), 1e-12
+            )
             self.components = int(min(len(share), np.searchsorted(share, EMBEDDING_VARIANCE) + 1))
         self.fps = frame_rate(ref, config)
         self.z_thresholds = self._thresholds()
@@ -144,8 +157,10 @@ class PreparedReference:
         embedding components kept as they are (uncorrelated by construction)."""
         voting = [t for t in self.config.voting_tests if REGISTRY[t].calibrated]
         share = window_alpha(self.config, self.fps) / max(1, len(voting))
-        features = {STATISTICS: effective_tests(self.reference.columns(self.feature_names)),
-                    EMBEDDINGS: float(self.components)}
+        features = {
+            STATISTICS: effective_tests(self.reference.columns(self.feature_names)),
+            EMBEDDINGS: float(self.components),
+        }
         return {kind: threshold(share, count) for kind, count in features.items()}
 
     def null(self, kind: str, context: str, n: int) -> tuple[SpanNull, str]:
@@ -157,18 +172,32 @@ class PreparedReference:
             frames = self._context_frames(context, n)
             used = context if frames is not None else "*"
             idx = frames if frames is not None else np.arange(self.reference.n_frames)
-            x = (self.reference.columns(self.feature_names) if kind == STATISTICS
-                 else self.pca.transform(self.reference.embeddings)[:, : self.components])[idx]
+            x = (
+                self.reference.columns(self.feature_names)
+                if kind == STATISTICS
+                else self.pca.transform(self.reference.embeddings)[:, : self.components]
+            )[idx]
             times = None if self.reference.times is None else self.reference.times[idx]
-            segs = None if times is None else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
-            self._nulls[key] = (fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS,
-                                              floor=CONTEXT_FLOOR * self._whole_sd(kind)), used)
+            segs = (
+                None
+                if times is None
+                else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
+            )
+            self._nulls[key] = (
+                fit_span_null(
+                    x, segs, n, prior_spans=PRIOR_SPANS, floor=CONTEXT_FLOOR * self._whole_sd(kind)
+                ),
+                used,
+            )
         return self._nulls[key]
 
     def _whole_sd(self, kind: str) -> np.ndarray:
         """Per-frame spread of each feature over the whole reference, every context together."""
-        x = (self.reference.columns(self.feature_names) if kind == STATISTICS
-             else self.pca.transform(self.reference.embeddings)[:, : self.components])
+        x = (
+            self.reference.columns(self.feature_names)
+            if kind == STATISTICS
+            else self.pca.transform(self.reference.embeddings)[:, : self.components]
+        )
         return x.std(axis=0)
 
     def _labels(self, idx: np.ndarray) -> np.ndarray | None:
@@ -225,9 +254,14 @@ class Support:
 def support(reference: Reference, config: Config, feature_names: tuple[str, ...]) -> Support:
     """What ``reference`` can support for ``config``'s window and target (module docstring)."""
     embeddings = reference.embeddings is not None and any(
-        REGISTRY[t].consumes == EMBEDDINGS for t in config.active_tests)
-    prepared = PreparedReference(fit_reference(reference, config), tested_features(config, feature_names), config,
-                                 embeddings=embeddings)
+        REGISTRY[t].consumes == EMBEDDINGS for t in config.active_tests
+    )
+    prepared = PreparedReference(
+        fit_reference(reference, config),
+        tested_features(config, feature_names),
+        config,
+        embeddings=embeddings,
+    )
     n = config.window.size
     ordered = reference.times is not None
     segs = segments(reference.times, reference.n_frames) if ordered else []
@@ -235,19 +269,29 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
     span_s = extent if reference.time_unit == "s" else None
     span_frames = extent + 1 if extent is not None and reference.time_unit == "frames" else None
     contexts: dict[str, ContextSupport] = {}
-    labels = reference.contexts if reference.contexts is not None else np.full(reference.n_frames, DEFAULT)
+    labels = (
+        reference.contexts
+        if reference.contexts is not None
+        else np.full(reference.n_frames, DEFAULT)
+    )
     for context in sorted(set(labels.tolist())):
         null, used = prepared.null(STATISTICS, context, n)
         if used == context:
-            contexts[context] = ContextSupport(int((labels == context).sum()), round(null.effective_spans, 2))
+            contexts[context] = ContextSupport(
+                int((labels == context).sum()), round(null.effective_spans, 2)
+            )
     whole, _ = prepared.null(STATISTICS, "*" if reference.contexts is not None else DEFAULT, n)
     warnings = []
     if reference.n_frames < n:
-        warnings.append(f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer stretch")
+        warnings.append(
+            f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer stretch"
+        )
     if not ordered:
-        warnings.append("the frames have no order (a bag): every window is judged as if it moved like a single "
-                        "frame, the conservative choice; build it from a topic, a clip or named frames to let "
-                        "driftmon measure how this camera's windows really wander")
+        warnings.append(
+            "the frames have no order (a bag): every window is judged as if it moved like a single "
+            "frame, the conservative choice; build it from a topic, a clip or named frames to let "
+            "driftmon measure how this camera's windows really wander"
+        )
     elif whole.effective_spans < SUPPORTED_SPANS:
         need = math.ceil(SUPPORTED_SPANS * float(np.median(whole.correlation_frames)))
         warnings.append(
@@ -255,10 +299,24 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
             f"~{np.median(whole.correlation_frames):.0f} frames): too few to hold the false-alarm target (fewer "
             f"than {SUPPORTED_SPANS:.0f}: healthy windows outside what it saw can fire), and its windows are "
             f"judged partly as single frames (less sensitive); at least {need} frames of healthy operation "
-            f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for itself")
+            f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for itself"
+        )
     for context in sorted(set(labels.tolist()) - set(contexts)):
-        warnings.append(f"context {context!r} has too few frames ({int((labels == context).sum())} < "
-                        f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole reference")
-    return Support(reference.n_frames, ordered, reference.time_source or "none", span_s, span_frames, len(segs),
-                   round(prepared.fps, 3), round(whole.effective_spans, 2), window_alpha(config, prepared.fps),
-                   round(prepared.z_thresholds[STATISTICS], 3), contexts, tuple(warnings))
+        warnings.append(
+            f"context {context!r} has too few frames ({int((labels == context).sum())} < "
+            f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole reference"
+        )
+    return Support(
+        reference.n_frames,
+        ordered,
+        reference.time_source or "none",
+        span_s,
+        span_frames,
+        len(segs),
+        round(prepared.fps, 3),
+        round(whole.effective_spans, 2),
+        window_alpha(config, prepared.fps),
+        round(prepared.z_thresholds[STATISTICS], 3),
+        contexts,
+        tuple(warnings),
+    )

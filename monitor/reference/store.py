@@ -54,11 +54,17 @@ class ReferencePredictions:
         return out | ({"pred.probs": self.probs} if self.probs is not None else {})
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], labels: list[str]) -> "ReferencePredictions | None":
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], labels: list[str]
+    ) -> "ReferencePredictions | None":
         if "pred.class" not in arrays or "pred.confidence" not in arrays:
             return None
-        return cls(np.asarray(arrays["pred.class"]), tuple(labels), np.asarray(arrays["pred.confidence"]),
-                   arrays.get("pred.probs"))
+        return cls(
+            np.asarray(arrays["pred.class"]),
+            tuple(labels),
+            np.asarray(arrays["pred.confidence"]),
+            arrays.get("pred.probs"),
+        )
 
 
 @dataclass(frozen=True)
@@ -79,23 +85,32 @@ class Reference:
     time_unit: str = "s"
     time_source: str = ""
     embeddings: np.ndarray | None = None  # (n_frames, dim) float32
-    embedder: dict[str, Any] | None = None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
-    predictions: ReferencePredictions | None = None  # the model's outputs on the frames, when they had any
+    embedder: dict[str, Any] | None = (
+        None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
+    )
+    predictions: ReferencePredictions | None = (
+        None  # the model's outputs on the frames, when they had any
+    )
     pca: PCA | None = None  # fitted on the embeddings
     # Each frame's context (day, night, infrared, rain...: monitor.reference.context), aligned with
     # the frames; None: one context. A window is judged against the frames of its own context.
     contexts: np.ndarray | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable facts (e.g. promoted from where)
+    extra: dict[str, Any] = field(
+        default_factory=dict
+    )  # JSON-serialisable facts (e.g. promoted from where)
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[1] != len(self.feature_names):
             raise BadReference(
-                f"features shape {self.features.shape} does not match {len(self.feature_names)} feature names")
+                f"features shape {self.features.shape} does not match {len(self.feature_names)} feature names"
+            )
         if self.features.shape[0] < 2:
             raise BadReference(f"a reference needs at least 2 frames, got {self.features.shape[0]}")
         if self.embeddings is not None and self.embeddings.shape[0] != self.features.shape[0]:
             raise BadReference("embeddings and features have different frame counts")
-        if self.times is not None and (self.times.shape != (self.features.shape[0],) or np.any(np.diff(self.times) < 0)):
+        if self.times is not None and (
+            self.times.shape != (self.features.shape[0],) or np.any(np.diff(self.times) < 0)
+        ):
             raise BadReference("times must be one non-decreasing value per frame")
         if self.contexts is not None and self.contexts.shape != (self.features.shape[0],):
             raise BadReference("contexts must be one label per frame")
@@ -108,7 +123,9 @@ class Reference:
         """The feature matrix restricted to ``names``, in that order."""
         missing = [n for n in names if n not in self.feature_names]
         if missing:
-            raise BadReference(f"reference lacks feature(s) {missing}; rebuild it with this driftmon version")
+            raise BadReference(
+                f"reference lacks feature(s) {missing}; rebuild it with this driftmon version"
+            )
         index = [self.feature_names.index(n) for n in names]
         return self.features[:, index]
 
@@ -119,22 +136,32 @@ class Reference:
             "source": self.source,
             "frames": self.n_frames,
             "time_range": list(self.time_range) if self.time_range else None,
-            "times": None if self.times is None else {"unit": self.time_unit, "source": self.time_source},
+            "times": None
+            if self.times is None
+            else {"unit": self.time_unit, "source": self.time_source},
             "created_at": self.created_at,
             "features": list(self.feature_names),
             "embedder": self.embedder,
             "embedding_dim": None if self.embeddings is None else int(self.embeddings.shape[1]),
-            "contexts": None if self.contexts is None else dict(zip(*(v.tolist() for v in np.unique(self.contexts, return_counts=True)))),
+            "contexts": None
+            if self.contexts is None
+            else dict(zip(*(v.tolist() for v in np.unique(self.contexts, return_counts=True)))),
         }
 
     # --- files -----------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        meta = self.describe() | {"format_version": FORMAT_VERSION, "stream": self.stream, "extra": self.extra,
-                                  "pred_labels": list(self.predictions.labels) if self.predictions else None}
-        arrays: dict[str, np.ndarray] = {"features": self.features.astype(np.float32),
-                                         "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+        meta = self.describe() | {
+            "format_version": FORMAT_VERSION,
+            "stream": self.stream,
+            "extra": self.extra,
+            "pred_labels": list(self.predictions.labels) if self.predictions else None,
+        }
+        arrays: dict[str, np.ndarray] = {
+            "features": self.features.astype(np.float32),
+            "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        }
         if self.embeddings is not None:
             arrays["embeddings"] = self.embeddings.astype(np.float32)
         if self.times is not None:
@@ -161,29 +188,46 @@ class Reference:
             raise BadReference(f"{path}: not a driftmon reference ({e})") from None
         version = meta.get("format_version")
         if version not in READABLE_FORMATS:
-            raise BadReference(f"{path}: reference format {version} is not supported "
-                               f"(this driftmon reads {', '.join(map(str, READABLE_FORMATS))})")
+            raise BadReference(
+                f"{path}: reference format {version} is not supported "
+                f"(this driftmon reads {', '.join(map(str, READABLE_FORMATS))})"
+            )
         if version == 1:
             arrays, meta = _from_format_1(arrays, meta)
-        pca = {k[len("pca."):]: v for k, v in arrays.items() if k.startswith("pca.")}
+        pca = {k[len("pca.") :]: v for k, v in arrays.items() if k.startswith("pca.")}
         tr = meta.get("time_range")
         timing = meta.get("times") or {}
-        return cls(features=arrays["features"], feature_names=tuple(meta["features"]), stream=meta.get("stream"),
-                   version=int(meta["version"]), source=meta.get("source", ""),
-                   time_range=(tr[0], tr[1]) if tr else None, created_at=float(meta["created_at"]),
-                   times=arrays.get("times"), time_unit=timing.get("unit", "s"), time_source=timing.get("source", ""),
-                   embeddings=arrays.get("embeddings"), embedder=meta.get("embedder"),
-                   predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
-                   pca=PCA.from_arrays(pca) if pca else None, contexts=arrays.get("contexts"),
-                   extra=meta.get("extra") or {})
+        return cls(
+            features=arrays["features"],
+            feature_names=tuple(meta["features"]),
+            stream=meta.get("stream"),
+            version=int(meta["version"]),
+            source=meta.get("source", ""),
+            time_range=(tr[0], tr[1]) if tr else None,
+            created_at=float(meta["created_at"]),
+            times=arrays.get("times"),
+            time_unit=timing.get("unit", "s"),
+            time_source=timing.get("source", ""),
+            embeddings=arrays.get("embeddings"),
+            embedder=meta.get("embedder"),
+            predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
+            pca=PCA.from_arrays(pca) if pca else None,
+            contexts=arrays.get("contexts"),
+            extra=meta.get("extra") or {},
+        )
 
 
-def _from_format_1(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+def _from_format_1(
+    arrays: dict[str, np.ndarray], meta: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict]:
     """A format-1 file's arrays and meta in format 2's layout: fitted arrays lose their "fitted."
     prefix and the prediction labels leave ``extra``. Its KS calibration (for ``tests.run_length``,
     since replaced by the span-calibrated tests) and its frames' times are not kept: it has no order."""
-    out = {(k[len("fitted."):] if k.startswith("fitted.") else k): v for k, v in arrays.items()
-           if not k.startswith("fitted.calibration.")}
+    out = {
+        (k[len("fitted.") :] if k.startswith("fitted.") else k): v
+        for k, v in arrays.items()
+        if not k.startswith("fitted.calibration.")
+    }
     extra = dict(meta.get("extra") or {})
     return out, meta | {"pred_labels": extra.pop("pred_labels", None), "extra": extra}
 
@@ -200,7 +244,9 @@ class ReferenceStore:
         return self.path.suffix == ".npz"
 
     def _dir(self, stream: str | None) -> Path:
-        return self.path / SHARED if stream is None else self.path / "streams" / quote(stream, safe="")
+        return (
+            self.path / SHARED if stream is None else self.path / "streams" / quote(stream, safe="")
+        )
 
     def versions(self, stream: str | None) -> list[int]:
         if self.is_file:
@@ -222,8 +268,11 @@ class ReferenceStore:
                 self._cache[stream] = Reference.load(self.path) if stream is None else None
             else:
                 versions = self.versions(stream)
-                self._cache[stream] = (Reference.load(self._dir(stream) / f"v{versions[-1]:04d}.npz")
-                                       if versions else None)
+                self._cache[stream] = (
+                    Reference.load(self._dir(stream) / f"v{versions[-1]:04d}.npz")
+                    if versions
+                    else None
+                )
         return self._cache[stream]
 
     def for_stream(self, stream: str) -> Reference | None:
@@ -234,8 +283,10 @@ class ReferenceStore:
         """Store ``reference`` as the next version of its stream (older versions are kept)."""
         if self.is_file:
             if reference.stream is not None:
-                raise BadReference(f"{self.path} is a single shared reference file; use a store directory "
-                                     "for per-stream references")
+                raise BadReference(
+                    f"{self.path} is a single shared reference file; use a store directory "
+                    "for per-stream references"
+                )
             path = reference.save(self.path)
         else:
             version = (self.versions(reference.stream) or [0])[-1] + 1

@@ -31,7 +31,9 @@ TimeUnit = Literal["s", "frames"]
 #: A gap longer than this many typical frame intervals separates two contiguous segments.
 GAP_STEPS = 5.0
 
-_ISO = re.compile(r"(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:]?(\d{2})[-:]?(\d{2})(?:[.,](\d{1,6}))?")
+_ISO = re.compile(
+    r"(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:]?(\d{2})[-:]?(\d{2})(?:[.,](\d{1,6}))?"
+)
 _EPOCH = re.compile(r"(?<!\d)(\d{13}|\d{10})(?:\.(\d{1,6}))?(?!\d)")
 _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last number in a name
 _EPOCH_RANGE = (946_684_800.0, 4_102_444_800.0)  # 2000-01-01 .. 2100-01-01
@@ -87,7 +89,7 @@ def exif_datetime(path: Path) -> float | None:
     at = head.find(b"Exif\x00\x00")
     if not head.startswith(b"\xff\xd8") or at < 0:
         return None
-    tiff = head[at + 6:]
+    tiff = head[at + 6 :]
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return None
     end = "<" if tiff[:2] == b"II" else ">"
@@ -108,7 +110,7 @@ def exif_datetime(path: Path) -> float | None:
     def text(entry: tuple[int, int, int] | None) -> str | None:
         if entry is None or entry[0] != 2 or entry[1] < 19 or entry[2] + 19 > len(tiff):
             return None
-        return tiff[entry[2]:entry[2] + 19].decode("ascii", "replace")
+        return tiff[entry[2] : entry[2] + 19].decode("ascii", "replace")
 
     ifd0 = entries(struct.unpack_from(end + "I", tiff, 4)[0])
     exif = entries(ifd0[0x8769][2]) if 0x8769 in ifd0 else {}
@@ -116,12 +118,16 @@ def exif_datetime(path: Path) -> float | None:
     if stamp is None:
         return None
     try:
-        return datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        return (
+            datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
+        )
     except ValueError:
         return None
 
 
-def file_times(files: Sequence[Path], order: Literal["auto", "name", "none"] = "auto") -> FrameTimes:
+def file_times(
+    files: Sequence[Path], order: Literal["auto", "name", "none"] = "auto"
+) -> FrameTimes:
     """Times of image files taken in file-name order (``files`` already sorted by name).
 
     ``order="none"``: a bag (no times); ``"name"``: the file order alone; ``"auto"``: the best
@@ -130,12 +136,18 @@ def file_times(files: Sequence[Path], order: Literal["auto", "name", "none"] = "
         return FrameTimes(None, source="none")
     names = [p.name for p in files]
     if order == "auto":
-        for source, values in (("file name", [_iso_seconds(n) for n in names]),
-                               ("file name (epoch)", [_epoch_seconds(n) for n in names])):
+        for source, values in (
+            ("file name", [_iso_seconds(n) for n in names]),
+            ("file name (epoch)", [_epoch_seconds(n) for n in names]),
+        ):
             found = _all(values)
             if found is not None:
                 return FrameTimes(found, "s", source)
-        found = _all([exif_datetime(p) for p in files]) if all(p.suffix.lower() in (".jpg", ".jpeg") for p in files) else None
+        found = (
+            _all([exif_datetime(p) for p in files])
+            if all(p.suffix.lower() in (".jpg", ".jpeg") for p in files)
+            else None
+        )
         if found is not None and np.ptp(found) > 0:
             return FrameTimes(found, "s", "EXIF")
         numbers = [_NUMBER.search(p.stem) for p in files]

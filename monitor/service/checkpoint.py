@@ -72,7 +72,9 @@ class KafkaCheckpointStore:
 
         admin = KafkaAdminClient(**self.kafka.client_options())
         try:
-            admin.create_topics([NewTopic(self.topic, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+            admin.create_topics(
+                [NewTopic(self.topic, 1, 1, topic_configs={"cleanup.policy": "compact"})]
+            )
         except TopicAlreadyExistsError:
             pass
         finally:
@@ -86,7 +88,10 @@ class KafkaCheckpointStore:
         consumer = make_consumer(self.kafka, group_id=None, max_partition_fetch_bytes=16 << 20)
         states: dict[str, bytes] = {}
         try:
-            partitions = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+            partitions = [
+                TopicPartition(self.topic, p)
+                for p in sorted(consumer.partitions_for_topic(self.topic) or [])
+            ]
             if not partitions:
                 return states
             consumer.assign(partitions)
@@ -103,14 +108,19 @@ class KafkaCheckpointStore:
                                 states[r.key.decode()] = r.value
                     continue
                 # end_offsets is a lower bound on some brokers: stop when past it and quiet
-                if all(consumer.position(tp) >= end[tp] for tp in partitions) or \
-                        time.monotonic() - idle_since >= idle_timeout_s:
+                if (
+                    all(consumer.position(tp) >= end[tp] for tp in partitions)
+                    or time.monotonic() - idle_since >= idle_timeout_s
+                ):
                     return states
         finally:
             consumer.close()
 
     def save(self, states: dict[str, bytes]) -> None:
-        futures = [self._producer.send(self.topic, key=stream.encode(), value=data) for stream, data in states.items()]
+        futures = [
+            self._producer.send(self.topic, key=stream.encode(), value=data)
+            for stream, data in states.items()
+        ]
         self._producer.flush()
         for f in futures:
             f.get(timeout=30)  # not acknowledged: the offsets it covers must not be committed

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"driftmon: invalid configuration: {e}", file=sys.stderr)
         return 2
-    except DriftmonError as e:  # what a user can fix; anything else is a bug and keeps its traceback
+    except (
+        DriftmonError
+    ) as e:  # what a user can fix; anything else is a bug and keeps its traceback
         print(f"driftmon: {e}", file=sys.stderr)
         return 2
 
@@ -38,72 +40,133 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", "-c", help="YAML config file (DRIFTMON_* environment overrides apply)")
+    run.add_argument(
+        "--config", "-c", help="YAML config file (DRIFTMON_* environment overrides apply)"
+    )
     run.set_defaults(func=_run)
 
     cfg = sub.add_parser("config", help="configuration tools").add_subparsers(metavar="ACTION")
     chk = cfg.add_parser("check", help="validate a config file without connecting to anything")
     chk.add_argument("file")
-    chk.add_argument("--print", action="store_true", help="print the effective configuration as JSON")
+    chk.add_argument(
+        "--print", action="store_true", help="print the effective configuration as JSON"
+    )
     chk.set_defaults(func=_config_check)
 
     ref = sub.add_parser("reference", help="reference sets").add_subparsers(metavar="ACTION")
     build = ref.add_parser("build", help="build a reference from images or a Kafka topic")
-    _add_frame_source(build, from_dir="a directory of images (searched recursively)",
-                      from_topic="a Kafka topic (brokers from --config)", min_frames="build from")
-    build.add_argument("--out", required=True, help="a .npz file (shared reference) or a reference store directory")
-    build.add_argument("--stream", help="store it as this stream's own reference (store directories only)")
-    build.add_argument("--per-stream", action="store_true",
-                       help="with --from-topic: one reference per stream key found in the topic")
+    _add_frame_source(
+        build,
+        from_dir="a directory of images (searched recursively)",
+        from_topic="a Kafka topic (brokers from --config)",
+        min_frames="build from",
+    )
+    build.add_argument(
+        "--out", required=True, help="a .npz file (shared reference) or a reference store directory"
+    )
+    build.add_argument(
+        "--stream", help="store it as this stream's own reference (store directories only)"
+    )
+    build.add_argument(
+        "--per-stream",
+        action="store_true",
+        help="with --from-topic: one reference per stream key found in the topic",
+    )
     build.set_defaults(func=_reference_build)
 
-    promote = ref.add_parser("promote", help="make a healthy window or a labelled batch a stream's new reference "
-                                              "version (older versions are kept)")
-    _add_frame_source(promote, from_dir="a directory of images, e.g. a labelled batch",
-                      from_topic="a Kafka topic: the stream's frames between --start and --end", min_frames="promote")
-    promote.add_argument("--store", required=True, help="the reference store directory the daemon reads")
+    promote = ref.add_parser(
+        "promote",
+        help="make a healthy window or a labelled batch a stream's new reference "
+        "version (older versions are kept)",
+    )
+    _add_frame_source(
+        promote,
+        from_dir="a directory of images, e.g. a labelled batch",
+        from_topic="a Kafka topic: the stream's frames between --start and --end",
+        min_frames="promote",
+    )
+    promote.add_argument(
+        "--store", required=True, help="the reference store directory the daemon reads"
+    )
     promote.add_argument("--stream", required=True, help="the stream whose reference is replaced")
     promote.set_defaults(func=_reference_promote)
 
-    check = sub.add_parser("check", help="judge directories of images against a reference, one JSON line each")
+    check = sub.add_parser(
+        "check", help="judge directories of images against a reference, one JSON line each"
+    )
     check.add_argument("--reference", "-r", required=True, help="a reference file or store")
-    check.add_argument("--stream", help="use this stream's reference from a store (default: the shared one)")
+    check.add_argument(
+        "--stream", help="use this stream's reference from a store (default: the shared one)"
+    )
     check.add_argument("--config", "-c", help="config file (tests, thresholds, decode limits)")
     check.add_argument("--quiet", "-q", action="store_true", help="no progress output")
     check.add_argument("dirs", nargs="+", metavar="DIR")
     check.set_defaults(func=_check)
 
-    demo = sub.add_parser("demo", help="embedded broker + synthetic camera fleet + daemon, on this machine")
+    demo = sub.add_parser(
+        "demo", help="embedded broker + synthetic camera fleet + daemon, on this machine"
+    )
     demo.add_argument("--cameras", type=int, default=8)
     demo.add_argument("--fps", type=float, default=5.0, help="frames per second per camera")
-    demo.add_argument("--drift-after", type=float, default=30.0, help="seconds before some cameras drift")
-    demo.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)")
-    demo.add_argument("--port", type=int, default=9108, help="HTTP port for /metrics and /status (0: any free)")
-    demo.add_argument("--workdir", default="", help="where references and logs go (default: a temporary dir)")
+    demo.add_argument(
+        "--drift-after", type=float, default=30.0, help="seconds before some cameras drift"
+    )
+    demo.add_argument(
+        "--duration", type=float, default=0.0, help="stop after this many seconds (0: until Ctrl-C)"
+    )
+    demo.add_argument(
+        "--port", type=int, default=9108, help="HTTP port for /metrics and /status (0: any free)"
+    )
+    demo.add_argument(
+        "--workdir", default="", help="where references and logs go (default: a temporary dir)"
+    )
     demo.set_defaults(func=_demo)
     return p
 
 
-def _add_frame_source(p: argparse.ArgumentParser, *, from_dir: str, from_topic: str, min_frames: str) -> None:
+def _add_frame_source(
+    p: argparse.ArgumentParser, *, from_dir: str, from_topic: str, min_frames: str
+) -> None:
     """The options of commands that make a reference from collected frames (see ``_collect``)."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-dir", metavar="DIR", help=from_dir)
     src.add_argument("--from-topic", metavar="TOPIC", help=from_topic)
-    src.add_argument("--from-video", metavar="FILE", help="a recorded clip of a healthy camera (anything OpenCV reads)")
-    p.add_argument("--order", choices=("auto", "name", "none"), default="auto",
-                   help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the file-name "
-                        "order alone (name), or none: an unordered bag, judged conservatively")
-    p.add_argument("--every", type=int, default=1, help="with --from-video: every N-th frame (default 1)")
+    src.add_argument(
+        "--from-video",
+        metavar="FILE",
+        help="a recorded clip of a healthy camera (anything OpenCV reads)",
+    )
+    p.add_argument(
+        "--order",
+        choices=("auto", "name", "none"),
+        default="auto",
+        help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the file-name "
+        "order alone (name), or none: an unordered bag, judged conservatively",
+    )
+    p.add_argument(
+        "--every", type=int, default=1, help="with --from-video: every N-th frame (default 1)"
+    )
     p.add_argument("--max-frames", type=int, help="with --from-video: at most this many frames")
-    p.add_argument("--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)")
+    p.add_argument(
+        "--start", help="with --from-topic: first event time (ISO 8601 or epoch seconds)"
+    )
     p.add_argument("--end", help="with --from-topic: last event time (ISO 8601 or epoch seconds)")
-    p.add_argument("--min-frames", type=int, default=50, help=f"refuse to {min_frames} fewer frames (default 50)")
-    p.add_argument("--config", "-c", help="config file (decode limits, Kafka connection, stream key)")
+    p.add_argument(
+        "--min-frames",
+        type=int,
+        default=50,
+        help=f"refuse to {min_frames} fewer frames (default 50)",
+    )
+    p.add_argument(
+        "--config", "-c", help="config file (decode limits, Kafka connection, stream key)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, level), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # kafka-python logs every reconnect and slow poll at WARNING; the daemon reports those itself
     logging.getLogger("kafka").setLevel(logging.ERROR)
 
@@ -122,8 +185,12 @@ def _run(args: argparse.Namespace) -> int:
         from monitor.actions.coordinator import Actions
 
         actions = Actions(config, registry)
-    daemon = Daemon(config, registry=registry, on_evaluation=actions.on_evaluation if actions else None,
-                    routes=actions.routes() if actions else None)
+    daemon = Daemon(
+        config,
+        registry=registry,
+        on_evaluation=actions.on_evaluation if actions else None,
+        routes=actions.routes() if actions else None,
+    )
     daemon.install_signal_handlers()
     try:
         daemon.run()
@@ -157,11 +224,18 @@ def _report_support(ref, config: Config) -> dict:
     from monitor.reference.fit import support
 
     s = support(ref, config, FEATURE_NAMES)
-    span = f"{s.span_s:.0f} s" if s.span_s is not None else f"{s.span_frames:.0f} frames (by {s.time_source})"
+    span = (
+        f"{s.span_s:.0f} s"
+        if s.span_s is not None
+        else f"{s.span_frames:.0f} frames (by {s.time_source})"
+    )
     contexts = ", ".join(f"{c} {v.frames}" for c, v in s.contexts.items()) or "none on its own"
-    print(f"reference {ref.stream or '*'} v{ref.version}: {s.frames} frames spanning {span}, {s.segments} segment(s), "
-          f"~{s.effective_spans:g} independent stretches at {s.fps:g} fps; contexts: {contexts}; a window "
-          f"drifts when a statistic moves more than {s.z_threshold:.2f} span-spreads", file=sys.stderr)
+    print(
+        f"reference {ref.stream or '*'} v{ref.version}: {s.frames} frames spanning {span}, {s.segments} segment(s), "
+        f"~{s.effective_spans:g} independent stretches at {s.fps:g} fps; contexts: {contexts}; a window "
+        f"drifts when a statistic moves more than {s.z_threshold:.2f} span-spreads",
+        file=sys.stderr,
+    )
     for warning in s.warnings:
         print(f"  warning: {warning}", file=sys.stderr)
     return s.to_dict()
@@ -177,7 +251,9 @@ def _parse_time(value: str | None, option: str) -> float | None:
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{option}: not a time: {value!r} (use ISO 8601 or epoch seconds)") from None
+        raise ConfigError(
+            f"{option}: not a time: {value!r} (use ISO 8601 or epoch seconds)"
+        ) from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
 
@@ -191,23 +267,37 @@ def _collect(args: argparse.Namespace, config: Config):
     if args.every < 1:
         raise ConfigError(f"--every: must be >= 1, got {args.every}")
     if args.from_dir:
-        got = collect.from_dir(args.from_dir, config, progress=not args.quiet, embedder=embedder, order=args.order)
+        got = collect.from_dir(
+            args.from_dir, config, progress=not args.quiet, embedder=embedder, order=args.order
+        )
         source = f"dir:{Path(args.from_dir).resolve()}"
     elif args.from_video:
-        got = collect.from_video(args.from_video, config, progress=not args.quiet, embedder=embedder,
-                                 every=args.every, max_frames=args.max_frames)
+        got = collect.from_video(
+            args.from_video,
+            config,
+            progress=not args.quiet,
+            embedder=embedder,
+            every=args.every,
+            max_frames=args.max_frames,
+        )
         source = f"video:{Path(args.from_video).resolve()}"
     else:
         start, end = _parse_time(args.start, "--start"), _parse_time(args.end, "--end")
-        got = collect.from_topic(config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder)
+        got = collect.from_topic(
+            config, args.from_topic, start, end, progress=not args.quiet, embedder=embedder
+        )
         source = f"kafka:{args.from_topic}[{args.start or ''}..{args.end or ''}]"
 
     def make_reference(mask: np.ndarray, stream: str | None):
         n = int(mask.sum())
         if n < args.min_frames:
-            raise InputError(f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
-                             f"decode errors: {got.errors or 'none'}")
-        return collect.make_reference(got, mask=mask, stream=stream, source=source, config=config, embedder=embedder)
+            raise InputError(
+                f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
+                f"decode errors: {got.errors or 'none'}"
+            )
+        return collect.make_reference(
+            got, mask=mask, stream=stream, source=source, config=config, embedder=embedder
+        )
 
     return got, source, make_reference
 
@@ -221,15 +311,23 @@ def _reference_build(args: argparse.Namespace) -> int:
     groups: dict[str | None, np.ndarray] = {args.stream: np.ones(len(got.rows), bool)}
     if args.per_stream:
         if not args.from_topic:
-            raise ConfigError("--per-stream needs --from-topic (frames from a directory carry no stream key)")
+            raise ConfigError(
+                "--per-stream needs --from-topic (frames from a directory carry no stream key)"
+            )
         keys = np.array(got.streams)
         groups = {k: keys == k for k in sorted(set(got.streams))}
     written = []
     for stream, mask in groups.items():
         ref = make_reference(mask, stream)
         path = store.add(ref)
-        written.append({"path": str(path), "stream": stream or "*", "frames": int(mask.sum()),
-                        "support": _report_support(ref, config)})
+        written.append(
+            {
+                "path": str(path),
+                "stream": stream or "*",
+                "frames": int(mask.sum()),
+                "support": _report_support(ref, config),
+            }
+        )
     print(json.dumps({"written": written, "decode_errors": got.errors}))
     return 0
 
@@ -243,18 +341,37 @@ def _reference_promote(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = ReferenceStore(args.store)
     if store.is_file:
-        raise ConfigError(f"--store: {args.store} is a single shared reference file; promote needs a store directory")
+        raise ConfigError(
+            f"--store: {args.store} is a single shared reference file; promote needs a store directory"
+        )
     if args.from_topic and not (args.start and args.end):
-        raise ConfigError("--from-topic needs --start and --end: promote a bounded, known-healthy window")
+        raise ConfigError(
+            "--from-topic needs --start and --end: promote a bounded, known-healthy window"
+        )
     got, source, make_reference = _collect(args, config)
     # a labelled batch is all the stream's; a topic holds every stream's frames
-    mask = np.ones(len(got.rows), bool) if not args.from_topic else np.array([s == args.stream for s in got.streams], bool)
+    mask = (
+        np.ones(len(got.rows), bool)
+        if not args.from_topic
+        else np.array([s == args.stream for s in got.streams], bool)
+    )
     ref = make_reference(mask, args.stream)
     before = store.versions(args.stream)
     path = store.add(replace(ref, extra=dict(ref.extra, promoted=True, previous_versions=before)))
-    print(json.dumps({"stream": args.stream, "version": store.versions(args.stream)[-1], "path": str(path),
-                      "frames": int(mask.sum()), "previous_versions": before, "source": source,
-                      "decode_errors": got.errors, "support": _report_support(ref, config)}))
+    print(
+        json.dumps(
+            {
+                "stream": args.stream,
+                "version": store.versions(args.stream)[-1],
+                "path": str(path),
+                "frames": int(mask.sum()),
+                "previous_versions": before,
+                "source": source,
+                "decode_errors": got.errors,
+                "support": _report_support(ref, config),
+            }
+        )
+    )
     return 0
 
 
@@ -274,8 +391,16 @@ def _check(args: argparse.Namespace) -> int:
     prepared = engine.prepare(ref)
     for d in args.dirs:
         got = collect.from_dir(d, config, progress=not args.quiet, embedder=embedder)
-        result: dict = {"path": d, "frames": len(got.rows), "decode_errors": got.errors,
-                        "reference": {"stream": prepared.stream, "version": ref.version, "frames": ref.n_frames}}
+        result: dict = {
+            "path": d,
+            "frames": len(got.rows),
+            "decode_errors": got.errors,
+            "reference": {
+                "stream": prepared.stream,
+                "version": ref.version,
+                "frames": ref.n_frames,
+            },
+        }
         if len(got.rows) < 2:
             result |= {"drifted": None, "error": "fewer than 2 decodable images", "tests": []}
         else:
@@ -289,8 +414,14 @@ def _demo(args: argparse.Namespace) -> int:
     from monitor.sim.demo import run_demo
 
     _setup_logging("WARNING")
-    return run_demo(cameras=args.cameras, fps=args.fps, drift_after=args.drift_after, duration=args.duration,
-                    port=args.port, workdir=args.workdir or None)
+    return run_demo(
+        cameras=args.cameras,
+        fps=args.fps,
+        drift_after=args.drift_after,
+        duration=args.duration,
+        port=args.port,
+        workdir=args.workdir or None,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,8 +36,16 @@ from monitor.service.http import HttpServer, Route, Router
 from monitor.service.metrics import QUANTILES, Metrics
 from monitor.reference.store import BadReference, ReferenceStore
 from monitor.retry import Backoff, Stopped, retry
-from monitor.pipeline.source import (BadRecord, Frame, Origin, RecordError, dead_letter_headers, make_consumer, make_producer,
-                            parse_record)
+from monitor.pipeline.source import (
+    BadRecord,
+    Frame,
+    Origin,
+    RecordError,
+    dead_letter_headers,
+    make_consumer,
+    make_producer,
+    parse_record,
+)
 from monitor.pipeline.streams import StreamState, Streams, WindowSnapshot, frame_digest, stream_key
 
 log = logging.getLogger(__name__)
@@ -95,18 +103,28 @@ class Analysed:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, registry: CollectorRegistry | None = None,
-                 on_evaluation: Callable[[Evaluation, WindowSnapshot], None] | None = None, routes: dict[tuple[str, str], Route] | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: CollectorRegistry | None = None,
+        on_evaluation: Callable[[Evaluation, WindowSnapshot], None] | None = None,
+        routes: dict[tuple[str, str], Route] | None = None,
+    ):
         self.config = config
         self.metrics = Metrics(config.metrics, registry)
         self.store = ReferenceStore(config.reference.path)
         self.embedder = build_embedder_from(config)  # a missing or bad model fails here, at start
         identity = self.embedder.identity if self.embedder else None
         self.engine = Engine(config, FEATURE_NAMES, identity)
-        self.streams = Streams(len(FEATURE_NAMES), config.window, config.source,
-                               identity.output_dim if identity else 0)
-        self.limits = DecodeLimits(max_encoded_bytes=config.decode.max_encoded_bytes,
-                                   max_pixels=config.decode.max_pixels, analysis_size=config.decode.analysis_size)
+        self.streams = Streams(
+            len(FEATURE_NAMES), config.window, config.source, identity.output_dim if identity else 0
+        )
+        self.limits = DecodeLimits(
+            max_encoded_bytes=config.decode.max_encoded_bytes,
+            max_pixels=config.decode.max_pixels,
+            analysis_size=config.decode.analysis_size,
+        )
         self.on_evaluation = on_evaluation
         self.routes = dict(routes or {})
         self._prepared: dict[tuple[str, int], PreparedReference] = {}
@@ -142,22 +160,36 @@ class Daemon:
     def run(self, ready_event: threading.Event | None = None) -> None:
         cfg = self.config
         with contextlib.ExitStack() as stack:
-            router = Router(self.metrics.registry, status=self.status, alive=self.alive, ready=self.ready,
-                            routes=self.routes)
+            router = Router(
+                self.metrics.registry,
+                status=self.status,
+                alive=self.alive,
+                ready=self.ready,
+                routes=self.routes,
+            )
             http = HttpServer(cfg.http.host, cfg.http.port, router).start()
             stack.callback(http.close)
             self.port = http.port
             if ready_event is not None:
                 ready_event.set()  # serving; Kafka may still be on its way
-            log.info("driftmon %s serving http://%s:%d/metrics", __version__, cfg.http.host, http.port)
-            pool = stack.enter_context(ThreadPoolExecutor(cfg.decode.workers, thread_name_prefix="driftmon-decode"))
+            log.info(
+                "driftmon %s serving http://%s:%d/metrics", __version__, cfg.http.host, http.port
+            )
+            pool = stack.enter_context(
+                ThreadPoolExecutor(cfg.decode.workers, thread_name_prefix="driftmon-decode")
+            )
             # a broker that is not up yet is waited for (alive, not ready), not a crash
-            self.checkpoints = self._connect("checkpoint store", lambda: open_store(cfg.checkpoint, cfg.kafka))
+            self.checkpoints = self._connect(
+                "checkpoint store", lambda: open_store(cfg.checkpoint, cfg.kafka)
+            )
             if self.checkpoints is not None:
                 stack.callback(self.checkpoints.close)
                 self._saved = self._connect("checkpoints", self.checkpoints.load_all) or {}
-            producer = self._connect("producer", lambda: make_producer(cfg.kafka)) if cfg.kafka.dead_letter_topic \
+            producer = (
+                self._connect("producer", lambda: make_producer(cfg.kafka))
+                if cfg.kafka.dead_letter_topic
                 else None
+            )
             if producer is not None:
                 stack.callback(producer.close)
             consumer = self._connect("consumer", lambda: make_consumer(cfg.kafka))
@@ -165,8 +197,15 @@ class Daemon:
                 return
             stack.callback(consumer.close)  # closes first: leaves the group promptly
             # analysis of batch N (decode, statistics, embeddings) overlaps the poll of batch N+1
-            analysis = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="driftmon-analysis"))
-            self._consumer, self._producer, self._pool, self._analysis = consumer, producer, pool, analysis
+            analysis = stack.enter_context(
+                ThreadPoolExecutor(1, thread_name_prefix="driftmon-analysis")
+            )
+            self._consumer, self._producer, self._pool, self._analysis = (
+                consumer,
+                producer,
+                pool,
+                analysis,
+            )
             consumer.subscribe(list(cfg.kafka.topics), listener=_FinishBeforeRevoke(self))
             self.metrics.up.set(1)
             stack.callback(self.metrics.up.set, 0)
@@ -199,7 +238,9 @@ class Daemon:
             log.warning("%s: cannot reach Kafka (%s); retrying in %.0f s", what, e, delay)
 
         try:
-            return retry(attempt, CONNECT_BACKOFF, retry_on=(KafkaError,), stop=self._stop, on_failure=failed)
+            return retry(
+                attempt, CONNECT_BACKOFF, retry_on=(KafkaError,), stop=self._stop, on_failure=failed
+            )
         except Stopped:
             return None
 
@@ -217,8 +258,10 @@ class Daemon:
     def _poll(self) -> list[Any]:
         m = self.metrics
         t0 = time.perf_counter()
-        polled = self._consumer.poll(timeout_ms=self.config.kafka.poll_timeout_ms,
-                                     max_records=self.config.kafka.max_poll_records)
+        polled = self._consumer.poll(
+            timeout_ms=self.config.kafka.poll_timeout_ms,
+            max_records=self.config.kafka.max_poll_records,
+        )
         self._connected = _coordinator_known(self._consumer)
         self._last_loop = time.time()
         m.loop_timestamp.set(self._last_loop)
@@ -259,7 +302,9 @@ class Daemon:
         replayed = 0
         for a in analysed:
             if a.error is not None:
-                bad.append(BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, []))
+                bad.append(
+                    BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, [])
+                )
                 continue
             state = self._state_for(a.frame)
             if state.absorbed(a.frame):
@@ -310,9 +355,15 @@ class Daemon:
         if hysteresis is not None:
             state.detector_state = self.engine.new_detector()
             state.detector_state.set_state(hysteresis)
-            self.metrics.drifted.labels(self.metrics.stream_label(state.key)).set(int(state.detector_state.drifted))
-        log.info("stream %s restored from its checkpoint (%d frames, window %.0f%% full)", state.key,
-                 state.frames, 100 * state.window.fill_ratio)
+            self.metrics.drifted.labels(self.metrics.stream_label(state.key)).set(
+                int(state.detector_state.drifted)
+            )
+        log.info(
+            "stream %s restored from its checkpoint (%d frames, window %.0f%% full)",
+            state.key,
+            state.frames,
+            100 * state.window.fill_ratio,
+        )
 
     def _checkpoint(self) -> None:
         """Save every changed stream, then commit the offsets those states cover."""
@@ -366,7 +417,9 @@ class Daemon:
             try:
                 frames.append(parse_record(r, self.config.source))
             except RecordError as e:
-                bad.append(BadRecord(e.reason, str(e), _origin(r), r.key, r.value, list(r.headers or [])))
+                bad.append(
+                    BadRecord(e.reason, str(e), _origin(r), r.key, r.value, list(r.headers or []))
+                )
         return frames, bad
 
     def _analyse(self, frame: Frame) -> Analysed:
@@ -376,9 +429,13 @@ class Daemon:
             return Analysed(frame, error=e)
         # digested here, in the pool, off the loop thread
         row = compute_features(decoded)
-        return Analysed(frame, row=row, digest=frame_digest(frame.data),
-                        rgb=decoded.rgb if self.embedder is not None else None,
-                        context=frame_context(row, frame.ts, frame.context, self.config.context))
+        return Analysed(
+            frame,
+            row=row,
+            digest=frame_digest(frame.data),
+            rgb=decoded.rgb if self.embedder is not None else None,
+            context=frame_context(row, frame.ts, frame.context, self.config.context),
+        )
 
     def _embed(self, analysed: list[Analysed]) -> None:
         if self.embedder is None:
@@ -386,15 +443,21 @@ class Daemon:
         ok = [a for a in analysed if a.error is None]
         if not ok:
             return
-        vectors = self.embedder.embed_many([a.rgb for a in ok], max_batch=self.config.embedding.batch_size)
+        vectors = self.embedder.embed_many(
+            [a.rgb for a in ok], max_batch=self.config.embedding.batch_size
+        )
         for a, v in zip(ok, vectors):
             a.embedding, a.rgb = v, None
 
     def _interval_due(self, state: StreamState) -> bool:
         """A full window not evaluated for ``window.evaluate_interval_s`` (slow cameras)."""
         interval = self.config.window.evaluate_interval_s
-        return (interval > 0 and state.window.fill_ratio == 1.0 and state.window.since_evaluation > 0
-                and time.time() - state.last_evaluated_at >= interval)
+        return (
+            interval > 0
+            and state.window.fill_ratio == 1.0
+            and state.window.since_evaluation > 0
+            and time.time() - state.last_evaluated_at >= interval
+        )
 
     def _evaluate(self, state: StreamState) -> None:
         prepared = self._prepared_for(state.key)
@@ -405,17 +468,40 @@ class Daemon:
         embeddings = state.window.embeddings()
         predictions = state.window.predictions()
         evaluation = self.engine.evaluate(state, prepared)
-        state.evaluation_dict = evaluation.to_dict()  # once per evaluation, not per status publication
-        means = dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist())) if self.config.metrics.per_feature else None
+        state.evaluation_dict = (
+            evaluation.to_dict()
+        )  # once per evaluation, not per status publication
+        means = (
+            dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist()))
+            if self.config.metrics.per_feature
+            else None
+        )
         self.metrics.observe_evaluation(evaluation, means)
         if evaluation.changed:
-            fired = sorted({f for t in evaluation.tests if t.name in self.config.tests.vote for f in t.drifted_features})
-            log.warning("stream %s %s (features: %s)", state.key,
-                        "DRIFTED" if evaluation.drifted else "recovered", ", ".join(fired) or "-")
-        self.metrics.streams_drifted.set(sum(1 for s in self.streams.states.values() if s.evaluation and s.evaluation.drifted))
+            fired = sorted(
+                {
+                    f
+                    for t in evaluation.tests
+                    if t.name in self.config.tests.vote
+                    for f in t.drifted_features
+                }
+            )
+            log.warning(
+                "stream %s %s (features: %s)",
+                state.key,
+                "DRIFTED" if evaluation.drifted else "recovered",
+                ", ".join(fired) or "-",
+            )
+        self.metrics.streams_drifted.set(
+            sum(1 for s in self.streams.states.values() if s.evaluation and s.evaluation.drifted)
+        )
         if self.on_evaluation is not None:
-            self.on_evaluation(evaluation, WindowSnapshot(state.key, window, refs, embeddings, FEATURE_NAMES,
-                                                    prepared, predictions))
+            self.on_evaluation(
+                evaluation,
+                WindowSnapshot(
+                    state.key, window, refs, embeddings, FEATURE_NAMES, prepared, predictions
+                ),
+            )
 
     def _dead_letter(self, bad: list[BadRecord], records: list[Any]) -> None:
         if not bad:
@@ -433,8 +519,14 @@ class Daemon:
             key = original.key if original is not None else b.key
             headers = list(original.headers or []) if original is not None else b.headers
             b = BadRecord(b.reason, b.error, b.origin, key, b.value, headers)
-            futures.append(producer.send(self.config.kafka.dead_letter_topic, key=key, value=b.value,
-                                         headers=dead_letter_headers(b)))
+            futures.append(
+                producer.send(
+                    self.config.kafka.dead_letter_topic,
+                    key=key,
+                    value=b.value,
+                    headers=dead_letter_headers(b),
+                )
+            )
         producer.flush()
         for f in futures:
             f.get(timeout=30)  # a dead letter not acknowledged means the batch is not committed
@@ -466,7 +558,9 @@ class Daemon:
             if high is None:
                 continue
             with contextlib.suppress(Exception):
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - consumer.position(tp)))
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(
+                    max(0, high - consumer.position(tp))
+                )
 
     # --- references --------------------------------------------------------------------------
 
@@ -510,8 +604,13 @@ class Daemon:
             names = self.engine.feature_names
             quantiles = prepared.univariate.quantiles(list(QUANTILES))
             embedder = EmbedderIdentity.from_dict(ref.embedder).label if ref.embedder else "none"
-            self.metrics.observe_reference(key[0], ref.version, embedder,
-                                           ref.n_frames, {n: quantiles[:, i].tolist() for i, n in enumerate(names)})
+            self.metrics.observe_reference(
+                key[0],
+                ref.version,
+                embedder,
+                ref.n_frames,
+                {n: quantiles[:, i].tolist() for i, n in enumerate(names)},
+            )
         return self._prepared[key]
 
     # --- status ------------------------------------------------------------------------------
@@ -525,8 +624,9 @@ class Daemon:
                 "identical_frames": s.identical_frames,
                 "last_frame_ts": s.last_ts,
                 "window_fill": round(s.window.fill_ratio, 4),
-                "reference": None if s.reference is None else {"stream": s.reference.stream,
-                                                               "version": s.reference.reference.version},
+                "reference": None
+                if s.reference is None
+                else {"stream": s.reference.stream, "version": s.reference.reference.version},
                 # the hysteresis state, which a restored stream has before its first evaluation here
                 "drifted": bool(s.detector_state is not None and s.detector_state.drifted),
                 "last_evaluation": s.evaluation_dict,

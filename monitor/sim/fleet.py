@@ -52,8 +52,17 @@ from monitor.sim.imaging import BANK_PAD, LEVELS, add_noise, encode, lut, streak
 from monitor.sim.shifts import SHIFTS, ShiftSpec, check_severity, knock_params
 from monitor.sim.world import Crossing, FrameContext, Living, Shower, World
 
-__all__ = ["SCENES", "SHIFTS", "ShiftSpec", "Camera", "Living", "FrameContext", "make_fleet", "encode",
-           "load_scene"]
+__all__ = [
+    "SCENES",
+    "SHIFTS",
+    "ShiftSpec",
+    "Camera",
+    "Living",
+    "FrameContext",
+    "make_fleet",
+    "encode",
+    "load_scene",
+]
 
 # Scene name -> file in scikit-image's bundled data directory (shipped in the wheel; no network).
 _SCENE_FILES: Mapping[str, str] = {
@@ -122,7 +131,9 @@ def _frame_number(t: int) -> int:
     return int(t)
 
 
-def _tone(exposure: float, flicker: float, rain: float, level: float, gamma: float = 1.0) -> np.ndarray:
+def _tone(
+    exposure: float, flicker: float, rain: float, level: float, gamma: float = 1.0
+) -> np.ndarray:
     """Output grey level (256,) per input level: exposure and gamma, then rain's veil: darker by
     up to 15% and contrast lowered by up to 30% around the image's mean ``level`` (0..1)."""
     gain = exposure * flicker * (1.0 - 0.15 * rain)
@@ -170,14 +181,27 @@ def _draw_body(img: np.ndarray, c: Crossing, s: float) -> None:
     if c.kind == "car":
         cv2.rectangle(img, pt(-length / 2, 0.55 * tall), pt(length / 2, 0.12 * tall), c.colour, -1)
         cv2.rectangle(img, pt(-0.3 * length, tall), pt(0.28 * length, 0.5 * tall), c.colour, -1)
-        cv2.rectangle(img, pt(-0.26 * length, 0.93 * tall), pt(0.24 * length, 0.58 * tall), c.trim, -1)
+        cv2.rectangle(
+            img, pt(-0.26 * length, 0.93 * tall), pt(0.24 * length, 0.58 * tall), c.trim, -1
+        )
         for dx in (-0.3 * length, 0.3 * length):
-            cv2.circle(img, pt(dx, 0.14 * tall), max(1, round(0.14 * tall)), (20, 20, 20), -1, cv2.LINE_AA)
+            cv2.circle(
+                img, pt(dx, 0.14 * tall), max(1, round(0.14 * tall)), (20, 20, 20), -1, cv2.LINE_AA
+            )
     else:
         legs = tuple(int(v * 0.45) for v in c.colour)
         cv2.rectangle(img, pt(-0.1 * tall, 0.45 * tall), pt(0.1 * tall, 0.0), legs, -1)
-        cv2.ellipse(img, pt(0.0, 0.62 * tall), (max(1, round(0.16 * tall)), max(1, round(0.2 * tall))),
-                    0.0, 0, 360, c.colour, -1, cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            pt(0.0, 0.62 * tall),
+            (max(1, round(0.16 * tall)), max(1, round(0.2 * tall))),
+            0.0,
+            0,
+            360,
+            c.colour,
+            -1,
+            cv2.LINE_AA,
+        )
         cv2.circle(img, pt(0.0, 0.9 * tall), max(1, round(0.09 * tall)), c.trim, -1, cv2.LINE_AA)
 
 
@@ -190,31 +214,44 @@ def _draw_lamps(img: np.ndarray, c: Crossing, s: float) -> None:
     grey = img.ndim == 2
     front, rear = x + c.direction * length / 2, x - c.direction * length / 2
     cv2.circle(img, (round(front), y), r, 255 if grey else (255, 248, 225), -1, cv2.LINE_AA)
-    cv2.circle(img, (round(rear), y), max(1, round(0.8 * r)), 110 if grey else (230, 30, 25), -1, cv2.LINE_AA)
+    cv2.circle(
+        img,
+        (round(rear), y),
+        max(1, round(0.8 * r)),
+        110 if grey else (230, 30, 25),
+        -1,
+        cv2.LINE_AA,
+    )
 
 
 @functools.lru_cache(maxsize=32)
-def _droplets(seed: int, key: tuple[int, int], strength: float, height: int,
-              width: int) -> tuple[tuple[slice, slice, np.ndarray, np.ndarray, int], ...]:
+def _droplets(
+    seed: int, key: tuple[int, int], strength: float, height: int, width: int
+) -> tuple[tuple[slice, slice, np.ndarray, np.ndarray, int], ...]:
     """Rain drops sitting on the lens during one shower: per drop its box (rows, columns), a soft
     disk weight (float32 0..1) and 1 - it, and the width of the smear it makes."""
     rng = np.random.default_rng([seed, 11, key[0] + (1 << 40), key[1]])
     n = int(8 + 24 * strength)
     short = min(height, width)
     drops = []
-    for cx, cy, r in zip(rng.uniform(0, width, n), rng.uniform(0, height, n), rng.uniform(0.015, 0.05, n)):
+    for cx, cy, r in zip(
+        rng.uniform(0, width, n), rng.uniform(0, height, n), rng.uniform(0.015, 0.05, n)
+    ):
         radius = max(1.0, r * short)
         rows = slice(max(0, round(cy - 1.3 * radius)), min(height, round(cy + 1.3 * radius) + 1))
         cols = slice(max(0, round(cx - 1.3 * radius)), min(width, round(cx + 1.3 * radius) + 1))
         y, x = np.mgrid[rows, cols].astype(np.float32)
         edge = 1.5 * math.sqrt(radius)  # a soft rim
-        weight = (np.clip(radius + 0.5 - np.hypot(x - cx, y - cy), 0.0, edge) / edge).astype(np.float32)
+        weight = (np.clip(radius + 0.5 - np.hypot(x - cx, y - cy), 0.0, edge) / edge).astype(
+            np.float32
+        )
         drops.append((rows, cols, weight, 1.0 - weight, max(3, round(radius))))
     return tuple(drops)
 
 
-def _rain_optics(img: np.ndarray, rain: float, seed: int, shower: Shower,
-                 at: tuple[int, int]) -> np.ndarray:
+def _rain_optics(
+    img: np.ndarray, rain: float, seed: int, shower: Shower, at: tuple[int, int]
+) -> np.ndarray:
     """Streaks (brighter with ``rain``) and the shower's drops on the lens (smeared patches)."""
     h, w = img.shape[:2]
     streaks = streak_bank(h, w)[at[0] : at[0] + h, at[1] : at[1] + w]
@@ -246,8 +283,13 @@ def _render(photo: np.ndarray, view: _View, width: int, height: int, pad: int) -
     m = cv2.getRotationMatrix2D((view.cx, view.cy), view.roll, scale)
     m[0, 2] += (width / 2.0 + pad) - view.cx
     m[1, 2] += (height / 2.0 + pad) - view.cy
-    out = cv2.warpAffine(photo, m, (width + 2 * pad, height + 2 * pad), flags=cv2.INTER_CUBIC,
-                         borderMode=cv2.BORDER_REFLECT101)
+    out = cv2.warpAffine(
+        photo,
+        m,
+        (width + 2 * pad, height + 2 * pad),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT101,
+    )
     # Up-scaling a ~500 px photograph to a camera frame softens it; restore some crispness.
     sigma = max(0.8, 0.5 * scale)
     soft = cv2.GaussianBlur(out, (0, 0), sigma)
@@ -286,8 +328,17 @@ class Camera:
     the first frame and cached.
     """
 
-    def __init__(self, camera_id: str, scene: str, *, width: int = 1920, height: int = 1080,
-                 seed: int, fps: float = 5.0, dynamics: str | Living = "living") -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        scene: str,
+        *,
+        width: int = 1920,
+        height: int = 1080,
+        seed: int,
+        fps: float = 5.0,
+        dynamics: str | Living = "living",
+    ) -> None:
         if scene not in _SCENE_FILES:
             raise ValueError(f"unknown scene {scene!r}; choose one of {', '.join(SCENES)}")
         if width < 16 or height < 16:
@@ -322,9 +373,11 @@ class Camera:
         self._base_key: int | None = None  # knocked severity of the cached base, or None
 
     def __repr__(self) -> str:
-        return (f"Camera({self.camera_id!r}, {self.scene!r}, width={self.width}, "
-                f"height={self.height}, seed={self.seed}, fps={self.fps:g}, "
-                f"dynamics={self.living or 'iid'!r}, shift={self._shift})")
+        return (
+            f"Camera({self.camera_id!r}, {self.scene!r}, width={self.width}, "
+            f"height={self.height}, seed={self.seed}, fps={self.fps:g}, "
+            f"dynamics={self.living or 'iid'!r}, shift={self._shift})"
+        )
 
     @property
     def dynamics(self) -> str:
@@ -349,7 +402,8 @@ class Camera:
     def _knocked_view(self, severity: int) -> _View:
         """Where the camera points after a knock; fixed per camera and severity."""
         roll, direction, shift, zoom = knock_params(
-            severity, np.random.default_rng([self.seed, 2, severity]))
+            severity, np.random.default_rng([self.seed, 2, severity])
+        )
         ph, pw = load_scene(self.scene).shape[:2]
         v = self._view
         crop_w = v.crop_w / zoom
@@ -394,8 +448,9 @@ class Camera:
             return FrameContext("day", False, False)
         return self._world.context(t / self.fps)
 
-    def _sensor(self, img: np.ndarray, t: int, rng: np.random.Generator, sigma: float,
-                grey: bool = False) -> np.ndarray:
+    def _sensor(
+        self, img: np.ndarray, t: int, rng: np.random.Generator, sigma: float, grey: bool = False
+    ) -> np.ndarray:
         """The end of every frame: a scene-stage shift, sensor noise, an image-stage shift."""
         spec = SHIFTS[self._shift[0]] if self._shift else None
         shift_rng = self._shift_rng(spec, t)
@@ -432,8 +487,13 @@ class Camera:
             view = base[iy : iy + h, ix : ix + w]
         else:  # sub-pixel: bilinear resampling, cheap at these sizes
             shift = np.float32([[1, 0, _JITTER + jx], [0, 1, _JITTER + jy]])
-            view = cv2.warpAffine(base, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                  borderMode=cv2.BORDER_REFLECT101)
+            view = cv2.warpAffine(
+                base,
+                shift,
+                (w, h),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REFLECT101,
+            )
         img = cv2.transform(view, m)
         if has_object:
             cx, cy = (int(round(v)) for v in obj_centre)
@@ -463,9 +523,13 @@ class Camera:
             for c in crossings:
                 _draw_body(view, c, s)
         if ir:  # the IR-cut filter is out: a monochrome image lit by the camera's IR lamp
-            grey = cv2.multiply(cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), _ir_pattern(h, w), scale=0.01)
+            grey = cv2.multiply(
+                cv2.cvtColor(view, cv2.COLOR_RGB2GRAY), _ir_pattern(h, w), scale=0.01
+            )
             level = _mean_level(grey) if rain > 0.0 else 0.0
-            img = cv2.LUT(grey, np.clip(np.rint(_tone(1.0, flicker, rain, level)), 0, 255).astype(np.uint8))
+            img = cv2.LUT(
+                grey, np.clip(np.rint(_tone(1.0, flicker, rain, level)), 0, 255).astype(np.uint8)
+            )
         else:
             level = _mean_level(view) if rain > 0.0 else 0.0
             img = lut(view, self._light_curves(s, daylight, flicker, rain, level))
@@ -479,8 +543,9 @@ class Camera:
         gain = _IR_GAIN if ir else 1.0 + (_NIGHT_GAIN - 1.0) * (1.0 - daylight)
         return self._sensor(img, t, rng, self.noise_sigma * gain, grey=ir)
 
-    def _light_curves(self, s: float, daylight: float, flicker: float, rain: float,
-                      level: float) -> np.ndarray:
+    def _light_curves(
+        self, s: float, daylight: float, flicker: float, rain: float, level: float
+    ) -> np.ndarray:
         """Tone curves (3x256) for daylight, clouds, the colour of the light and rain at ``s``.
 
         Auto-exposure holds the image through the day; from dusk it runs out of range: darker,
@@ -498,8 +563,16 @@ class Camera:
         warm = 0.07 * daylight * low_sun + 0.3 * cloud - 0.04 * rain
         return np.stack([y * (1 + split) * (1 + warm), y, y * (1 - split) * (1 - warm)])
 
-def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 1080, fps: float = 5.0,
-               dynamics: str | Living = "living") -> list[Camera]:
+
+def make_fleet(
+    n_cameras: int,
+    *,
+    seed: int,
+    width: int = 1920,
+    height: int = 1080,
+    fps: float = 5.0,
+    dynamics: str | Living = "living",
+) -> list[Camera]:
     """``n_cameras`` cameras ``cam-000``, ``cam-001``, ... cycling over :data:`SCENES`.
 
     Each camera's seed derives from ``seed`` and its index, so cameras of the same scene look
@@ -509,10 +582,20 @@ def make_fleet(n_cameras: int, *, seed: int, width: int = 1920, height: int = 10
     """
     if n_cameras < 0:
         raise ValueError(f"n_cameras must be non-negative, got {n_cameras}")
-    seeds = np.random.SeedSequence([int(seed), 0xF1EE7]).generate_state(n_cameras, np.uint32) \
-        if n_cameras else []
+    seeds = (
+        np.random.SeedSequence([int(seed), 0xF1EE7]).generate_state(n_cameras, np.uint32)
+        if n_cameras
+        else []
+    )
     return [
-        Camera(f"cam-{i:03d}", SCENES[i % len(SCENES)], width=width, height=height,
-               seed=int(seeds[i]), fps=fps, dynamics=dynamics)
+        Camera(
+            f"cam-{i:03d}",
+            SCENES[i % len(SCENES)],
+            width=width,
+            height=height,
+            seed=int(seeds[i]),
+            fps=fps,
+            dynamics=dynamics,
+        )
         for i in range(n_cameras)
     ]

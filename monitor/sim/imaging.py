@@ -13,8 +13,18 @@ from typing import Callable
 import cv2
 import numpy as np
 
-__all__ = ["encode", "noise_bank", "add_noise", "streak_bank", "lut", "LEVELS", "short_side", "filter_scaled",
-           "disk_kernel", "line_kernel"]
+__all__ = [
+    "encode",
+    "noise_bank",
+    "add_noise",
+    "streak_bank",
+    "lut",
+    "LEVELS",
+    "short_side",
+    "filter_scaled",
+    "disk_kernel",
+    "line_kernel",
+]
 
 # Noise banks: a large pre-drawn N(0, BANK_SIGMA) field stored as uint8 around 128; a frame's
 # noise is a window at a random offset, scaled. Drawing 6M normals per 1080p frame would cost
@@ -44,8 +54,9 @@ def noise_bank(height: int, width: int, key: int) -> np.ndarray:
     return bank
 
 
-def add_noise(img: np.ndarray, sigma: float, rng: np.random.Generator, key: int,
-              grey: bool = False) -> np.ndarray:
+def add_noise(
+    img: np.ndarray, sigma: float, rng: np.random.Generator, key: int, grey: bool = False
+) -> np.ndarray:
     """``img`` plus zero-mean Gaussian noise of ``sigma`` grey levels (saturated to uint8).
 
     ``grey``: the same noise in every channel (a monochrome sensor), so grey stays grey.
@@ -73,8 +84,12 @@ def short_side(img: np.ndarray) -> int:
     return min(img.shape[0], img.shape[1])
 
 
-def filter_scaled(img: np.ndarray, kernel_fn: Callable[[float], np.ndarray], extent: float,
-                   max_extent: float = 9.0) -> np.ndarray:
+def filter_scaled(
+    img: np.ndarray,
+    kernel_fn: Callable[[float], np.ndarray],
+    extent: float,
+    max_extent: float = 9.0,
+) -> np.ndarray:
     """Convolve with ``kernel_fn(extent)``; large kernels run on a reduced image, then up-scale.
 
     A blurred image has little left above the blur's cut-off, so blurring at 1/f the size and
@@ -84,7 +99,9 @@ def filter_scaled(img: np.ndarray, kernel_fn: Callable[[float], np.ndarray], ext
     f = max(1, math.ceil(extent / max_extent))
     if f == 1:
         return cv2.filter2D(img, -1, kernel_fn(extent), borderType=cv2.BORDER_REFLECT101)
-    small = cv2.resize(img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        img, (max(1, round(w / f)), max(1, round(h / f))), interpolation=cv2.INTER_AREA
+    )
     small = cv2.filter2D(small, -1, kernel_fn(extent / f), borderType=cv2.BORDER_REFLECT101)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -108,8 +125,12 @@ def line_kernel(length: float, angle_deg: float) -> np.ndarray:
     xs, ys = n + s * math.cos(a), n - s * math.sin(a)
     x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
     fx, fy = xs - x0, ys - y0
-    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)),
-                        (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+    for dx, dy, wgt in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
         xi, yi = np.clip(x0 + dx, 0, size - 1), np.clip(y0 + dy, 0, size - 1)
         np.add.at(k, (yi, xi), wgt.astype(np.float32))
     return k / k.sum()
@@ -124,7 +145,9 @@ def streak_bank(height: int, width: int) -> np.ndarray:
     """
     rng = np.random.default_rng([0x5EED, 0xA1, height, width])
     h, w = height + BANK_PAD, width + BANK_PAD
-    drops = (rng.random((h, w)) < 0.0012).astype(np.float32) * rng.uniform(0.5, 1.0, (h, w)).astype(np.float32)
+    drops = (rng.random((h, w)) < 0.0012).astype(np.float32) * rng.uniform(0.5, 1.0, (h, w)).astype(
+        np.float32
+    )
     length = max(3.0, 0.04 * min(height, width))
     kernel = line_kernel(length, 75.0) * length  # keep a drop's brightness along its streak
     streaks = cv2.filter2D(drops, -1, kernel, borderType=cv2.BORDER_REFLECT101)

@@ -24,8 +24,16 @@ from typing import Any, Callable, Mapping
 import cv2
 import numpy as np
 
-from monitor.sim.imaging import (LEVELS, add_noise, disk_kernel, encode, filter_scaled, line_kernel, lut,
-                                 short_side)
+from monitor.sim.imaging import (
+    LEVELS,
+    add_noise,
+    disk_kernel,
+    encode,
+    filter_scaled,
+    line_kernel,
+    lut,
+    short_side,
+)
 
 __all__ = ["SEVERITIES", "SHIFTS", "ShiftSpec", "check_severity", "knock_params"]
 
@@ -54,8 +62,9 @@ class ShiftSpec:
     stage: str = "image"
     fixed: bool = False
 
-    def __call__(self, rgb: np.ndarray, severity: int = 3,
-                 rng: np.random.Generator | None = None) -> np.ndarray:
+    def __call__(
+        self, rgb: np.ndarray, severity: int = 3, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
         check_severity(severity)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
@@ -127,8 +136,11 @@ def _jpeg(rgb, severity, rng):
 def _pixelate(rgb, severity, rng):
     h, w = rgb.shape[:2]
     block = max(severity + 1, round(_p("pixelate", severity)["block"] * short_side(rgb)))
-    small = cv2.resize(rgb, (max(1, math.ceil(w / block)), max(1, math.ceil(h / block))),
-                       interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        rgb,
+        (max(1, math.ceil(w / block)), max(1, math.ceil(h / block))),
+        interpolation=cv2.INTER_AREA,
+    )
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
@@ -136,7 +148,9 @@ _AIRLIGHT = (226.0, 231.0, 238.0)  # slightly blue-white haze
 
 
 @functools.lru_cache(maxsize=8)
-def _fog_weights(height: int, width: int, severity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fog_weights(
+    height: int, width: int, severity: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     beta = _p("fog", severity)["beta"]
     # Depth-ish: the top of the view (the distance, the horizon) is farther than the bottom.
     y = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None]
@@ -214,8 +228,11 @@ def _lens_covered(rgb, severity, rng):
     p = _p("lens_covered", severity)
     mask = _cover_mask(h, w, p["share"], rng)
     # Right on the lens, the cover is far out of focus: a little light leaks through, blurred.
-    blurred = cv2.resize(cv2.resize(rgb, (max(1, w // 16), max(1, h // 16)), interpolation=cv2.INTER_AREA),
-                         (w, h), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.resize(
+        cv2.resize(rgb, (max(1, w // 16), max(1, h // 16)), interpolation=cv2.INTER_AREA),
+        (w, h),
+        interpolation=cv2.INTER_LINEAR,
+    )
     cover = cv2.addWeighted(blurred, p["transmit"], np.full_like(rgb, 14), 1.0, 0.0)
     return cv2.blendLinear(np.ascontiguousarray(rgb), cover, 1.0 - mask, mask)
 
@@ -227,8 +244,13 @@ _PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
     "contrast": tuple({"factor": v} for v in (0.75, 0.6, 0.45, 0.32, 0.2)),
     "dusk": tuple(
         {"gamma": g, "gain": k, "cast": c, "noise_sigma": s}
-        for g, k, c, s in ((1.2, 0.85, 0.04, 2.0), (1.4, 0.7, 0.07, 3.5), (1.65, 0.55, 0.1, 5.0),
-                           (1.9, 0.42, 0.13, 7.0), (2.2, 0.32, 0.16, 9.0))
+        for g, k, c, s in (
+            (1.2, 0.85, 0.04, 2.0),
+            (1.4, 0.7, 0.07, 3.5),
+            (1.65, 0.55, 0.1, 5.0),
+            (1.9, 0.42, 0.13, 7.0),
+            (2.2, 0.32, 0.16, 9.0),
+        )
     ),
     "gaussian_noise": tuple({"sigma": v} for v in (6.0, 10.0, 16.0, 24.0, 36.0)),
     "impulse_noise": tuple({"amount": v} for v in (0.005, 0.01, 0.02, 0.04, 0.07)),
@@ -241,8 +263,13 @@ _PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
     "saturation": tuple({"factor": v} for v in (0.8, 0.6, 0.4, 0.25, 0.1)),
     "knocked": tuple(
         {"roll_deg": r, "shift": s, "zoom": z}
-        for r, s, z in ((2.0, 0.1, 1.0), (3.0, 0.15, 1.05), (4.5, 0.2, 1.1), (6.0, 0.25, 1.15),
-                        (8.0, 0.3, 1.2))
+        for r, s, z in (
+            (2.0, 0.1, 1.0),
+            (3.0, 0.15, 1.05),
+            (4.5, 0.2, 1.1),
+            (6.0, 0.25, 1.15),
+            (8.0, 0.3, 1.2),
+        )
     ),
     "lens_covered": tuple(
         {"share": a, "transmit": k}
@@ -253,37 +280,110 @@ _PARAMS: dict[str, tuple[Mapping[str, Any], ...]] = {
 SHIFTS: dict[str, ShiftSpec] = {
     s.name: s
     for s in (
-        ShiftSpec("brightness", _brightness, "under-exposure: a lost light, a dirty or "
-                  "shaded housing, auto-exposure stuck after a scene change", _PARAMS["brightness"],
-                  "scene"),
-        ShiftSpec("contrast", _contrast, "flattened tones: a smeared or scratched window, "
-                  "glare, a changed tone curve", _PARAMS["contrast"], "image"),
-        ShiftSpec("dusk", _dusk, "evening light: gamma darkening, cool shadows and warm "
-                  "street-light highlights, more sensor noise from raised gain", _PARAMS["dusk"],
-                  "scene"),
-        ShiftSpec("gaussian_noise", _gaussian_noise, "sensor noise: high gain, heat, an "
-                  "ageing sensor", _PARAMS["gaussian_noise"], "image"),
-        ShiftSpec("impulse_noise", _impulse_noise, "salt-and-pepper: dead/hot pixels, bit "
-                  "errors on a bad link", _PARAMS["impulse_noise"], "image"),
-        ShiftSpec("defocus_blur", _defocus_blur, "out of focus (disk kernel): a focus drift, "
-                  "a swapped lens, condensation", _PARAMS["defocus_blur"], "scene"),
-        ShiftSpec("motion_blur", _motion_blur, "camera shake or slow shutter (line kernel at "
-                  "a random angle in +-45 degrees)", _PARAMS["motion_blur"], "scene"),
-        ShiftSpec("jpeg", _jpeg, "re-compression at low quality: a bandwidth-saving encoder "
-                  "setting, a transcoding proxy", _PARAMS["jpeg"], "image"),
-        ShiftSpec("pixelate", _pixelate, "resolution loss: a lower stream profile up-scaled "
-                  "back", _PARAMS["pixelate"], "image"),
-        ShiftSpec("fog", _fog, "haze/fog: blend toward a bright airlight, denser with "
-                  "(depth-ish) distance to the top of the view", _PARAMS["fog"], "scene"),
-        ShiftSpec("colour_cast", _colour_cast, "white-balance shift (warm): a failed AWB, a "
-                  "new light source", _PARAMS["colour_cast"], "image"),
-        ShiftSpec("saturation", _saturation, "desaturation: a firmware colour-pipeline change",
-                  _PARAMS["saturation"], "image"),
-        ShiftSpec("knocked", _knocked, "the camera knocked to a new view: rolled, pointed at "
-                  "another part of the scene, zoomed", _PARAMS["knocked"], "view"),
-        ShiftSpec("lens_covered", _lens_covered, "something on the lens (a leaf, tape, mud, a "
-                  "spider's web): a dark, far out-of-focus blob entering from the border",
-                  _PARAMS["lens_covered"], "scene", fixed=True),
+        ShiftSpec(
+            "brightness",
+            _brightness,
+            "under-exposure: a lost light, a dirty or "
+            "shaded housing, auto-exposure stuck after a scene change",
+            _PARAMS["brightness"],
+            "scene",
+        ),
+        ShiftSpec(
+            "contrast",
+            _contrast,
+            "flattened tones: a smeared or scratched window, glare, a changed tone curve",
+            _PARAMS["contrast"],
+            "image",
+        ),
+        ShiftSpec(
+            "dusk",
+            _dusk,
+            "evening light: gamma darkening, cool shadows and warm "
+            "street-light highlights, more sensor noise from raised gain",
+            _PARAMS["dusk"],
+            "scene",
+        ),
+        ShiftSpec(
+            "gaussian_noise",
+            _gaussian_noise,
+            "sensor noise: high gain, heat, an ageing sensor",
+            _PARAMS["gaussian_noise"],
+            "image",
+        ),
+        ShiftSpec(
+            "impulse_noise",
+            _impulse_noise,
+            "salt-and-pepper: dead/hot pixels, bit errors on a bad link",
+            _PARAMS["impulse_noise"],
+            "image",
+        ),
+        ShiftSpec(
+            "defocus_blur",
+            _defocus_blur,
+            "out of focus (disk kernel): a focus drift, a swapped lens, condensation",
+            _PARAMS["defocus_blur"],
+            "scene",
+        ),
+        ShiftSpec(
+            "motion_blur",
+            _motion_blur,
+            "camera shake or slow shutter (line kernel at a random angle in +-45 degrees)",
+            _PARAMS["motion_blur"],
+            "scene",
+        ),
+        ShiftSpec(
+            "jpeg",
+            _jpeg,
+            "re-compression at low quality: a bandwidth-saving encoder "
+            "setting, a transcoding proxy",
+            _PARAMS["jpeg"],
+            "image",
+        ),
+        ShiftSpec(
+            "pixelate",
+            _pixelate,
+            "resolution loss: a lower stream profile up-scaled back",
+            _PARAMS["pixelate"],
+            "image",
+        ),
+        ShiftSpec(
+            "fog",
+            _fog,
+            "haze/fog: blend toward a bright airlight, denser with "
+            "(depth-ish) distance to the top of the view",
+            _PARAMS["fog"],
+            "scene",
+        ),
+        ShiftSpec(
+            "colour_cast",
+            _colour_cast,
+            "white-balance shift (warm): a failed AWB, a new light source",
+            _PARAMS["colour_cast"],
+            "image",
+        ),
+        ShiftSpec(
+            "saturation",
+            _saturation,
+            "desaturation: a firmware colour-pipeline change",
+            _PARAMS["saturation"],
+            "image",
+        ),
+        ShiftSpec(
+            "knocked",
+            _knocked,
+            "the camera knocked to a new view: rolled, pointed at "
+            "another part of the scene, zoomed",
+            _PARAMS["knocked"],
+            "view",
+        ),
+        ShiftSpec(
+            "lens_covered",
+            _lens_covered,
+            "something on the lens (a leaf, tape, mud, a "
+            "spider's web): a dark, far out-of-focus blob entering from the border",
+            _PARAMS["lens_covered"],
+            "scene",
+            fixed=True,
+        ),
     )
 }
-

@@ -163,7 +163,9 @@ def _hash_uniform(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
     return ((bits >> np.uint64(11)).astype(np.float64) * 2.0**-53).reshape(index.shape)
 
 
-def _smooth_noise(seed: int, stream: int, s, octaves: tuple[tuple[float, float], ...]) -> np.ndarray:
+def _smooth_noise(
+    seed: int, stream: int, s, octaves: tuple[tuple[float, float], ...]
+) -> np.ndarray:
     """A smooth random process of about unit variance at times ``s``: the sum over ``octaves``
     (knot spacing, weight; squared weights summing to 1) of cubic B-splines through independent
     unit-variance uniform knots. An octave's correlation falls to ~0.4 at a lag of one knot
@@ -173,13 +175,22 @@ def _smooth_noise(seed: int, stream: int, s, octaves: tuple[tuple[float, float],
     u = s / spacing
     j = np.floor(u)
     f = u - j
-    weights = ((1 - f) ** 3 / 6, (3 * f**3 - 6 * f**2 + 4) / 6, (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6, f**3 / 6)
+    weights = (
+        (1 - f) ** 3 / 6,
+        (3 * f**3 - 6 * f**2 + 4) / 6,
+        (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6,
+        f**3 / 6,
+    )
     # One hash for every knot of every octave: knot j of octave i is index j * len(octaves) + i.
     octave = np.arange(len(octaves)).reshape(spacing.shape)
     j = j.astype(np.int64)
-    knots = _hash_uniform(seed, stream, np.stack([(j + k - 1) * len(octaves) + octave for k in range(4)]))
+    knots = _hash_uniform(
+        seed, stream, np.stack([(j + k - 1) * len(octaves) + octave for k in range(4)])
+    )
     knots = (knots - 0.5) * math.sqrt(12.0)  # unit variance
-    per_octave = sum(w * knots[k] for k, w in enumerate(weights)) / math.sqrt(0.48)  # sum w^2: 0.46..0.5
+    per_octave = sum(w * knots[k] for k, w in enumerate(weights)) / math.sqrt(
+        0.48
+    )  # sum w^2: 0.46..0.5
     amplitude = np.array([o[1] for o in octaves]).reshape(spacing.shape)
     return (amplitude * per_octave).sum(axis=0)
 
@@ -199,7 +210,9 @@ class World:
 
     def __post_init__(self) -> None:
         rng = np.random.default_rng([self.seed, 8])
-        object.__setattr__(self, "ir_factor", float(np.exp(rng.uniform(math.log(0.8), math.log(1.25)))))
+        object.__setattr__(
+            self, "ir_factor", float(np.exp(rng.uniform(math.log(0.8), math.log(1.25))))
+        )
 
     # --- clock and light ------------------------------------------------------------------
 
@@ -263,8 +276,12 @@ class World:
         """The showers under way at ``s``."""
         reach = _SHOWER_CAP * self.options.rain_s
         slots = range(math.floor((s - reach) / _SHOWER_SLOT_S), math.floor(s / _SHOWER_SLOT_S) + 1)
-        return [x for slot in slots for x in _showers_in_slot(self, slot)
-                if x.start <= s < x.start + x.duration]
+        return [
+            x
+            for slot in slots
+            for x in _showers_in_slot(self, slot)
+            if x.start <= s < x.start + x.duration
+        ]
 
     def rain(self, s: float) -> tuple[float, Shower | None]:
         """Rain intensity in [0, 1] at ``s`` and the strongest shower under way (or None)."""
@@ -278,8 +295,15 @@ class World:
 
     def crossings(self, s: float) -> list[Crossing]:
         """The objects in view at ``s``, farthest (highest in the frame) first."""
-        slots = range(math.floor((s - _CROSS_MAX_S) / _CROSS_SLOT_S), math.floor(s / _CROSS_SLOT_S) + 1)
-        found = [c for slot in slots for c in _crossings_in_slot(self, slot) if 0.0 <= c.progress(s) < 1.0]
+        slots = range(
+            math.floor((s - _CROSS_MAX_S) / _CROSS_SLOT_S), math.floor(s / _CROSS_SLOT_S) + 1
+        )
+        found = [
+            c
+            for slot in slots
+            for c in _crossings_in_slot(self, slot)
+            if 0.0 <= c.progress(s) < 1.0
+        ]
         return sorted(found, key=lambda c: c.lane)
 
     def traffic_share(self, s):
@@ -301,12 +325,25 @@ def _showers_in_slot(world: World, slot: int) -> tuple[Shower, ...]:
     starts = slot * _SHOWER_SLOT_S + rng.uniform(0.0, _SHOWER_SLOT_S, n)
     durations = np.minimum(rng.exponential(o.rain_s, n), _SHOWER_CAP * o.rain_s)
     strengths = rng.uniform(0.4, 1.0, n)
-    return tuple(Shower(float(a), float(d), float(k), (slot, i))
-                 for i, (a, d, k) in enumerate(zip(starts, durations, strengths)))
+    return tuple(
+        Shower(float(a), float(d), float(k), (slot, i))
+        for i, (a, d, k) in enumerate(zip(starts, durations, strengths))
+    )
 
 
-_CAR_COLOURS = np.array([(235, 235, 232), (180, 182, 186), (25, 25, 28), (110, 112, 118),
-                         (160, 25, 30), (30, 55, 130), (35, 75, 50), (200, 170, 60)], np.float64)
+_CAR_COLOURS = np.array(
+    [
+        (235, 235, 232),
+        (180, 182, 186),
+        (25, 25, 28),
+        (110, 112, 118),
+        (160, 25, 30),
+        (30, 55, 130),
+        (35, 75, 50),
+        (200, 170, 60),
+    ],
+    np.float64,
+)
 
 
 @functools.lru_cache(maxsize=256)
@@ -327,11 +364,22 @@ def _crossings_in_slot(world: World, slot: int) -> tuple[Crossing, ...]:
     paint = _CAR_COLOURS[rng.integers(0, len(_CAR_COLOURS), n)] + rng.normal(0.0, 8.0, (n, 3))
     clothes = rng.uniform(20.0, 220.0, (n, 3))
     colour = np.clip(np.where(car[:, None], paint, clothes), 0, 255).astype(int)
-    skin = rng.uniform(0.0, 1.0, n)[:, None] * np.array([(-120, -95, -75)]) + np.array([(225, 185, 150)])
+    skin = rng.uniform(0.0, 1.0, n)[:, None] * np.array([(-120, -95, -75)]) + np.array(
+        [(225, 185, 150)]
+    )
     trim = np.where(car[:, None], np.array([(45, 55, 65)]), skin).astype(int)
     return tuple(
-        Crossing("car" if car[i] else "person", float(starts[i]), float(car_s[i] if car[i] else person_s[i]),
-                 int(direction[i]), float(lane[i]), float(drift[i]), float(size[i]),
-                 tuple(int(v) for v in colour[i]), tuple(int(v) for v in trim[i]))
-        for i in range(n) if keep[i]
+        Crossing(
+            "car" if car[i] else "person",
+            float(starts[i]),
+            float(car_s[i] if car[i] else person_s[i]),
+            int(direction[i]),
+            float(lane[i]),
+            float(drift[i]),
+            float(size[i]),
+            tuple(int(v) for v in colour[i]),
+            tuple(int(v) for v in trim[i]),
+        )
+        for i in range(n)
+        if keep[i]
     )

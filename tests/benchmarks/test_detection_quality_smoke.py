@@ -21,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("detection_quality", ROOT / "benchmarks" / "detection_quality.py")
+    spec = importlib.util.spec_from_file_location(
+        "detection_quality", ROOT / "benchmarks" / "detection_quality.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     try:
@@ -35,12 +37,41 @@ def bench():
 def result(bench, tmp_path_factory):
     d = tmp_path_factory.mktemp("dq")
     out, raw = d / "detection-quality.md", d / "counts.json"
-    out.write_text("# Detection quality\n\nHand-written text before.\n\n"
-                   f"{bench.BEGIN}\nstale table\n{bench.END}\n\nHand-written text after.\n")
-    argv = ["--quick", "--cameras", "2", "--width", "160", "--height", "90", "--analysis-size", "80",
-            "--reference", "60", "--windows", "20", "40", "--fa-groups", "5", "--groups", "2",
-            "--shifts", "dusk", "jpeg", "--severities", "5", "--workers", "1",
-            "--out", str(out), "--json", str(raw)]
+    out.write_text(
+        "# Detection quality\n\nHand-written text before.\n\n"
+        f"{bench.BEGIN}\nstale table\n{bench.END}\n\nHand-written text after.\n"
+    )
+    argv = [
+        "--quick",
+        "--cameras",
+        "2",
+        "--width",
+        "160",
+        "--height",
+        "90",
+        "--analysis-size",
+        "80",
+        "--reference",
+        "60",
+        "--windows",
+        "20",
+        "40",
+        "--fa-groups",
+        "5",
+        "--groups",
+        "2",
+        "--shifts",
+        "dusk",
+        "jpeg",
+        "--severities",
+        "5",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        str(raw),
+    ]
     assert bench.main(argv) == 0
     return out.read_text(), json.loads(raw.read_text())
 
@@ -73,13 +104,19 @@ def test_tables_have_the_expected_shape(result, bench):
     assert len(fa) == 1 + len(bench.VERDICTS) * 2  # three verdicts x windows 20, 40
     for row in fa[1:]:
         fired, windows = (int(x) for x in row[2].split(" / "))
-        assert windows == {"20": 2 * 5 * 2, "40": 2 * 5}[row[1]]  # cameras x groups x windows per group
+        assert (
+            windows == {"20": 2 * 5 * 2, "40": 2 * 5}[row[1]]
+        )  # cameras x groups x windows per group
         lo, hi = (float(x) for x in row[4].split(" – "))
         assert 0.0 <= lo <= fired / windows <= hi <= 1.0
 
     full = table(md, "### Detection rate")
     assert full[0] == ["shift", "sev"] + [f"{v} @{n}" for n in (20, 40) for v in bench.VERDICTS]
-    assert [r[:2] for r in full[1:]] == [["*none (false alarms)*", "–"], ["dusk", "5"], ["jpeg", "5"]]
+    assert [r[:2] for r in full[1:]] == [
+        ["*none (false alarms)*", "–"],
+        ["dusk", "5"],
+        ["jpeg", "5"],
+    ]
     for row in full[1:]:
         assert all(0 <= int(c) <= 100 for c in row[2:])
 

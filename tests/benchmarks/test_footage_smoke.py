@@ -47,7 +47,7 @@ def synthetic_clip(path: Path) -> None:
     for t in range(FRAMES):
         frame = base + rng.normal(0, 4, base.shape)
         x = (2 * t) % (WIDTH - 20)
-        frame[30:50, x:x + 20] = 240
+        frame[30:50, x : x + 20] = 240
         writer.write(np.clip(frame, 0, 255).astype(np.uint8))
     writer.release()
 
@@ -56,13 +56,28 @@ def synthetic_clip(path: Path) -> None:
 def clip(tmp_path_factory):
     footage, work = tmp_path_factory.mktemp("footage"), tmp_path_factory.mktemp("work")
     synthetic_clip(footage / "synthetic.avi")
-    return ["--footage", str(footage), "--work", str(work), "--shifts", "dusk", "view_moved", "--workers", "1"], work
+    return [
+        "--footage",
+        str(footage),
+        "--work",
+        str(work),
+        "--shifts",
+        "dusk",
+        "view_moved",
+        "--workers",
+        "1",
+    ], work
 
 
 def run_mode(bench, clip, tmp_path_factory, *mode: str) -> dict:
     common, _ = clip
     out = tmp_path_factory.mktemp("out")
-    assert bench.main([*common, *mode, "--json", str(out / "raw.json"), "--out", str(out / "report.md")]) == 0
+    assert (
+        bench.main(
+            [*common, *mode, "--json", str(out / "raw.json"), "--out", str(out / "report.md")]
+        )
+        == 0
+    )
     result = json.loads((out / "raw.json").read_text())
     result["markdown"] = (out / "report.md").read_text()
     return result
@@ -73,8 +88,16 @@ def batch(bench, clip, tmp_path_factory):
     return run_mode(bench, clip, tmp_path_factory, "--mode", "batch", "--no-evidently")
 
 
-@pytest.mark.parametrize("frames, reference, clean", [
-    (341, 200, [1]), (748, 400, [1, 3, 5]), (412, 212, [1, 3]), (370, 200, [1]), (1000, 400, [1, 3, 5, 7, 9])])
+@pytest.mark.parametrize(
+    "frames, reference, clean",
+    [
+        (341, 200, [1]),
+        (748, 400, [1, 3, 5]),
+        (412, 212, [1, 3]),
+        (370, 200, [1]),
+        (1000, 400, [1, 3, 5, 7, 9]),
+    ],
+)
 def test_layout_follows_the_protocol(bench, frames, reference, clean):
     layout = bench.Layout.of(frames)
     assert len(layout.reference) == reference == len(set(layout.reference))
@@ -90,7 +113,9 @@ def test_dusk_and_view_moved(bench):
     assert out[0, 0, 0] == 0 and out[0, 255, 0] == 255
     assert out[0, 128, 0] == round(255 * (128 / 255) ** 2.0)
     assert bench.view_shift(1000, 1) == pytest.approx(0.04)
-    assert bench.view_shift(1000, 3) == pytest.approx(0.075)  # 8% clamped to what an 85% crop allows
+    assert bench.view_shift(1000, 3) == pytest.approx(
+        0.075
+    )  # 8% clamped to what an 85% crop allows
     frame = np.zeros((100, 200, 3), np.uint8)
     assert bench.view_moved(frame, 3).shape == frame.shape
 
@@ -109,7 +134,10 @@ def test_windows_and_cache(bench, clip, batch):
         assert list(z["files"]) == names
         assert z["features"].shape == (100, 20) and z["embeddings"].shape[0] == 100
     (window,) = [w for w in bench.load_clip(work, "synthetic") if w.name == "clean-1"]
-    assert (window.timing.unit, window.timing.source) == ("frames", "frame number")  # as from_dir times them
+    assert (window.timing.unit, window.timing.source) == (
+        "frames",
+        "frame number",
+    )  # as from_dir times them
     assert window.timing.times.tolist() == list(range(100, 200))
 
 
@@ -118,13 +146,33 @@ def test_batch_verdicts_are_driftmon_checks(bench, clip, batch):
     _, work = clip
     d = work / "synthetic"
     records = {r["window"]: r for r in batch["batch"]["windows"] if r["detector"] == "driftmon"}
-    assert set(records) == {"clean-1", "shift-dusk-s1", "shift-dusk-s3", "shift-view_moved-s1",
-                            "shift-view_moved-s3"}
-    assert all(r["frames"] == 100 and {"shift", "emb_shift"} <= set(r["tests"]) for r in records.values())
+    assert set(records) == {
+        "clean-1",
+        "shift-dusk-s1",
+        "shift-dusk-s3",
+        "shift-view_moved-s1",
+        "shift-view_moved-s3",
+    }
+    assert all(
+        r["frames"] == 100 and {"shift", "emb_shift"} <= set(r["tests"]) for r in records.values()
+    )
     dark = records["shift-dusk-s3"]
     assert dark["drifted"] and "shift" in dark["fired"]
     store = work / "check-reference"
-    assert cli.main(["reference", "build", "--from-dir", str(d / "reference"), "--out", str(store), "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "reference",
+                "build",
+                "--from-dir",
+                str(d / "reference"),
+                "--out",
+                str(store),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     dirs = [str(d / name) for name in sorted(records)]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -135,7 +183,9 @@ def test_batch_verdicts_are_driftmon_checks(bench, clip, batch):
         assert checked["drifted"] == mine["drifted"]
         for test in checked["tests"]:
             if test["name"] in ("shift", "emb_shift"):
-                assert test["statistic"] == pytest.approx(mine["tests"][test["name"]]["statistic"], rel=1e-9)
+                assert test["statistic"] == pytest.approx(
+                    mine["tests"][test["name"]]["statistic"], rel=1e-9
+                )
                 assert test["threshold"] == mine["tests"][test["name"]]["threshold"]
 
 
@@ -156,8 +206,18 @@ def test_streamed(bench, clip, tmp_path_factory):
         tansu_binary()
     except BrokerError as e:
         pytest.skip(str(e))
-    result = run_mode(bench, clip, tmp_path_factory, "--mode", "stream", "--stream-faults", "dusk", "view_moved",
-                      "--stream-frames", str(STREAM_FRAMES))
+    result = run_mode(
+        bench,
+        clip,
+        tmp_path_factory,
+        "--mode",
+        "stream",
+        "--stream-faults",
+        "dusk",
+        "view_moved",
+        "--stream-frames",
+        str(STREAM_FRAMES),
+    )
     (clip_result,) = result["streamed"]
     cameras = {c["camera"]: c for c in clip_result["cameras"]}
     assert set(cameras) == {"synthetic-clean", "synthetic-dusk", "synthetic-view"}

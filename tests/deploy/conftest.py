@@ -48,31 +48,38 @@ class PrometheusServer:
 def prometheus(tmp_path_factory) -> PrometheusServer:
     binary = shutil.which("prometheus")
     if binary is None:
-        pytest.skip("the prometheus server is not installed (Debian package `prometheus`, "
-                    "listed in .ci/apt-packages.txt)")
+        pytest.skip(
+            "the prometheus server is not installed (Debian package `prometheus`, "
+            "listed in .ci/apt-packages.txt)"
+        )
     workdir = tmp_path_factory.mktemp("prometheus")
     config = workdir / "prometheus.yml"
     config.write_text(
-        "global:\n"
-        "  evaluation_interval: 1s\n"
-        f"rule_files:\n  - {RULES_FILE}\n"
-        "scrape_configs: []\n",
+        f"global:\n  evaluation_interval: 1s\nrule_files:\n  - {RULES_FILE}\nscrape_configs: []\n",
         encoding="utf-8",
     )
     port = _free_port()
     log = (workdir / "prometheus.log").open("w")
     process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     server = PrometheusServer(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                pytest.fail(f"prometheus exited with {process.returncode}:\n"
-                            + (workdir / "prometheus.log").read_text())
+                pytest.fail(
+                    f"prometheus exited with {process.returncode}:\n"
+                    + (workdir / "prometheus.log").read_text()
+                )
             try:
                 with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
                     if response.status == 200:
@@ -80,8 +87,10 @@ def prometheus(tmp_path_factory) -> PrometheusServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("prometheus did not become ready in 60s:\n"
-                            + (workdir / "prometheus.log").read_text())
+                pytest.fail(
+                    "prometheus did not become ready in 60s:\n"
+                    + (workdir / "prometheus.log").read_text()
+                )
             time.sleep(0.2)
         yield server
     finally:

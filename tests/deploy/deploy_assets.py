@@ -55,8 +55,9 @@ class PromQL:
     # For a template query: the alert labels its %q verbs are given, in order ("stream", ...).
     template_args: tuple[str, ...] = ()
 
-    def substituted(self, variables: dict[str, str] | None = None,
-                    labels: dict[str, str] | None = None) -> str:
+    def substituted(
+        self, variables: dict[str, str] | None = None, labels: dict[str, str] | None = None
+    ) -> str:
         """The expression with Grafana variables (or template %q verbs) filled in.
 
         A template's %q verbs get the alert's `labels` (a label the alert lacks is "", as in
@@ -73,8 +74,11 @@ class PromQL:
         text = _VARIABLE.sub(fill, self.expr)
         if self.kind == "template":
             args = iter(self.template_args)
-            text = re.sub("%q", lambda _: json.dumps(
-                "x" if labels is None else labels.get(next(args, ""), "")), text)
+            text = re.sub(
+                "%q",
+                lambda _: json.dumps("x" if labels is None else labels.get(next(args, ""), "")),
+                text,
+            )
         return text
 
 
@@ -119,7 +123,7 @@ def variable_as_promql(query: str) -> str:
         return query.strip()
     selector, label = match.groups()
     if not selector:
-        selector = "{%s!=\"\"}" % label
+        selector = '{%s!=""}' % label
     return f"group by ({label}) ({selector})"
 
 
@@ -128,12 +132,20 @@ def dashboard_promql(name: str, dashboard: dict) -> list[PromQL]:
     found = []
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
-            found.append(PromQL(source, f"variable ${variable['name']}",
-                                variable_as_promql(variable_query(variable)), "variable"))
+            found.append(
+                PromQL(
+                    source,
+                    f"variable ${variable['name']}",
+                    variable_as_promql(variable_query(variable)),
+                    "variable",
+                )
+            )
     for panel in iter_panels(dashboard):
         for target in panel.get("targets", []):
             if target.get("expr"):
-                where = f"panel {panel.get('id')} {panel.get('title')!r} target {target.get('refId')}"
+                where = (
+                    f"panel {panel.get('id')} {panel.get('title')!r} target {target.get('refId')}"
+                )
                 found.append(PromQL(source, where, target["expr"], "panel"))
     return found
 
@@ -162,13 +174,15 @@ def rule_promql() -> list[PromQL]:
                 args = tuple(re.findall(r"\$labels\.(\w+)", match.group(2)))
                 if any(ch in query for ch in "{(") and "driftmon_" in query:
                     assert query.count("%q") == len(args), f"{name}: {query!r} takes {args}"
-                    found.append(PromQL(source, f"rule {name} annotation {key}", query,
-                                        "template", args))
+                    found.append(
+                        PromQL(source, f"rule {name} annotation {key}", query, "template", args)
+                    )
     return found
 
 
-def extract_promql(variables: dict[str, str] | None = None,
-                   labels: dict[str, str] | None = None) -> list[tuple[PromQL, str]]:
+def extract_promql(
+    variables: dict[str, str] | None = None, labels: dict[str, str] | None = None
+) -> list[tuple[PromQL, str]]:
     """Every PromQL expression of the dashboards and rules, with a runnable form.
 
     Returns (origin, runnable) pairs: `runnable` has `$__rate_interval` and friends, the
@@ -200,8 +214,9 @@ def metric_names(expr: str) -> set[str]:
     """Metric names an expression reads (label names and values, and functions, excluded)."""
     without_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
     without_matchers = re.sub(r"\{[^}]*\}", "{}", without_strings)
-    without_grouping = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)",
-                              "", without_matchers)
+    without_grouping = re.sub(
+        r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", without_matchers
+    )
     return set(_METRIC_TOKEN.findall(without_grouping))
 
 

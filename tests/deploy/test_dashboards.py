@@ -158,12 +158,16 @@ def test_every_metric_used_is_in_the_metrics_contract():
 
 
 def test_metric_name_extraction():
-    expr = ('histogram_quantile(0.99, sum by (le, stage) (rate('
-            'driftmon_stage_duration_seconds_bucket{instance=~"driftmon_x"}[1m])))'
-            ' / on (job) up{job=~".*driftmon.*"}')
+    expr = (
+        "histogram_quantile(0.99, sum by (le, stage) (rate("
+        'driftmon_stage_duration_seconds_bucket{instance=~"driftmon_x"}[1m])))'
+        ' / on (job) up{job=~".*driftmon.*"}'
+    )
     assert metric_names(expr) == {"driftmon_stage_duration_seconds_bucket", "up"}
-    assert resolve_metric("driftmon_stage_duration_seconds_bucket", documented_metrics()) == \
-        "driftmon_stage_duration_seconds"
+    assert (
+        resolve_metric("driftmon_stage_duration_seconds_bucket", documented_metrics())
+        == "driftmon_stage_duration_seconds"
+    )
 
 
 def test_extract_promql_covers_dashboards_and_rules():
@@ -183,8 +187,10 @@ def test_every_expression_parses_in_a_real_prometheus(prometheus):
     for item, runnable in extract_promql():
         answer = prometheus.query(runnable)
         if answer.get("status") != "success":
-            failures.append(f"{item.source}: {item.where}: {answer.get('errorType')}: "
-                            f"{answer.get('error')}\n    {runnable}")
+            failures.append(
+                f"{item.source}: {item.where}: {answer.get('errorType')}: "
+                f"{answer.get('error')}\n    {runnable}"
+            )
     assert not failures, "\n".join(failures)
 
 
@@ -196,12 +202,14 @@ def test_prometheus_rejects_a_broken_expression(prometheus):
 
 def test_provisioning_files():
     providers = yaml.safe_load(
-        (PROVISIONING_DIR / "dashboards" / "driftmon.yaml").read_text(encoding="utf-8"))
+        (PROVISIONING_DIR / "dashboards" / "driftmon.yaml").read_text(encoding="utf-8")
+    )
     assert providers["apiVersion"] == 1
     (provider,) = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
     datasources = yaml.safe_load(
-        (PROVISIONING_DIR / "datasources" / "prometheus.yaml").read_text(encoding="utf-8"))
+        (PROVISIONING_DIR / "datasources" / "prometheus.yaml").read_text(encoding="utf-8")
+    )
     assert datasources["apiVersion"] == 1
     (prom,) = datasources["datasources"]
     assert prom["type"] == "prometheus" and prom["url"].startswith("http")

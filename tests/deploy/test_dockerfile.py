@@ -16,14 +16,15 @@ DOCKERFILE = REPO / "deploy" / "Dockerfile"
 
 @pytest.fixture(scope="module")
 def instructions():
-    dockerfile = pytest.importorskip("dockerfile",
-                                     reason="pip install -r deploy/requirements-ci.txt")
+    dockerfile = pytest.importorskip(
+        "dockerfile", reason="pip install -r deploy/requirements-ci.txt"
+    )
     return dockerfile.parse_file(str(DOCKERFILE))
 
 
 def _final_stage(instructions):
     starts = [i for i, c in enumerate(instructions) if c.cmd == "FROM"]
-    return instructions[starts[-1]:]
+    return instructions[starts[-1] :]
 
 
 def _deployment():
@@ -32,8 +33,11 @@ def _deployment():
 
 
 def test_base_image_is_python_311_slim(instructions):
-    args = {c.value[0].split("=", 1)[0]: c.value[0].split("=", 1)[1]
-            for c in instructions if c.cmd == "ARG" and "=" in c.value[0]}
+    args = {
+        c.value[0].split("=", 1)[0]: c.value[0].split("=", 1)[1]
+        for c in instructions
+        if c.cmd == "ARG" and "=" in c.value[0]
+    }
     assert args["PYTHON_IMAGE"] == "python:3.11-slim"
     assert args["TORCH_VERSION"] == "2.13.0"
     assert args["TORCH_INDEX_URL"].endswith("/cpu")

@@ -54,8 +54,9 @@ def _find_kustomize() -> tuple[list[str], str]:
         match = re.search(r"(?:Kustomize Version: |^)v?(\d+)\.", result.stdout, re.M)
         if match and int(match.group(1)) >= 4:
             return command, ""
-        reasons.append(f"{command[0]}: kustomize older than v4 or unknown "
-                       f"({result.stdout.strip()[:120]!r})")
+        reasons.append(
+            f"{command[0]}: kustomize older than v4 or unknown ({result.stdout.strip()[:120]!r})"
+        )
     return [], "; ".join(reasons) + " (Debian's kubernetes-client 1.20 embeds kustomize v2)"
 
 
@@ -68,8 +69,9 @@ def _kustomize_command() -> list[str]:
 
 @lru_cache(maxsize=None)
 def _render_text(target: str) -> str:
-    result = subprocess.run([*_kustomize_command(), str(K8S / target)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [*_kustomize_command(), str(K8S / target)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -104,15 +106,24 @@ def selects(selector: dict, labels: dict) -> bool:
 @pytest.mark.parametrize("target", TARGETS)
 def test_renders(target):
     kinds = {o["kind"] for o in render(target)}
-    assert {"Deployment", "Service", "ConfigMap", "ServiceMonitor", "PrometheusRule",
-            "PodDisruptionBudget", "ScaledObject", "ServiceAccount"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "ScaledObject",
+        "ServiceAccount",
+    } <= kinds
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("target", TARGETS)
 def test_builtin_objects_match_the_kubernetes_schemas(target, version):
     kubernetes_validate = pytest.importorskip(
-        "kubernetes_validate", reason="pip install -r deploy/requirements-ci.txt")
+        "kubernetes_validate", reason="pip install -r deploy/requirements-ci.txt"
+    )
     errors = []
     for obj in render(target):
         if (obj["apiVersion"], obj["kind"]) in CRD_KINDS:
@@ -130,8 +141,14 @@ def test_builtin_objects_match_the_kubernetes_schemas(target, version):
 @pytest.mark.parametrize("target", TARGETS)
 def test_only_known_kinds(target):
     """Anything not built in must be one of the CRDs checked structurally here."""
-    builtin = {"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget",
-               "PersistentVolumeClaim"}
+    builtin = {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "PersistentVolumeClaim",
+    }
     for obj in render(target):
         assert obj["kind"] in builtin or (obj["apiVersion"], obj["kind"]) in CRD_KINDS, obj["kind"]
 
@@ -175,10 +192,15 @@ def test_probes_and_port(target):
     config = daemon_config(objects)
     assert port == {"name": "http", "containerPort": 9108, "protocol": "TCP"}
     assert config["http"]["port"] == port["containerPort"]
-    paths = {probe: c[probe]["httpGet"]["path"] for probe in
-             ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz",
-                     "readinessProbe": "/readyz"}
+    paths = {
+        probe: c[probe]["httpGet"]["path"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert paths == {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
     for probe in paths:
         assert c[probe]["httpGet"]["port"] == "http"
 
@@ -194,8 +216,9 @@ def test_volumes(target):
     assert "/var/lib/driftmon" in mounts
     # The config is the generated (hash-suffixed) ConfigMap, mounted where the CMD reads it.
     config_map = one(objects, "ConfigMap")
-    assert volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == \
-        config_map["metadata"]["name"]
+    assert (
+        volumes[mounts[CONFIG_MOUNT]["name"]]["configMap"]["name"] == config_map["metadata"]["name"]
+    )
     assert config_map["metadata"]["name"].startswith("driftmon-config-")
     assert container(objects)["args"] == ["run", "--config", f"{CONFIG_MOUNT}/config.yaml"]
     # The reference path in the config is on the reference volume.
@@ -208,7 +231,8 @@ def test_volumes(target):
 def _driftmon_command() -> list[str]:
     """The daemon's own CLI, from this environment."""
     installed = shutil.which("driftmon") or shutil.which(
-        "driftmon", path=str(Path(sys.executable).parent))
+        "driftmon", path=str(Path(sys.executable).parent)
+    )
     if installed:
         return [installed]
     pytest.skip("driftmon is not installed in this environment (pip install -e .)")
@@ -231,10 +255,15 @@ def test_the_daemon_accepts_the_config_and_environment(target, tmp_path):
             env[var["name"]] = var["value"]
         elif "secretKeyRef" in var.get("valueFrom", {}):
             env[var["name"]] = f"dummy-{var['valueFrom']['secretKeyRef']['key']}"
-    result = subprocess.run([*_driftmon_command(), "config", "check", "--print", str(config_file)],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [*_driftmon_command(), "config", "check", "--print", str(config_file)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
-    effective = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+    effective = json.loads(result.stdout[result.stdout.index("{") : result.stdout.rindex("}") + 1])
     assert effective["http"]["port"] == container(objects)["ports"][0]["containerPort"]
     assert effective["kafka"]["group_id"] == config["kafka"]["group_id"]
 
@@ -248,12 +277,16 @@ def test_actions_state_and_webhook_token(target):
     actions = daemon_config(objects)["actions"]
     assert actions["enabled"] is True
     mounts = {m["mountPath"]: m for m in container(objects)["volumeMounts"]}
-    volumes = {v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {
+        v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    }
     for path in (actions["state_dir"], actions["tickets"]["directory"]):
         mount = max((p for p in mounts if path.startswith(p.rstrip("/") + "/")), key=len)
         assert mount == "/var/lib/driftmon" and not mounts[mount].get("readOnly"), path
-        assert "emptyDir" in volumes[mounts[mount]["name"]] or \
-            "persistentVolumeClaim" in volumes[mounts[mount]["name"]]
+        assert (
+            "emptyDir" in volumes[mounts[mount]["name"]]
+            or "persistentVolumeClaim" in volumes[mounts[mount]["name"]]
+        )
     env = {e["name"]: e for e in container(objects).get("env", [])}
     ref = env["DRIFTMON_ACTIONS__TICKETS__TOKEN"]["valueFrom"]["secretKeyRef"]
     assert (ref["name"], ref["key"]) == ("driftmon-webhook", "token")
@@ -280,8 +313,10 @@ def test_selectors_match(target):
     assert selects(deployment["spec"]["selector"]["matchLabels"], pod_labels)
     service = one(objects, "Service")
     assert selects(service["spec"]["selector"], pod_labels)
-    assert one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= \
-        pod_labels.items()
+    assert (
+        one(objects, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items()
+        <= pod_labels.items()
+    )
     # ServiceMonitor -> Service, by labels and port name.
     monitor = one(objects, "ServiceMonitor")
     assert selects(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
@@ -289,8 +324,10 @@ def test_selectors_match(target):
     for endpoint in monitor["spec"]["endpoints"]:
         assert endpoint["port"] in service_ports
         assert endpoint["path"] == "/metrics"
-    assert one(objects, "ServiceAccount")["metadata"]["name"] == \
-        deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert (
+        one(objects, "ServiceAccount")["metadata"]["name"]
+        == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    )
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -316,16 +353,16 @@ def test_scaledobject(target):
         assert meta["sasl"] in {"plaintext", "scram_sha256", "scram_sha512"}
         auth = one(objects, "TriggerAuthentication")
         assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
-        assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} >= {"username",
-                                                                              "password"}
+        assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} >= {"username", "password"}
     if kafka["security_protocol"] in {"SSL", "SASL_SSL"}:
         assert meta["tls"] == "enable"
 
 
 def test_scaledobject_caps_match_partition_counts():
     """maxReplicaCount is the frames topic's partition count in each overlay (comments say so)."""
-    caps = {o: one(render(f"overlays/{o}"), "ScaledObject")["spec"]["maxReplicaCount"]
-            for o in OVERLAYS}
+    caps = {
+        o: one(render(f"overlays/{o}"), "ScaledObject")["spec"]["maxReplicaCount"] for o in OVERLAYS
+    }
     assert caps == {"dev": 2, "prod": 12, "gpu": 12}
 
 

@@ -39,14 +39,17 @@ SEVERITIES = {"critical", "warning", "info"}
 def _promtool(*args: str) -> subprocess.CompletedProcess:
     binary = shutil.which("promtool")
     if binary is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`, listed in "
-                    ".ci/apt-packages.txt)")
+        pytest.skip(
+            "promtool is not installed (Debian package `prometheus`, listed in "
+            ".ci/apt-packages.txt)"
+        )
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=300)
 
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
-        "gen_prometheusrule", REPO / "deploy" / "gen_prometheusrule.py")
+        "gen_prometheusrule", REPO / "deploy" / "gen_prometheusrule.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -79,8 +82,9 @@ def test_required_alerts_exist():
     assert REQUIRED_ALERTS <= alerts
 
 
-@pytest.mark.parametrize("rule", [r for r in iter_rules() if "alert" in r],
-                         ids=lambda r: r["alert"])
+@pytest.mark.parametrize(
+    "rule", [r for r in iter_rules() if "alert" in r], ids=lambda r: r["alert"]
+)
 def test_alert_conventions(rule):
     name = rule["alert"]
     assert re.fullmatch(r"Driftmon[A-Z][A-Za-z]+", name)
@@ -96,14 +100,16 @@ def test_alert_conventions(rule):
     url = annotations["runbook_url"]
     assert url.endswith(f"docs/operations.md#{name.lower()}"), url
     assert name.lower() in operations_anchors(), (
-        f"{OPERATIONS_DOC.relative_to(REPO)} has no '{name}' heading for the runbook link")
+        f"{OPERATIONS_DOC.relative_to(REPO)} has no '{name}' heading for the runbook link"
+    )
 
 
 def test_prometheusrule_is_generated_from_the_rules_file():
     generator = _load_generator()
     committed = PROMETHEUS_RULE_FILE.read_text(encoding="utf-8")
     assert committed == generator.render(), (
-        "deploy/k8s/base/prometheusrule.yaml is stale: run python deploy/gen_prometheusrule.py")
+        "deploy/k8s/base/prometheusrule.yaml is stale: run python deploy/gen_prometheusrule.py"
+    )
     resource = yaml.safe_load(committed)
     assert resource["apiVersion"] == "monitoring.coreos.com/v1"
     assert resource["kind"] == "PrometheusRule"

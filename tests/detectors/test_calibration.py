@@ -11,7 +11,15 @@ import pytest
 from scipy import stats
 
 from detectors import (
-    anderson_test, calibrate_ks, calibrate_threshold, chi2_test, correct, cvm_test, g_test, ks_test)
+    anderson_test,
+    calibrate_ks,
+    calibrate_threshold,
+    chi2_test,
+    correct,
+    cvm_test,
+    g_test,
+    ks_test,
+)
 from detectors.calibration import ks_rank_codes, max_ks_statistic
 
 ALPHA = 0.05
@@ -98,8 +106,16 @@ def _run_lengths(threshold, n_streams, cap, seed):
 def test_calibrated_threshold_delivers_the_promised_run_length():
     target = 500
     ref = np.random.default_rng(0).normal(size=(20_000, 1))
-    cal = calibrate_threshold(ref, _z_of_window_mean, window=W, stride=S,
-                              target_run_length=target, n_blocks=3000, vectorized=True, seed=3)
+    cal = calibrate_threshold(
+        ref,
+        _z_of_window_mean,
+        window=W,
+        stride=S,
+        target_run_length=target,
+        n_blocks=3000,
+        vectorized=True,
+        seed=3,
+    )
     assert cal.block_evaluations == 50 and cal.n_blocks == 3000
     rl = _run_lengths(cal.threshold, n_streams=600, cap=20 * target, seed=4)
     mean, se = rl.mean(), rl.std(ddof=1) / np.sqrt(len(rl))
@@ -113,13 +129,23 @@ def test_calibrated_threshold_delivers_the_promised_run_length():
 def test_calibration_non_vectorized_and_block_bootstrap_agree_in_form():
     ref = np.random.default_rng(1).normal(size=(5000, 2))
     fn = lambda w: float(np.abs(w.mean(axis=0)).max() * np.sqrt(len(w)))  # noqa: E731
-    a = calibrate_threshold(ref, fn, window=20, stride=20, target_run_length=100,
-                            n_blocks=200, seed=7)
-    b = calibrate_threshold(ref, fn, window=20, stride=20, target_run_length=100,
-                            n_blocks=200, seed=7)
+    a = calibrate_threshold(
+        ref, fn, window=20, stride=20, target_run_length=100, n_blocks=200, seed=7
+    )
+    b = calibrate_threshold(
+        ref, fn, window=20, stride=20, target_run_length=100, n_blocks=200, seed=7
+    )
     assert a.threshold == b.threshold  # the generator is owned and seeded
-    c = calibrate_threshold(ref, fn, window=20, stride=20, target_run_length=100,
-                            n_blocks=200, resample_block=25, seed=7)
+    c = calibrate_threshold(
+        ref,
+        fn,
+        window=20,
+        stride=20,
+        target_run_length=100,
+        n_blocks=200,
+        resample_block=25,
+        seed=7,
+    )
     assert np.isfinite(c.threshold) and c.block_maxima.shape == (200,)
     assert a.block_alarm_rate == pytest.approx(25 / 125)
 
@@ -127,10 +153,13 @@ def test_calibration_non_vectorized_and_block_bootstrap_agree_in_form():
 def test_calibration_rejects_bad_options():
     ref = np.zeros((100, 1))
     fn = lambda w: 0.0  # noqa: E731
-    for kwargs in ({"window": 0, "stride": 1}, {"window": 5, "stride": 1.5},
-                   {"window": 5, "stride": 1, "target_run_length": 2},
-                   {"window": 5, "stride": 1, "n_blocks": 2},
-                   {"window": 5, "stride": 1, "resample_block": 1000}):
+    for kwargs in (
+        {"window": 0, "stride": 1},
+        {"window": 5, "stride": 1.5},
+        {"window": 5, "stride": 1, "target_run_length": 2},
+        {"window": 5, "stride": 1, "n_blocks": 2},
+        {"window": 5, "stride": 1, "resample_block": 1000},
+    ):
         with pytest.raises(ValueError):
             calibrate_threshold(ref, fn, **kwargs)
 
@@ -156,7 +185,7 @@ def _ks_run_lengths(ref, threshold, n_streams, cap, seed):
         stream = rng.normal(size=(W + (cap - 1) * S, ref.shape[1]))
         n = cap
         for i in range(cap):
-            if uref.ks(stream[i * S:i * S + W], correction="none").statistic.max() > threshold:
+            if uref.ks(stream[i * S : i * S + W], correction="none").statistic.max() > threshold:
                 n = i + 1
                 break
         out.append(n)
@@ -175,15 +204,19 @@ def test_calibrated_ks_delivers_the_promised_run_length_on_fresh_streams():
         ref = np.random.default_rng(100 + i).normal(size=(4000, 5))
         cal = calibrate_ks(ref, window=W, stride=S, target_run_length=target, seed=i)
         assert cal.level < ALPHA / 5  # stricter than Bonferroni for a single look
-        run_lengths.append(_ks_run_lengths(ref, cal.statistic_threshold, n_streams=10,
-                                           cap=20 * target, seed=1000 + i))
+        run_lengths.append(
+            _ks_run_lengths(
+                ref, cal.statistic_threshold, n_streams=10, cap=20 * target, seed=1000 + i
+            )
+        )
     rl = np.concatenate(run_lengths)
     mean, se = rl.mean(), rl.std(ddof=1) / np.sqrt(len(rl))
     L = cal.calibration.block_evaluations
     assert target - 3 * se <= mean <= target + L + 3 * se, (mean, se)
     # Bonferroni at alpha on the same schedule: a false alarm every few dozen evaluations
-    bonf = _ks_run_lengths(ref, max_ks_threshold(ref, ALPHA / 5), n_streams=100, cap=20 * target,
-                           seed=12)
+    bonf = _ks_run_lengths(
+        ref, max_ks_threshold(ref, ALPHA / 5), n_streams=100, cap=20 * target, seed=12
+    )
     assert bonf.mean() < target / 2, bonf.mean()
 
 

@@ -19,7 +19,9 @@ B = 59
 
 TESTS = {
     "mmd": lambda x, y, s: mmd_test(x, y, n_permutations=B, alpha=ALPHA, seed=s),
-    "mmd_rff": lambda x, y, s: mmd_rff_test(x, y, n_features=64, n_permutations=B, alpha=ALPHA, seed=s),
+    "mmd_rff": lambda x, y, s: mmd_rff_test(
+        x, y, n_features=64, n_permutations=B, alpha=ALPHA, seed=s
+    ),
     "energy": lambda x, y, s: energy_test(x, y, n_permutations=B, alpha=ALPHA, seed=s),
     "classifier": lambda x, y, s: classifier_test(x, y, n_permutations=B, alpha=ALPHA, seed=s),
     "ks_dims": lambda x, y, s: ks_dims_test(x, y, alpha=ALPHA),
@@ -33,7 +35,9 @@ def test_false_positive_rate_is_calibrated(name):
     for seed in range(N_SEEDS):
         rng = np.random.default_rng(seed)
         # A correlated, non-Gaussian distribution (the null need not be Gaussian).
-        mix = np.array([[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0]])
+        mix = np.array(
+            [[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.3, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 2.0]]
+        )
         x = rng.standard_t(5, size=(50, 4)) @ mix
         y = rng.standard_t(5, size=(50, 4)) @ mix
         res = test(x, y, seed)

@@ -56,10 +56,12 @@ def test_cross_fitting_scores_come_from_models_that_did_not_see_the_sample():
     y2 = y.copy()
     y2[0] += 2.0
     b = classifier_test(x, y2, n_folds=5, seed=0)
-    same_fold = (a.cur_fold == k)
+    same_fold = a.cur_fold == k
     same_fold[0] = False
     np.testing.assert_allclose(a.scores[same_fold], b.scores[same_fold], rtol=1e-6)
-    np.testing.assert_allclose(a.ref_scores[a.ref_fold == k], b.ref_scores[a.ref_fold == k], rtol=1e-6)
+    np.testing.assert_allclose(
+        a.ref_scores[a.ref_fold == k], b.ref_scores[a.ref_fold == k], rtol=1e-6
+    )
     assert not np.allclose(a.scores[~same_fold], b.scores[~same_fold])
 
 

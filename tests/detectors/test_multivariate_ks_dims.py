@@ -60,7 +60,9 @@ def test_pca_validation():
     with pytest.raises(ValueError, match="dimensions"):
         PCA().fit(x).transform(np.ones((2, 5)))
     with pytest.raises(ValueError):
-        PCA.from_arrays({"mean": np.zeros(3), "components": np.zeros((2, 4)), "explained_variance": np.zeros(2)})
+        PCA.from_arrays(
+            {"mean": np.zeros(3), "components": np.zeros((2, 4)), "explained_variance": np.zeros(2)}
+        )
 
 
 def test_ks_dims_matches_scipy_with_bonferroni():

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist, pdist
 
-from detectors import MMDReference, MultivariateTestResult, median_bandwidth, mmd2, mmd_rff_test, mmd_test
+from detectors import (
+    MMDReference,
+    MultivariateTestResult,
+    median_bandwidth,
+    mmd2,
+    mmd_rff_test,
+    mmd_test,
+)
 from detectors._gram import random_indicators
 
 
@@ -68,9 +75,7 @@ def test_permuted_statistics_match_direct_relabelling(dtype):
         [random_indicators(replay, 34, 11, b, np.float64) for b in (128, 128, 44)], axis=1
     )
     pooled = np.concatenate([x, y])
-    slow = [
-        direct_mmd2(pooled[col == 0], pooled[col == 1], ref.bandwidth) for col in ind.T
-    ]
+    slow = [direct_mmd2(pooled[col == 0], pooled[col == 1], ref.bandwidth) for col in ind.T]
     tol = 1e-10 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(fast, slow, rtol=tol, atol=tol)
 

@@ -44,7 +44,9 @@ def test_a_short_or_unordered_reference_is_judged_almost_as_single_frames():
     null = fit_span_null(short, [np.arange(100), np.arange(100, 200)], 100)
     assert null.support[0] < 10 and null.scale[0] > 0.6 * short.std()
     bag = fit_span_null(short, None, 100)
-    assert bag.support[0] == 0 and bag.scale[0] == pytest.approx(short.std() * np.sqrt(1 + 1 / 200), rel=1e-6)
+    assert bag.support[0] == 0 and bag.scale[0] == pytest.approx(
+        short.std() * np.sqrt(1 + 1 / 200), rel=1e-6
+    )
     assert bag.segments == 0
 
 
@@ -67,7 +69,7 @@ def test_false_alarms_on_unshifted_correlated_windows_stay_within_the_promise():
         null = fit_span_null(ref, [np.arange(4000)], n)
         live = ar1(rng, 4000, 0.95, k)
         for start in range(0, 4000 - n + 1, n):  # disjoint windows of a fresh stream
-            fired += bool(shift_test(null, live[start:start + n], z_threshold=z_star).any_drifted)
+            fired += bool(shift_test(null, live[start : start + n], z_threshold=z_star).any_drifted)
             total += 1
     upper = binomtest(fired, total, alpha).proportion_ci(0.99).low
     assert upper <= alpha, (fired, total)  # not above the promised rate (99% one-sided)

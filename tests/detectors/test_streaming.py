@@ -72,8 +72,8 @@ def test_cusum_detects_step_and_is_vectorised():
     rng = np.random.default_rng(11)
     n = 4
     x = rng.normal(size=(300, n))
-    x[150:, 1] += 2.0   # step up in feature 1 at index 150
-    x[150:, 3] -= 2.0   # step down in feature 3
+    x[150:, 1] += 2.0  # step up in feature 1 at index 150
+    x[150:, 3] -= 2.0  # step down in feature 3
     c = Cusum(mean=np.zeros(n), std=np.ones(n), k=0.5, h=8.0)
     first = np.full(n, -1)
     for i, row in enumerate(x):
@@ -111,8 +111,9 @@ def test_page_hinkley_detects_both_directions_and_respects_mode():
         if up.update(row).any_drifted:
             hits_up.append((i, up.drifted.tolist()))
     assert hits and all(i >= 200 for i, _ in hits)
-    assert {tuple(d) for _, d in hits} >= {(True, False), (False, True)} or \
-        any(d == [True, True] for _, d in hits)
+    assert {tuple(d) for _, d in hits} >= {(True, False), (False, True)} or any(
+        d == [True, True] for _, d in hits
+    )
     assert all(d == [True, False] for _, d in hits_up) and hits_up[0][0] < 215
 
 
@@ -139,14 +140,21 @@ def _same(a, b) -> bool:
     va, vb = vars(a), vars(b)
     return va.keys() == vb.keys() and all(
         np.array_equal(va[k], vb[k]) if isinstance(va[k], np.ndarray) else va[k] == vb[k]
-        for k in va)
+        for k in va
+    )
 
 
-@pytest.mark.parametrize("make, feed", [
-    (lambda: Hysteresis(k=2, m=3, recover=2), [True, True, False, True]),
-    (lambda: Cusum([0.0, 1.0], [1.0, 2.0], h=2.0), [[3.0, 1.0], [4.0, -5.0], [0.5, 1.0]]),
-    (lambda: PageHinkley(2, threshold=1.0, min_instances=1), [[0.0, 0.0], [5.0, -5.0], [9.0, 1.0]]),
-])
+@pytest.mark.parametrize(
+    "make, feed",
+    [
+        (lambda: Hysteresis(k=2, m=3, recover=2), [True, True, False, True]),
+        (lambda: Cusum([0.0, 1.0], [1.0, 2.0], h=2.0), [[3.0, 1.0], [4.0, -5.0], [0.5, 1.0]]),
+        (
+            lambda: PageHinkley(2, threshold=1.0, min_instances=1),
+            [[0.0, 0.0], [5.0, -5.0], [9.0, 1.0]],
+        ),
+    ],
+)
 def test_stateful_detectors_share_one_protocol(make, feed):
     d = make()
     assert isinstance(d, StatefulDetector)

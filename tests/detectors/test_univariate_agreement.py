@@ -11,8 +11,18 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from detectors import (
-    UnivariateReference, anderson_test, chi2_test, correct, cvm_test, g_test, hellinger_test,
-    jensen_shannon_test, ks_test, psi_test, wasserstein_test)
+    UnivariateReference,
+    anderson_test,
+    chi2_test,
+    correct,
+    cvm_test,
+    g_test,
+    hellinger_test,
+    jensen_shannon_test,
+    ks_test,
+    psi_test,
+    wasserstein_test,
+)
 
 
 def _datasets(seed: int, n_sets: int, max_n: int = 60, k: int = 3):
@@ -33,8 +43,11 @@ def _datasets(seed: int, n_sets: int, max_n: int = 60, k: int = 3):
             y = np.round(rng.exponential(1.3, size=(n2, k)), 1)
         else:  # distinct reference values, some of them repeated in the current window
             x = rng.normal(size=(n1, k))
-            y = np.where(rng.uniform(size=(n2, k)) < 0.5, x[rng.integers(0, n1, size=(n2, k)), 0],
-                         rng.normal(size=(n2, k)))
+            y = np.where(
+                rng.uniform(size=(n2, k)) < 0.5,
+                x[rng.integers(0, n1, size=(n2, k)), 0],
+                rng.normal(size=(n2, k)),
+            )
         yield x, y
 
 
@@ -65,8 +78,9 @@ def test_ks_matches_scipy_at_daemon_sizes():
     big = rng.normal(size=(10_001, 2))
     res = ks_test(big, y[:, :2])
     assert res.p_value_note.startswith("asymptotic")
-    assert_allclose(res.p_value, [stats.ks_2samp(big[:, c], y[:, c]).pvalue for c in range(2)],
-                    rtol=1e-10)
+    assert_allclose(
+        res.p_value, [stats.ks_2samp(big[:, c], y[:, c]).pvalue for c in range(2)], rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("method", ["auto", "asymptotic"])
@@ -89,8 +103,7 @@ def test_cvm_large_samples_match_scipy():
     res = cvm_test(x, y)
     for c in range(3):
         ref = stats.cramervonmises_2samp(x[:, c], y[:, c])
-        assert_allclose([res.statistic[c], res.p_value[c]], [ref.statistic, ref.pvalue],
-                        rtol=1e-9)
+        assert_allclose([res.statistic[c], res.p_value[c]], [ref.statistic, ref.pvalue], rtol=1e-9)
 
 
 def test_anderson_matches_scipy_midrank_and_is_clipped():
@@ -137,8 +150,9 @@ def test_wasserstein_coprime_sizes():
 def _proportions(x, y, bins):
     """Reference-quantile histogram proportions, computed independently of the library."""
     xs = np.sort(x)
-    edges = np.unique(np.r_[xs[0], np.quantile(xs, np.arange(1, bins) / bins),
-                            np.nextafter(xs[-1], np.inf)])
+    edges = np.unique(
+        np.r_[xs[0], np.quantile(xs, np.arange(1, bins) / bins), np.nextafter(xs[-1], np.inf)]
+    )
     full = np.r_[-np.inf, edges, np.inf]
     # [e_i, e_{i+1}) bins: histogram with left-closed bins via counting
     p = np.array([np.mean((x >= lo) & (x < hi)) for lo, hi in zip(full[:-1], full[1:])])
@@ -153,8 +167,9 @@ def test_jensen_shannon_and_hellinger_match_definitions():
         for c in range(x.shape[1]):
             p, q = _proportions(x[:, c], y[:, c], 5)
             assert_allclose(js.statistic[c], jensenshannon(p, q), rtol=1e-9, atol=1e-12)
-            assert_allclose(hel.statistic[c], np.sqrt(1 - np.sum(np.sqrt(p * q))),
-                            rtol=1e-7, atol=1e-7)
+            assert_allclose(
+                hel.statistic[c], np.sqrt(1 - np.sum(np.sqrt(p * q))), rtol=1e-7, atol=1e-7
+            )
 
 
 def test_psi_matches_definition():
@@ -173,8 +188,7 @@ def test_psi_hand_computed():
     assert_allclose(psi_test(ref, cur, bins=2).statistic, [expected], rtol=1e-12)
     # one value above the reference range: 0.1 in the empty top bin (epsilon 1e-4)
     cur = np.array([0.0, 1, 2, 3, 4, 5, 6, 7, 8, 20])
-    expected = ((0.5 - 0.5) * 0 + (0.4 - 0.5) * np.log(0.4 / 0.5)
-                + (0.1 - 1e-4) * np.log(0.1 / 1e-4))
+    expected = (0.5 - 0.5) * 0 + (0.4 - 0.5) * np.log(0.4 / 0.5) + (0.1 - 1e-4) * np.log(0.1 / 1e-4)
     res = psi_test(ref, cur, bins=2, threshold=0.2)
     assert_allclose(res.statistic, [expected], rtol=1e-12)
     assert res.drifted.tolist() == [True]
@@ -185,13 +199,16 @@ def test_psi_hand_computed():
 def test_js_hellinger_wasserstein_hand_computed():
     ref = np.arange(10.0)
     top = np.full(10, 9.0)  # (0.5, 0.5) vs (0, 1) on bins=2
-    assert_allclose(jensen_shannon_test(ref, top, bins=2).statistic,
-                    [np.sqrt(0.75 * np.log(4 / 3))], rtol=1e-12)
-    assert_allclose(hellinger_test(ref, top, bins=2).statistic,
-                    [np.sqrt(1 - np.sqrt(0.5))], rtol=1e-12)
+    assert_allclose(
+        jensen_shannon_test(ref, top, bins=2).statistic, [np.sqrt(0.75 * np.log(4 / 3))], rtol=1e-12
+    )
+    assert_allclose(
+        hellinger_test(ref, top, bins=2).statistic, [np.sqrt(1 - np.sqrt(0.5))], rtol=1e-12
+    )
     # W1 between {0,1,2,3} and {1,2,3,4} is 1; std of {0,1,2,3} is sqrt(1.25)
-    assert_allclose(wasserstein_test([0.0, 1, 2, 3], [1.0, 2, 3, 4]).statistic,
-                    [1 / np.sqrt(1.25)], rtol=1e-12)
+    assert_allclose(
+        wasserstein_test([0.0, 1, 2, 3], [1.0, 2, 3, 4]).statistic, [1 / np.sqrt(1.25)], rtol=1e-12
+    )
     # unequal sizes: {0, 2} vs {1}: W1 = 1, std = 1
     assert_allclose(wasserstein_test([0.0, 2.0], [1.0]).statistic, [1.0], rtol=1e-12)
 
@@ -205,24 +222,34 @@ def test_categorical_matches_scipy_contingency():
         chi, g = chi2_test(x, y, correction="none"), g_test(x, y, correction="none")
         for c in range(3):
             cats = np.union1d(x[:, c], y[:, c])
-            table = np.array([[np.sum(x[:, c] == v) for v in cats],
-                              [np.sum(y[:, c] == v) for v in cats]])
+            table = np.array(
+                [[np.sum(x[:, c] == v) for v in cats], [np.sum(y[:, c] == v) for v in cats]]
+            )
             if len(cats) < 2:
                 assert chi.statistic[c] == 0 and chi.p_value[c] == 1
                 continue
             r_chi = stats.chi2_contingency(table, correction=False)
             r_g = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
-            assert_allclose([chi.statistic[c], chi.p_value[c]], [r_chi.statistic, r_chi.pvalue],
-                            rtol=1e-9, atol=1e-300)
-            assert_allclose([g.statistic[c], g.p_value[c]], [r_g.statistic, r_g.pvalue],
-                            rtol=1e-9, atol=1e-300)
+            assert_allclose(
+                [chi.statistic[c], chi.p_value[c]],
+                [r_chi.statistic, r_chi.pvalue],
+                rtol=1e-9,
+                atol=1e-300,
+            )
+            assert_allclose(
+                [g.statistic[c], g.p_value[c]], [r_g.statistic, r_g.pvalue], rtol=1e-9, atol=1e-300
+            )
             # the same numbers through power_divergence on the flattened table
             expected = stats.contingency.expected_freq(table)
-            pd = stats.power_divergence(table.ravel(), expected.ravel(),
-                                        ddof=table.size - 1 - (len(cats) - 1),
-                                        lambda_="log-likelihood")
-            assert_allclose([g.statistic[c], g.p_value[c]], [pd.statistic, pd.pvalue],
-                            rtol=1e-9, atol=1e-300)
+            pd = stats.power_divergence(
+                table.ravel(),
+                expected.ravel(),
+                ddof=table.size - 1 - (len(cats) - 1),
+                lambda_="log-likelihood",
+            )
+            assert_allclose(
+                [g.statistic[c], g.p_value[c]], [pd.statistic, pd.pvalue], rtol=1e-9, atol=1e-300
+            )
 
 
 def test_categorical_string_labels_and_unseen_category():
@@ -240,8 +267,9 @@ def test_correction_matches_scipy_bh_and_bonferroni():
         m = int(rng.integers(1, 40))
         p = rng.uniform(size=m) ** rng.uniform(0.5, 4)
         c = correct(p, alpha=0.05, method="bh")
-        assert_allclose(c.adjusted_p_value, stats.false_discovery_control(p, method="bh"),
-                        rtol=1e-12)
+        assert_allclose(
+            c.adjusted_p_value, stats.false_discovery_control(p, method="bh"), rtol=1e-12
+        )
         # BH rejects exactly what the step-up rule rejects
         ps = np.sort(p)
         passing = np.nonzero(ps <= np.arange(1, m + 1) * 0.05 / m)[0]
@@ -261,8 +289,9 @@ def test_reference_methods_equal_pure_functions():
     x = np.c_[rng.normal(size=(800, 3)), rng.integers(0, 3, size=(800, 1)), np.full(800, 7.0)]
     ref = UnivariateReference(x, psi_bins=8)
     for shift in (0.0, 0.3):
-        y = np.c_[rng.normal(shift, size=(300, 3)), rng.integers(0, 4, size=(300, 1)),
-                  np.full(300, 7.0)]
+        y = np.c_[
+            rng.normal(shift, size=(300, 3)), rng.integers(0, 4, size=(300, 1)), np.full(300, 7.0)
+        ]
         pairs = [
             (ref.ks(y, alpha=0.01, correction="bh"), ks_test(x, y, alpha=0.01, correction="bh")),
             (ref.cvm(y), cvm_test(x, y)),
@@ -291,10 +320,15 @@ def test_placed_window_gives_the_raw_windows_results(seed):
     rng = np.random.default_rng(seed)
     x = np.c_[rng.normal(size=(500, 2)), rng.integers(0, 3, size=(500, 1)), np.full(500, 7.0)]
     ref = UnivariateReference(x, psi_bins=6)
-    for y in (np.c_[rng.normal(0.2, size=(120, 2)), rng.integers(0, 4, size=(120, 1)),
-                    np.full(120, 7.0)], x[:37]):
-        options = {"ks": {"alpha": 0.01, "correction": "bh"}, "cvm": {"correction": "none"},
-                   "psi": {"threshold": 0.05}}
+    for y in (
+        np.c_[rng.normal(0.2, size=(120, 2)), rng.integers(0, 4, size=(120, 1)), np.full(120, 7.0)],
+        x[:37],
+    ):
+        options = {
+            "ks": {"alpha": 0.01, "correction": "bh"},
+            "cvm": {"correction": "none"},
+            "psi": {"threshold": 0.05},
+        }
         order = list(ALL_METHODS)
         rng.shuffle(order)
         placed = ref.place(y)

@@ -7,10 +7,27 @@ import numpy as np
 import pytest
 
 from detectors import (
-    Cusum, Hysteresis, MMDReference, PageHinkley, UnivariateReference, calibrate_threshold,
-    classifier_test, correct, ks_test, mmd_rff_test, psi_test)
+    Cusum,
+    Hysteresis,
+    MMDReference,
+    PageHinkley,
+    UnivariateReference,
+    calibrate_threshold,
+    classifier_test,
+    correct,
+    ks_test,
+    mmd_rff_test,
+    psi_test,
+)
 from detectors.validation import (
-    as_columns, as_pair, as_vector, check_alpha, check_int, check_number, make_rng)
+    as_columns,
+    as_pair,
+    as_vector,
+    check_alpha,
+    check_int,
+    check_number,
+    make_rng,
+)
 
 
 def test_numbers_and_integers():
@@ -31,8 +48,12 @@ def test_numbers_and_integers():
 
 def test_arrays():
     assert as_columns([1.0, 2.0], "x").shape == (2, 1)
-    for bad, what in ((np.zeros((0, 2)), "empty"), (np.zeros((3, 0)), "empty"),
-                      (np.zeros((2, 2, 2)), "1-D or 2-D"), ([1.0, np.nan], "NaN")):
+    for bad, what in (
+        (np.zeros((0, 2)), "empty"),
+        (np.zeros((3, 0)), "empty"),
+        (np.zeros((2, 2, 2)), "1-D or 2-D"),
+        ([1.0, np.nan], "NaN"),
+    ):
         with pytest.raises(ValueError, match=f"^x_cur .*{what}"):
             as_columns(bad, "x_cur")
     with pytest.raises(ValueError, match="x_ref needs at least 2 samples"):
@@ -47,25 +68,28 @@ def test_arrays():
     assert make_rng(3, stream=1).random() == np.random.default_rng([3, 1]).random()
 
 
-@pytest.mark.parametrize("call, name", [
-    (lambda x: ks_test(x, x, alpha=2), "alpha"),
-    (lambda x: ks_test(x, x, correction="holm"), "correction"),
-    (lambda x: ks_test(x, x, method="fast"), "method"),
-    (lambda x: psi_test(x, x, bins=1), "bins"),
-    (lambda x: psi_test(x, x, threshold=-1), "threshold"),
-    (lambda x: correct([0.5, 1.5]), "p_values"),
-    (lambda x: UnivariateReference(x).quantiles([1.5]), "q"),
-    (lambda x: UnivariateReference(x).ks(np.zeros((5, 3))), "x_cur"),
-    (lambda x: MMDReference(x, bandwidth=0.0), "bandwidth"),
-    (lambda x: MMDReference(x).test(x, n_permutations=0), "n_permutations"),
-    (lambda x: mmd_rff_test(x, x, n_features=0.5), "n_features"),
-    (lambda x: classifier_test(x, x, n_folds=1), "n_folds"),
-    (lambda x: classifier_test(x, x, seed="s"), "seed"),
-    (lambda x: calibrate_threshold(x, np.max, window=0, stride=1), "window"),
-    (lambda x: Hysteresis(k=0), "k"),
-    (lambda x: Cusum([0.0], [1.0], h=0.0), "h"),
-    (lambda x: PageHinkley(2, mode="sideways"), "mode"),
-])
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda x: ks_test(x, x, alpha=2), "alpha"),
+        (lambda x: ks_test(x, x, correction="holm"), "correction"),
+        (lambda x: ks_test(x, x, method="fast"), "method"),
+        (lambda x: psi_test(x, x, bins=1), "bins"),
+        (lambda x: psi_test(x, x, threshold=-1), "threshold"),
+        (lambda x: correct([0.5, 1.5]), "p_values"),
+        (lambda x: UnivariateReference(x).quantiles([1.5]), "q"),
+        (lambda x: UnivariateReference(x).ks(np.zeros((5, 3))), "x_cur"),
+        (lambda x: MMDReference(x, bandwidth=0.0), "bandwidth"),
+        (lambda x: MMDReference(x).test(x, n_permutations=0), "n_permutations"),
+        (lambda x: mmd_rff_test(x, x, n_features=0.5), "n_features"),
+        (lambda x: classifier_test(x, x, n_folds=1), "n_folds"),
+        (lambda x: classifier_test(x, x, seed="s"), "seed"),
+        (lambda x: calibrate_threshold(x, np.max, window=0, stride=1), "window"),
+        (lambda x: Hysteresis(k=0), "k"),
+        (lambda x: Cusum([0.0], [1.0], h=0.0), "h"),
+        (lambda x: PageHinkley(2, mode="sideways"), "mode"),
+    ],
+)
 def test_errors_name_the_argument(call, name):
     x = np.random.default_rng(0).normal(size=(20, 2))
     with pytest.raises(ValueError, match=f"^{name} "):

@@ -41,9 +41,16 @@ def topic(broker):
 
 def daemon_config(broker, topic, reference, group=None, **overrides):
     cfg = {
-        "kafka": {"bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": group or f"g-{topic}",
-                  "dead_letter_topic": f"{topic}.dlq", "fetch_max_wait_ms": 20, "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 1000, "lag_interval_s": 0.5},
+        "kafka": {
+            "bootstrap_servers": [broker.bootstrap],
+            "topics": [topic],
+            "group_id": group or f"g-{topic}",
+            "dead_letter_topic": f"{topic}.dlq",
+            "fetch_max_wait_ms": 20,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "lag_interval_s": 0.5,
+        },
         "reference": {"path": str(reference)},
         "window": {"size": 100, "evaluate_every": 25},
         "hysteresis": {"k": 2, "m": 3, "recover": 3},
@@ -64,7 +71,9 @@ class RunningDaemon:
         self.registry = CollectorRegistry() if registry is None else registry
         self.daemon = Daemon(config, registry=self.registry, **wiring)
         started = threading.Event()
-        self.thread = threading.Thread(target=self.daemon.run, kwargs={"ready_event": started}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.daemon.run, kwargs={"ready_event": started}, daemon=True
+        )
         self.thread.start()
         assert started.wait(30), "daemon did not start"
         self.port = self.daemon.port
@@ -90,7 +99,9 @@ class RunningDaemon:
 
     def post(self, path, body, token=None):
         """POST JSON; returns (status, JSON answer), error answers included."""
-        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+        headers = {"Content-Type": "application/json"} | (
+            {"Authorization": f"Bearer {token}"} if token else {}
+        )
         req = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=30) as res:
@@ -114,7 +125,9 @@ class ActionsDaemon(RunningDaemon):
         registry = CollectorRegistry()
         self.actions = Actions(config, registry)
         self.drain_s = drain_s
-        super().__init__(config, registry, on_evaluation=self.actions.on_evaluation, routes=self.actions.routes())
+        super().__init__(
+            config, registry, on_evaluation=self.actions.on_evaluation, routes=self.actions.routes()
+        )
 
     def stop(self):
         try:
@@ -142,7 +155,9 @@ def send_frames(broker, topic, items):
     """items: (camera_id, jpeg bytes, frame_id) triples, or (key, value, headers) raw tuples."""
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=8 << 20)
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=8 << 20
+    )
     for key, value, headers in items:
         producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
@@ -151,8 +166,14 @@ def send_frames(broker, topic, items):
 
 def camera_frames(camera: Camera, ts: range):
     for t in ts:
-        yield (camera.camera_id.encode(), encode(camera.frame(t)),
-               [("camera_id", camera.camera_id.encode()), ("frame_id", f"{camera.camera_id}-{t}".encode())])
+        yield (
+            camera.camera_id.encode(),
+            encode(camera.frame(t)),
+            [
+                ("camera_id", camera.camera_id.encode()),
+                ("frame_id", f"{camera.camera_id}-{t}".encode()),
+            ],
+        )
 
 
 def build_references(tmp_path, fleet, config, frames):
@@ -166,7 +187,11 @@ def build_references(tmp_path, fleet, config, frames):
         for t in range(frames):
             (d / f"{t:04d}.jpg").write_bytes(encode(cam.frame(t)))
         got = from_dir(d, config, progress=False, embedder=embedder)
-        store.add(make_reference(got, stream=cam.camera_id, source=f"dir:{d}", config=config, embedder=embedder))
+        store.add(
+            make_reference(
+                got, stream=cam.camera_id, source=f"dir:{d}", config=config, embedder=embedder
+            )
+        )
     return store.path
 
 
@@ -175,8 +200,12 @@ def end_offsets(broker, topic, partitions):
     ListOffsets under-reports the end of partitions written in multi-record batches."""
     from kafka import KafkaConsumer, TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=broker.bootstrap, consumer_timeout_ms=2000, fetch_max_wait_ms=20,
-                           auto_offset_reset="earliest")
+    reader = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        consumer_timeout_ms=2000,
+        fetch_max_wait_ms=20,
+        auto_offset_reset="earliest",
+    )
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     reader.assign(tps)
     ends = {tp: 0 for tp in tps}

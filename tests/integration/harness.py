@@ -48,8 +48,15 @@ def stats_reference(tmp_path: Path, n: int = 60) -> Path:
         (frames / f"{i:04d}.jpg").write_bytes(tiny_jpeg(i))
     config = config_from_dict({"embedding": {"enabled": False}, "decode": {"analysis_size": 64}})
     store = ReferenceStore(tmp_path / "refs")
-    store.add(make_reference(from_dir(frames, config, progress=False), stream=None, source="test",
-                             config=config, embedder=None))
+    store.add(
+        make_reference(
+            from_dir(frames, config, progress=False),
+            stream=None,
+            source="test",
+            config=config,
+            embedder=None,
+        )
+    )
     return store.path
 
 
@@ -90,8 +97,13 @@ def read_all(bootstrap: str, topic: str, partitions: int = 1, idle_ms: int = 250
     """Every record of ``topic`` (read until ``idle_ms`` pass with nothing new)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=idle_ms, fetch_max_wait_ms=20,
-                           auto_offset_reset="earliest", enable_auto_commit=False)
+    reader = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        consumer_timeout_ms=idle_ms,
+        fetch_max_wait_ms=20,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     reader.assign([TopicPartition(topic, p) for p in range(partitions)])
     records = list(reader)
     reader.close()
@@ -103,11 +115,18 @@ def dead_letters(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     out = []
     for r in read_all(bootstrap, f"{topic}.dlq"):
         h = {k: v.decode("utf-8", "replace") for k, v in r.headers}
-        out.append({"reason": h.get("driftmon_error_reason"), "error": h.get("driftmon_error"),
-                    "topic": h.get("driftmon_origin_topic"),
-                    "partition": int(h.get("driftmon_origin_partition", -1)),
-                    "offset": int(h.get("driftmon_origin_offset", -1)), "value": r.value, "key": r.key,
-                    "headers": h})
+        out.append(
+            {
+                "reason": h.get("driftmon_error_reason"),
+                "error": h.get("driftmon_error"),
+                "topic": h.get("driftmon_origin_topic"),
+                "partition": int(h.get("driftmon_origin_partition", -1)),
+                "offset": int(h.get("driftmon_origin_offset", -1)),
+                "value": r.value,
+                "key": r.key,
+                "headers": h,
+            }
+        )
     return out
 
 
@@ -132,7 +151,9 @@ def partition_records(bootstrap: str, topic: str, partitions: int) -> dict[int, 
 class DaemonProcess:
     """``driftmon run`` as a user runs it: a subprocess with a YAML config, HTTP on a free port."""
 
-    def __init__(self, tmp_path: Path, name: str, config: dict[str, Any], env: dict[str, str] | None = None):
+    def __init__(
+        self, tmp_path: Path, name: str, config: dict[str, Any], env: dict[str, str] | None = None
+    ):
         self.port = free_port()
         config = json.loads(json.dumps(config))
         config.setdefault("http", {})["port"] = self.port
@@ -140,12 +161,18 @@ class DaemonProcess:
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = tmp_path / f"{name}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(DRIFTMON + ["run", "--config", str(self.config_path)],
-                                     env=os.environ | (env or {}), stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            DRIFTMON + ["run", "--config", str(self.config_path)],
+            env=os.environ | (env or {}),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def get(self, path: str, timeout: float = 2.0) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as res:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}{path}", timeout=timeout
+            ) as res:
                 return res.status, res.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -160,7 +187,9 @@ class DaemonProcess:
     def metric(self, name: str, **labels: str) -> float:
         """A sample from /metrics (0 when absent)."""
         _, body = self.get("/metrics")
-        want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+        want = name + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else ""
+        )
         for line in body.decode().splitlines():
             if line.startswith(want + " "):
                 return float(line.rsplit(" ", 1)[1])
@@ -168,13 +197,16 @@ class DaemonProcess:
 
     def handled(self) -> float:
         """Records this run finished (processed + dead-lettered), from /metrics."""
-        return self.metric("driftmon_frames_total", outcome="processed") + \
-            self.metric("driftmon_frames_total", outcome="dead_lettered")
+        return self.metric("driftmon_frames_total", outcome="processed") + self.metric(
+            "driftmon_frames_total", outcome="dead_lettered"
+        )
 
     def wait_for(self, predicate, timeout: float = 60.0, every: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"driftmon exited with {self.proc.returncode}:\n{self.output()}"
+            assert self.proc.poll() is None, (
+                f"driftmon exited with {self.proc.returncode}:\n{self.output()}"
+            )
             try:
                 if predicate():
                     return True
@@ -208,9 +240,17 @@ class DaemonProcess:
 def run_config(bootstrap: str, topic: str, reference: Path, group: str, **overrides: Any) -> dict:
     """A small, statistics-only daemon configuration for a test topic."""
     cfg: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic], "group_id": group,
-                  "dead_letter_topic": f"{topic}.dlq", "fetch_max_wait_ms": 20, "session_timeout_ms": 6000,
-                  "heartbeat_interval_ms": 1000, "lag_interval_s": 0.5, "max_poll_records": 50},
+        "kafka": {
+            "bootstrap_servers": [bootstrap],
+            "topics": [topic],
+            "group_id": group,
+            "dead_letter_topic": f"{topic}.dlq",
+            "fetch_max_wait_ms": 20,
+            "session_timeout_ms": 6000,
+            "heartbeat_interval_ms": 1000,
+            "lag_interval_s": 0.5,
+            "max_poll_records": 50,
+        },
         "reference": {"path": str(reference)},
         "embedding": {"enabled": False},
         "window": {"size": 40, "evaluate_every": 20},

@@ -64,15 +64,41 @@ class LabelStudio:
         else:
             data.mkdir()
         self.log = open(tmp / "label-studio.log", "wb")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))
+        }
         self.proc = subprocess.Popen(
-            [str(LS_BIN), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(data), "--username", "driftmon@example.com", "--password", "driftmon-pass",
-             "--user-token", LS_TOKEN, "--enable-legacy-api-token", "--log-level", "WARNING"],
-            cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            [
+                str(LS_BIN),
+                "start",
+                "--no-browser",
+                "--internal-host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data),
+                "--username",
+                "driftmon@example.com",
+                "--password",
+                "driftmon-pass",
+                "--user-token",
+                LS_TOKEN,
+                "--enable-legacy-api-token",
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=tmp,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
     def api(self, path, raw=False):
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Token {LS_TOKEN}"})
+        req = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Token {LS_TOKEN}"}
+        )
         with urllib.request.urlopen(req, timeout=30) as res:
             body = res.read()
         return body if raw else json.loads(body)
@@ -102,7 +128,9 @@ class LabelStudio:
 @pytest.fixture(scope="module")
 def label_studio(tmp_path_factory):
     if not LS_BIN.exists():
-        pytest.skip(f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`")
+        pytest.skip(
+            f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`"
+        )
     ls = LabelStudio(tmp_path_factory.mktemp("label-studio"))
     yield ls  # not waited for here: the sink retries until it answers, while frames flow
     ls.stop()
@@ -118,7 +146,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.posts.append({"auth": self.headers.get("Authorization"), "body": json.loads(body)})
+                outer.posts.append(
+                    {"auth": self.headers.get("Authorization"), "body": json.loads(body)}
+                )
                 self.send_response(204)
                 self.end_headers()
 
@@ -137,21 +167,45 @@ class Receiver:
 def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
     """What Alertmanager (webhook_config, payload version 4) POSTs for the DriftmonStreamDrifted rule."""
     starts = starts or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
-    ends = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if status == "resolved" else "0001-01-01T00:00:00Z"
-    labels = {"alertname": "DriftmonStreamDrifted", "job": "driftmon", "namespace": "vision", "severity": "warning",
-              "stream": stream}
-    return json.dumps({
-        "version": "4", "groupKey": '{}/{severity="warning"}:{alertname="DriftmonStreamDrifted"}',
-        "truncatedAlerts": 0, "status": status, "receiver": "driftmon-tickets",
-        "groupLabels": {"alertname": "DriftmonStreamDrifted"}, "commonLabels": labels,
-        "commonAnnotations": {"summary": f"Camera {stream} no longer looks like its reference"},
-        "externalURL": "http://alertmanager.monitoring:9093",
-        "alerts": [{"status": status, "labels": labels,
-                    "annotations": {"summary": f"Camera {stream} no longer looks like its reference",
-                                    "runbook_url": "https://example.invalid/runbook"},
-                    "startsAt": starts, "endsAt": ends,
+    ends = (
+        datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if status == "resolved"
+        else "0001-01-01T00:00:00Z"
+    )
+    labels = {
+        "alertname": "DriftmonStreamDrifted",
+        "job": "driftmon",
+        "namespace": "vision",
+        "severity": "warning",
+        "stream": stream,
+    }
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": '{}/{severity="warning"}:{alertname="DriftmonStreamDrifted"}',
+            "truncatedAlerts": 0,
+            "status": status,
+            "receiver": "driftmon-tickets",
+            "groupLabels": {"alertname": "DriftmonStreamDrifted"},
+            "commonLabels": labels,
+            "commonAnnotations": {"summary": f"Camera {stream} no longer looks like its reference"},
+            "externalURL": "http://alertmanager.monitoring:9093",
+            "alerts": [
+                {
+                    "status": status,
+                    "labels": labels,
+                    "annotations": {
+                        "summary": f"Camera {stream} no longer looks like its reference",
+                        "runbook_url": "https://example.invalid/runbook",
+                    },
+                    "startsAt": starts,
+                    "endsAt": ends,
                     "generatorURL": "http://prometheus.monitoring:9090/graph?g0.expr=driftmon_stream_drifted",
-                    "fingerprint": fingerprint}]}).encode(), starts
+                    "fingerprint": fingerprint,
+                }
+            ],
+        }
+    ).encode(), starts
 
 
 def frame_records(cam, ts, claims: Path):
@@ -162,28 +216,55 @@ def frame_records(cam, ts, claims: Path):
         jpeg = encode(cam.frame(t))
         fid = f"{cam.camera_id}-{t}"
         if index == 0:
-            env = {"camera_id": cam.camera_id, "frame_id": fid, "image_b64": base64.b64encode(jpeg).decode(),
-                   "predictions": {"detections": [{"label": "object", "score": 0.55, "box": [40, 30, 200, 150]}]}}
-            yield cam.camera_id.encode(), json.dumps(env).encode(), [("content-type", b"application/json")]
+            env = {
+                "camera_id": cam.camera_id,
+                "frame_id": fid,
+                "image_b64": base64.b64encode(jpeg).decode(),
+                "predictions": {
+                    "detections": [{"label": "object", "score": 0.55, "box": [40, 30, 200, 150]}]
+                },
+            }
+            yield (
+                cam.camera_id.encode(),
+                json.dumps(env).encode(),
+                [("content-type", b"application/json")],
+            )
         elif index == 1:
             path = claims / f"{fid}.jpg"
             path.write_bytes(jpeg)
             env = {"camera_id": cam.camera_id, "frame_id": fid, "uri": path.as_uri()}
-            yield cam.camera_id.encode(), json.dumps(env).encode(), [("content-type", b"application/json")]
+            yield (
+                cam.camera_id.encode(),
+                json.dumps(env).encode(),
+                [("content-type", b"application/json")],
+            )
         else:
-            yield cam.camera_id.encode(), jpeg, [("camera_id", cam.camera_id.encode()), ("frame_id", fid.encode())]
+            yield (
+                cam.camera_id.encode(),
+                jpeg,
+                [("camera_id", cam.camera_id.encode()), ("frame_id", fid.encode())],
+            )
 
 
 def read_topic(broker, topic):
-    c = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                      consumer_timeout_ms=3000, fetch_max_wait_ms=20)
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=broker.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        fetch_max_wait_ms=20,
+    )
     records = [json.loads(r.value) for r in c]
     c.close()
     return records
 
 
 def snapshot(directory: Path):
-    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(directory).as_posix(): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 class _Html(HTMLParser):
@@ -213,17 +294,38 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
 
     def config(group):
         return daemon_config(
-            broker, topic, refs, group=group, source={"allowed_roots": [str(claims)]},
-            actions={"enabled": True, "state_dir": str(state), "queue_size": 16,
-                     "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
-                     "report": {"contact_sheet_frames": 5, "reference_frames": 3, "thumbnail_px": 96},
-                     "retry": {"attempts": 60, "backoff_s": 0.5, "max_backoff_s": 2.0},
-                     "relabel": {"sinks": ["kafka", "label_studio", "directory"], "topic": relabel_topic,
-                                 "directory": str(export),
-                                 "label_studio": {"url": label_studio.url, "token": LS_TOKEN,
-                                                  "project_title": project, "labels": ["object", "person"]}},
-                     "tickets": {"token": TOKEN, "sinks": ["directory", "webhook"], "directory": str(tickets_dir),
-                                 "webhook_url": receiver.url, "webhook_token": "hook-token"}})
+            broker,
+            topic,
+            refs,
+            group=group,
+            source={"allowed_roots": [str(claims)]},
+            actions={
+                "enabled": True,
+                "state_dir": str(state),
+                "queue_size": 16,
+                "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
+                "report": {"contact_sheet_frames": 5, "reference_frames": 3, "thumbnail_px": 96},
+                "retry": {"attempts": 60, "backoff_s": 0.5, "max_backoff_s": 2.0},
+                "relabel": {
+                    "sinks": ["kafka", "label_studio", "directory"],
+                    "topic": relabel_topic,
+                    "directory": str(export),
+                    "label_studio": {
+                        "url": label_studio.url,
+                        "token": LS_TOKEN,
+                        "project_title": project,
+                        "labels": ["object", "person"],
+                    },
+                },
+                "tickets": {
+                    "token": TOKEN,
+                    "sinks": ["directory", "webhook"],
+                    "directory": str(tickets_dir),
+                    "webhook_url": receiver.url,
+                    "webhook_token": "hook-token",
+                },
+            },
+        )
 
     live = []
     for cam in fleet:
@@ -231,13 +333,16 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
     for i, (shift, severity, _) in DRIFTS.items():
         fleet[i].set_shift(shift, severity)
     for cam in fleet:
-        live += list(frame_records(cam, range(REF_FRAMES + HEALTHY, REF_FRAMES + HEALTHY + DRIFTED), claims))
+        live += list(
+            frame_records(cam, range(REF_FRAMES + HEALTHY, REF_FRAMES + HEALTHY + DRIFTED), claims)
+        )
     send_frames(broker, topic, live)
 
     d = ActionsDaemon(config(f"g-{topic}"))
     try:
-        assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)), \
-            "not all frames processed"
+        assert d.wait_for(
+            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
+        ), "not all frames processed"
         drifted = {fleet[i].camera_id: feature for i, (_, _, feature) in DRIFTS.items()}
         healthy = {cam.camera_id for cam in fleet} - set(drifted)
 
@@ -254,8 +359,12 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
         by_stream = {e["stream"]: e["id"] for e in events}
 
         # evidence: the report opens and names the drifted statistics; the contact sheet decodes
-        assert d.wait_for(lambda: all(d.get_json(f"/events/{eid}")["evidence"]["status"] == "done"
-                                      for eid in by_stream.values())), "evidence not written"
+        assert d.wait_for(
+            lambda: all(
+                d.get_json(f"/events/{eid}")["evidence"]["status"] == "done"
+                for eid in by_stream.values()
+            )
+        ), "evidence not written"
         for stream, feature in drifted.items():
             event = d.get_json(f"/events/{by_stream[stream]}")
             assert feature in {f["feature"] for f in event["fired"]}, (stream, event["fired"])
@@ -268,7 +377,7 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             parser.feed(page)
             parser.close()
             assert {"html", "body", "table", "script"} <= parser.tags
-            summary = page[page.index('id="driftmon-summary"'):page.index("</section>")]
+            summary = page[page.index('id="driftmon-summary"') : page.index("</section>")]
             assert f"<b>{feature}</b>" in summary and stream in summary
             assert page.count(feature) > summary.count(feature)  # Evidently's own part names it too
             assert Path(event["evidence"]["report"]).is_file()
@@ -277,11 +386,23 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             assert status == 200 and ctype == "image/jpeg" and img is not None and img.shape[0] > 96
 
         # selected samples: within budget, each with reasons and scores, no frame twice
-        samples = {s["key"]: s for eid in by_stream.values() for s in d.get_json(f"/events/{eid}")["samples"]}
-        assert all(1 <= len(d.get_json(f"/events/{eid}")["samples"]) <= 5 for eid in by_stream.values())
+        samples = {
+            s["key"]: s
+            for eid in by_stream.values()
+            for s in d.get_json(f"/events/{eid}")["samples"]
+        }
+        assert all(
+            1 <= len(d.get_json(f"/events/{eid}")["samples"]) <= 5 for eid in by_stream.values()
+        )
         assert all(s["reasons"] and s["scores"]["score"] > 0 for s in samples.values())
         # a fixed camera's frames are near-identical to a 64-bit perceptual hash: the rest are skipped
-        assert sum(d.value("driftmon_relabel_skipped_frames_total", reason=r) for r in ("near_duplicate",)) >= 1
+        assert (
+            sum(
+                d.value("driftmon_relabel_skipped_frames_total", reason=r)
+                for r in ("near_duplicate",)
+            )
+            >= 1
+        )
         cam0 = fleet[0].camera_id
         for s in samples.values():
             assert s["uri"].startswith("file://")
@@ -292,16 +413,30 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
                 assert not s["claim_check_copy"] and str(claims) in s["uri"]
 
         # the relabel topic: one record per selected frame
-        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="kafka") >= len(samples))
+        assert d.wait_for(
+            lambda: d.value("driftmon_relabel_frames_total", sink="kafka") >= len(samples)
+        )
         records = read_topic(broker, relabel_topic)
         assert sorted(r["key"] for r in records) == sorted(samples)
-        assert all(r["schema"] == "driftmon.relabel/v1" and r["event_id"] == by_stream[r["stream"]]
-                   and r["reasons"] and r["scores"] and r["origin"]["topic"] == topic for r in records)
+        assert all(
+            r["schema"] == "driftmon.relabel/v1"
+            and r["event_id"] == by_stream[r["stream"]]
+            and r["reasons"]
+            and r["scores"]
+            and r["origin"]["topic"] == topic
+            for r in records
+        )
 
         # Label Studio: a project with one task per frame, the image served by Label Studio itself
-        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="label_studio") >= len(samples),
-                          timeout=240), "Label Studio deliveries did not complete"
-        projects = [p for p in label_studio.api("/api/projects?page_size=100")["results"] if p["title"] == project]
+        assert d.wait_for(
+            lambda: d.value("driftmon_relabel_frames_total", sink="label_studio") >= len(samples),
+            timeout=240,
+        ), "Label Studio deliveries did not complete"
+        projects = [
+            p
+            for p in label_studio.api("/api/projects?page_size=100")["results"]
+            if p["title"] == project
+        ]
         assert len(projects) == 1 and "RectangleLabels" in projects[0]["label_config"]
         pid = projects[0]["id"]
         tasks = label_studio.tasks(pid)
@@ -309,51 +444,77 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
         for t in tasks:
             s = samples[t["data"]["driftmon_key"]]
             served = label_studio.api(t["data"]["image"], raw=True)
-            assert served == Path(s["uri"][len("file://"):]).read_bytes()
+            assert served == Path(s["uri"][len("file://") :]).read_bytes()
             assert t["data"]["event_id"] == s["event_id"] and t["data"]["why"]
             if s["camera_id"] == cam0:  # the model's detections as pre-annotations
                 assert t["total_predictions"] == 1
                 box = t["predictions"][0]["result"][0]
-                assert box["type"] == "rectanglelabels" and box["value"]["rectanglelabels"] == ["object"]
+                assert box["type"] == "rectanglelabels" and box["value"]["rectanglelabels"] == [
+                    "object"
+                ]
                 assert box["value"]["x"] == pytest.approx(40 / 480 * 100)
 
         # directory export: images + a CVAT manifest + driftmon's manifest
-        assert d.wait_for(lambda: d.value("driftmon_relabel_frames_total", sink="directory") >= len(samples))
+        assert d.wait_for(
+            lambda: d.value("driftmon_relabel_frames_total", sink="directory") >= len(samples)
+        )
         for eid in by_stream.values():
-            lines = [json.loads(x) for x in (export / eid / "manifest.jsonl").read_text().splitlines()]
+            lines = [
+                json.loads(x) for x in (export / eid / "manifest.jsonl").read_text().splitlines()
+            ]
             assert lines[:2] == [{"version": "1.1"}, {"type": "images"}]
             assert len(lines) - 2 == len([s for s in samples.values() if s["event_id"] == eid])
             for entry in lines[2:]:
                 img = cv2.imread(str(export / eid / (entry["name"] + entry["extension"])))
-                assert img is not None and (img.shape[1], img.shape[0]) == (entry["width"], entry["height"])
+                assert img is not None and (img.shape[1], img.shape[0]) == (
+                    entry["width"],
+                    entry["height"],
+                )
 
         # tickets: bad requests first — each refused, nothing written, nothing sent
         fp = "4f3c2a1b0e9d8c7a"
         good, starts = alertmanager_payload(cam0, fp)
-        bad = [(good, None), (good, "wrong-token"), (b"{not json", TOKEN),
-               (json.dumps({"version": "3", "status": "firing", "alerts": []}).encode(), TOKEN),
-               (good.replace(b'"fingerprint": "4f3c2a1b0e9d8c7a"', b'"fingerprint": ""'), TOKEN),
-               (good.replace(b'"startsAt": "', b'"startsAt": "not-a-time'), TOKEN)]
+        bad = [
+            (good, None),
+            (good, "wrong-token"),
+            (b"{not json", TOKEN),
+            (json.dumps({"version": "3", "status": "firing", "alerts": []}).encode(), TOKEN),
+            (good.replace(b'"fingerprint": "4f3c2a1b0e9d8c7a"', b'"fingerprint": ""'), TOKEN),
+            (good.replace(b'"startsAt": "', b'"startsAt": "not-a-time'), TOKEN),
+        ]
         for body, token in bad:
             status, answer = d.post("/alerts/alertmanager", body, token)
             assert 400 <= status < 500 and answer["error"], (status, answer)
-        assert d.get_json("/tickets")["tickets"] == [] and not tickets_dir.exists() and receiver.posts == []
+        assert (
+            d.get_json("/tickets")["tickets"] == []
+            and not tickets_dir.exists()
+            and receiver.posts == []
+        )
         assert d.value("driftmon_alert_webhooks_total", result="unauthorized") == 2
         assert d.value("driftmon_alert_webhooks_total", result="bad_request") == 4
 
         status, answer = d.post("/alerts/alertmanager", good, TOKEN)
         assert status == 200 and answer["tickets"] == [{"id": f"drift-{fp}", "action": "created"}]
-        assert d.wait_for(lambda: len(receiver.posts) == 1 and (tickets_dir / f"drift-{fp}.md").exists())
+        assert d.wait_for(
+            lambda: len(receiver.posts) == 1 and (tickets_dir / f"drift-{fp}.md").exists()
+        )
         ticket = json.loads((tickets_dir / f"drift-{fp}.json").read_text())
         assert ticket["status"] == "firing" and ticket["stream"] == cam0
         assert [e["id"] for e in ticket["events"]] == [by_stream[cam0]]
         assert ticket["events"][0]["report_url"].endswith(f"/events/{by_stream[cam0]}/report")
-        assert ticket["samples_total"] == len([s for s in samples.values() if s["camera_id"] == cam0])
+        assert ticket["samples_total"] == len(
+            [s for s in samples.values() if s["camera_id"] == cam0]
+        )
         kinds = [a["kind"] for a in ticket["suggested_actions"]]
         assert kinds == ["collect", "relabel"]
-        assert any(c in ticket["suggested_actions"][0]["text"] for c in ("darker scenes", "under-exposed"))  # dusk
+        assert any(
+            c in ticket["suggested_actions"][0]["text"] for c in ("darker scenes", "under-exposed")
+        )  # dusk
         assert receiver.posts[0]["auth"] == "Bearer hook-token"
-        assert receiver.posts[0]["body"]["action"] == "created" and receiver.posts[0]["body"]["ticket"]["id"] == f"drift-{fp}"
+        assert (
+            receiver.posts[0]["body"]["action"] == "created"
+            and receiver.posts[0]["body"]["ticket"]["id"] == f"drift-{fp}"
+        )
         md = (tickets_dir / f"drift-{fp}.md").read_text()
         assert by_stream[cam0] in md and "Suggested actions" in md
 
@@ -362,7 +523,9 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             assert 400 <= d.post("/alerts/alertmanager", body, token)[0] < 500
         assert snapshot(tickets_dir) == before and len(receiver.posts) == 1
 
-        status, answer = d.post("/alerts/alertmanager", good, TOKEN)  # Alertmanager re-sends (repeat_interval)
+        status, answer = d.post(
+            "/alerts/alertmanager", good, TOKEN
+        )  # Alertmanager re-sends (repeat_interval)
         assert answer["tickets"] == [{"id": f"drift-{fp}", "action": "updated"}]
         resolved, _ = alertmanager_payload(cam0, fp, "resolved", starts)
         status, answer = d.post("/alerts/alertmanager", resolved, TOKEN)
@@ -370,10 +533,17 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
         assert d.wait_for(lambda: len(receiver.posts) == 3)
         assert [p["body"]["action"] for p in receiver.posts] == ["created", "updated", "resolved"]
         assert [t["id"] for t in d.get_json("/tickets")["tickets"]] == [f"drift-{fp}"]
-        assert d.wait_for(lambda: json.loads((tickets_dir / f"drift-{fp}.json").read_text())["status"] == "resolved")
+        assert d.wait_for(
+            lambda: (
+                json.loads((tickets_dir / f"drift-{fp}.json").read_text())["status"] == "resolved"
+            )
+        )
         ticket = json.loads((tickets_dir / f"drift-{fp}.json").read_text())
         assert ticket["notifications"] == 3 and ticket["resolved_at"] is not None
-        assert sorted(p.name for p in tickets_dir.iterdir()) == [f"drift-{fp}.json", f"drift-{fp}.md"]
+        assert sorted(p.name for p in tickets_dir.iterdir()) == [
+            f"drift-{fp}.json",
+            f"drift-{fp}.md",
+        ]
         assert d.value("driftmon_tickets_total", action="created") == 1
         assert d.value("driftmon_tickets_total", action="updated") == 1
         assert d.value("driftmon_tickets_total", action="resolved") == 1
@@ -388,12 +558,20 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
     exported = snapshot(export)
     d2 = ActionsDaemon(config(f"g2-{topic}"))
     try:
-        assert d2.wait_for(lambda: d2.value("driftmon_frames_total", outcome="processed") >= len(live))
-        assert d2.wait_for(lambda: all(d2.value("driftmon_stream_drifted", stream=s) == 1 for s in drifted))
+        assert d2.wait_for(
+            lambda: d2.value("driftmon_frames_total", outcome="processed") >= len(live)
+        )
+        assert d2.wait_for(
+            lambda: all(d2.value("driftmon_stream_drifted", stream=s) == 1 for s in drifted)
+        )
         assert d2.wait_for(d2.actions.idle)
-        assert sorted(e["id"] for e in d2.get_json("/events")["events"]) == sorted(by_stream.values())
+        assert sorted(e["id"] for e in d2.get_json("/events")["events"]) == sorted(
+            by_stream.values()
+        )
         assert all(e["status"] == "open" for e in d2.get_json("/events")["events"])
-        assert d2.value("driftmon_drift_events_total", stream=cam0) == 0  # none opened by this process
+        assert (
+            d2.value("driftmon_drift_events_total", stream=cam0) == 0
+        )  # none opened by this process
         assert sorted(r["key"] for r in read_topic(broker, relabel_topic)) == sorted(samples)
         assert sorted(t["data"]["driftmon_key"] for t in label_studio.tasks(pid)) == sorted(samples)
         assert snapshot(export) == exported

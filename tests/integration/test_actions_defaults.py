@@ -15,7 +15,14 @@ from monitor.reference.collect import build_embedder_from, from_topic, make_refe
 from monitor.sim.fleet import encode, make_fleet
 from monitor.reference.store import ReferenceStore
 
-from .conftest import ActionsDaemon, build_references, camera_frames, daemon_config, end_offsets, send_frames
+from .conftest import (
+    ActionsDaemon,
+    build_references,
+    camera_frames,
+    daemon_config,
+    end_offsets,
+    send_frames,
+)
 from .test_actions import TOKEN, alertmanager_payload
 
 JSON = [("content-type", b"application/json")]
@@ -25,14 +32,25 @@ HEALTHY_MIX, SHIFTED_MIX = [0.5, 0.3, 0.2], [0.1, 0.2, 0.7]
 def actions_config(broker, topic, refs, tmp_path, **overrides):
     """Defaults everywhere but the broker, the references and actions (directory sinks)."""
     return daemon_config(
-        broker, topic, refs,
-        actions={"enabled": True, "state_dir": str(tmp_path / "state"), "queue_size": 16,
-                 "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
-                 "report": {"contact_sheet_frames": 4, "reference_frames": 2, "thumbnail_px": 64},
-                 "retry": {"attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0},
-                 "relabel": {"sinks": ["directory"], "directory": str(tmp_path / "export")},
-                 "tickets": {"token": TOKEN, "sinks": ["directory"], "directory": str(tmp_path / "tickets")}},
-        **overrides)
+        broker,
+        topic,
+        refs,
+        actions={
+            "enabled": True,
+            "state_dir": str(tmp_path / "state"),
+            "queue_size": 16,
+            "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
+            "report": {"contact_sheet_frames": 4, "reference_frames": 2, "thumbnail_px": 64},
+            "retry": {"attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0},
+            "relabel": {"sinks": ["directory"], "directory": str(tmp_path / "export")},
+            "tickets": {
+                "token": TOKEN,
+                "sinks": ["directory"],
+                "directory": str(tmp_path / "tickets"),
+            },
+        },
+        **overrides,
+    )
 
 
 def envelopes(cam, ts, mix, rng):
@@ -41,38 +59,60 @@ def envelopes(cam, ts, mix, rng):
         c = int(rng.choice(3, p=mix))
         probs = rng.dirichlet([1.0, 1.0, 1.0]) * 0.3
         probs[c] += 0.7
-        value = json.dumps({"camera_id": cam.camera_id, "frame_id": f"{cam.camera_id}-{t}",
-                            "image_b64": base64.b64encode(encode(cam.frame(t))).decode(),
-                            "predictions": {"probs": probs.tolist()}}).encode()
+        value = json.dumps(
+            {
+                "camera_id": cam.camera_id,
+                "frame_id": f"{cam.camera_id}-{t}",
+                "image_b64": base64.b64encode(encode(cam.frame(t))).decode(),
+                "predictions": {"probs": probs.tolist()},
+            }
+        ).encode()
         yield cam.camera_id.encode(), value, JSON
 
 
-def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_in_words(broker, topic, tmp_path):
+def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_in_words(
+    broker, topic, tmp_path
+):
     fleet = make_fleet(2, seed=5, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
     rng = np.random.default_rng(5)
     ref_topic = f"{topic}-ref"
     broker.create_topic(ref_topic, partitions=1)
-    send_frames(broker, ref_topic, [r for cam in fleet for r in envelopes(cam, range(150), HEALTHY_MIX, rng)])
+    send_frames(
+        broker,
+        ref_topic,
+        [r for cam in fleet for r in envelopes(cam, range(150), HEALTHY_MIX, rng)],
+    )
     config = actions_config(broker, topic, tmp_path, tmp_path)
     embedder = build_embedder_from(config)
     got = from_topic(config, ref_topic, None, None, progress=False, embedder=embedder)
     store = ReferenceStore(tmp_path / "refs")
     for cam in fleet:  # per-camera references carrying embeddings and the model's outputs
         mask = np.array([s == cam.camera_id for s in got.streams])
-        store.add(make_reference(got, mask=mask, stream=cam.camera_id, source=f"kafka:{ref_topic}", config=config,
-                                 embedder=embedder))
+        store.add(
+            make_reference(
+                got,
+                mask=mask,
+                stream=cam.camera_id,
+                source=f"kafka:{ref_topic}",
+                config=config,
+                embedder=embedder,
+            )
+        )
     config = actions_config(broker, topic, store.path, tmp_path)
 
-    live = list(envelopes(healthy, range(150, 450), HEALTHY_MIX, rng)) + list(envelopes(drifting, range(150, 250),
-                                                                                          HEALTHY_MIX, rng))
+    live = list(envelopes(healthy, range(150, 450), HEALTHY_MIX, rng)) + list(
+        envelopes(drifting, range(150, 250), HEALTHY_MIX, rng)
+    )
     drifting.set_shift("gaussian_noise", 3)
     live += list(envelopes(drifting, range(250, 450), SHIFTED_MIX, rng))
     send_frames(broker, topic, live)
 
     d = ActionsDaemon(config, drain_s=10)
     try:
-        assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live))
+        assert d.wait_for(
+            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
+        )
         events = d.get_json("/events")["events"]
         assert [e["stream"] for e in events] == [drifting.camera_id]
         eid = events[0]["id"]
@@ -99,7 +139,9 @@ def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_
         d.stop()
 
 
-def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(broker, topic, tmp_path, monkeypatch):
+def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(
+    broker, topic, tmp_path, monkeypatch
+):
     fleet = make_fleet(2, seed=9, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
     refs = build_references(tmp_path, fleet, daemon_config(broker, topic, tmp_path), 150)
@@ -110,24 +152,39 @@ def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(bro
 
     real = explain.measure
     monkeypatch.setattr(explain, "measure", broken)
-    first = list(camera_frames(healthy, range(150, 400))) + list(camera_frames(drifting, range(150, 250)))
+    first = list(camera_frames(healthy, range(150, 400))) + list(
+        camera_frames(drifting, range(150, 250))
+    )
     drifting.set_shift("defocus_blur", 4)
     first += list(camera_frames(drifting, range(250, 400)))
     send_frames(broker, topic, first)
     d = ActionsDaemon(config, drain_s=10)
     try:
-        assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(first))
-        assert d.value("driftmon_stream_drifted", stream=drifting.camera_id) == 1  # detection went on
+        assert d.wait_for(
+            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(first)
+        )
+        assert (
+            d.value("driftmon_stream_drifted", stream=drifting.camera_id) == 1
+        )  # detection went on
         assert d.value("driftmon_action_errors_total", stage="open_event") >= 1
         assert d.get_json("/events")["events"] == []
-        declared_at = d.value("driftmon_stream_drifted_since_timestamp_seconds", stream=drifting.camera_id)
-        probe = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=config.kafka.group_id,
-                              enable_auto_commit=False)
+        declared_at = d.value(
+            "driftmon_stream_drifted_since_timestamp_seconds", stream=drifting.camera_id
+        )
+        probe = KafkaConsumer(
+            bootstrap_servers=broker.bootstrap,
+            group_id=config.kafka.group_id,
+            enable_auto_commit=False,
+        )
         ends = end_offsets(broker, topic, 3)
-        assert d.wait_for(lambda: {tp: probe.committed(tp) or 0 for tp in ends} == ends), "offsets not committed"
+        assert d.wait_for(lambda: {tp: probe.committed(tp) or 0 for tp in ends} == ends), (
+            "offsets not committed"
+        )
         probe.close()
 
-        monkeypatch.setattr(explain, "measure", real)  # actions work again: the next evaluation opens it
+        monkeypatch.setattr(
+            explain, "measure", real
+        )  # actions work again: the next evaluation opens it
         more = list(camera_frames(drifting, range(400, 450)))
         send_frames(broker, topic, more)
         assert d.wait_for(lambda: len(d.get_json("/events")["events"]) == 1)

@@ -32,7 +32,9 @@ def _png(rgb: np.ndarray) -> bytes:
 def _png_bomb(width: int, height: int) -> bytes:
     """A tiny, well-formed PNG header declaring a huge image (a decompression bomb's calling card)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    chunk = lambda kind, data: (
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    )
     idat = zlib.compress(b"\x00" * 4096, 9)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
@@ -48,7 +50,7 @@ def _jpeg_bomb(width: int, height: int) -> bytes:
 def _corrupt_png() -> bytes:
     data = bytearray(_png(np.full((48, 64, 3), 90, np.uint8)))
     i = data.index(b"IDAT") + 8
-    data[i:i + 16] = b"\x00" * 16  # the compressed stream and its CRC no longer agree
+    data[i : i + 16] = b"\x00" * 16  # the compressed stream and its CRC no longer agree
     return bytes(data)
 
 
@@ -114,40 +116,109 @@ def bad_inputs(root, outside, server_url):
         ("non-utf8 key, no camera header", b"\xff\xfe", jpeg, [], "bad_header"),
         ("bad ts header", cam, jpeg, h + [("ts", b"yesterday")], "bad_header"),
         ("no camera id", None, jpeg, [], "bad_header"),
-        ("json that does not parse", cam, b'{"camera_id": "cam-bad", "image_b64": ', JSON, "bad_envelope"),
+        (
+            "json that does not parse",
+            cam,
+            b'{"camera_id": "cam-bad", "image_b64": ',
+            JSON,
+            "bad_envelope",
+        ),
         ("json array", cam, b"[1, 2, 3]", JSON, "bad_envelope"),
         ("json not utf-8", cam, b'{"camera_id": "\xff"}', JSON, "bad_envelope"),
         ("envelope without image", cam, _envelope(camera_id="cam-bad"), JSON, "bad_envelope"),
-        ("image_b64 not base64", cam, _envelope(camera_id="cam-bad", image_b64="!!not base64!!"), JSON,
-         "bad_envelope"),
-        ("predictions not an object", cam, _envelope(camera_id="cam-bad", image_b64="", predictions=[1]), JSON,
-         "bad_envelope"),
-        ("envelope with bad ts", cam,
-         _envelope(camera_id="cam-bad", ts="noon", image_b64=base64.b64encode(jpeg).decode()), JSON, "bad_header"),
+        (
+            "image_b64 not base64",
+            cam,
+            _envelope(camera_id="cam-bad", image_b64="!!not base64!!"),
+            JSON,
+            "bad_envelope",
+        ),
+        (
+            "predictions not an object",
+            cam,
+            _envelope(camera_id="cam-bad", image_b64="", predictions=[1]),
+            JSON,
+            "bad_envelope",
+        ),
+        (
+            "envelope with bad ts",
+            cam,
+            _envelope(camera_id="cam-bad", ts="noon", image_b64=base64.b64encode(jpeg).decode()),
+            JSON,
+            "bad_header",
+        ),
         ("http uri (ssrf)", cam, uri(f"{server_url}/frame.jpg"), JSON, "uri_not_allowed"),
-        ("https uri to metadata", cam, uri("https://169.254.169.254/latest/meta-data/"), JSON, "uri_not_allowed"),
+        (
+            "https uri to metadata",
+            cam,
+            uri("https://169.254.169.254/latest/meta-data/"),
+            JSON,
+            "uri_not_allowed",
+        ),
         ("s3 uri", cam, uri("s3://bucket/frame.jpg"), JSON, "uri_not_allowed"),
         ("ftp uri", cam, uri("ftp://127.0.0.1/frame.jpg"), JSON, "uri_not_allowed"),
         ("gopher uri", cam, uri("gopher://127.0.0.1:70/_frame"), JSON, "uri_not_allowed"),
-        ("data uri", cam, uri("data:image/jpeg;base64," + base64.b64encode(jpeg).decode()), JSON, "uri_not_allowed"),
-        ("file uri with a host", cam, uri(f"file://evil.example{root}/ok.jpg"), JSON, "uri_not_allowed"),
+        (
+            "data uri",
+            cam,
+            uri("data:image/jpeg;base64," + base64.b64encode(jpeg).decode()),
+            JSON,
+            "uri_not_allowed",
+        ),
+        (
+            "file uri with a host",
+            cam,
+            uri(f"file://evil.example{root}/ok.jpg"),
+            JSON,
+            "uri_not_allowed",
+        ),
         ("file uri outside roots", cam, uri("file:///etc/passwd"), JSON, "uri_not_allowed"),
-        ("file uri escaping with ..", cam, uri(f"file://{root}/../{outside.name}/secret.jpg"), JSON,
-         "uri_not_allowed"),
-        ("file uri escaping with %2e%2e", cam, uri(f"file://{root}/%2e%2e/{outside.name}/secret.jpg"), JSON,
-         "uri_not_allowed"),
-        ("file uri via a symlink out", cam, uri(f"file://{root}/link.jpg"), JSON, "uri_not_allowed"),
-        ("file uri via a symlinked dir", cam, uri(f"file://{root}/linkdir/secret.jpg"), JSON, "uri_not_allowed"),
+        (
+            "file uri escaping with ..",
+            cam,
+            uri(f"file://{root}/../{outside.name}/secret.jpg"),
+            JSON,
+            "uri_not_allowed",
+        ),
+        (
+            "file uri escaping with %2e%2e",
+            cam,
+            uri(f"file://{root}/%2e%2e/{outside.name}/secret.jpg"),
+            JSON,
+            "uri_not_allowed",
+        ),
+        (
+            "file uri via a symlink out",
+            cam,
+            uri(f"file://{root}/link.jpg"),
+            JSON,
+            "uri_not_allowed",
+        ),
+        (
+            "file uri via a symlinked dir",
+            cam,
+            uri(f"file://{root}/linkdir/secret.jpg"),
+            JSON,
+            "uri_not_allowed",
+        ),
         ("file uri missing", cam, uri(f"file://{root}/missing.jpg"), JSON, "uri_unreadable"),
         # found by the fuzz test: both used to raise out of parse_record and crash the loop (a poison pill)
         ("file uri with a NUL byte", cam, uri(f"file://{root}/ok.jpg%00"), JSON, "uri_not_allowed"),
-        ("envelope ts Infinity", cam,
-         b'{"camera_id": "cam-bad", "ts": Infinity, "image_b64": "' + base64.b64encode(jpeg) + b'"}', JSON,
-         "bad_header"),
+        (
+            "envelope ts Infinity",
+            cam,
+            b'{"camera_id": "cam-bad", "ts": Infinity, "image_b64": "'
+            + base64.b64encode(jpeg)
+            + b'"}',
+            JSON,
+            "bad_header",
+        ),
     ]
 
 
-def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(broker, topic, tmp_path, run_daemon):
+def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(
+    broker, topic, tmp_path, run_daemon
+):
     root = tmp_path / "frames"
     outside = tmp_path / "private"
     root.mkdir()
@@ -164,7 +235,13 @@ def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(broker,
             cam = f"cam-{i % 3}".encode()
             good.append((cam, tiny_jpeg(i % 8), [("camera_id", cam)]))
         # good envelopes: inline base64 and a claim check inside the allowed root
-        good.append((b"cam-0", _envelope(camera_id="cam-0", image_b64=base64.b64encode(tiny_jpeg(2)).decode()), JSON))
+        good.append(
+            (
+                b"cam-0",
+                _envelope(camera_id="cam-0", image_b64=base64.b64encode(tiny_jpeg(2)).decode()),
+                JSON,
+            )
+        )
         good.append((b"cam-1", _envelope(camera_id="cam-1", uri=f"file://{root}/ok.jpg"), JSON))
         # interleave: a bad record after every third good one
         records, b = [], list(bad)
@@ -176,19 +253,32 @@ def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(broker,
         records = [r[-4:-1] if len(r) == 5 else r for r in records]
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=8 << 20)
+        producer = KafkaProducer(
+            bootstrap_servers=broker.bootstrap, linger_ms=5, max_request_size=8 << 20
+        )
         for key, value, headers in records:
             producer.send(topic, key=key, value=value, headers=headers)
         producer.flush()
         producer.close()
 
-        cfg = run_config(broker.bootstrap, topic, stats_reference(tmp_path), f"bad-{topic}",
-                         source={"allowed_roots": [str(root)]}, decode={"max_encoded_bytes": MAX_ENCODED},
-                         http={"port": 0})
+        cfg = run_config(
+            broker.bootstrap,
+            topic,
+            stats_reference(tmp_path),
+            f"bad-{topic}",
+            source={"allowed_roots": [str(root)]},
+            decode={"max_encoded_bytes": MAX_ENCODED},
+            http={"port": 0},
+        )
         cfg.pop("log_level")
         d = run_daemon(config_from_dict(cfg))
-        done = lambda: (d.value("driftmon_frames_total", outcome="processed")
-                        + d.value("driftmon_frames_total", outcome="dead_lettered")) >= len(records)
+        done = lambda: (
+            (
+                d.value("driftmon_frames_total", outcome="processed")
+                + d.value("driftmon_frames_total", outcome="dead_lettered")
+            )
+            >= len(records)
+        )
         assert d.wait_for(done, timeout=90), "not every record was handled"
         assert d.thread.is_alive(), "the daemon's loop died"
 

@@ -20,23 +20,38 @@ import yaml
 
 from monitor.sim.broker import Broker
 
-from .harness import MARKER, DaemonProcess, committed, dead_letters, partition_records, produce, run_config, \
-    serial_records, stats_reference
+from .harness import (
+    MARKER,
+    DaemonProcess,
+    committed,
+    dead_letters,
+    partition_records,
+    produce,
+    run_config,
+    serial_records,
+    stats_reference,
+)
 
 PARTITIONS = 3
 MAX_POLL = 50
-GRACE_S = yaml.safe_load((Path(__file__).parents[2] / "deploy/k8s/base/deployment.yaml").read_text())[
-    "spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+GRACE_S = yaml.safe_load(
+    (Path(__file__).parents[2] / "deploy/k8s/base/deployment.yaml").read_text()
+)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def markers_by_partition(bootstrap, topic):
     """{partition: set of offsets} of the marker records actually in the topic."""
-    return {p: {r.offset for r in rs if r.value.startswith(MARKER)}
-            for p, rs in partition_records(bootstrap, topic, PARTITIONS).items()}
+    return {
+        p: {r.offset for r in rs if r.value.startswith(MARKER)}
+        for p, rs in partition_records(bootstrap, topic, PARTITIONS).items()
+    }
 
 
 def ends(bootstrap, topic):
-    return {p: (rs[-1].offset + 1 if rs else 0) for p, rs in partition_records(bootstrap, topic, PARTITIONS).items()}
+    return {
+        p: (rs[-1].offset + 1 if rs else 0)
+        for p, rs in partition_records(bootstrap, topic, PARTITIONS).items()
+    }
 
 
 class Producer(threading.Thread):
@@ -55,7 +70,9 @@ class Producer(threading.Thread):
             self.error = e
 
 
-def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(broker, topic, tmp_path):
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(
+    broker, topic, tmp_path
+):
     ref = stats_reference(tmp_path)
     group = f"kill-{topic}"
     cfg = run_config(broker.bootstrap, topic, ref, group, kafka={"max_poll_records": MAX_POLL})
@@ -76,8 +93,12 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(b
         finally:
             d.close()
         letters = dead_letters(broker.bootstrap, topic)
-        kills.append({"committed": committed(broker.bootstrap, group, topic, PARTITIONS),
-                      "letters": letters[seen_letters:]})
+        kills.append(
+            {
+                "committed": committed(broker.bootstrap, group, topic, PARTITIONS),
+                "letters": letters[seen_letters:],
+            }
+        )
         seen_letters = len(letters)
 
     producer.join(timeout=120)
@@ -87,11 +108,14 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(b
 
     last = DaemonProcess(tmp_path, "run-final", cfg)
     try:
-        assert last.wait_for(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == end, timeout=120), \
-            last.output()
+        assert last.wait_for(
+            lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == end, timeout=120
+        ), last.output()
         before = kills[-1]["committed"]
         # the last run read exactly what the previous one had not committed, once: nothing lost there
-        assert last.wait_for(lambda: last.handled() == sum(end[p] - before[p] for p in end), timeout=10)
+        assert last.wait_for(
+            lambda: last.handled() == sum(end[p] - before[p] for p in end), timeout=10
+        )
     finally:
         last.terminate(GRACE_S)
         last.close()
@@ -112,14 +136,18 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(b
         # the records a killed run finished beyond its commit span at most one polled batch
         span = sum(o + 1 - k["committed"][p] for p, o in beyond.items())
         assert span <= MAX_POLL, (span, k["committed"], beyond)
-    print(f"\nSIGKILL x{len(kills)}: {total} records, markers duplicated {duplicated_markers}, "
-          f"committed at kills {[k['committed'] for k in kills]}")
+    print(
+        f"\nSIGKILL x{len(kills)}: {total} records, markers duplicated {duplicated_markers}, "
+        f"committed at kills {[k['committed'] for k in kills]}"
+    )
 
 
 def test_sigterm_finishes_the_batch_in_hand_commits_and_nothing_is_reread(broker, topic, tmp_path):
     ref = stats_reference(tmp_path)
     group = f"term-{topic}"
-    cfg = run_config(broker.bootstrap, topic, ref, group, kafka={"max_poll_records": MAX_POLL}, log_level="INFO")
+    cfg = run_config(
+        broker.bootstrap, topic, ref, group, kafka={"max_poll_records": MAX_POLL}, log_level="INFO"
+    )
     total = 2000
     producer = Producer(broker.bootstrap, topic, 0, total)
     producer.start()
@@ -129,7 +157,9 @@ def test_sigterm_finishes_the_batch_in_hand_commits_and_nothing_is_reread(broker
         assert first.wait_for(lambda: first.handled() >= 6 * MAX_POLL, timeout=90), first.output()
         assert producer.is_alive(), "the producer finished before SIGTERM: not mid-stream"
         t0 = time.monotonic()
-        assert first.terminate(GRACE_S) == 0  # within terminationGracePeriodSeconds of the deployment
+        assert (
+            first.terminate(GRACE_S) == 0
+        )  # within terminationGracePeriodSeconds of the deployment
         stopped_in = time.monotonic() - t0
         assert "last batch committed" in first.output()
     finally:
@@ -148,16 +178,24 @@ def test_sigterm_finishes_the_batch_in_hand_commits_and_nothing_is_reread(broker
     end = ends(broker.bootstrap, topic)
     second = DaemonProcess(tmp_path, "second", cfg)
     try:
-        assert second.wait_for(lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == end, timeout=120)
+        assert second.wait_for(
+            lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == end, timeout=120
+        )
         # the second run reads exactly from where the first committed: nothing re-read
-        assert second.wait_for(lambda: second.handled() == sum(end[p] - at_stop[p] for p in end), timeout=10)
+        assert second.wait_for(
+            lambda: second.handled() == sum(end[p] - at_stop[p] for p in end), timeout=10
+        )
         assert second.terminate(GRACE_S) == 0
     finally:
         second.close()
     counts = Counter((x["partition"], x["offset"]) for x in dead_letters(broker.bootstrap, topic))
-    assert set(counts) == {(p, o) for p, offs in markers_by_partition(broker.bootstrap, topic).items() for o in offs}
+    assert set(counts) == {
+        (p, o) for p, offs in markers_by_partition(broker.bootstrap, topic).items() for o in offs
+    }
     assert max(counts.values()) == 1, "a record was processed twice across a SIGTERM"
-    print(f"\nSIGTERM: stopped in {stopped_in:.1f}s (grace {GRACE_S}s), committed at stop {at_stop}, end {end}")
+    print(
+        f"\nSIGTERM: stopped in {stopped_in:.1f}s (grace {GRACE_S}s), committed at stop {at_stop}, end {end}"
+    )
 
 
 @pytest.fixture
@@ -185,8 +223,10 @@ def test_broker_outage_not_ready_then_resumes_without_loss(own_broker, tmp_path)
     d = DaemonProcess(tmp_path, "outage", cfg)
     try:
         d.wait_serving()
-        assert d.wait_for(lambda: committed(b.bootstrap, group, topic, PARTITIONS) == ends(b.bootstrap, topic),
-                          timeout=90), d.output()
+        assert d.wait_for(
+            lambda: committed(b.bootstrap, group, topic, PARTITIONS) == ends(b.bootstrap, topic),
+            timeout=90,
+        ), d.output()
         assert d.get("/readyz")[0] == 200
 
         b.freeze()
@@ -206,16 +246,22 @@ def test_broker_outage_not_ready_then_resumes_without_loss(own_broker, tmp_path)
         not_ready = [t for t, code in readyz if code == 503]
         assert not_ready, f"/readyz never reported the outage: {readyz}"
         assert not_ready[0] <= NOT_READY_WITHIN_S, readyz
-        assert all(code == 503 for t, code in readyz if t >= not_ready[0]), "readiness flapped while frozen"
+        assert all(code == 503 for t, code in readyz if t >= not_ready[0]), (
+            "readiness flapped while frozen"
+        )
 
         # after the outage: ready again, new frames processed, nothing lost, nothing read twice
         assert d.wait_for(lambda: d.get("/readyz")[0] == 200, timeout=90), d.output()
         produce(b.bootstrap, topic, serial_records(400, 800))
         end = ends(b.bootstrap, topic)
-        assert d.wait_for(lambda: committed(b.bootstrap, group, topic, PARTITIONS) == end, timeout=90), d.output()
+        assert d.wait_for(
+            lambda: committed(b.bootstrap, group, topic, PARTITIONS) == end, timeout=90
+        ), d.output()
         assert d.wait_for(lambda: d.handled() == 800, timeout=10), d.handled()
         counts = Counter((x["partition"], x["offset"]) for x in dead_letters(b.bootstrap, topic))
-        assert set(counts) == {(p, o) for p, offs in markers_by_partition(b.bootstrap, topic).items() for o in offs}
+        assert set(counts) == {
+            (p, o) for p, offs in markers_by_partition(b.bootstrap, topic).items() for o in offs
+        }
         assert max(counts.values()) == 1
         assert d.terminate(GRACE_S) == 0
         print(f"\noutage {outage:.1f}s survived; /readyz 503 from t={not_ready[0]}s")

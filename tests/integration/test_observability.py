@@ -70,10 +70,16 @@ ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertman
 AMTOOL = shutil.which("amtool")
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(PROMETHEUS is None, reason="the prometheus server is not installed (Debian package "
-                       "`prometheus`, listed in .ci/apt-packages.txt)"),
-    pytest.mark.skipif(ALERTMANAGER is None, reason="Alertmanager is not installed (Debian package "
-                       "`prometheus-alertmanager`, listed in .ci/apt-packages.txt)"),
+    pytest.mark.skipif(
+        PROMETHEUS is None,
+        reason="the prometheus server is not installed (Debian package "
+        "`prometheus`, listed in .ci/apt-packages.txt)",
+    ),
+    pytest.mark.skipif(
+        ALERTMANAGER is None,
+        reason="Alertmanager is not installed (Debian package "
+        "`prometheus-alertmanager`, listed in .ci/apt-packages.txt)",
+    ),
 ]
 
 TOKEN = "am-webhook-token-for-the-live-test"
@@ -90,10 +96,12 @@ WAIT_S = 90.0
 
 # Expressions that cannot return data in this scenario, by (source, where), with the reason.
 NO_DATA = {
-    ("deploy/rules/driftmon-rules.yaml", "rule DriftmonConsumerLagGrowing"):
-        "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to two "
-        "minutes of scraping: longer than this test runs (the lag series themselves are checked by the "
-        "dashboards' lag panels)",
+    (
+        "deploy/rules/driftmon-rules.yaml",
+        "rule DriftmonConsumerLagGrowing",
+    ): "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to two "
+    "minutes of scraping: longer than this test runs (the lag series themselves are checked by the "
+    "dashboards' lag panels)",
 }
 
 # Of those, the ones that would have data if the test ran longer (not checked for staleness).
@@ -109,9 +117,13 @@ def as_bool(expr: str) -> str:
 
 
 def test_as_bool():
-    assert as_bool('time() - max by (stream) (x) > 600') == 'time() - max by (stream) (x) > bool 600'
-    assert as_bool('up{job=~".*driftmon.*"} == 0 or absent(up{job=~".*driftmon.*"})') == \
-        'up{job=~".*driftmon.*"} == bool 0 or absent(up{job=~".*driftmon.*"})'
+    assert (
+        as_bool("time() - max by (stream) (x) > 600") == "time() - max by (stream) (x) > bool 600"
+    )
+    assert (
+        as_bool('up{job=~".*driftmon.*"} == 0 or absent(up{job=~".*driftmon.*"})')
+        == 'up{job=~".*driftmon.*"} == bool 0 or absent(up{job=~".*driftmon.*"})'
+    )
     assert as_bool("(a / b) > 0.9") == "(a / b) > bool 0.9"
     assert as_bool('x{a!="1"} >= 2') == 'x{a!="1"} >= bool 2'
 
@@ -144,8 +156,9 @@ class Server:
         self.name, self.url, self.workdir = name, url, workdir
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(argv, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         def ready():
@@ -187,8 +200,11 @@ class Prometheus(Server):
     def firing(self, alertname: str) -> dict[str, dict]:
         """Firing alerts of that name by stream, from /api/v1/alerts."""
         alerts = http_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]
-        return {a["labels"].get("stream", ""): a for a in alerts
-                if a["labels"]["alertname"] == alertname and a["state"] == "firing"}
+        return {
+            a["labels"].get("stream", ""): a
+            for a in alerts
+            if a["labels"]["alertname"] == alertname and a["state"] == "firing"
+        }
 
 
 class Alertmanager(Server):
@@ -213,30 +229,56 @@ def rules_for_the_test(directory: Path) -> Path:
 
 
 def prometheus_config(rules: Path, daemon_port: int, am_port: int) -> str:
-    return yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(rules)],
-        "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-        "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{daemon_port}"]}]}],
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "global": {
+                "scrape_interval": "1s",
+                "scrape_timeout": "1s",
+                "evaluation_interval": "1s",
+            },
+            "rule_files": [str(rules)],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+            },
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{daemon_port}"]}]}
+            ],
+        },
+        sort_keys=False,
+    )
 
 
 def alertmanager_config(daemon_port: int) -> str:
     """Alertmanager 0.25 syntax: drift alerts to driftmon's receiver, with the bearer token in
     http_config.authorization; everything else to a receiver with no integrations."""
-    return yaml.safe_dump({
-        "route": {"receiver": "blackhole", "group_by": ["alertname", "namespace", "job", "stream"],
-                  "group_wait": "1s", "group_interval": "2s", "repeat_interval": "1h",
-                  "routes": [{"receiver": "driftmon-tickets", "matchers": [f'alertname="{ALERT}"']}]},
-        "receivers": [
-            {"name": "blackhole"},
-            {"name": "driftmon-tickets", "webhook_configs": [{
-                "url": f"http://127.0.0.1:{daemon_port}/alerts/alertmanager",
-                "send_resolved": True,
-                "http_config": {"authorization": {"type": "Bearer", "credentials": TOKEN}},
-            }]},
-        ],
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "route": {
+                "receiver": "blackhole",
+                "group_by": ["alertname", "namespace", "job", "stream"],
+                "group_wait": "1s",
+                "group_interval": "2s",
+                "repeat_interval": "1h",
+                "routes": [{"receiver": "driftmon-tickets", "matchers": [f'alertname="{ALERT}"']}],
+            },
+            "receivers": [
+                {"name": "blackhole"},
+                {
+                    "name": "driftmon-tickets",
+                    "webhook_configs": [
+                        {
+                            "url": f"http://127.0.0.1:{daemon_port}/alerts/alertmanager",
+                            "send_resolved": True,
+                            "http_config": {
+                                "authorization": {"type": "Bearer", "credentials": TOKEN}
+                            },
+                        }
+                    ],
+                },
+            ],
+        },
+        sort_keys=False,
+    )
 
 
 # --- driftmon ------------------------------------------------------------------------------------
@@ -272,15 +314,28 @@ class Scenario:
     # the stack
 
     def start(self) -> None:
-        refs = build_references(self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp), REF_FRAMES)
+        refs = build_references(
+            self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp), REF_FRAMES
+        )
         config = daemon_config(
-            self.broker, self.topic, refs,
-            actions={"enabled": True, "state_dir": str(self.tmp / "state"), "queue_size": 16,
-                     "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
-                     "report": {"contact_sheet_frames": 4, "reference_frames": 2, "thumbnail_px": 64},
-                     "retry": {"attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0},
-                     "relabel": {"sinks": ["directory"], "directory": str(self.tmp / "export")},
-                     "tickets": {"token": TOKEN, "sinks": ["directory"], "directory": str(self.tickets_dir)}})
+            self.broker,
+            self.topic,
+            refs,
+            actions={
+                "enabled": True,
+                "state_dir": str(self.tmp / "state"),
+                "queue_size": 16,
+                "selection": {"max_per_event": 5, "max_per_day": 100, "pool_factor": 3},
+                "report": {"contact_sheet_frames": 4, "reference_frames": 2, "thumbnail_px": 64},
+                "retry": {"attempts": 20, "backoff_s": 0.2, "max_backoff_s": 1.0},
+                "relabel": {"sinks": ["directory"], "directory": str(self.tmp / "export")},
+                "tickets": {
+                    "token": TOKEN,
+                    "sinks": ["directory"],
+                    "directory": str(self.tickets_dir),
+                },
+            },
+        )
         self.daemon = ActionsDaemon(config, drain_s=10)
 
         am_dir = self.tmp / "alertmanager"
@@ -288,33 +343,53 @@ class Scenario:
         am_config = am_dir / "alertmanager.yml"
         am_config.write_text(alertmanager_config(self.daemon.port), encoding="utf-8")
         if AMTOOL:  # Alertmanager's own checker, when installed beside it
-            checked = subprocess.run([AMTOOL, "check-config", str(am_config)], capture_output=True, text=True,
-                                     timeout=60)
+            checked = subprocess.run(
+                [AMTOOL, "check-config", str(am_config)], capture_output=True, text=True, timeout=60
+            )
             assert checked.returncode == 0, checked.stdout + checked.stderr
         am_port = free_port()
         self.alertmanager = Alertmanager(
             "alertmanager",
-            [ALERTMANAGER, f"--config.file={am_config}", f"--storage.path={am_dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=", "--log.level=warn"],
-            f"http://127.0.0.1:{am_port}", am_dir)
+            [
+                ALERTMANAGER,
+                f"--config.file={am_config}",
+                f"--storage.path={am_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+                "--log.level=warn",
+            ],
+            f"http://127.0.0.1:{am_port}",
+            am_dir,
+        )
         self.servers.append(self.alertmanager)
 
         prom_dir = self.tmp / "prometheus"
         prom_dir.mkdir()
         self.rules = rules_for_the_test(prom_dir)
         prom_config = prom_dir / "prometheus.yml"
-        prom_config.write_text(prometheus_config(self.rules, self.daemon.port, am_port), encoding="utf-8")
+        prom_config.write_text(
+            prometheus_config(self.rules, self.daemon.port, am_port), encoding="utf-8"
+        )
         prom_port = free_port()
         self.prometheus = Prometheus(
             "prometheus",
-            [PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={prom_dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
-            f"http://127.0.0.1:{prom_port}", prom_dir)
+            [
+                PROMETHEUS,
+                f"--config.file={prom_config}",
+                f"--storage.tsdb.path={prom_dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--log.level=warn",
+            ],
+            f"http://127.0.0.1:{prom_port}",
+            prom_dir,
+        )
         self.servers.append(self.prometheus)
         self.alertmanager.wait_ready()
         self.prometheus.wait_ready()
-        self.require(lambda: self.prometheus.vector(f'up{{job="{JOB}"}} == 1'),
-                     "Prometheus is not scraping driftmon")
+        self.require(
+            lambda: self.prometheus.vector(f'up{{job="{JOB}"}} == 1'),
+            "Prometheus is not scraping driftmon",
+        )
 
     def stop(self) -> None:
         for server in self.servers:
@@ -343,15 +418,16 @@ class Scenario:
                     frames.insert(10 * i + 1, (key, value, again))
             items += frames
         if bad:
-            items = items[: len(items) // 2] + bad_records() + items[len(items) // 2:]
+            items = items[: len(items) // 2] + bad_records() + items[len(items) // 2 :]
         self.t += frames_per_camera
         send_frames(self.broker, self.topic, items)
         self.sent += len(items)
 
     def handled(self) -> float:
         d = self.daemon
-        return d.value("driftmon_frames_total", outcome="processed") + \
-            d.value("driftmon_frames_total", outcome="dead_lettered")
+        return d.value("driftmon_frames_total", outcome="processed") + d.value(
+            "driftmon_frames_total", outcome="dead_lettered"
+        )
 
     def scraped(self, expr: str, value: float) -> bool:
         got = self.prometheus.vector(expr)
@@ -364,28 +440,43 @@ class Scenario:
         # 1: healthy frames and a few bad records, scraped before anything else happens
         self.send(HEALTHY, bad=True, repeats=REPEATS)
         self.require(lambda: self.handled() >= self.sent, "phase 1: not every record handled")
-        self.require(lambda: self.scraped("sum(driftmon_bad_records_total)", 3), "phase 1 not scraped")
-        self.identical = d.value("driftmon_stream_identical_frames_total", stream=self.fleet[0].camera_id)
+        self.require(
+            lambda: self.scraped("sum(driftmon_bad_records_total)", 3), "phase 1 not scraped"
+        )
+        self.identical = d.value(
+            "driftmon_stream_identical_frames_total", stream=self.fleet[0].camera_id
+        )
 
         # 2: two cameras drift; the same bad records again
         for i, (shift, severity) in DRIFTS.items():
             self.fleet[i].set_shift(shift, severity)
         self.send(DRIFTED, bad=True)
         self.require(lambda: self.handled() >= self.sent, "phase 2: not every record handled")
-        self.drifted_flags = {c.camera_id: d.value("driftmon_stream_drifted", stream=c.camera_id)
-                              for c in self.fleet}
+        self.drifted_flags = {
+            c.camera_id: d.value("driftmon_stream_drifted", stream=c.camera_id) for c in self.fleet
+        }
         # (b) Prometheus fires the drift alert for the drifted cameras ...
         wait_for(lambda: set(prom.firing(ALERT)) >= self.drifted)
         self.firing_after_drift = prom.firing(ALERT)
         # (c) ... Alertmanager delivers them, driftmon opens tickets
         wait_for(lambda: {t["stream"] for t in d.get_json("/tickets")["tickets"]} >= self.drifted)
-        self.am_alerts = {a["labels"].get("stream"): a for a in self.alertmanager.alerts()
-                          if a["labels"]["alertname"] == ALERT}
-        self.tickets = {t["stream"]: d.get_json(f"/tickets/{t['id']}") for t in d.get_json("/tickets")["tickets"]}
+        self.am_alerts = {
+            a["labels"].get("stream"): a
+            for a in self.alertmanager.alerts()
+            if a["labels"]["alertname"] == ALERT
+        }
+        self.tickets = {
+            t["stream"]: d.get_json(f"/tickets/{t['id']}")
+            for t in d.get_json("/tickets")["tickets"]
+        }
         self.events = {e["stream"]: e for e in d.get_json("/events")["events"]}
         # the evidence (reports) and relabel deliveries of the drift events
-        wait_for(lambda: d.value("driftmon_drift_reports_total", result="ok") >= len(self.drifted)
-                 and d.actions.idle())
+        wait_for(
+            lambda: (
+                d.value("driftmon_drift_reports_total", result="ok") >= len(self.drifted)
+                and d.actions.idle()
+            )
+        )
 
         # 3: one drifted camera recovers; frames keep flowing for all
         self.fleet[RECOVERS].set_shift(None)
@@ -393,8 +484,10 @@ class Scenario:
         self.require(lambda: self.handled() >= self.sent, "phase 3: not every record handled")
         # (three scrapes of the closed event, so that rate() and increase() see two samples or more)
         closed = f'driftmon_drift_events_closed_total{{stream="{self.recovered}"}}'
-        self.require(lambda: prom.vector(f"count_over_time({closed}[1m]) >= 3"),
-                     f"{self.recovered}'s recovery (a closed drift event) was not scraped")
+        self.require(
+            lambda: prom.vector(f"count_over_time({closed}[1m]) >= 3"),
+            f"{self.recovered}'s recovery (a closed drift event) was not scraped",
+        )
         # (a) every expression, right away: the rates cover frames still being processed
         self.expressions = self.run_expressions()
         # (d) the alert resolves in Prometheus, Alertmanager tells driftmon, the ticket resolves
@@ -406,14 +499,18 @@ class Scenario:
             self.resolved_ticket = d.get_json(f"/tickets/{ticket['id']}")
         else:
             self.resolved_ticket = None
-        self.ever_fired = {r["metric"].get("stream") for r in prom.vector(
-            f'max_over_time(ALERTS{{alertname="{ALERT}"}}[1h])')}
+        self.ever_fired = {
+            r["metric"].get("stream")
+            for r in prom.vector(f'max_over_time(ALERTS{{alertname="{ALERT}"}}[1h])')
+        }
         self.final_values = {
             "tickets_created": d.value("driftmon_tickets_total", action="created"),
             "tickets_resolved": d.value("driftmon_tickets_total", action="resolved"),
             "webhooks_accepted": d.value("driftmon_alert_webhooks_total", result="accepted"),
-            "webhooks_refused": sum(d.value("driftmon_alert_webhooks_total", result=r)
-                                    for r in ("unauthorized", "bad_request", "unconfigured")),
+            "webhooks_refused": sum(
+                d.value("driftmon_alert_webhooks_total", result=r)
+                for r in ("unauthorized", "bad_request", "unconfigured")
+            ),
         }
 
     def run_expressions(self) -> list[dict]:
@@ -429,10 +526,19 @@ class Scenario:
                     forms.append(("bool form", as_bool(runnable)))
                 for form, expr in forms:
                     answer = self.prometheus.query(expr)
-                    results.append({"camera": camera, "source": item.source, "where": item.where,
-                                    "kind": item.kind, "form": form, "expr": expr,
-                                    "status": answer.get("status"), "error": answer.get("error"),
-                                    "result": (answer.get("data") or {}).get("result")})
+                    results.append(
+                        {
+                            "camera": camera,
+                            "source": item.source,
+                            "where": item.where,
+                            "kind": item.kind,
+                            "form": form,
+                            "expr": expr,
+                            "status": answer.get("status"),
+                            "error": answer.get("error"),
+                            "result": (answer.get("data") or {}).get("result"),
+                        }
+                    )
         return results
 
 
@@ -454,8 +560,11 @@ def live(broker, tmp_path_factory):
 
 
 def test_every_expression_parses_and_returns_scraped_data(live):
-    rejected = [f"{r['source']}: {r['where']} ({r['form']}): {r['error']}\n    {r['expr']}"
-                for r in live.expressions if r["status"] != "success"]
+    rejected = [
+        f"{r['source']}: {r['where']} ({r['form']}): {r['error']}\n    {r['expr']}"
+        for r in live.expressions
+        if r["status"] != "success"
+    ]
     assert not rejected, "Prometheus rejected:\n" + "\n".join(rejected)
 
     # An expression has data when it returns samples for at least one of the two cameras (a
@@ -467,13 +576,21 @@ def test_every_expression_parses_and_returns_scraped_data(live):
             continue
         key = (r["source"], r["where"], r["form"])
         has_data[key] = has_data.get(key, False) or bool(r["result"])
-    empty = [f"{s}: {w} ({f})" for (s, w, f), data in sorted(has_data.items()) if not data
-             and (s, w) not in NO_DATA]
+    empty = [
+        f"{s}: {w} ({f})"
+        for (s, w, f), data in sorted(has_data.items())
+        if not data and (s, w) not in NO_DATA
+    ]
     assert not empty, "no data from the live daemon for:\n" + "\n".join(empty)
-    stale = [f"{s}: {w} returns data: remove it from NO_DATA" for (s, w, f), data in has_data.items()
-             if data and (s, w) in NO_DATA and (s, w) not in TIME_DEPENDENT]
+    stale = [
+        f"{s}: {w} returns data: remove it from NO_DATA"
+        for (s, w, f), data in has_data.items()
+        if data and (s, w) in NO_DATA and (s, w) not in TIME_DEPENDENT
+    ]
     assert not stale, "\n".join(stale)
-    assert set(NO_DATA) <= {(s, w) for s, w, _ in has_data}, "NO_DATA names an expression that is gone"
+    assert set(NO_DATA) <= {(s, w) for s, w, _ in has_data}, (
+        "NO_DATA names an expression that is gone"
+    )
     assert len(has_data) >= 60  # dashboards + rules + templates, all of them
     # the identical-frame panels and DriftmonFrozenFeed have their series from cam-000's repeats
     assert live.identical == REPEATS
@@ -481,12 +598,18 @@ def test_every_expression_parses_and_returns_scraped_data(live):
 
 def test_drift_alert_condition_selects_exactly_the_drifted_cameras(live):
     """The rule's own condition, evaluated by Prometheus on the scraped series."""
-    rule = [r for r in live.expressions if r["where"] == f"rule {ALERT}" and r["form"] == "as written"]
+    rule = [
+        r for r in live.expressions if r["where"] == f"rule {ALERT}" and r["form"] == "as written"
+    ]
     now_drifted = live.drifted - {live.recovered}
     assert rule and all({s["metric"]["stream"] for s in r["result"]} == now_drifted for r in rule)
-    watched = [r for r in live.expressions if r["where"] == f"rule {ALERT}" and r["form"] == "bool form"]
-    assert watched and all({s["metric"]["stream"] for s in r["result"]} == {c.camera_id for c in live.fleet}
-                           for r in watched)
+    watched = [
+        r for r in live.expressions if r["where"] == f"rule {ALERT}" and r["form"] == "bool form"
+    ]
+    assert watched and all(
+        {s["metric"]["stream"] for s in r["result"]} == {c.camera_id for c in live.fleet}
+        for r in watched
+    )
 
 
 def test_prometheus_fires_the_drift_alert_for_exactly_the_drifted_cameras(live):
@@ -508,14 +631,21 @@ def test_alertmanager_delivers_to_driftmon_and_tickets_name_the_drifted_cameras(
         ticket = live.tickets[stream]
         am_alert = live.am_alerts[stream]
         # the ticket is keyed by Alertmanager's fingerprint of this camera's alert
-        assert ticket["id"] == f"drift-{am_alert['fingerprint']}" and f"{ticket['id']}.json" in files
+        assert (
+            ticket["id"] == f"drift-{am_alert['fingerprint']}" and f"{ticket['id']}.json" in files
+        )
         assert ticket["stream"] == stream and stream in ticket["title"]
-        assert ticket["alert"]["alertname"] == ALERT and ticket["alert"]["labels"]["stream"] == stream
+        assert (
+            ticket["alert"]["alertname"] == ALERT and ticket["alert"]["labels"]["stream"] == stream
+        )
         assert ticket["receiver"] == "driftmon-tickets"
         # the description as Prometheus rendered it from the rule's template queries
         description = ticket["alert"]["annotations"]["description"]
-        fired = re.search(r"Tests that fired on its last evaluation:\s*(.*?)\s*\(smallest adjusted p-value\s*(\S+?)\)",
-                          description, re.S)
+        fired = re.search(
+            r"Tests that fired on its last evaluation:\s*(.*?)\s*\(smallest adjusted p-value\s*(\S+?)\)",
+            description,
+            re.S,
+        )
         assert fired, description
         assert "ks" in [t.strip() for t in fired.group(1).split(",")], description
         assert fired.group(2) != "n/a" and float(fired.group(2)) < 0.05, description
@@ -539,4 +669,6 @@ def test_recovery_resolves_the_alert_and_the_ticket(live):
         assert live.daemon.get_json(f"/tickets/{live.tickets[stream]['id']}")["status"] == "firing"
     assert live.final_values["tickets_created"] == len(live.drifted)
     assert live.final_values["tickets_resolved"] == 1
-    assert live.final_values["webhooks_accepted"] >= len(live.drifted) + 1  # the firing ones, the resolution
+    assert (
+        live.final_values["webhooks_accepted"] >= len(live.drifted) + 1
+    )  # the firing ones, the resolution

@@ -36,13 +36,23 @@ def bad_records():
         (b"cam-bad", jpeg[: len(jpeg) // 2], [("camera_id", b"cam-bad")]),  # truncated upload
         (b"cam-bad", b"", []),  # empty value
         (b"cam-bad", b"this is not an image", []),
-        (b"cam-bad", b'{"camera_id": "cam-bad", "image_b64": "!!!"}', [("content-type", b"application/json")]),
+        (
+            b"cam-bad",
+            b'{"camera_id": "cam-bad", "image_b64": "!!!"}',
+            [("content-type", b"application/json")],
+        ),
         (None, jpeg, []),  # no camera id anywhere
-        (b"cam-bad", b'{"camera_id": "c", "uri": "file:///etc/passwd"}', [("content-type", b"application/json")]),
+        (
+            b"cam-bad",
+            b'{"camera_id": "c", "uri": "file:///etc/passwd"}',
+            [("content-type", b"application/json")],
+        ),
     ]
 
 
-def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_fleet, tmp_path, run_daemon):
+def test_end_to_end_drift_metrics_dead_letters_and_commits(
+    broker, topic, small_fleet, tmp_path, run_daemon
+):
     config = daemon_config(broker, topic, tmp_path)  # reference path replaced below
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
     config = daemon_config(broker, topic, refs)
@@ -53,17 +63,37 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_
     total = len(live) + len(bad)
 
     d = run_daemon(config)
-    assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed")
-                      + d.value("driftmon_frames_total", outcome="dead_lettered") >= total), "not all frames handled"
+    assert d.wait_for(
+        lambda: (
+            d.value("driftmon_frames_total", outcome="processed")
+            + d.value("driftmon_frames_total", outcome="dead_lettered")
+            >= total
+        )
+    ), "not all frames handled"
     assert d.wait_for(lambda: d.daemon.ready(), timeout=10)
 
     # every frame counted once, every bad record dead-lettered by reason
     assert d.value("driftmon_frames_total", outcome="processed") == len(live)
     assert d.value("driftmon_frames_total", outcome="dead_lettered") == len(bad)
-    reasons = {r: d.value("driftmon_bad_records_total", reason=r)
-               for r in ("corrupt", "empty", "unsupported_format", "bad_envelope", "bad_header", "uri_not_allowed")}
-    assert reasons == {"corrupt": 1, "empty": 1, "unsupported_format": 1, "bad_envelope": 1, "bad_header": 1,
-                       "uri_not_allowed": 1}
+    reasons = {
+        r: d.value("driftmon_bad_records_total", reason=r)
+        for r in (
+            "corrupt",
+            "empty",
+            "unsupported_format",
+            "bad_envelope",
+            "bad_header",
+            "uri_not_allowed",
+        )
+    }
+    assert reasons == {
+        "corrupt": 1,
+        "empty": 1,
+        "unsupported_format": 1,
+        "bad_envelope": 1,
+        "bad_header": 1,
+        "uri_not_allowed": 1,
+    }
 
     # drifted cameras flagged, healthy ones not
     drifted = {cam.camera_id for i, cam in enumerate(small_fleet) if i in DRIFTS}
@@ -87,8 +117,13 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_
     d.stop()
 
     # dead letters carry the error and the origin
-    dlq = KafkaConsumer(f"{topic}.dlq", bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest",
-                        consumer_timeout_ms=3000, fetch_max_wait_ms=20)
+    dlq = KafkaConsumer(
+        f"{topic}.dlq",
+        bootstrap_servers=broker.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        fetch_max_wait_ms=20,
+    )
     letters = list(dlq)
     dlq.close()
     assert len(letters) == len(bad)
@@ -98,14 +133,17 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(broker, topic, small_
         assert int(h["driftmon_origin_offset"]) >= 0 and h["driftmon_error"]
 
     # offsets committed: the group's committed offsets reach the end of every partition
-    probe = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=config.kafka.group_id,
-                          enable_auto_commit=False)
+    probe = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=config.kafka.group_id, enable_auto_commit=False
+    )
     ends = end_offsets(broker, topic, 3)
     assert {tp: probe.committed(tp) or 0 for tp in ends} == ends
     probe.close()
 
 
-def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_fleet, tmp_path, run_daemon):
+def test_restarted_group_does_not_reread_committed_frames(
+    broker, topic, small_fleet, tmp_path, run_daemon
+):
     cam = small_fleet[0]
     store = ReferenceStore(tmp_path / "refs")
     d = tmp_path / "ref"
@@ -114,8 +152,15 @@ def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_f
         (d / f"{t}.jpg").write_bytes(encode(cam.frame(t)))
     config = daemon_config(broker, topic, tmp_path)
     embedder = build_embedder_from(config)
-    store.add(make_reference(from_dir(d, config, progress=False, embedder=embedder), stream=None, source="test",
-                             config=config, embedder=embedder))
+    store.add(
+        make_reference(
+            from_dir(d, config, progress=False, embedder=embedder),
+            stream=None,
+            source="test",
+            config=config,
+            embedder=embedder,
+        )
+    )
     config = daemon_config(broker, topic, store.path)
     send_frames(broker, topic, camera_frames(cam, range(60, 100)))
 
@@ -127,11 +172,15 @@ def test_restarted_group_does_not_reread_committed_frames(broker, topic, small_f
     assert second.wait_for(lambda: second.value("driftmon_frames_total", outcome="processed") >= 10)
     assert second.wait_for(lambda: second.value("driftmon_commits_total", result="ok") >= 1)
     # give a wrongly re-read backlog time to show up before judging
-    assert not second.wait_for(lambda: second.value("driftmon_frames_total", outcome="processed") > 10, timeout=3)
+    assert not second.wait_for(
+        lambda: second.value("driftmon_frames_total", outcome="processed") > 10, timeout=3
+    )
     assert second.value("driftmon_frames_total", outcome="processed") == 10
 
 
-def test_the_calibrated_defaults_from_reference_build_to_verdicts(broker, topic, small_fleet, tmp_path, run_daemon):
+def test_the_calibrated_defaults_from_reference_build_to_verdicts(
+    broker, topic, small_fleet, tmp_path, run_daemon
+):
     # the default voters: each camera's window judged against its reference's own spans, with the
     # threshold of one false alarm per 30 days at the reference's frame rate
     config = daemon_config(broker, topic, tmp_path)
@@ -150,6 +199,13 @@ def test_the_calibrated_defaults_from_reference_build_to_verdicts(broker, topic,
     for cam in small_fleet:
         last = status["streams"][cam.camera_id]["last_evaluation"]
         shift = next(t for t in last["tests"] if t["name"] == "shift")
-        assert "for one false alarm per 30 days" in shift["p_value_note"] and last["context"] in shift["p_value_note"]
+        assert (
+            "for one false alarm per 30 days" in shift["p_value_note"]
+            and last["context"] in shift["p_value_note"]
+        )
         assert shift["drifted"] is (cam.camera_id in drifted)
-        assert d.value("driftmon_stream_test_threshold", stream=cam.camera_id, test="shift") == shift["threshold"] > 4
+        assert (
+            d.value("driftmon_stream_test_threshold", stream=cam.camera_id, test="shift")
+            == shift["threshold"]
+            > 4
+        )

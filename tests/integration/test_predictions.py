@@ -22,9 +22,15 @@ def envelopes(cam, ts, mix, rng):
         c = int(rng.choice(3, p=mix))
         probs = rng.dirichlet([1.0, 1.0, 1.0]) * 0.3
         probs[c] += 0.7
-        value = json.dumps({"camera_id": cam.camera_id, "frame_id": f"{cam.camera_id}-{t}", "ts": 1_700_000_000_000 + t,
-                            "image_b64": base64.b64encode(encode(cam.frame(t))).decode(),
-                            "predictions": {"probs": probs.tolist()}}).encode()
+        value = json.dumps(
+            {
+                "camera_id": cam.camera_id,
+                "frame_id": f"{cam.camera_id}-{t}",
+                "ts": 1_700_000_000_000 + t,
+                "image_b64": base64.b64encode(encode(cam.frame(t))).decode(),
+                "predictions": {"probs": probs.tolist()},
+            }
+        ).encode()
         yield cam.camera_id.encode(), value, JSON
 
 
@@ -39,14 +45,18 @@ def test_predicted_class_mix_change_is_detected(broker, topic, small_fleet, tmp_
     got = from_topic(config, ref_topic, None, None, progress=False)
     assert len(got.rows) == 200 and all(p is not None for p in got.predictions)
     store = ReferenceStore(tmp_path / "refs")
-    store.add(make_reference(got, stream=None, source=f"topic:{ref_topic}", config=config, embedder=None))
+    store.add(
+        make_reference(got, stream=None, source=f"topic:{ref_topic}", config=config, embedder=None)
+    )
     ref = store.load_latest(None)
     assert ref.predictions.labels == ("0", "1", "2") and ref.predictions.probs.shape == (200, 3)
 
     d = run_daemon(config)
     labels = {"stream": cam.camera_id, "test": "pred_class"}
     send_frames(broker, topic, envelopes(cam, range(200, 300), MIX, rng))
-    assert d.wait_for(lambda: d.registry.get_sample_value("driftmon_stream_test_statistic", labels) is not None)
+    assert d.wait_for(
+        lambda: d.registry.get_sample_value("driftmon_stream_test_statistic", labels) is not None
+    )
     assert d.value("driftmon_stream_test_drift", **labels) == 0
     send_frames(broker, topic, envelopes(cam, range(300, 450), SHIFTED, rng))
     assert d.wait_for(lambda: d.value("driftmon_stream_frames_total", stream=cam.camera_id) == 250)

@@ -44,28 +44,64 @@ def _pki(directory, name):
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = {k: directory / f"{name}-{k}.pem" for k in ("ca", "cert", "key")}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+    paths["key"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -89,8 +125,9 @@ class TlsTerminator:
 
     def _run(self, started):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", self.port,
-                                                                        ssl=self.ctx))
+        self.server = self.loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", self.port, ssl=self.ctx)
+        )
         started.set()
         self.loop.run_forever()
 
@@ -132,15 +169,27 @@ def tls_broker(tmp_path_factory):
     with Broker(log_path=str(d / "tansu.log"), advertised=f"127.0.0.1:{tls_port}") as b:
         proxy = TlsTerminator(tls_port, b.port, pki, client_ca=pki["ca"])
         try:
-            yield {"bootstrap": f"127.0.0.1:{tls_port}", "pki": pki, "rogue": rogue, "proxy": proxy, "dir": d}
+            yield {
+                "bootstrap": f"127.0.0.1:{tls_port}",
+                "pki": pki,
+                "rogue": rogue,
+                "proxy": proxy,
+                "dir": d,
+            }
         finally:
             proxy.close()
 
 
 def _tls_kafka(tb, pki=None, **extra):
     pki = pki or tb["pki"]
-    return {"bootstrap_servers": [tb["bootstrap"]], "security_protocol": "SSL", "ssl_cafile": pki["ca"],
-            "ssl_certfile": pki["cert"], "ssl_keyfile": pki["key"], **extra}
+    return {
+        "bootstrap_servers": [tb["bootstrap"]],
+        "security_protocol": "SSL",
+        "ssl_cafile": pki["ca"],
+        "ssl_certfile": pki["cert"],
+        "ssl_keyfile": pki["key"],
+        **extra,
+    }
 
 
 def _admin_create(kafka: KafkaConfig, *topics):
@@ -165,29 +214,46 @@ def test_daemon_consumes_and_dead_letters_over_mutual_tls(tls_broker, tmp_path, 
 
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(**config.kafka.client_options())  # the producer goes through the same mapping
+    producer = KafkaProducer(
+        **config.kafka.client_options()
+    )  # the producer goes through the same mapping
     for key, value, headers in serial_records(0, 200):
         producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
     producer.close()
 
     d = run_daemon(config)
-    assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") == 150
-                      and d.value("driftmon_dead_letters_total") == 50, timeout=90)
+    assert d.wait_for(
+        lambda: (
+            d.value("driftmon_frames_total", outcome="processed") == 150
+            and d.value("driftmon_dead_letters_total") == 50
+        ),
+        timeout=90,
+    )
     assert d.wait_for(lambda: d.daemon.ready(), timeout=10)
     assert tb["proxy"].sessions > 0
 
     # HTTP with actions disabled (the default): nothing routed serves frames or events
     base = f"http://127.0.0.1:{d.daemon.port}"
-    for path in ("/events", "/events/x", "/events/x/contact-sheet.jpg", "/events/x/report", "/tickets"):
+    for path in (
+        "/events",
+        "/events/x",
+        "/events/x/contact-sheet.jpg",
+        "/events/x/report",
+        "/tickets",
+    ):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + path)
         assert e.value.code == 404
     status = urllib.request.urlopen(base + "/status").read()
     metrics = urllib.request.urlopen(base + "/metrics").read()
     for body in (status, metrics):
-        assert b"\xff\xd8\xff" not in body and b"/9j/" not in body  # neither JPEG bytes nor their base64
-    assert json.loads(status)["config"]["kafka"]["ssl_keyfile"] == tb["pki"]["key"]  # a path, never the key
+        assert (
+            b"\xff\xd8\xff" not in body and b"/9j/" not in body
+        )  # neither JPEG bytes nor their base64
+    assert (
+        json.loads(status)["config"]["kafka"]["ssl_keyfile"] == tb["pki"]["key"]
+    )  # a path, never the key
     d.stop()
 
 
@@ -212,8 +278,13 @@ def _watch_refused(daemons, timeout_s=60.0):
         assert seen[name] == [0.0, 0.0], (name, seen[name])
         if d.proc.poll() is not None:
             assert d.proc.returncode != 0
-            assert "kafka.errors." in d.output(), f"{name}: exited for another reason:\n{d.output()}"
-            outcomes[name] = "exited %d: %s" % (d.proc.returncode, d.output().strip().splitlines()[-1][:160])
+            assert "kafka.errors." in d.output(), (
+                f"{name}: exited for another reason:\n{d.output()}"
+            )
+            outcomes[name] = "exited %d: %s" % (
+                d.proc.returncode,
+                d.output().strip().splitlines()[-1][:160],
+            )
         else:
             outcomes[name] = "stayed up, not ready"
         d.close()
@@ -229,19 +300,36 @@ def test_refused_tls_and_sasl_credentials_read_nothing(tls_broker, tmp_path):
     cfg["kafka"].update(_tls_kafka(tb, ssl_cafile=tb["rogue"]["ca"]))  # trusts another CA
     cases["TLS, rogue CA"] = cfg
     cfg = run_config(tb["bootstrap"], topic, ref, "tls-nocert")
-    cfg["kafka"].update(security_protocol="SSL", ssl_cafile=tb["pki"]["ca"])  # the broker demands a client cert
+    cfg["kafka"].update(
+        security_protocol="SSL", ssl_cafile=tb["pki"]["ca"]
+    )  # the broker demands a client cert
     cases["TLS, no client certificate"] = cfg
     cases["plaintext to a TLS listener"] = run_config(tb["bootstrap"], topic, ref, "tls-plain")
     with Broker(log_path=str(tmp_path / "tansu-sasl.log"), extra_args=("--authentication",)) as b:
-        kafka = KafkaConfig(bootstrap_servers=(b.bootstrap,), security_protocol="SASL_PLAINTEXT",
-                            sasl_mechanism="SCRAM-SHA-512", sasl_username="driftmon", sasl_password="wrong")
-        assert _refused(b.bootstrap, **{k: v for k, v in kafka.client_options().items() if k != "bootstrap_servers"})
+        kafka = KafkaConfig(
+            bootstrap_servers=(b.bootstrap,),
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username="driftmon",
+            sasl_password="wrong",
+        )
+        assert _refused(
+            b.bootstrap,
+            **{k: v for k, v in kafka.client_options().items() if k != "bootstrap_servers"},
+        )
         assert _refused(b.bootstrap)  # PLAINTEXT without SASL
         cfg = run_config(b.bootstrap, "frames", ref, "sasl")
-        cfg["kafka"].update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512",
-                            sasl_username="driftmon", sasl_password="wrong")
+        cfg["kafka"].update(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username="driftmon",
+            sasl_password="wrong",
+        )
         cases["SASL SCRAM-SHA-512, unknown user"] = cfg
-        daemons = {name: DaemonProcess(tmp_path, f"refused-{i}", c) for i, (name, c) in enumerate(cases.items())}
+        daemons = {
+            name: DaemonProcess(tmp_path, f"refused-{i}", c)
+            for i, (name, c) in enumerate(cases.items())
+        }
         try:
             outcomes = _watch_refused(daemons)
         finally:

@@ -20,17 +20,33 @@ def test_daemon_waits_for_a_broker_that_comes_up_later(tmp_path, run_daemon):
     cam = Camera("cam-late", "coffee", width=320, height=240, seed=4, dynamics="iid")
     port = free_port()
     unreachable = Broker(port=port)  # not started yet
-    config = daemon_config(unreachable, "frames-late", tmp_path, embedding={"enabled": False},
-                           window={"size": 20, "evaluate_every": 10})
+    config = daemon_config(
+        unreachable,
+        "frames-late",
+        tmp_path,
+        embedding={"enabled": False},
+        window={"size": 20, "evaluate_every": 10},
+    )
     refs = build_references(tmp_path, [cam], config, 40)
-    d = run_daemon(daemon_config(unreachable, "frames-late", refs, embedding={"enabled": False},
-                                 window={"size": 20, "evaluate_every": 10}))
+    d = run_daemon(
+        daemon_config(
+            unreachable,
+            "frames-late",
+            refs,
+            embedding={"enabled": False},
+            window={"size": 20, "evaluate_every": 10},
+        )
+    )
     # up, alive, not ready, while there is no broker at all
-    assert d.wait_for(lambda: d.daemon.port is not None and code(d.daemon.port, "/healthz") == 200, timeout=30)
+    assert d.wait_for(
+        lambda: d.daemon.port is not None and code(d.daemon.port, "/healthz") == 200, timeout=30
+    )
     assert code(d.daemon.port, "/readyz") == 503
     with unreachable as broker:
         broker.create_topic("frames-late", partitions=1)
         send_frames(broker, "frames-late", camera_frames(cam, range(40, 70)))
-        assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") == 30, timeout=150)
+        assert d.wait_for(
+            lambda: d.value("driftmon_frames_total", outcome="processed") == 30, timeout=150
+        )
         assert d.wait_for(lambda: code(d.daemon.port, "/readyz") == 200, timeout=30)
         d.stop()

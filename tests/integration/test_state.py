@@ -24,8 +24,11 @@ def phase(fleet, start, n):
 
 
 def overrides(**checkpoint):
-    return {"embedding": {"enabled": False}, "window": {"size": 40, "evaluate_every": 10},
-            "checkpoint": checkpoint}
+    return {
+        "embedding": {"enabled": False},
+        "window": {"size": 40, "evaluate_every": 10},
+        "checkpoint": checkpoint,
+    }
 
 
 def frames_by_stream(*daemons):
@@ -39,7 +42,9 @@ def frames_by_stream(*daemons):
 
 
 def drifted(*daemons):
-    return sorted(k for d in daemons for k, s in d.daemon.status()["streams"].items() if s["drifted"])
+    return sorted(
+        k for d in daemons for k, s in d.daemon.status()["streams"].items() if s["drifted"]
+    )
 
 
 @pytest.fixture
@@ -66,7 +71,8 @@ def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fle
     ok = second.wait_for(lambda: len(second.daemon.status()["streams"]) > 0, timeout=180)
     assert ok, (
         "the second replica got no camera; assignments: "
-        f"{first.daemon._consumer.assignment()} / {second.daemon._consumer.assignment()}")
+        f"{first.daemon._consumer.assignment()} / {second.daemon._consumer.assignment()}"
+    )
     assert first.wait_for(lambda: sum(frames_by_stream(first, second).values()) == 8 * 70)
     split = (len(first.daemon.status()["streams"]), len(second.daemon.status()["streams"]))
     assert min(split) > 0, split
@@ -75,15 +81,20 @@ def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fle
     assert second.wait_for(lambda: sum(frames_by_stream(second).values()) == 8 * 100)
 
     # the same input through one process, from the start, in its own group
-    single = run_daemon(daemon_config(broker, topic, refs, group=f"g-{topic}-single", **overrides()))
+    single = run_daemon(
+        daemon_config(broker, topic, refs, group=f"g-{topic}-single", **overrides())
+    )
     assert single.wait_for(lambda: sum(frames_by_stream(single).values()) == 8 * 100)
     assert frames_by_stream(second) == frames_by_stream(single) == {c.camera_id: 100 for c in fleet}
     # the fleet-wide evaluation equals one process's, and holds the drifted cameras
     assert drifted(second) == drifted(single)
     assert {fleet[i].camera_id for i in DRIFT} <= set(drifted(single))
     # nothing lost either: what the replicas absorbed adds up to the input (re-reads were skipped)
-    assert second.value("driftmon_frames_total", outcome="processed") + \
-        first.value("driftmon_frames_total", outcome="processed") == 8 * 100
+    assert (
+        second.value("driftmon_frames_total", outcome="processed")
+        + first.value("driftmon_frames_total", outcome="processed")
+        == 8 * 100
+    )
 
 
 def status(port):
@@ -103,28 +114,50 @@ def wait_status(port, predicate, timeout=60):
     raise AssertionError("condition not reached")
 
 
-def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(broker, topic, tmp_path, fleet):
+def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(
+    broker, topic, tmp_path, fleet
+):
     fleet = fleet[:4]
-    refs = build_references(tmp_path, fleet, daemon_config(broker, topic, tmp_path, **overrides()), REF_FRAMES)
+    refs = build_references(
+        tmp_path, fleet, daemon_config(broker, topic, tmp_path, **overrides()), REF_FRAMES
+    )
     port = free_port()
     cfg = tmp_path / "driftmon.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": [broker.bootstrap], "topics": [topic], "group_id": f"kill-{topic}",
-                  "fetch_max_wait_ms": 20, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
-                  "dead_letter_topic": "", "max_poll_records": 20},
-        "reference": {"path": str(refs)}, "http": {"port": port},
-        "embedding": {"enabled": False}, "window": {"size": 40, "evaluate_every": 10},
-        "hysteresis": {"k": 2, "m": 3, "recover": 3},
-        "checkpoint": {"store": "file", "path": str(tmp_path / "state"), "interval_s": 1.0},
-    }))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "kafka": {
+                    "bootstrap_servers": [broker.bootstrap],
+                    "topics": [topic],
+                    "group_id": f"kill-{topic}",
+                    "fetch_max_wait_ms": 20,
+                    "session_timeout_ms": 6000,
+                    "heartbeat_interval_ms": 1000,
+                    "dead_letter_topic": "",
+                    "max_poll_records": 20,
+                },
+                "reference": {"path": str(refs)},
+                "http": {"port": port},
+                "embedding": {"enabled": False},
+                "window": {"size": 40, "evaluate_every": 10},
+                "hysteresis": {"k": 2, "m": 3, "recover": 3},
+                "checkpoint": {"store": "file", "path": str(tmp_path / "state"), "interval_s": 1.0},
+            }
+        )
+    )
     cmd = [sys.executable, "-m", "monitor.service.cli", "run", "--config", str(cfg)]
     fleet[1].set_shift("dusk", 4)
     send_frames(broker, topic, phase(fleet, REF_FRAMES, 80))
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_status(port, lambda s: fleet[1].camera_id in s["streams_drifted"]
-                    and sum(x["frames"] for x in s["streams"].values()) >= 200)
+        wait_status(
+            port,
+            lambda s: (
+                fleet[1].camera_id in s["streams_drifted"]
+                and sum(x["frames"] for x in s["streams"].values()) >= 200
+            ),
+        )
         time.sleep(1.5)  # let a checkpoint cover the drift declaration
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
@@ -137,11 +170,16 @@ def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(broker, top
         assert restored["drifted"] is True and restored["window_fill"] == 1.0
         s = wait_status(port, lambda s: sum(x["frames"] for x in s["streams"].values()) >= 4 * 100)
         # every frame counted exactly once across the kill: re-read frames were skipped
-        assert {k: v["frames"] for k, v in s["streams"].items()} == {c.camera_id: 100 for c in fleet}
+        assert {k: v["frames"] for k, v in s["streams"].items()} == {
+            c.camera_id: 100 for c in fleet
+        }
         assert s["streams_drifted"] == [fleet[1].camera_id]
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-        replayed = next(float(line.split()[-1]) for line in metrics.splitlines()
-                        if line.startswith('driftmon_frames_total{outcome="replayed"}'))
+        replayed = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('driftmon_frames_total{outcome="replayed"}')
+        )
         print(f"frames re-read after SIGKILL and skipped: {replayed:.0f}")
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -16,52 +16,76 @@ def test_defaults_are_valid():
     cfg = load_config(None, env={})
     assert cfg.kafka.topics == ("frames",)
     assert cfg.window.size == 200 and cfg.tests.vote == ("shift", "emb_shift")
-    assert cfg.active_tests == ("shift", "emb_shift", "ks", "psi", "wasserstein", "mmd", "ks_dims", "pred_class",
-                                "confidence", "probs_ks")
+    assert cfg.active_tests == (
+        "shift",
+        "emb_shift",
+        "ks",
+        "psi",
+        "wasserstein",
+        "mmd",
+        "ks_dims",
+        "pred_class",
+        "confidence",
+        "probs_ks",
+    )
     assert cfg.hysteresis_k_m == (5, 6)  # two disjoint windows of 200 frames every 50
 
 
 def test_embedding_tests_drop_out_without_embeddings():
     cfg = config_from_dict({"embedding": {"enabled": False}})
-    assert cfg.active_tests == ("shift", "ks", "psi", "wasserstein", "pred_class", "confidence", "probs_ks")
+    assert cfg.active_tests == (
+        "shift",
+        "ks",
+        "psi",
+        "wasserstein",
+        "pred_class",
+        "confidence",
+        "probs_ks",
+    )
     assert cfg.voting_tests == ("shift",)
     with pytest.raises(ConfigError, match=r"^tests\.vote"):
         config_from_dict({"embedding": {"enabled": False}, "tests": {"vote": ["mmd"]}})
 
 
 def test_yaml_values_are_read(tmp_path):
-    cfg = load_config(write(tmp_path, "kafka:\n  topics: [a, b]\n  max_poll_records: 7\nwindow:\n  size: 50\n"), env={})
+    cfg = load_config(
+        write(tmp_path, "kafka:\n  topics: [a, b]\n  max_poll_records: 7\nwindow:\n  size: 50\n"),
+        env={},
+    )
     assert cfg.kafka.topics == ("a", "b")
     assert cfg.kafka.max_poll_records == 7
     assert cfg.window.size == 50
 
 
-@pytest.mark.parametrize("text, field", [
-    ("kafka:\n  bootstrp_servers: [x:1]\n", "kafka.bootstrp_servers"),
-    ("kafka:\n  max_poll_records: 0\n", "kafka.max_poll_records"),
-    ("kafka:\n  max_poll_records: many\n", "kafka.max_poll_records"),
-    ("kafka:\n  bootstrap_servers: [nohostport]\n", "kafka.bootstrap_servers"),
-    ("kafka:\n  security_protocol: SASL_SSL\n", "kafka.sasl_mechanism"),
-    ("kafka:\n  auto_offset_reset: middle\n", "kafka.auto_offset_reset"),
-    ("window:\n  size: 100\n  evaluate_every: 500\n", "window.evaluate_every"),
-    ("window:\n  mode: hopping\n", "window.mode"),
-    ("tests:\n  alpha: 1.5\n", "tests.alpha"),
-    ("tests:\n  vote: [psi]\n  enabled: [ks]\n", "tests.vote"),
-    ("tests:\n  features: [brightness_mean, moonlight]\n", "tests.features"),
-    ("hysteresis:\n  k: 4\n  m: 3\n", "hysteresis.k"),
-    ("source:\n  stream_key: '{camera}'\n", "source.stream_key"),
-    ("source:\n  allowed_roots: [relative/dir]\n", "source.allowed_roots"),
-    ("http:\n  port: 70000\n", "http.port"),
-    ("decode:\n  max_pixels: 2000000000\n", "decode.max_pixels"),
-    ("embedding:\n  kind: torchscript\n", "embedding.path"),
-    ("embedding:\n  kind: torchscript\n  path: /no/model.pt\n", "embedding.path"),
-    ("embedding:\n  device: tpu\n", "embedding.device"),
-    ("embedding:\n  mmd_permutations: 5\n", "embedding.mmd_permutations"),
-    ("tests:\n  enabled: [ks, chi2]\n", "tests.enabled[1]"),
-    ("metrics: 5\n", "metrics"),
-    ("surprise: {}\n", "surprise"),
-    ("log_level: LOUD\n", "log_level"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("kafka:\n  bootstrp_servers: [x:1]\n", "kafka.bootstrp_servers"),
+        ("kafka:\n  max_poll_records: 0\n", "kafka.max_poll_records"),
+        ("kafka:\n  max_poll_records: many\n", "kafka.max_poll_records"),
+        ("kafka:\n  bootstrap_servers: [nohostport]\n", "kafka.bootstrap_servers"),
+        ("kafka:\n  security_protocol: SASL_SSL\n", "kafka.sasl_mechanism"),
+        ("kafka:\n  auto_offset_reset: middle\n", "kafka.auto_offset_reset"),
+        ("window:\n  size: 100\n  evaluate_every: 500\n", "window.evaluate_every"),
+        ("window:\n  mode: hopping\n", "window.mode"),
+        ("tests:\n  alpha: 1.5\n", "tests.alpha"),
+        ("tests:\n  vote: [psi]\n  enabled: [ks]\n", "tests.vote"),
+        ("tests:\n  features: [brightness_mean, moonlight]\n", "tests.features"),
+        ("hysteresis:\n  k: 4\n  m: 3\n", "hysteresis.k"),
+        ("source:\n  stream_key: '{camera}'\n", "source.stream_key"),
+        ("source:\n  allowed_roots: [relative/dir]\n", "source.allowed_roots"),
+        ("http:\n  port: 70000\n", "http.port"),
+        ("decode:\n  max_pixels: 2000000000\n", "decode.max_pixels"),
+        ("embedding:\n  kind: torchscript\n", "embedding.path"),
+        ("embedding:\n  kind: torchscript\n  path: /no/model.pt\n", "embedding.path"),
+        ("embedding:\n  device: tpu\n", "embedding.device"),
+        ("embedding:\n  mmd_permutations: 5\n", "embedding.mmd_permutations"),
+        ("tests:\n  enabled: [ks, chi2]\n", "tests.enabled[1]"),
+        ("metrics: 5\n", "metrics"),
+        ("surprise: {}\n", "surprise"),
+        ("log_level: LOUD\n", "log_level"),
+    ],
+)
 def test_invalid_values_name_the_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text), env={})
@@ -69,8 +93,12 @@ def test_invalid_values_name_the_field(tmp_path, text, field):
 
 
 def test_env_overrides_nested_fields_and_lists(tmp_path):
-    env = {"DRIFTMON_KAFKA__BOOTSTRAP_SERVERS": "a:1,b:2", "DRIFTMON_WINDOW__SIZE": "40",
-           "DRIFTMON_METRICS__PER_FEATURE": "false", "OTHER": "ignored"}
+    env = {
+        "DRIFTMON_KAFKA__BOOTSTRAP_SERVERS": "a:1,b:2",
+        "DRIFTMON_WINDOW__SIZE": "40",
+        "DRIFTMON_METRICS__PER_FEATURE": "false",
+        "OTHER": "ignored",
+    }
     cfg = load_config(write(tmp_path, "window:\n  size: 100\n  evaluate_every: 10\n"), env=env)
     assert cfg.kafka.bootstrap_servers == ("a:1", "b:2")
     assert cfg.window.size == 40
@@ -90,22 +118,40 @@ def test_not_yaml_and_not_a_mapping(tmp_path):
 
 
 def test_sasl_options_are_passed_through():
-    cfg = config_from_dict({"kafka": {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
-                                      "sasl_username": "u", "sasl_password": "p"}})
+    cfg = config_from_dict(
+        {
+            "kafka": {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+                "sasl_password": "p",
+            }
+        }
+    )
     opts = cfg.kafka.client_options()
     assert opts["security_protocol"] == "SASL_PLAINTEXT"
-    assert (opts["sasl_mechanism"], opts["sasl_plain_username"], opts["sasl_plain_password"]) == ("PLAIN", "u", "p")
+    assert (opts["sasl_mechanism"], opts["sasl_plain_username"], opts["sasl_plain_password"]) == (
+        "PLAIN",
+        "u",
+        "p",
+    )
 
 
 def test_config_check_cli(tmp_path):
     good = write(tmp_path, "window:\n  size: 50\n  evaluate_every: 10\n")
-    ok = subprocess.run([sys.executable, "-m", "monitor.service.cli", "config", "check", str(good)], capture_output=True,
-                        text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "monitor.service.cli", "config", "check", str(good)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text("kafka:\n  max_poll_records: -1\n")
-    res = subprocess.run([sys.executable, "-m", "monitor.service.cli", "config", "check", str(bad)], capture_output=True,
-                         text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "monitor.service.cli", "config", "check", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2
     assert "kafka.max_poll_records" in res.stderr
 
@@ -120,7 +166,9 @@ def test_every_field_is_documented():
     for section in dataclasses.fields(Config):
         if dataclasses.is_dataclass(section.type) or isinstance(section.default_factory, type):
             for f in dataclasses.fields(section.default_factory):
-                assert f"  {f.name}:" in doc, f"{section.name}.{f.name} missing from docs/configuration.md"
+                assert f"  {f.name}:" in doc, (
+                    f"{section.name}.{f.name} missing from docs/configuration.md"
+                )
         else:
             assert f"{section.name}:" in doc
 
@@ -128,7 +176,9 @@ def test_every_field_is_documented():
 def test_a_missing_reference_is_refused_to_run_not_to_build(tmp_path):
     """One config file serves `reference build --config` (which writes reference.path) and `run`."""
     config = load_config(write(tmp_path, f"reference:\n  path: {tmp_path / 'store'}\n"), env={})
-    with pytest.raises(ConfigError, match=r"^reference\.path: does not exist: .*driftmon reference build --out"):
+    with pytest.raises(
+        ConfigError, match=r"^reference\.path: does not exist: .*driftmon reference build --out"
+    ):
         config.reference.require()
     (tmp_path / "store").mkdir()
     config.reference.require()

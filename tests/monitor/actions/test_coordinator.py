@@ -24,22 +24,46 @@ from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.actions.tickets import condition, suggest
 
 NAMES = ("brightness_mean", "contrast_rms")
-EMBEDDER = {"architecture": "test-encoder", "weights_sha256": "0" * 64, "input_size": 32,
-            "normalisation": "none", "output_dim": 8}
+EMBEDDER = {
+    "architecture": "test-encoder",
+    "weights_sha256": "0" * 64,
+    "input_size": 32,
+    "normalisation": "none",
+    "output_dim": 8,
+}
 
 
 def make_config(tmp_path, **actions):
-    return config_from_dict({"actions": {"enabled": True, "state_dir": str(tmp_path / "state"),
-                                         "relabel": {"sinks": []}, "report": {"enabled": False},
-                                         "selection": {"max_per_event": 0},
-                                         "tickets": {"token": "tok", "sinks": []}} | actions,
-                             "hysteresis": {"k": 1, "m": 1, "recover": 2}})
+    return config_from_dict(
+        {
+            "actions": {
+                "enabled": True,
+                "state_dir": str(tmp_path / "state"),
+                "relabel": {"sinks": []},
+                "report": {"enabled": False},
+                "selection": {"max_per_event": 0},
+                "tickets": {"token": "tok", "sinks": []},
+            }
+            | actions,
+            "hysteresis": {"k": 1, "m": 1, "recover": 2},
+        }
+    )
 
 
 def evaluation(stream, drifted, changed, fired, t):
-    ks = Outcome("ks", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, 0.05, fired, "bonferroni", "",
-                     (FeatureOutcome("brightness_mean", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, fired),
-                      FeatureOutcome("contrast_rms", 0.1, 0.7, False)))
+    ks = Outcome(
+        "ks",
+        0.9 if fired else 0.1,
+        1e-6 if fired else 0.6,
+        0.05,
+        fired,
+        "bonferroni",
+        "",
+        (
+            FeatureOutcome("brightness_mean", 0.9 if fired else 0.1, 1e-6 if fired else 0.6, fired),
+            FeatureOutcome("contrast_rms", 0.1, 0.7, False),
+        ),
+    )
     return Evaluation(stream, t, stream, 1, 100, 50, (ks,), fired, drifted, changed)
 
 
@@ -49,17 +73,30 @@ def window(stream, shift=0.0, config=None):
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(50, 2)).astype(np.float32) + [shift, 0]
     refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(50)]
-    ref = Reference(features=rng.normal(size=(100, 2)).astype(np.float32), feature_names=NAMES, stream=stream,
-                    embeddings=rng.normal(size=(100, 8)).astype(np.float32), embedder=EMBEDDER)
+    ref = Reference(
+        features=rng.normal(size=(100, 2)).astype(np.float32),
+        feature_names=NAMES,
+        stream=stream,
+        embeddings=rng.normal(size=(100, 8)).astype(np.float32),
+        embedder=EMBEDDER,
+    )
     prepared = Engine(config or config_from_dict({}), NAMES).prepare(ref)
-    return WindowSnapshot(stream=stream, rows=rows, refs=refs, embeddings=rng.normal(size=(50, 8)).astype(np.float32),
-                          feature_names=NAMES, prepared=prepared)
+    return WindowSnapshot(
+        stream=stream,
+        rows=rows,
+        refs=refs,
+        embeddings=rng.normal(size=(50, 8)).astype(np.float32),
+        feature_names=NAMES,
+        prepared=prepared,
+    )
 
 
 def get(actions, path, query=""):
     routes = actions.routes()
     for (method, prefix), route in sorted(routes.items(), key=lambda kv: -len(kv[0][1])):
-        if method == "GET" and (path == prefix or (prefix.endswith("/") and path.startswith(prefix))):
+        if method == "GET" and (
+            path == prefix or (prefix.endswith("/") and path.startswith(prefix))
+        ):
             return route(Request("GET", path, query, {}, b""))
     raise AssertionError(path)
 
@@ -70,7 +107,9 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
     a = Actions(config, reg)
     a.on_evaluation(evaluation("cam-1", False, False, False, 1.0), window("cam-1"))
     a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
-    a.on_evaluation(evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still drifted: same event
+    a.on_evaluation(
+        evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0)
+    )  # still drifted: same event
     a.on_evaluation(evaluation("cam-2", False, False, False, 3.0), window("cam-2"))
     events = get(a, "/events").body["events"]
     assert len(events) == 1 and events[0]["stream"] == "cam-1" and events[0]["status"] == "open"
@@ -94,7 +133,11 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
     assert [e["id"] for e in get(b, "/events").body["events"]] == [eid]
     b.on_evaluation(evaluation("cam-1", False, True, False, 12.0), window("cam-1"))  # recovered
     closed = get(b, f"/events/{eid}").body
-    assert closed["status"] == "closed" and closed["closed_at"] == 12.0 and closed["close_reason"] == "recovered"
+    assert (
+        closed["status"] == "closed"
+        and closed["closed_at"] == 12.0
+        and closed["close_reason"] == "recovered"
+    )
     b.close()
 
 
@@ -110,7 +153,10 @@ def test_an_event_carried_over_a_restart_closes_after_clean_evaluations(tmp_path
     assert get(b, "/events", "status=open").body["events"]
     b.on_evaluation(evaluation("cam-1", False, False, False, 11.0), window("cam-1"))
     assert get(b, "/events", "status=open").body["events"] == []
-    assert get(b, "/events", "status=closed").body["events"][0]["close_reason"] == "recovered after a restart"
+    assert (
+        get(b, "/events", "status=closed").body["events"][0]["close_reason"]
+        == "recovered after a restart"
+    )
     assert get(b, "/events", "status=bogus").status == 400
     b.close()
 
@@ -118,12 +164,34 @@ def test_an_event_carried_over_a_restart_closes_after_clean_evaluations(tmp_path
 def test_alertmanager_route_checks_token_then_payload(tmp_path):
     a = Actions(make_config(tmp_path), CollectorRegistry())
     route = a.routes()[("POST", "/alerts/alertmanager")]
-    body = json.dumps({"version": "4", "status": "firing", "alerts": [
-        {"status": "firing", "labels": {"alertname": "DriftmonStreamDrifted", "stream": "cam-1"}, "annotations": {},
-         "startsAt": "2026-11-27T18:40:00Z", "fingerprint": "abc"}]}).encode()
+    body = json.dumps(
+        {
+            "version": "4",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "DriftmonStreamDrifted", "stream": "cam-1"},
+                    "annotations": {},
+                    "startsAt": "2026-11-27T18:40:00Z",
+                    "fingerprint": "abc",
+                }
+            ],
+        }
+    ).encode()
     assert route(Request("POST", "/alerts/alertmanager", "", {}, body)).status == 401
-    assert route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer nope"}, body)).status == 401
-    assert route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer tok"}, b"{}")).status == 400
+    assert (
+        route(
+            Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer nope"}, body)
+        ).status
+        == 401
+    )
+    assert (
+        route(
+            Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer tok"}, b"{}")
+        ).status
+        == 400
+    )
     assert a.tickets.list() == []
     ok = route(Request("POST", "/alerts/alertmanager", "", {"authorization": "Bearer tok"}, body))
     assert ok.status == 200 and ok.body["tickets"] == [{"id": "drift-abc", "action": "created"}]
@@ -152,15 +220,25 @@ def every_kind(stream):
         return out
 
     predictions = reference_predictions(preds(300, [0.6, 0.3, 0.1], 4.0))
-    ref = Reference(features=ref_rows, feature_names=FEATURE_NAMES, stream=stream, embeddings=ref_emb,
-                    embedder=EMBEDDER, predictions=predictions)
+    ref = Reference(
+        features=ref_rows,
+        feature_names=FEATURE_NAMES,
+        stream=stream,
+        embeddings=ref_emb,
+        embedder=EMBEDDER,
+        predictions=predictions,
+    )
     engine = Engine(config, FEATURE_NAMES)
     prepared = engine.prepare(ref)
     window_preds = PredictionWindow(preds(80, [0.1, 0.2, 0.7], 0.5))
     judged = engine.run_tests(prepared, rows, emb, window_preds)
-    evaluation = Evaluation(stream, 50.0, stream, 1, 300, 80, judged.tests, judged.drifted, True, True)
+    evaluation = Evaluation(
+        stream, 50.0, stream, 1, 300, 80, judged.tests, judged.drifted, True, True
+    )
     refs = [FrameRef(f"{stream}-{i}", stream, 1000.0 + i, "frames", 0, i, None) for i in range(80)]
-    return evaluation, WindowSnapshot(stream, rows, refs, emb, FEATURE_NAMES, prepared, window_preds)
+    return evaluation, WindowSnapshot(
+        stream, rows, refs, emb, FEATURE_NAMES, prepared, window_preds
+    )
 
 
 def test_a_verdict_from_every_kind_of_test_opens_one_event_named_in_words(tmp_path):
@@ -171,30 +249,46 @@ def test_a_verdict_from_every_kind_of_test_opens_one_event_named_in_words(tmp_pa
     a = Actions(make_config(tmp_path), reg)
     a.on_evaluation(evaluation, snapshot)
     events = get(a, "/events").body["events"]
-    assert len(events) == 1 and reg.get_sample_value("driftmon_action_errors_total", {"stage": "evaluation"}) == 0
+    assert (
+        len(events) == 1
+        and reg.get_sample_value("driftmon_action_errors_total", {"stage": "evaluation"}) == 0
+    )
     event = get(a, f"/events/{events[0]['id']}").body
     kinds = {f["kind"] for f in event["fired"]}
     assert kinds == {"statistics", "embeddings", "predictions"}
     shifts = event["shifts"]
     assert shifts["noise_sigma"]["what"] == "sensor noise" and shifts["noise_sigma"]["z"] > 5
-    assert shifts["embeddings"]["what"] == "the embedding distribution (MMD)" and shifts["embeddings"]["p_value"] < 0.05
+    assert (
+        shifts["embeddings"]["what"] == "the embedding distribution (MMD)"
+        and shifts["embeddings"]["p_value"] < 0.05
+    )
     pcs = [f for f in shifts if explain.component_index(f) is not None]
-    assert pcs and all(shifts[f]["what"].startswith("principal component ") and shifts[f]["z"] is not None
-                       for f in pcs)
+    assert pcs and all(
+        shifts[f]["what"].startswith("principal component ") and shifts[f]["z"] is not None
+        for f in pcs
+    )
     assert shifts["predicted_class"]["what"] == "the predicted-class mix"
-    shares = {r["class"]: r for r in shifts["predicted_class"]["shares"][:2]}  # the two that moved most
+    shares = {
+        r["class"]: r for r in shifts["predicted_class"]["shares"][:2]
+    }  # the two that moved most
     assert shares["0"]["window_share"] < shares["0"]["reference_share"]
     assert shares["2"]["window_share"] > shares["2"]["reference_share"]
     assert shifts["confidence"]["z"] < 0  # the model became unsure
     collect = suggest("cam-9", [a.events.get(event["id"])], 0, 0.0, 86_400)[0]
     assert collect.conditions[0].startswith("noisier frames") and len(collect.conditions) == 3
     assert any("in the embeddings" in c for c in collect.conditions)
-    assert condition("confidence", shifts["confidence"]["z"], "predictions").startswith("frames the model is less sure")
-    assert condition("predicted_class", None, "predictions") == "a different mix of predicted classes"
+    assert condition("confidence", shifts["confidence"]["z"], "predictions").startswith(
+        "frames the model is less sure"
+    )
+    assert (
+        condition("predicted_class", None, "predictions") == "a different mix of predicted classes"
+    )
     a.close()
 
 
-def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_evaluation(tmp_path, monkeypatch):
+def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_evaluation(
+    tmp_path, monkeypatch
+):
     reg = CollectorRegistry()
     a = Actions(make_config(tmp_path), reg)
     real = explain.measure
@@ -203,15 +297,21 @@ def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_eva
         raise RuntimeError("a bug in describing a shift")
 
     monkeypatch.setattr(explain, "measure", broken)
-    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))  # does not raise
+    a.on_evaluation(
+        evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0)
+    )  # does not raise
     assert get(a, "/events").body["events"] == []
     assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 1
-    a.on_evaluation(evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0))  # still broken: still pending
+    a.on_evaluation(
+        evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0)
+    )  # still broken: still pending
     assert reg.get_sample_value("driftmon_action_errors_total", {"stage": "open_event"}) == 2
     monkeypatch.setattr(explain, "measure", real)
     a.on_evaluation(evaluation("cam-1", True, False, True, 4.0), window("cam-1", 3.0))
     events = get(a, "/events").body["events"]
-    assert len(events) == 1 and events[0]["opened_at"] == 2.0  # the evaluation that declared the drift
+    assert (
+        len(events) == 1 and events[0]["opened_at"] == 2.0
+    )  # the evaluation that declared the drift
     a.close()
 
 
@@ -223,12 +323,19 @@ def test_every_kind_of_feature_gets_its_metric_series_and_selection_ignores_non_
     evaluation, snapshot = every_kind("cam-9")
     reg = CollectorRegistry()
     Metrics(MetricsConfig(), reg).observe_evaluation(evaluation, None)
-    for test, feature in (("ks", "noise_sigma"), ("mmd", "embeddings"), ("ks_dims", "pc00"),
-                          ("pred_class", "predicted_class"), ("probs_ks", "class_2")):
+    for test, feature in (
+        ("ks", "noise_sigma"),
+        ("mmd", "embeddings"),
+        ("ks_dims", "pc00"),
+        ("pred_class", "predicted_class"),
+        ("probs_ks", "class_2"),
+    ):
         labels = {"stream": "cam-9", "test": test, "feature": feature}
         assert reg.get_sample_value("driftmon_stream_feature_statistic", labels) is not None, labels
     # a focus naming embedding components or model outputs judges extremeness on every statistic
     ref_rows = snapshot.reference.columns(FEATURE_NAMES)
-    mixed = score_window(snapshot.rows, ref_rows, FEATURE_NAMES, focus=["pc00", "embeddings", "predicted_class"])
+    mixed = score_window(
+        snapshot.rows, ref_rows, FEATURE_NAMES, focus=["pc00", "embeddings", "predicted_class"]
+    )
     every = score_window(snapshot.rows, ref_rows, FEATURE_NAMES)
     assert np.array_equal(mixed.extreme_z, every.extreme_z)

@@ -16,11 +16,27 @@ from monitor.service.http import Request
 
 from .conftest import data, drift_event
 
-HOOK = {"version": "4", "status": "firing", "receiver": "driftmon", "alerts": [
-    {"status": "firing", "labels": {"alertname": "DriftmonStreamDrifted", "stream": "cam-9"}, "annotations": {},
-     "startsAt": "1970-01-01T00:00:40Z", "fingerprint": "abc"},
-    {"status": "firing", "labels": {"alertname": "Other", "stream": "cam-9"}, "annotations": {},
-     "startsAt": "1970-01-01T00:00:40Z", "fingerprint": "zzz"}]}
+HOOK = {
+    "version": "4",
+    "status": "firing",
+    "receiver": "driftmon",
+    "alerts": [
+        {
+            "status": "firing",
+            "labels": {"alertname": "DriftmonStreamDrifted", "stream": "cam-9"},
+            "annotations": {},
+            "startsAt": "1970-01-01T00:00:40Z",
+            "fingerprint": "abc",
+        },
+        {
+            "status": "firing",
+            "labels": {"alertname": "Other", "stream": "cam-9"},
+            "annotations": {},
+            "startsAt": "1970-01-01T00:00:40Z",
+            "fingerprint": "zzz",
+        },
+    ],
+}
 
 
 @pytest.fixture
@@ -30,8 +46,13 @@ def served(tmp_path):
     events = EventStore(tmp_path / "events")
     for name in ("event-v1.json", "event-every-kind-v1.json"):
         events.create(DriftEvent.from_dict(data(name)), {"rows": np.zeros((1, 1), np.float32)})
-    tickets = TicketBook(tmp_path / "tickets", TicketsConfig(token="tok"), events=events,
-                         link=lambda p: "http://driftmon" + p, on_change=lambda action, ticket: None)
+    tickets = TicketBook(
+        tmp_path / "tickets",
+        TicketsConfig(token="tok"),
+        events=events,
+        link=lambda p: "http://driftmon" + p,
+        on_change=lambda action, ticket: None,
+    )
     registry = CollectorRegistry()
     table = routes(events, tickets, "tok", ActionMetrics(registry, 10).webhooks)
     return table, events, tickets, registry
@@ -47,17 +68,29 @@ def call(table, path, query="", method="GET", headers=None, body=b""):
 
 def test_the_table_has_every_actions_path(served):
     table, *_ = served
-    assert set(table) == {("GET", "/events"), ("GET", "/events/"), ("GET", "/tickets"), ("GET", "/tickets/"),
-                          ("POST", "/alerts/alertmanager")}
+    assert set(table) == {
+        ("GET", "/events"),
+        ("GET", "/events/"),
+        ("GET", "/tickets"),
+        ("GET", "/tickets/"),
+        ("POST", "/alerts/alertmanager"),
+    }
 
 
 def test_events_lists_summaries_filtered_by_stream_and_status(served):
     table, events, *_ = served
-    old, every = DriftEvent.from_dict(data("event-v1.json")), DriftEvent.from_dict(data("event-every-kind-v1.json"))
+    old, every = (
+        DriftEvent.from_dict(data("event-v1.json")),
+        DriftEvent.from_dict(data("event-every-kind-v1.json")),
+    )
     res = call(table, "/events")
-    assert res.status == 200 and res.body == {"events": [every.summary(), old.summary()]}  # by opened_at
+    assert res.status == 200 and res.body == {
+        "events": [every.summary(), old.summary()]
+    }  # by opened_at
     assert [e["id"] for e in call(table, "/events", "status=open").body["events"]] == [every.id]
-    assert [e["id"] for e in call(table, "/events", "status=closed&stream=cam-1").body["events"]] == [old.id]
+    assert [
+        e["id"] for e in call(table, "/events", "status=closed&stream=cam-1").body["events"]
+    ] == [old.id]
     assert call(table, "/events", "stream=cam-7").body == {"events": []}
     bad = call(table, "/events", "status=bogus")
     assert bad.status == 400 and bad.body == {"error": "status must be open or closed"}
@@ -81,18 +114,30 @@ def test_evidence_is_served_once_written(served, tmp_path):
     eid = drift_event("cam-3").id
     events.create(drift_event("cam-3"), {"rows": np.zeros((1, 1), np.float32)})
     pending = call(table, f"/events/{eid}/report")
-    assert pending.status == 404 and pending.body == {"error": "report not written yet", "evidence": "pending"}
+    assert pending.status == 404 and pending.body == {
+        "error": "report not written yet",
+        "evidence": "pending",
+    }
     report, sheet = tmp_path / "report.html", tmp_path / "sheet.jpg"
     report.write_text("<html>drift</html>")
     sheet.write_bytes(b"\xff\xd8\xff jpeg")
-    events.update(eid, lambda e: e.with_evidence(status="done", report=str(report), contact_sheet=str(sheet)))
+    events.update(
+        eid, lambda e: e.with_evidence(status="done", report=str(report), contact_sheet=str(sheet))
+    )
     page = call(table, f"/events/{eid}/report")
-    assert (page.status, page.body, page.content_type) == (200, b"<html>drift</html>", "text/html; charset=utf-8")
+    assert (page.status, page.body, page.content_type) == (
+        200,
+        b"<html>drift</html>",
+        "text/html; charset=utf-8",
+    )
     jpeg = call(table, f"/events/{eid}/contact-sheet.jpg")
     assert (jpeg.status, jpeg.body, jpeg.content_type) == (200, b"\xff\xd8\xff jpeg", "image/jpeg")
     sheet.unlink()  # written once, gone since
     gone = call(table, f"/events/{eid}/contact-sheet.jpg")
-    assert gone.status == 404 and gone.body == {"error": "contact_sheet not written yet", "evidence": "done"}
+    assert gone.status == 404 and gone.body == {
+        "error": "contact_sheet not written yet",
+        "evidence": "done",
+    }
 
 
 def test_the_receiver_checks_token_then_payload_then_makes_tickets(served):
@@ -109,38 +154,73 @@ def test_the_receiver_checks_token_then_payload_then_makes_tickets(served):
     assert none.status == 401 and none.headers == {"WWW-Authenticate": "Bearer"}
     assert post({"authorization": "Bearer nope"}).status == 401 and count("unauthorized") == 2
     bad = post({"authorization": "Bearer tok"}, b'{"version": "3"}')
-    assert bad.status == 400 and bad.body["error"].startswith("version:") and count("bad_request") == 1
+    assert (
+        bad.status == 400 and bad.body["error"].startswith("version:") and count("bad_request") == 1
+    )
     assert tickets.list() == []
     ok = post({"authorization": "Bearer tok"})
-    assert ok.status == 200 and ok.body == {"tickets": [{"id": "drift-abc", "action": "created"}], "ignored": 1}
-    assert post({"authorization": "Bearer tok"}).body["tickets"] == [{"id": "drift-abc", "action": "updated"}]
+    assert ok.status == 200 and ok.body == {
+        "tickets": [{"id": "drift-abc", "action": "created"}],
+        "ignored": 1,
+    }
+    assert post({"authorization": "Bearer tok"}).body["tickets"] == [
+        {"id": "drift-abc", "action": "updated"}
+    ]
     assert count("accepted") == 2
 
 
 def test_tickets_are_listed_and_served(served):
     table, _, tickets, _ = served
     assert call(table, "/tickets").body == {"tickets": []}
-    call(table, "/alerts/alertmanager", method="POST", headers={"authorization": "Bearer tok"},
-         body=json.dumps(HOOK).encode())
+    call(
+        table,
+        "/alerts/alertmanager",
+        method="POST",
+        headers={"authorization": "Bearer tok"},
+        body=json.dumps(HOOK).encode(),
+    )
     ticket = tickets.get("drift-abc")
     listed = call(table, "/tickets").body["tickets"]
-    assert listed == [{"id": "drift-abc", "stream": "cam-9", "status": "firing", "created_at": ticket.created_at,
-                       "updated_at": ticket.updated_at, "notifications": 1}]
+    assert listed == [
+        {
+            "id": "drift-abc",
+            "stream": "cam-9",
+            "status": "firing",
+            "created_at": ticket.created_at,
+            "updated_at": ticket.updated_at,
+            "notifications": 1,
+        }
+    ]
     one = call(table, "/tickets/drift-abc")
     assert one.status == 200 and one.body == ticket.to_dict()
-    assert one.body["events"][0]["url"] == f"http://driftmon/events/{data('event-every-kind-v1.json')['id']}"
+    assert (
+        one.body["events"][0]["url"]
+        == f"http://driftmon/events/{data('event-every-kind-v1.json')['id']}"
+    )
     missing = call(table, "/tickets/drift-nope")
     assert missing.status == 404 and missing.body == {"error": "no ticket 'drift-nope'"}
 
 
 def test_a_receiver_without_a_token_accepts_nothing(tmp_path):
     events = EventStore(tmp_path / "events")
-    tickets = TicketBook(tmp_path / "tickets", TicketsConfig(), events=events, link=str,
-                         on_change=lambda action, ticket: None)
+    tickets = TicketBook(
+        tmp_path / "tickets",
+        TicketsConfig(),
+        events=events,
+        link=str,
+        on_change=lambda action, ticket: None,
+    )
     registry = CollectorRegistry()
     table = routes(events, tickets, "", ActionMetrics(registry, 10).webhooks)
-    res = call(table, "/alerts/alertmanager", method="POST", headers={"authorization": "Bearer "},
-               body=json.dumps(HOOK).encode())
+    res = call(
+        table,
+        "/alerts/alertmanager",
+        method="POST",
+        headers={"authorization": "Bearer "},
+        body=json.dumps(HOOK).encode(),
+    )
     assert res.status == 403 and "actions.tickets.token is not set" in res.body["error"]
-    assert registry.get_sample_value("driftmon_alert_webhooks_total", {"result": "unconfigured"}) == 1
+    assert (
+        registry.get_sample_value("driftmon_alert_webhooks_total", {"result": "unconfigured"}) == 1
+    )
     assert tickets.list() == []

@@ -5,8 +5,20 @@ import numpy as np
 import pytest
 
 from monitor.sim.fleet import Camera, encode
-from monitor.actions.selection import (Probe, Queued, QueueLedger, candidate_pool, dhash, hamming, image_hash, phash,
-                                       score_window, select, uncertainty, utc_day)
+from monitor.actions.selection import (
+    Probe,
+    Queued,
+    QueueLedger,
+    candidate_pool,
+    dhash,
+    hamming,
+    image_hash,
+    phash,
+    score_window,
+    select,
+    uncertainty,
+    utc_day,
+)
 
 NAMES = ("brightness_mean", "contrast_rms", "sharpness_laplacian_var")
 
@@ -21,12 +33,16 @@ def frames():
 @pytest.mark.parametrize("fn", [dhash, phash])
 def test_perceptual_hashes_see_near_duplicates_and_tell_scenes_apart(frames, fn):
     a, a_next, other = frames
-    recoded = cv2.imdecode(np.frombuffer(encode(a, quality=40), np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    recoded = cv2.imdecode(np.frombuffer(encode(a, quality=40), np.uint8), cv2.IMREAD_COLOR)[
+        :, :, ::-1
+    ]
     brighter = np.clip(a.astype(int) + 20, 0, 255).astype(np.uint8)
     assert fn(a) == fn(a.copy())
     assert hamming(fn(a), fn(recoded)) <= 6  # JPEG re-encoding at low quality
     assert hamming(fn(a), fn(brighter)) <= 6  # a global brightness change
-    assert hamming(fn(a), fn(a_next)) <= 10  # the next frame of a static camera: jitter and noise only
+    assert (
+        hamming(fn(a), fn(a_next)) <= 10
+    )  # the next frame of a static camera: jitter and noise only
     assert hamming(fn(a), fn(other)) > 16  # another scene
 
 
@@ -41,7 +57,12 @@ def test_uncertainty_from_probs_and_detections():
     assert uncertainty({"probs": [0.5, 0.5]}) == pytest.approx(1.0)
     assert uncertainty({"probs": [1.0, 0.0, 0.0]}) == pytest.approx(0.0)
     assert 0 < uncertainty({"probs": [0.7, 0.2, 0.1]}) < 1
-    assert uncertainty({"detections": [{"label": "car", "score": 0.95}, {"label": "car", "score": 0.5}]}) == 1.0
+    assert (
+        uncertainty(
+            {"detections": [{"label": "car", "score": 0.95}, {"label": "car", "score": 0.5}]}
+        )
+        == 1.0
+    )
     assert uncertainty({"detections": [{"label": "car", "score": 0.9}]}) == pytest.approx(0.2)
     assert uncertainty({"detections": []}) is None
     assert uncertainty(None) is None
@@ -63,7 +84,9 @@ def test_scores_rank_shifted_frames_first_and_name_the_extreme_statistic():
     top = np.argsort(-s.base)[:30]
     assert (top >= 60).all()  # the 30 best-scored frames are all shifted ones
     assert np.median(s.distance[60:]) > 2 * np.median(s.distance[:60])
-    assert np.median(s.distance[:60]) == pytest.approx(1.0, abs=0.35)  # unshifted frames look like the reference
+    assert np.median(s.distance[:60]) == pytest.approx(
+        1.0, abs=0.35
+    )  # unshifted frames look like the reference
     assert all(s.extreme_feature[i] == "brightness_mean" for i in range(60, 100))
     assert (s.extreme_z[60:] > 0).mean() > 0.9
 
@@ -121,8 +144,11 @@ def test_k_center_spreads_picks_over_distinct_clusters():
     assert any(i < 30 for i in picks) and any(i >= 30 for i in picks)
     top4 = np.argsort(-s.base)[:4]
     assert all(i < 30 for i in top4)
-    assert any(r.code == "diverse" for p in select(s, pool, _probes(pool), 4, hash_distance=0).picks[1:]
-               for r in p.reasons)
+    assert any(
+        r.code == "diverse"
+        for p in select(s, pool, _probes(pool), 4, hash_distance=0).picks[1:]
+        for r in p.reasons
+    )
 
 
 def test_near_duplicates_and_failed_fetches_are_skipped():
@@ -131,7 +157,9 @@ def test_near_duplicates_and_failed_fetches_are_skipped():
     s = score_window(rows, ref, NAMES)
     pool, _ = candidate_pool(s, 5, 4, lambda i: False)
     base_hash = 0xF0F0F0F0F0F0F0F0
-    hashes = {i: base_hash ^ (1 << (k % 3)) for k, i in enumerate(pool)}  # all within 2 bits of each other
+    hashes = {
+        i: base_hash ^ (1 << (k % 3)) for k, i in enumerate(pool)
+    }  # all within 2 bits of each other
     hashes[pool[-1]] = ~base_hash & (2**64 - 1)  # one truly different frame
     probes = _probes(pool, hashes)
     probes[pool[1]] = Probe(None)  # could not be fetched
@@ -156,7 +184,10 @@ def test_uncertainty_changes_the_order_of_picks():
     first = select(s, pool, probes, 3, hash_distance=0, uncertainty_weight=5.0).picks[0]
     assert first.index == last
     assert any(r.code == "uncertain_prediction" for r in first.reasons)
-    assert select(s, pool, probes, 3, hash_distance=0, uncertainty_weight=0.0).picks[0].index == pool[0]
+    assert (
+        select(s, pool, probes, 3, hash_distance=0, uncertainty_weight=0.0).picks[0].index
+        == pool[0]
+    )
 
 
 def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
@@ -175,7 +206,9 @@ def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
         f.write('{"key": "torn')  # a crash mid-append leaves a torn last line
     after_crash = QueueLedger(path, remember=1000)
     assert len(after_crash) == 5
-    after_crash.add([Queued("cam/5", "cam", "e2", 5)], now=day1)  # on a line of its own, not glued to the torn one
+    after_crash.add(
+        [Queued("cam/5", "cam", "e2", 5)], now=day1
+    )  # on a line of its own, not glued to the torn one
     after_add = QueueLedger(path, remember=1000)
     assert len(after_add) == 6 and "cam/5" in after_add
 
@@ -183,7 +216,10 @@ def test_ledger_persists_and_keeps_the_daily_budget(tmp_path):
 def test_ledger_compacts_and_forgets_the_oldest(tmp_path):
     ledger = QueueLedger(tmp_path / "q.jsonl", remember=1000)
     for start in range(0, 2500, 500):
-        ledger.add([Queued(f"c/{i}", "c", "e", None) for i in range(start, start + 500)], now=1_800_000_000.0)
+        ledger.add(
+            [Queued(f"c/{i}", "c", "e", None) for i in range(start, start + 500)],
+            now=1_800_000_000.0,
+        )
     assert len(ledger) == 1000
     assert "c/0" not in ledger and "c/2499" in ledger
     lines = (tmp_path / "q.jsonl").read_text().splitlines()

@@ -44,7 +44,9 @@ def test_a_torn_key_is_not_a_delivery(tmp_path):
     assert "cam-1/f1" in ledger and "cam-1/f2" not in ledger
     ledger.add("cam-1/f3")
     reloaded = KeyLedger(path)
-    assert "cam-1/f3" in reloaded and "cam-1/f2" not in reloaded and "cam-1/f2cam-1/f3" not in reloaded
+    assert (
+        "cam-1/f3" in reloaded and "cam-1/f2" not in reloaded and "cam-1/f2cam-1/f3" not in reloaded
+    )
 
 
 def test_the_relabel_record_of_a_sample_is_todays():
@@ -70,20 +72,55 @@ def test_directory_sink_writes_images_and_manifests(tmp_path):
 
     records = [json.loads(line) for line in (out / "driftmon.jsonl").read_text().splitlines()]
     assert [r["key"] for r in records] == [second.key, first.key]
-    assert records[1] == relabel_record(first) | {"image": f"images/{stems[0]}.jpg", "width": 64, "height": 48,
-                                                 "checksum": hashlib.md5(frames[first.key]).hexdigest()}
+    assert records[1] == relabel_record(first) | {
+        "image": f"images/{stems[0]}.jpg",
+        "width": 64,
+        "height": 48,
+        "checksum": hashlib.md5(frames[first.key]).hexdigest(),
+    }
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert manifest == [{"version": "1.1"}, {"type": "images"},
-                        {"name": f"images/{stems[1]}", "extension": ".jpg", "width": 32, "height": 24,
-                         "checksum": hashlib.md5(frames[second.key]).hexdigest()},
-                        {"name": f"images/{stems[0]}", "extension": ".jpg", "width": 64, "height": 48,
-                         "checksum": hashlib.md5(frames[first.key]).hexdigest()}]
+    assert manifest == [
+        {"version": "1.1"},
+        {"type": "images"},
+        {
+            "name": f"images/{stems[1]}",
+            "extension": ".jpg",
+            "width": 32,
+            "height": 24,
+            "checksum": hashlib.md5(frames[second.key]).hexdigest(),
+        },
+        {
+            "name": f"images/{stems[0]}",
+            "extension": ".jpg",
+            "width": 64,
+            "height": 48,
+            "checksum": hashlib.md5(frames[first.key]).hexdigest(),
+        },
+    ]
     rows = list(csv.reader(io.StringIO((out / "driftmon.csv").read_text())))
-    assert rows == [["image", "event_id", "camera_id", "frame_id", "ts", "score", "reasons", "uri"],
-                    [f"images/{stems[1]}.jpg", event.id, "cam-1", "cam-1-2", "1002.0", "0.5",
-                     "far_from_reference; extreme_statistic", "file:///frames/cam-1-2.jpg"],
-                    [f"images/{stems[0]}.jpg", event.id, "cam-1", "cam-1-0", "1000.0", "1.5",
-                     "far_from_reference; extreme_statistic", "file:///frames/cam-1-0.jpg"]]
+    assert rows == [
+        ["image", "event_id", "camera_id", "frame_id", "ts", "score", "reasons", "uri"],
+        [
+            f"images/{stems[1]}.jpg",
+            event.id,
+            "cam-1",
+            "cam-1-2",
+            "1002.0",
+            "0.5",
+            "far_from_reference; extreme_statistic",
+            "file:///frames/cam-1-2.jpg",
+        ],
+        [
+            f"images/{stems[0]}.jpg",
+            event.id,
+            "cam-1",
+            "cam-1-0",
+            "1000.0",
+            "1.5",
+            "far_from_reference; extreme_statistic",
+            "file:///frames/cam-1-0.jpg",
+        ],
+    ]
 
 
 def test_directory_sink_refuses_bytes_that_do_not_decode(tmp_path):

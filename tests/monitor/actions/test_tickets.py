@@ -9,24 +9,50 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from monitor.config import TicketsConfig
-from monitor.actions.tickets import (WEBHOOK_SCHEMA, DirectoryTicketSink, Ticket, TicketBook, WebhookError,
-                                     WebhookTicketSink, check_token, markdown, parse_time, parse_webhook, suggest)
+from monitor.actions.tickets import (
+    WEBHOOK_SCHEMA,
+    DirectoryTicketSink,
+    Ticket,
+    TicketBook,
+    WebhookError,
+    WebhookTicketSink,
+    check_token,
+    markdown,
+    parse_time,
+    parse_webhook,
+    suggest,
+)
 
 from .conftest import DATA, data, drift_event, sample
 
 
-def alert(status="firing", fingerprint="a1b2c3", stream="cam-1", name="DriftmonStreamDrifted", **extra):
-    return {"status": status, "labels": {"alertname": name, "stream": stream, "severity": "warning"},
-            "annotations": {"summary": f"Camera {stream} no longer looks like its reference"},
-            "startsAt": "2026-11-27T18:40:00.123456789Z",
-            "endsAt": "2026-11-27T19:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint} | extra
+def alert(
+    status="firing", fingerprint="a1b2c3", stream="cam-1", name="DriftmonStreamDrifted", **extra
+):
+    return {
+        "status": status,
+        "labels": {"alertname": name, "stream": stream, "severity": "warning"},
+        "annotations": {"summary": f"Camera {stream} no longer looks like its reference"},
+        "startsAt": "2026-11-27T18:40:00.123456789Z",
+        "endsAt": "2026-11-27T19:00:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus/graph",
+        "fingerprint": fingerprint,
+    } | extra
 
 
 def payload(*alerts, status="firing"):
-    return {"version": "4", "groupKey": "{}:{alertname=\"DriftmonStreamDrifted\"}", "truncatedAlerts": 0,
-            "status": status, "receiver": "driftmon", "groupLabels": {}, "commonLabels": {},
-            "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="DriftmonStreamDrifted"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "driftmon",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": list(alerts),
+    }
 
 
 def test_check_token_is_exact_and_needs_bearer():
@@ -39,24 +65,29 @@ def test_check_token_is_exact_and_needs_bearer():
 
 
 def test_parse_time_handles_nanoseconds_and_the_zero_time():
-    assert parse_time("2026-11-27T18:40:00.123456789Z", "t") == pytest.approx(parse_time("2026-11-27T18:40:00.123456Z", "t"))
+    assert parse_time("2026-11-27T18:40:00.123456789Z", "t") == pytest.approx(
+        parse_time("2026-11-27T18:40:00.123456Z", "t")
+    )
     assert parse_time("0001-01-01T00:00:00Z", "t") is None
     with pytest.raises(WebhookError):
         parse_time("2026-11-27T18:40:00", "t")  # no zone
 
 
-@pytest.mark.parametrize("mutate, where", [
-    (lambda p: p.update(version="3"), "version"),
-    (lambda p: p.update(status="pending"), "status"),
-    (lambda p: p.update(alerts=[]), "alerts"),
-    (lambda p: p["alerts"][0].pop("fingerprint"), "alerts[0].fingerprint"),
-    (lambda p: p["alerts"][0].update(fingerprint="../../etc"), "alerts[0].fingerprint"),
-    (lambda p: p["alerts"][0].update(labels={"stream": "x"}), "alerts[0].labels"),
-    (lambda p: p["alerts"][0].update(labels={"alertname": 3}), "alerts[0].labels"),
-    (lambda p: p["alerts"][0].update(startsAt="yesterday"), "alerts[0].startsAt"),
-    (lambda p: p["alerts"][0].update(status="unknown"), "alerts[0].status"),
-    (lambda p: p.update(commonLabels=[]), "commonLabels"),
-])
+@pytest.mark.parametrize(
+    "mutate, where",
+    [
+        (lambda p: p.update(version="3"), "version"),
+        (lambda p: p.update(status="pending"), "status"),
+        (lambda p: p.update(alerts=[]), "alerts"),
+        (lambda p: p["alerts"][0].pop("fingerprint"), "alerts[0].fingerprint"),
+        (lambda p: p["alerts"][0].update(fingerprint="../../etc"), "alerts[0].fingerprint"),
+        (lambda p: p["alerts"][0].update(labels={"stream": "x"}), "alerts[0].labels"),
+        (lambda p: p["alerts"][0].update(labels={"alertname": 3}), "alerts[0].labels"),
+        (lambda p: p["alerts"][0].update(startsAt="yesterday"), "alerts[0].startsAt"),
+        (lambda p: p["alerts"][0].update(status="unknown"), "alerts[0].status"),
+        (lambda p: p.update(commonLabels=[]), "commonLabels"),
+    ],
+)
 def test_bad_payloads_are_refused_naming_the_field(mutate, where):
     p = payload(alert())
     mutate(p)
@@ -86,20 +117,37 @@ def _event():
 
 def test_tickets_are_idempotent_on_fingerprint(tmp_path):
     changes = []
-    book = TicketBook(tmp_path, TicketsConfig(token="t"), events=FakeEvents([_event()]),
-                      link=lambda p: "http://driftmon" + p, on_change=lambda a, t: changes.append((a, t)))
-    first = book.apply(parse_webhook(json.dumps(payload(alert(), alert(fingerprint="ff", name="Other"))).encode()),
-                       now=1_800_000_100.0)
-    assert first.to_dict() == {"tickets": [{"id": "drift-a1b2c3", "action": "created"}], "ignored": 1}
+    book = TicketBook(
+        tmp_path,
+        TicketsConfig(token="t"),
+        events=FakeEvents([_event()]),
+        link=lambda p: "http://driftmon" + p,
+        on_change=lambda a, t: changes.append((a, t)),
+    )
+    first = book.apply(
+        parse_webhook(json.dumps(payload(alert(), alert(fingerprint="ff", name="Other"))).encode()),
+        now=1_800_000_100.0,
+    )
+    assert first.to_dict() == {
+        "tickets": [{"id": "drift-a1b2c3", "action": "created"}],
+        "ignored": 1,
+    }
     again = book.apply(parse_webhook(json.dumps(payload(alert())).encode()), now=1_800_000_200.0)
     assert again.changes == (("drift-a1b2c3", "updated"),)
-    resolved = book.apply(parse_webhook(json.dumps(payload(alert("resolved"), status="resolved")).encode()),
-                          now=1_800_000_300.0)
+    resolved = book.apply(
+        parse_webhook(json.dumps(payload(alert("resolved"), status="resolved")).encode()),
+        now=1_800_000_300.0,
+    )
     assert resolved.changes == (("drift-a1b2c3", "resolved"),)
     assert [a for a, _ in changes] == ["created", "updated", "resolved"]
     assert len(book.list()) == 1
-    t = TicketBook(tmp_path, TicketsConfig(token="t"), events=FakeEvents([]), link=str,
-                   on_change=lambda a, t: None).get("drift-a1b2c3")  # reloaded from disk
+    t = TicketBook(
+        tmp_path,
+        TicketsConfig(token="t"),
+        events=FakeEvents([]),
+        link=str,
+        on_change=lambda a, t: None,
+    ).get("drift-a1b2c3")  # reloaded from disk
     assert t == changes[-1][1]
     assert t.status == "resolved" and t.notifications == 3 and t.created_at == 1_800_000_100.0
     assert t.resolved_at == 1_800_000_300.0
@@ -109,7 +157,9 @@ def test_tickets_are_idempotent_on_fingerprint(tmp_path):
     assert t.samples_total == 1
     kinds = [s.kind for s in t.suggested_actions]
     assert kinds[:2] == ["collect", "relabel"]
-    assert "darker scenes" in t.suggested_actions[0].text and "blurred" in t.suggested_actions[0].text
+    assert (
+        "darker scenes" in t.suggested_actions[0].text and "blurred" in t.suggested_actions[0].text
+    )
     md = markdown(t)
     assert "# Dataset refresh" in md and evt in md and "cam-1-1" in md
 
@@ -126,8 +176,13 @@ def test_a_ticket_in_todays_json_loads_and_writes_back_unchanged():
     assert t.to_dict() == d
     assert [s.kind for s in t.suggested_actions] == ["collect", "relabel", "rebaseline"]
     assert t.suggested_actions[2].command.startswith("driftmon reference promote")
-    assert t.events[0].fired == ("mean brightness",) and t.samples[0].reasons == ("extreme_statistic",)
-    assert t.alert.starts_at == "2027-01-15T07:59:00.123456789Z" and t.alert.ends_at == "0001-01-01T00:00:00Z"
+    assert t.events[0].fired == ("mean brightness",) and t.samples[0].reasons == (
+        "extreme_statistic",
+    )
+    assert (
+        t.alert.starts_at == "2027-01-15T07:59:00.123456789Z"
+        and t.alert.ends_at == "0001-01-01T00:00:00Z"
+    )
 
 
 def test_markdown_of_a_ticket_is_unchanged():
@@ -158,7 +213,8 @@ def test_webhook_ticket_sink_posts_the_ticket_json():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         WebhookTicketSink(f"http://127.0.0.1:{server.server_address[1]}/t", "s3cret", 5.0).deliver(
-            "updated", Ticket.from_dict(data("ticket-v1.json")))
+            "updated", Ticket.from_dict(data("ticket-v1.json"))
+        )
     finally:
         server.shutdown()
         server.server_close()

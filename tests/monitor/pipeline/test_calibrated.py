@@ -14,12 +14,19 @@ from monitor.reference.fit import support, window_alpha
 from monitor.reference.store import Reference
 
 N = 100  # frames per window
-SAT, COLOUR, NOISE = (FEATURE_NAMES.index(n) for n in ("saturation_mean", "colourfulness", "noise_sigma"))
+SAT, COLOUR, NOISE = (
+    FEATURE_NAMES.index(n) for n in ("saturation_mean", "colourfulness", "noise_sigma")
+)
 
 
 def config(**tests):
-    return config_from_dict({"embedding": {"enabled": False}, "window": {"size": N, "evaluate_every": 25},
-                             "tests": tests})
+    return config_from_dict(
+        {
+            "embedding": {"enabled": False},
+            "window": {"size": N, "evaluate_every": 25},
+            "tests": tests,
+        }
+    )
 
 
 def living(rng, frames, phi=0.97, night=False):
@@ -39,8 +46,14 @@ def living(rng, frames, phi=0.97, night=False):
 
 def reference(rows, fps=5.0, contexts=None, ordered=True):
     times = np.arange(len(rows)) / fps if ordered else None
-    return Reference(features=rows, feature_names=FEATURE_NAMES, times=times, time_unit="s",
-                     time_source="event time" if ordered else "none", contexts=contexts)
+    return Reference(
+        features=rows,
+        feature_names=FEATURE_NAMES,
+        times=times,
+        time_unit="s",
+        time_source="event time" if ordered else "none",
+        contexts=contexts,
+    )
 
 
 def outcome(judged, name):
@@ -62,12 +75,14 @@ def test_quiet_on_a_camera_that_only_wanders_where_ks_fires_on_most_windows():
         prepared = engine.prepare(reference(living(rng, 3000)))
         live = living(rng, 2000)
         for start in range(0, 2000, N):
-            judged = engine.run_tests(prepared, live[start:start + N])
+            judged = engine.run_tests(prepared, live[start : start + N])
             fired["shift"] += judged.drifted
             fired["ks"] += outcome(judged, "ks").drifted
             windows += 1
     assert fired["shift"] == 0, fired  # at ~4e-6 per window, none of 240
-    assert fired["ks"] > windows / 2, fired  # frames taken as independent draws: most healthy windows fire
+    assert fired["ks"] > windows / 2, (
+        fired
+    )  # frames taken as independent draws: most healthy windows fire
 
 
 def test_a_shift_of_a_few_span_spreads_drifts_and_says_on_what():
@@ -79,7 +94,10 @@ def test_a_shift_of_a_few_span_spreads_drifts_and_says_on_what():
     judged = engine.run_tests(prepared, window)
     shift = outcome(judged, "shift")
     assert judged.drifted and shift.drifted_features == ["noise_sigma"]
-    assert shift.threshold == pytest.approx(prepared.z_thresholds['statistics']) and shift.statistic > shift.threshold
+    assert (
+        shift.threshold == pytest.approx(prepared.z_thresholds["statistics"])
+        and shift.statistic > shift.threshold
+    )
     assert "context 'default'" in shift.p_value_note and "30 days at 5 fps" in shift.p_value_note
 
 
@@ -88,7 +106,9 @@ def test_nights_in_the_reference_keep_a_camera_quiet_at_night_and_a_day_only_ref
     day, night = living(rng, 1200), living(rng, 1200, night=True)
     rows = np.vstack([day, night])
     engine = Engine(config(), FEATURE_NAMES)
-    with_nights = engine.prepare(reference(rows, contexts=np.array(["default"] * 1200 + ["ir"] * 1200)))
+    with_nights = engine.prepare(
+        reference(rows, contexts=np.array(["default"] * 1200 + ["ir"] * 1200))
+    )
     days_only = engine.prepare(reference(day, contexts=np.array(["default"] * 1200)))
     tonight = living(rng, N, night=True)
     judged = engine.run_tests(with_nights, tonight)
@@ -97,7 +117,9 @@ def test_nights_in_the_reference_keep_a_camera_quiet_at_night_and_a_day_only_ref
     judged = engine.run_tests(days_only, tonight)
     assert judged.context == "ir" and judged.drifted  # a day camera gone dark and grey is drifted
     assert "too few frames of context 'ir'" in outcome(judged, "shift").p_value_note
-    assert not engine.run_tests(with_nights, living(rng, N)).drifted  # and a day window is still fine
+    assert not engine.run_tests(
+        with_nights, living(rng, N)
+    ).drifted  # and a day window is still fine
 
 
 def test_a_bag_of_frames_is_judged_as_if_a_window_moved_like_one_frame():
@@ -107,7 +129,9 @@ def test_a_bag_of_frames_is_judged_as_if_a_window_moved_like_one_frame():
     ordered = engine.prepare(reference(rows)).null("statistics", "default", N)[0]
     bag = engine.prepare(reference(rows, ordered=False)).null("statistics", "default", N)[0]
     assert bag.effective_spans == 0 and np.all(bag.scale >= ordered.scale * 0.99)
-    np.testing.assert_allclose(bag.scale[:3], rows.std(axis=0)[:3] * np.sqrt(1 + 1 / 2000), rtol=1e-3)
+    np.testing.assert_allclose(
+        bag.scale[:3], rows.std(axis=0)[:3] * np.sqrt(1 + 1 / 2000), rtol=1e-3
+    )
 
 
 def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
@@ -115,7 +139,9 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
     rows = living(rng, 1000)
     z = {}
     for days, fps in ((30, 5.0), (30, 25.0), (1, 5.0)):
-        prepared = Engine(config(false_alarm_days=days), FEATURE_NAMES).prepare(reference(rows, fps=fps))
+        prepared = Engine(config(false_alarm_days=days), FEATURE_NAMES).prepare(
+            reference(rows, fps=fps)
+        )
         assert prepared.fps == pytest.approx(fps)
         z[days, fps] = prepared.z_thresholds["statistics"]
     assert z[1, 5.0] < z[30, 5.0] < z[30, 25.0]  # a laxer target, or fewer evaluations a day: lower
@@ -128,12 +154,22 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
 def test_support_says_what_a_reference_can_support_and_names_the_fix():
     rng = np.random.default_rng(7)
     long = support(reference(living(rng, 20_000)), config(), FEATURE_NAMES)
-    assert long.warnings == () and long.effective_spans > 50 and long.span_s == pytest.approx(3999.8)
+    assert (
+        long.warnings == () and long.effective_spans > 50 and long.span_s == pytest.approx(3999.8)
+    )
     short = support(reference(living(rng, 600)), config(), FEATURE_NAMES)
     assert short.effective_spans < 50
-    assert any("independent stretches" in w and "would let it speak for itself" in w for w in short.warnings)
+    assert any(
+        "independent stretches" in w and "would let it speak for itself" in w
+        for w in short.warnings
+    )
     bag = support(reference(living(rng, 300), ordered=False), config(), FEATURE_NAMES)
     assert not bag.ordered and any("no order" in w for w in bag.warnings)
-    mixed = support(reference(living(rng, 400), contexts=np.array(["default"] * 350 + ["ir"] * 50)), config(),
-                    FEATURE_NAMES)
-    assert set(mixed.contexts) == {"default"} and any("context 'ir' has too few frames" in w for w in mixed.warnings)
+    mixed = support(
+        reference(living(rng, 400), contexts=np.array(["default"] * 350 + ["ir"] * 50)),
+        config(),
+        FEATURE_NAMES,
+    )
+    assert set(mixed.contexts) == {"default"} and any(
+        "context 'ir' has too few frames" in w for w in mixed.warnings
+    )

@@ -14,7 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import monitor.pipeline.decode as decode_module
-from monitor.pipeline.decode import REASONS, DecodeError, DecodeLimits, Decoded, decode, read_dimensions
+from monitor.pipeline.decode import (
+    REASONS,
+    DecodeError,
+    DecodeLimits,
+    Decoded,
+    decode,
+    read_dimensions,
+)
 
 LIMITS = DecodeLimits()
 FORMATS = {".jpg": "jpeg", ".png": "png", ".webp": "webp", ".bmp": "bmp"}

@@ -61,7 +61,9 @@ def embedder():
 @pytest.fixture(scope="module")
 def frame() -> np.ndarray:
     """A decoded 480x270 camera-like frame."""
-    return np.ascontiguousarray(cv2.resize(skimage_data.astronaut(), (480, 270), interpolation=cv2.INTER_AREA))
+    return np.ascontiguousarray(
+        cv2.resize(skimage_data.astronaut(), (480, 270), interpolation=cv2.INTER_AREA)
+    )
 
 
 def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
@@ -122,7 +124,12 @@ def test_another_seed_is_another_identity():
 
 
 def test_embed_shapes_and_dtype(embedder, frame):
-    batch = [frame, frame[:100, :333], np.zeros((7, 5, 3), np.uint8), np.full((128, 128, 3), 200, np.uint8)]
+    batch = [
+        frame,
+        frame[:100, :333],
+        np.zeros((7, 5, 3), np.uint8),
+        np.full((128, 128, 3), 200, np.uint8),
+    ]
     out = embedder.embed(batch)
     assert out.shape == (4, 128) and out.dtype == np.float32
     assert np.isfinite(out).all()
@@ -132,7 +139,12 @@ def test_embed_shapes_and_dtype(embedder, frame):
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((10, 10), np.uint8), np.zeros((10, 10, 4), np.uint8), np.zeros((10, 10, 3), np.float32), [[1, 2, 3]]],
+    [
+        np.zeros((10, 10), np.uint8),
+        np.zeros((10, 10, 4), np.uint8),
+        np.zeros((10, 10, 3), np.float32),
+        [[1, 2, 3]],
+    ],
     ids=["gray", "rgba", "float", "list"],
 )
 def test_embed_rejects_non_rgb_uint8(embedder, frame, bad):
@@ -158,7 +170,9 @@ def test_batch_composition_does_not_change_an_embedding(embedder, frame):
 
 def test_resize_area_matches_cv2_inter_area():
     for size in [(480, 270), (481, 271), (1280, 720), (200, 150), (64, 48), (2000, 200)]:
-        image = np.ascontiguousarray(cv2.resize(skimage_data.coffee(), size, interpolation=cv2.INTER_AREA))
+        image = np.ascontiguousarray(
+            cv2.resize(skimage_data.coffee(), size, interpolation=cv2.INTER_AREA)
+        )
         ours = resize_area(image, 128)
         assert ours.shape == (128, 128, 3) and ours.dtype == np.uint8
         area = cv2.resize(image, (128, 128), interpolation=cv2.INTER_AREA)
@@ -169,7 +183,12 @@ def test_resize_area_matches_cv2_inter_area():
 
 
 def test_different_images_give_different_embeddings(embedder):
-    photos = [skimage_data.astronaut(), skimage_data.coffee(), skimage_data.chelsea(), skimage_data.rocket()]
+    photos = [
+        skimage_data.astronaut(),
+        skimage_data.coffee(),
+        skimage_data.chelsea(),
+        skimage_data.rocket(),
+    ]
     out = embedder.embed(photos)
     nuisance = np.linalg.norm(embedder.embed([_jpeg(photos[0], 95)])[0] - out[0])
     for i in range(len(photos)):
@@ -187,7 +206,9 @@ def _knock(image: np.ndarray) -> np.ndarray:
 
 CORRUPTIONS = {
     "blur": lambda im: cv2.GaussianBlur(im, (0, 0), 1.5),
-    "noise": lambda im: np.clip(im + np.random.default_rng(0).normal(0, 20, im.shape), 0, 255).astype(np.uint8),
+    "noise": lambda im: np.clip(
+        im + np.random.default_rng(0).normal(0, 20, im.shape), 0, 255
+    ).astype(np.uint8),
     "darken": lambda im: (im * 0.6).astype(np.uint8),
     "colour_cast": lambda im: np.clip(im * np.array([1.0, 0.9, 1.15]), 0, 255).astype(np.uint8),
     "knocked": _knock,
@@ -202,7 +223,9 @@ def test_corruptions_move_the_embedding(embedder, frame, name):
     nuisance = np.linalg.norm(reencoded - base)
     moved = np.linalg.norm(corrupted - base)
     assert nuisance > 0
-    assert moved > 3 * nuisance, f"{name}: moved {moved:.4g}, JPEG q95 re-encode moves {nuisance:.4g}"
+    assert moved > 3 * nuisance, (
+        f"{name}: moved {moved:.4g}, JPEG q95 re-encode moves {nuisance:.4g}"
+    )
 
 
 def test_layout_part_sees_where_things_are(embedder, frame):
@@ -254,7 +277,9 @@ def test_mismatch_names_the_field(embedder, field, value):
         check_compatible(ref, live)
     assert repr(value) in str(err.value) and repr(getattr(ref, field)) in str(err.value)
     assert isinstance(err.value, EmbedderError)
-    others = {"architecture", "weights_sha256", "input_size", "normalisation", "output_dim"} - {field}
+    others = {"architecture", "weights_sha256", "input_size", "normalisation", "output_dim"} - {
+        field
+    }
     assert not any(f"{other} (" in str(err.value) for other in others)
 
 
@@ -271,7 +296,9 @@ def test_other_input_size_is_another_identity(embedder):
 def test_torchscript_round_trip(tmp_path, embedder, frame):
     path = tmp_path / "encoder.pt"
     torch.jit.script(DefaultEncoder()).save(str(path))
-    ts = build_embedder("torchscript", path=path, input_size=128, normalisation="centred", device="cpu")
+    ts = build_embedder(
+        "torchscript", path=path, input_size=128, normalisation="centred", device="cpu"
+    )
     ident = ts.identity
     assert ident.architecture == "torchscript"
     assert ident.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -292,7 +319,11 @@ def test_torchscript_defaults_to_imagenet_224(tmp_path):
 
     torch.jit.script(Tiny()).save(str(path))
     ts = build_embedder("torchscript", path=path, device="cpu")
-    assert (ts.identity.input_size, ts.identity.normalisation, ts.output_dim) == (224, "imagenet", 3)
+    assert (ts.identity.input_size, ts.identity.normalisation, ts.output_dim) == (
+        224,
+        "imagenet",
+        3,
+    )
     grey = np.full((30, 40, 3), 128, np.uint8)
     expected = (128 / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     np.testing.assert_allclose(ts.embed([grey])[0], expected, rtol=1e-5)
@@ -372,7 +403,8 @@ def test_torchvision_not_importable_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.skipif(
-    not HAVE_TORCHVISION, reason="torchvision is not importable beside this torch build (none on PyPI fits 2.13 CPU)"
+    not HAVE_TORCHVISION,
+    reason="torchvision is not importable beside this torch build (none on PyPI fits 2.13 CPU)",
 )
 def test_torchvision_round_trip(tmp_path, frame):
     import torchvision
@@ -383,7 +415,11 @@ def test_torchvision_round_trip(tmp_path, frame):
     emb = build_embedder("torchvision", arch="resnet18", path=path, device="cpu")
     assert emb.identity.architecture == "torchvision:resnet18"
     assert emb.identity.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert (emb.identity.input_size, emb.identity.normalisation, emb.output_dim) == (224, "imagenet", 512)
+    assert (emb.identity.input_size, emb.identity.normalisation, emb.output_dim) == (
+        224,
+        "imagenet",
+        512,
+    )
     out = emb.embed([frame, skimage_data.coffee()])
     assert out.shape == (2, 512) and np.isfinite(out).all()
     wrong = tmp_path / "wrong.pth"
@@ -453,7 +489,9 @@ def test_micro_batcher_matches_direct_embedding(embedder, frame):
             futures[i] = batcher.submit(images[i])
 
     with MicroBatcher(embedder, max_batch=5, max_wait_s=0.005) as batcher:
-        threads = [threading.Thread(target=submit, args=(range(k, len(images), 3),)) for k in range(3)]
+        threads = [
+            threading.Thread(target=submit, args=(range(k, len(images), 3),)) for k in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:

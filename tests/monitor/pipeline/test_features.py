@@ -24,11 +24,16 @@ from monitor.pipeline.features import (
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
-def feats(rgb: np.ndarray, width: int | None = None, height: int | None = None,
-          encoded_bytes: int = 10_000) -> dict[str, float]:
+def feats(
+    rgb: np.ndarray,
+    width: int | None = None,
+    height: int | None = None,
+    encoded_bytes: int = 10_000,
+) -> dict[str, float]:
     h, w = rgb.shape[:2]
-    d = Decoded(rgb=rgb, width=width or w, height=height or h, encoded_bytes=encoded_bytes,
-                format="png")
+    d = Decoded(
+        rgb=rgb, width=width or w, height=height or h, encoded_bytes=encoded_bytes, format="png"
+    )
     return {k: float(v) for k, v in zip(FEATURE_NAMES, compute_features(d))}
 
 
@@ -45,11 +50,28 @@ def test_names_are_unique_snake_case() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
     for name in FEATURE_NAMES:
         assert re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", name), name
-    for required in ("brightness_mean", "brightness_std", "contrast_rms", "saturation_mean",
-                     "hue_cos", "hue_sin", "red_share", "green_share", "blue_share",
-                     "sharpness_laplacian_var", "noise_sigma", "luma_entropy", "edge_density",
-                     "underexposed_fraction", "overexposed_fraction", "colourfulness",
-                     "width", "height", "aspect_ratio", "encoded_bytes_per_pixel"):
+    for required in (
+        "brightness_mean",
+        "brightness_std",
+        "contrast_rms",
+        "saturation_mean",
+        "hue_cos",
+        "hue_sin",
+        "red_share",
+        "green_share",
+        "blue_share",
+        "sharpness_laplacian_var",
+        "noise_sigma",
+        "luma_entropy",
+        "edge_density",
+        "underexposed_fraction",
+        "overexposed_fraction",
+        "colourfulness",
+        "width",
+        "height",
+        "aspect_ratio",
+        "encoded_bytes_per_pixel",
+    ):
         assert required in IDX
 
 
@@ -81,8 +103,10 @@ def test_non_contiguous_input_gives_same_values(photo: np.ndarray) -> None:
 
 
 def test_batch_equals_stacked_singles(photo: np.ndarray) -> None:
-    frames = [Decoded(photo, 480, 320, 9000, "jpeg"),
-              Decoded(photo[::2, ::2].copy(), 240, 160, 4000, "png")]
+    frames = [
+        Decoded(photo, 480, 320, 9000, "jpeg"),
+        Decoded(photo[::2, ::2].copy(), 240, 160, 4000, "png"),
+    ]
     batch = compute_features_batch(frames)
     assert batch.shape == (2, len(FEATURE_NAMES)) and batch.dtype == np.float32
     np.testing.assert_array_equal(batch, np.stack([compute_features(f) for f in frames]))
@@ -127,8 +151,14 @@ def test_exposure_thresholds() -> None:
 
 @pytest.mark.parametrize(
     ("rgb", "angle"),
-    [((255, 0, 0), 0.0), ((0, 255, 0), 120.0), ((0, 0, 255), -120.0),
-     ((255, 255, 0), 60.0), ((0, 255, 255), 180.0), ((255, 0, 255), -60.0)],
+    [
+        ((255, 0, 0), 0.0),
+        ((0, 255, 0), 120.0),
+        ((0, 0, 255), -120.0),
+        ((255, 255, 0), 60.0),
+        ((0, 255, 255), 180.0),
+        ((255, 0, 255), -60.0),
+    ],
 )
 def test_hue_of_primaries_and_secondaries(rgb: tuple[int, int, int], angle: float) -> None:
     img = np.empty((20, 30, 3), np.uint8)
@@ -332,12 +362,24 @@ def test_features_are_comparable_across_source_resolutions() -> None:
     assert a.rgb.shape == b.rgb.shape == (270, 480, 3)
     fa = dict(zip(FEATURE_NAMES, compute_features(a).tolist()))
     fb = dict(zip(FEATURE_NAMES, compute_features(b).tolist()))
-    for name in ("brightness_mean", "brightness_std", "saturation_mean", "colourfulness",
-                 "luma_entropy", "red_share"):
+    for name in (
+        "brightness_mean",
+        "brightness_std",
+        "saturation_mean",
+        "colourfulness",
+        "luma_entropy",
+        "red_share",
+    ):
         assert fa[name] == pytest.approx(fb[name], rel=0.02), name
     for name in ("sharpness_laplacian_var", "edge_density"):
         assert fa[name] == pytest.approx(fb[name], rel=0.25), name
     # Had the 4K frame been analysed at full size, its sharpness would differ by far more.
-    full = dict(zip(FEATURE_NAMES, compute_features(
-        Decoded(cv2.cvtColor(uhd, cv2.COLOR_BGR2RGB), 3840, 2160, 1, "png")).tolist()))
+    full = dict(
+        zip(
+            FEATURE_NAMES,
+            compute_features(
+                Decoded(cv2.cvtColor(uhd, cv2.COLOR_BGR2RGB), 3840, 2160, 1, "png")
+            ).tolist(),
+        )
+    )
     assert full["sharpness_laplacian_var"] < 0.25 * fb["sharpness_laplacian_var"]

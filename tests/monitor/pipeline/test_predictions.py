@@ -20,8 +20,11 @@ SHIFTED = np.array([0.15, 0.3, 0.15, 0.1, 0.3])
 
 
 def config(**tests):
-    return config_from_dict({"embedding": {"enabled": False}, "tests": tests} if tests
-                            else {"embedding": {"enabled": False}})
+    return config_from_dict(
+        {"embedding": {"enabled": False}, "tests": tests}
+        if tests
+        else {"embedding": {"enabled": False}}
+    )
 
 
 def probs_payloads(rng, n, mix, peak=3.0):
@@ -37,9 +40,12 @@ def probs_payloads(rng, n, mix, peak=3.0):
 
 def reference_with(payloads, rng, tmp_path=None):
     n = len(payloads)
-    got = Collected(rows=list(rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)),
-                    times=[float(i) for i in range(n)], streams=[""] * n,
-                    predictions=[derive(p) for p in payloads])
+    got = Collected(
+        rows=list(rng.normal(size=(n, len(FEATURE_NAMES))).astype(np.float32)),
+        times=[float(i) for i in range(n)],
+        streams=[""] * n,
+        predictions=[derive(p) for p in payloads],
+    )
     ref = make_reference(got, stream=None, source="test", config=config(), embedder=None)
     if tmp_path is not None:  # through the file format
         ref = Reference.load(ref.save(tmp_path / "ref.npz"))
@@ -54,6 +60,7 @@ def run(engine, fitted, payloads, rng):
 
 # --- derivation ------------------------------------------------------------------------------
 
+
 def test_derive_from_probability_vector():
     p = derive({"probs": [0.1, 0.7, 0.2]})
     assert p.label == "1" and p.confidence == pytest.approx(0.7)
@@ -61,18 +68,36 @@ def test_derive_from_probability_vector():
 
 
 def test_derive_from_detections_takes_the_top_score():
-    p = derive({"detections": [{"label": "car", "score": 0.6, "box": [0, 0, 1, 1]},
-                               {"label": "person", "score": 0.9, "box": [1, 1, 2, 2]}]})
+    p = derive(
+        {
+            "detections": [
+                {"label": "car", "score": 0.6, "box": [0, 0, 1, 1]},
+                {"label": "person", "score": 0.9, "box": [1, 1, 2, 2]},
+            ]
+        }
+    )
     assert p.label == "person" and p.confidence == pytest.approx(0.9) and p.probs is None
     empty = derive({"detections": []})
     assert empty.label == NO_DETECTION and math.isnan(empty.confidence)
     assert derive({"detections": [{"label": 3, "score": 1}]}).label == "3"
 
 
-@pytest.mark.parametrize("bad", [None, {}, {"probs": []}, {"probs": "x"}, {"probs": [0.1, None]},
-                                 {"probs": [0.5, float("nan")]}, {"detections": [{"label": "a"}]},
-                                 {"detections": "car"}, {"detections": [{"score": 0.5}]},
-                                 {"detections": [{"label": "a", "score": True}]}, [1, 2]])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        {},
+        {"probs": []},
+        {"probs": "x"},
+        {"probs": [0.1, None]},
+        {"probs": [0.5, float("nan")]},
+        {"detections": [{"label": "a"}]},
+        {"detections": "car"},
+        {"detections": [{"score": 0.5}]},
+        {"detections": [{"label": "a", "score": True}]},
+        [1, 2],
+    ],
+)
 def test_malformed_or_missing_predictions_count_as_none(bad):
     assert derive(bad) is None
 
@@ -84,6 +109,7 @@ def test_rare_and_unseen_classes_are_pooled():
 
 
 # --- engine ----------------------------------------------------------------------------------
+
 
 def test_prediction_tests_are_enabled_by_default_but_do_not_vote():
     cfg = config()
@@ -113,7 +139,9 @@ def test_confidence_fires_when_the_model_becomes_unsure():
     engine = Engine(config(), FEATURE_NAMES)
     rng = np.random.default_rng(1)
     fitted = engine.prepare(reference_with(probs_payloads(rng, 500, MIX, peak=3.0), rng))
-    assert not run(engine, fitted, probs_payloads(rng, 200, MIX, peak=3.0), rng)["confidence"].drifted
+    assert not run(engine, fitted, probs_payloads(rng, 200, MIX, peak=3.0), rng)[
+        "confidence"
+    ].drifted
     unsure = run(engine, fitted, probs_payloads(rng, 200, MIX, peak=1.0), rng)
     assert unsure["confidence"].drifted and unsure["confidence"].p_value < 1e-6
 
@@ -123,15 +151,23 @@ def test_detections_with_a_new_label_drift():
     rng = np.random.default_rng(2)
 
     def dets(labels):
-        return [{"detections": [{"label": lab, "score": float(rng.uniform(0.5, 1)), "box": [0, 0, 1, 1]}]}
-                for lab in labels]
+        return [
+            {
+                "detections": [
+                    {"label": lab, "score": float(rng.uniform(0.5, 1)), "box": [0, 0, 1, 1]}
+                ]
+            }
+            for lab in labels
+        ]
 
     ref = reference_with(dets(rng.choice(["car", "person"], 400, p=[0.7, 0.3])), rng)
     assert ref.predictions.labels == ("car", "person") and ref.predictions.probs is None
     fitted = engine.prepare(ref)
     same = run(engine, fitted, dets(rng.choice(["car", "person"], 200, p=[0.7, 0.3])), rng)
     assert not same["pred_class"].drifted and "probs_ks" not in same  # detections carry no vectors
-    new = run(engine, fitted, dets(rng.choice(["car", "person", "truck"], 200, p=[0.5, 0.2, 0.3])), rng)
+    new = run(
+        engine, fitted, dets(rng.choice(["car", "person", "truck"], 200, p=[0.5, 0.2, 0.3])), rng
+    )
     assert new["pred_class"].drifted
 
 
@@ -154,28 +190,42 @@ def test_a_voting_prediction_test_fires_the_evaluation():
     rng = np.random.default_rng(4)
     fitted = engine.prepare(reference_with(probs_payloads(rng, 500, MIX), rng))
     rows = rng.normal(size=(200, len(FEATURE_NAMES))).astype(np.float32)
-    judged = engine.run_tests(fitted, rows, None,
-                              PredictionWindow([derive(p) for p in probs_payloads(rng, 200, SHIFTED)]))
+    judged = engine.run_tests(
+        fitted, rows, None, PredictionWindow([derive(p) for p in probs_payloads(rng, 200, SHIFTED)])
+    )
     assert judged.drifted
 
 
 # --- stream window ---------------------------------------------------------------------------
 
+
 def test_window_keeps_predictions_aligned_and_checkpoints_them():
     state = StreamState("c1", Window(len(FEATURE_NAMES), WindowConfig(size=10, evaluate_every=5)))
     rng = np.random.default_rng(5)
-    payloads = probs_payloads(rng, 8, MIX) + [None, {"detections": []}] + probs_payloads(rng, 4, MIX)
+    payloads = (
+        probs_payloads(rng, 8, MIX) + [None, {"detections": []}] + probs_payloads(rng, 4, MIX)
+    )
     for i, p in enumerate(payloads):
-        f = Frame(camera_id="c1", frame_id=str(i), ts=float(i), data=bytes([i]), origin=Origin("t", 0, i),
-                  predictions=p)
+        f = Frame(
+            camera_id="c1",
+            frame_id=str(i),
+            ts=float(i),
+            data=bytes([i]),
+            origin=Origin("t", 0, i),
+            predictions=p,
+        )
         state.observe(f, np.full(len(FEATURE_NAMES), i, np.float32), bytes([i]))
     items = state.window.predictions().items
     assert len(items) == 10 and items[4] is None and items[5].label == NO_DETECTION
     assert items[0].probs.tolist() == pytest.approx(payloads[4]["probs"])
-    restored = StreamState("c1", Window(len(FEATURE_NAMES), WindowConfig(size=10, evaluate_every=5)))
+    restored = StreamState(
+        "c1", Window(len(FEATURE_NAMES), WindowConfig(size=10, evaluate_every=5))
+    )
     restored.restore(state.to_bytes())
     again = restored.window.predictions().items
-    assert [None if p is None else p.label for p in again] == [None if p is None else p.label for p in items]
+    assert [None if p is None else p.label for p in again] == [
+        None if p is None else p.label for p in items
+    ]
     assert math.isnan(again[5].confidence) and again[5].probs is None
     assert again[9].probs.tolist() == items[9].probs.tolist()
     assert again[9].confidence == pytest.approx(items[9].confidence)

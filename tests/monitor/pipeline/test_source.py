@@ -6,7 +6,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from monitor.config import SourceConfig
-from monitor.pipeline.source import RecordError, dead_letter_headers, parse_record, BadRecord, Origin
+from monitor.pipeline.source import (
+    RecordError,
+    dead_letter_headers,
+    parse_record,
+    BadRecord,
+    Origin,
+)
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20
 
@@ -33,9 +39,25 @@ def reason(rec, roots=()):
 
 
 def test_raw_image_with_headers():
-    f = parse(Rec(JPEG, headers=[("camera_id", b"cam-9"), ("ts", b"1700000001000"), ("frame_id", b"f1"),
-                                 ("site", b"depot"), ("model_version", b"m3")]))
-    assert (f.camera_id, f.frame_id, f.ts, f.site, f.model_version) == ("cam-9", "f1", 1_700_000_001.0, "depot", "m3")
+    f = parse(
+        Rec(
+            JPEG,
+            headers=[
+                ("camera_id", b"cam-9"),
+                ("ts", b"1700000001000"),
+                ("frame_id", b"f1"),
+                ("site", b"depot"),
+                ("model_version", b"m3"),
+            ],
+        )
+    )
+    assert (f.camera_id, f.frame_id, f.ts, f.site, f.model_version) == (
+        "cam-9",
+        "f1",
+        1_700_000_001.0,
+        "depot",
+        "m3",
+    )
     assert f.data == JPEG
 
 
@@ -45,8 +67,14 @@ def test_key_is_the_camera_and_record_time_the_fallback():
 
 
 def test_envelope_with_inline_image_and_predictions():
-    env = {"camera_id": "c2", "ts": 1_700_000_002_000, "frame_id": "x", "image_b64": base64.b64encode(JPEG).decode(),
-           "predictions": {"probs": [0.1, 0.9]}, "meta": {"site": "north"}}
+    env = {
+        "camera_id": "c2",
+        "ts": 1_700_000_002_000,
+        "frame_id": "x",
+        "image_b64": base64.b64encode(JPEG).decode(),
+        "predictions": {"probs": [0.1, 0.9]},
+        "meta": {"site": "north"},
+    }
     f = parse(Rec(json.dumps(env).encode(), headers=[("content-type", b"application/json")]))
     assert (f.camera_id, f.ts, f.data, f.site) == ("c2", 1_700_000_002.0, JPEG, "north")
     assert f.predictions == {"probs": [0.1, 0.9]}
@@ -65,10 +93,22 @@ def test_claim_check_escapes_are_refused(tmp_path):
     secret = tmp_path / "secret.jpg"
     secret.write_bytes(JPEG)
     os.symlink(secret, root / "link.jpg")
-    for uri in (f"file://{root}/../secret.jpg", f"file://{root}/link.jpg", "http://169.254.169.254/latest",
-                "s3://bucket/x.jpg", "ftp://x/y", f"file://otherhost{root}/a.jpg"):
-        assert reason(Rec(json.dumps({"camera_id": "c", "uri": uri}).encode()), [str(root)]) == "uri_not_allowed", uri
-    assert reason(Rec(json.dumps({"camera_id": "c", "uri": f"file://{secret}"}).encode())) == "uri_not_allowed"
+    for uri in (
+        f"file://{root}/../secret.jpg",
+        f"file://{root}/link.jpg",
+        "http://169.254.169.254/latest",
+        "s3://bucket/x.jpg",
+        "ftp://x/y",
+        f"file://otherhost{root}/a.jpg",
+    ):
+        assert (
+            reason(Rec(json.dumps({"camera_id": "c", "uri": uri}).encode()), [str(root)])
+            == "uri_not_allowed"
+        ), uri
+    assert (
+        reason(Rec(json.dumps({"camera_id": "c", "uri": f"file://{secret}"}).encode()))
+        == "uri_not_allowed"
+    )
 
 
 def test_claim_check_missing_file(tmp_path):
@@ -76,29 +116,37 @@ def test_claim_check_missing_file(tmp_path):
     assert reason(rec, [str(tmp_path)]) == "uri_unreadable"
 
 
-@pytest.mark.parametrize("rec, expected", [
-    (Rec(b""), "empty"),
-    (Rec(None), "empty"),
-    (Rec(JPEG, key=None), "bad_header"),
-    (Rec(JPEG, key=b"\xff\xfe"), "bad_header"),
-    (Rec(JPEG, headers=[("ts", b"yesterday")]), "bad_header"),
-    (Rec(JPEG, headers=[("camera_id", b"\xc3\x28")]), "bad_header"),
-    (Rec(b"{not json", headers=[("content-type", b"application/json")]), "bad_envelope"),
-    (Rec(b"[1, 2]", headers=[("content-type", b"application/json")]), "bad_envelope"),
-    (Rec(b'{"camera_id": "c"}'), "bad_envelope"),
-    (Rec(b'{"camera_id": "c", "image_b64": "@@@"}'), "bad_envelope"),
-    (Rec(b'{"camera_id": "c", "image_b64": 5}'), "bad_envelope"),
-    (Rec(b'{"camera_id": "c", "image_b64": "", "predictions": [1]}'), "bad_envelope"),
-    (Rec(b'{"image_b64": ""}', key=None), "bad_envelope"),
-])
+@pytest.mark.parametrize(
+    "rec, expected",
+    [
+        (Rec(b""), "empty"),
+        (Rec(None), "empty"),
+        (Rec(JPEG, key=None), "bad_header"),
+        (Rec(JPEG, key=b"\xff\xfe"), "bad_header"),
+        (Rec(JPEG, headers=[("ts", b"yesterday")]), "bad_header"),
+        (Rec(JPEG, headers=[("camera_id", b"\xc3\x28")]), "bad_header"),
+        (Rec(b"{not json", headers=[("content-type", b"application/json")]), "bad_envelope"),
+        (Rec(b"[1, 2]", headers=[("content-type", b"application/json")]), "bad_envelope"),
+        (Rec(b'{"camera_id": "c"}'), "bad_envelope"),
+        (Rec(b'{"camera_id": "c", "image_b64": "@@@"}'), "bad_envelope"),
+        (Rec(b'{"camera_id": "c", "image_b64": 5}'), "bad_envelope"),
+        (Rec(b'{"camera_id": "c", "image_b64": "", "predictions": [1]}'), "bad_envelope"),
+        (Rec(b'{"image_b64": ""}', key=None), "bad_envelope"),
+    ],
+)
 def test_malformed_records_have_a_reason(rec, expected):
     assert reason(rec) == expected
 
 
 def test_dead_letter_headers_carry_error_and_origin():
-    bad = BadRecord("corrupt", "truncated", Origin("frames", 3, 42), b"k", b"v", [("camera_id", b"c")])
+    bad = BadRecord(
+        "corrupt", "truncated", Origin("frames", 3, 42), b"k", b"v", [("camera_id", b"c")]
+    )
     h = dict(dead_letter_headers(bad))
     assert h["camera_id"] == b"c"
     assert h["driftmon_error_reason"] == b"corrupt"
-    assert (h["driftmon_origin_topic"], h["driftmon_origin_partition"], h["driftmon_origin_offset"]) == (
-        b"frames", b"3", b"42")
+    assert (
+        h["driftmon_origin_topic"],
+        h["driftmon_origin_partition"],
+        h["driftmon_origin_offset"],
+    ) == (b"frames", b"3", b"42")

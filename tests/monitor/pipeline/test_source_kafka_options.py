@@ -21,16 +21,39 @@ def _options(tmp_path, **kafka):
     return config_from_dict({"kafka": kafka}).kafka.client_options()
 
 
-@pytest.mark.parametrize("kafka", [
-    {},
-    {"security_protocol": "SSL", "ssl_cafile": "ca.pem"},
-    {"security_protocol": "SSL", "ssl_cafile": "ca.pem", "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem",
-     "ssl_check_hostname": False},
-    {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN", "sasl_username": "u", "sasl_password": "p"},
-    {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": "u", "sasl_password": "p",
-     "ssl_cafile": "ca.pem"},
-    {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256", "sasl_username": "u", "sasl_password": "p"},
-])
+@pytest.mark.parametrize(
+    "kafka",
+    [
+        {},
+        {"security_protocol": "SSL", "ssl_cafile": "ca.pem"},
+        {
+            "security_protocol": "SSL",
+            "ssl_cafile": "ca.pem",
+            "ssl_certfile": "c.pem",
+            "ssl_keyfile": "k.pem",
+            "ssl_check_hostname": False,
+        },
+        {
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanism": "PLAIN",
+            "sasl_username": "u",
+            "sasl_password": "p",
+        },
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": "u",
+            "sasl_password": "p",
+            "ssl_cafile": "ca.pem",
+        },
+        {
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": "u",
+            "sasl_password": "p",
+        },
+    ],
+)
 def test_every_option_is_one_kafka_python_clients_know(tmp_path, kafka):
     opts = _options(tmp_path, **kafka)
     for client in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
@@ -39,13 +62,26 @@ def test_every_option_is_one_kafka_python_clients_know(tmp_path, kafka):
 
 
 def test_tls_and_sasl_settings_reach_the_client_options(tmp_path):
-    opts = _options(tmp_path, security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username="svc",
-                    sasl_password="s3cret", ssl_cafile="ca.pem", ssl_certfile="c.pem", ssl_keyfile="k.pem",
-                    ssl_check_hostname=False)
+    opts = _options(
+        tmp_path,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="svc",
+        sasl_password="s3cret",
+        ssl_cafile="ca.pem",
+        ssl_certfile="c.pem",
+        ssl_keyfile="k.pem",
+        ssl_check_hostname=False,
+    )
     assert opts["security_protocol"] == "SASL_SSL"
-    assert (opts["sasl_mechanism"], opts["sasl_plain_username"], opts["sasl_plain_password"]) == \
-        ("SCRAM-SHA-512", "svc", "s3cret")
-    assert opts["ssl_cafile"] == str(tmp_path / "ca.pem") and opts["ssl_certfile"] == str(tmp_path / "c.pem")
+    assert (opts["sasl_mechanism"], opts["sasl_plain_username"], opts["sasl_plain_password"]) == (
+        "SCRAM-SHA-512",
+        "svc",
+        "s3cret",
+    )
+    assert opts["ssl_cafile"] == str(tmp_path / "ca.pem") and opts["ssl_certfile"] == str(
+        tmp_path / "c.pem"
+    )
     assert opts["ssl_keyfile"] == str(tmp_path / "k.pem") and opts["ssl_check_hostname"] is False
 
 
@@ -55,19 +91,33 @@ def test_plaintext_carries_no_tls_or_sasl_options(tmp_path):
     assert not any(k.startswith(("ssl_", "sasl_")) for k in opts)
 
 
-@pytest.mark.parametrize("kafka, field", [
-    ({"security_protocol": "SASL_SSL"}, "kafka.sasl_mechanism"),
-    ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "kafka.sasl_username"),
-    ({"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"}, "kafka.ssl_cafile"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI", "sasl_username": "u"}, "kafka.sasl_mechanism"),
-])
+@pytest.mark.parametrize(
+    "kafka, field",
+    [
+        ({"security_protocol": "SASL_SSL"}, "kafka.sasl_mechanism"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN"}, "kafka.sasl_username"),
+        ({"security_protocol": "SSL", "ssl_cafile": "/nonexistent/ca.pem"}, "kafka.ssl_cafile"),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI", "sasl_username": "u"},
+            "kafka.sasl_mechanism",
+        ),
+    ],
+)
 def test_incomplete_security_settings_fail_at_load(kafka, field):
     with pytest.raises(ConfigError, match=field):
         config_from_dict({"kafka": kafka})
 
 
 def test_the_password_never_reaches_status():
-    cfg = config_from_dict({"kafka": {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
-                                      "sasl_username": "u", "sasl_password": "s3cret"}})
+    cfg = config_from_dict(
+        {
+            "kafka": {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "PLAIN",
+                "sasl_username": "u",
+                "sasl_password": "s3cret",
+            }
+        }
+    )
     assert to_dict(cfg)["kafka"]["sasl_password"] == "***"
     assert "s3cret" not in repr(to_dict(cfg))

@@ -6,7 +6,9 @@ from monitor.pipeline.streams import Streams, Window, frame_digest, stream_key
 
 
 def frame(cam="c1", data=b"x", site=""):
-    return Frame(camera_id=cam, frame_id="f", ts=1.0, data=data, origin=Origin("t", 0, 0), site=site)
+    return Frame(
+        camera_id=cam, frame_id="f", ts=1.0, data=data, origin=Origin("t", 0, 0), site=site
+    )
 
 
 def test_sliding_window_keeps_newest_rows_in_order_and_is_due_every_n():
@@ -43,18 +45,26 @@ def test_memory_is_bounded_whatever_the_frame_count():
     for st in s.states.values():
         assert st.window._rows.shape == (10, 3) and len(st.window._refs) == 10
         # frame references stay aligned with their rows
-        assert [int(r.frame_id) for r in st.window.refs()] == st.window.values()[:, 0].astype(int).tolist()
+        assert [int(r.frame_id) for r in st.window.refs()] == st.window.values()[:, 0].astype(
+            int
+        ).tolist()
 
 
 def test_identical_consecutive_frames_are_counted():
     s = Streams(1, WindowConfig(size=10, evaluate_every=5), SourceConfig())
     st = s.get("c1")
-    flags = [st.observe(frame(data=d), np.zeros(1), frame_digest(d)) for d in (b"a", b"a", b"b", b"b", b"b")]
+    flags = [
+        st.observe(frame(data=d), np.zeros(1), frame_digest(d))
+        for d in (b"a", b"a", b"b", b"b", b"b")
+    ]
     assert flags == [False, True, False, True, True] and st.identical_frames == 3
 
 
 def test_stream_key_template():
-    assert stream_key(frame(cam="c7", site="depot"), SourceConfig(stream_key="{site}/{camera_id}")) == "depot/c7"
+    assert (
+        stream_key(frame(cam="c7", site="depot"), SourceConfig(stream_key="{site}/{camera_id}"))
+        == "depot/c7"
+    )
     assert stream_key(frame(cam="c7"), SourceConfig(stream_key="{site}")) == "unknown"
 
 

@@ -40,10 +40,16 @@ def utc(*args):
 
 
 def test_timestamps_in_file_names_win():
-    names = ["cam1_20261120T080000.jpg", "cam1_20261120T080000.500.jpg", "cam1_2026-11-20_08-00-01.jpg"]
+    names = [
+        "cam1_20261120T080000.jpg",
+        "cam1_20261120T080000.500.jpg",
+        "cam1_2026-11-20_08-00-01.jpg",
+    ]
     got = file_times([Path(n) for n in names])
     assert got.unit == "s" and got.source == "file name"
-    np.testing.assert_allclose(got.times, [utc(2026, 11, 20, 8), utc(2026, 11, 20, 8) + 0.5, utc(2026, 11, 20, 8, 0, 1)])
+    np.testing.assert_allclose(
+        got.times, [utc(2026, 11, 20, 8), utc(2026, 11, 20, 8) + 0.5, utc(2026, 11, 20, 8, 0, 1)]
+    )
 
 
 def test_epoch_milliseconds_in_names(tmp_path):
@@ -56,12 +62,19 @@ def test_exif_then_frame_numbers_then_mtime_then_order(tmp_path):
     b = jpeg_with_exif(tmp_path / "b.jpg", "2026:11:20 08:00:05")
     assert exif_datetime(a) == utc(2026, 11, 20, 8)
     got = file_times([a, b])
-    assert got.source == "EXIF" and got.times.tolist() == [utc(2026, 11, 20, 8), utc(2026, 11, 20, 8, 0, 5)]
+    assert got.source == "EXIF" and got.times.tolist() == [
+        utc(2026, 11, 20, 8),
+        utc(2026, 11, 20, 8, 0, 5),
+    ]
 
     (tmp_path / "n").mkdir()
     numbered = touch(tmp_path / "n", ["f000010.jpg", "f000011.jpg", "f000200.jpg"])
     got = file_times(numbered)
-    assert (got.unit, got.source, got.times.tolist()) == ("frames", "frame number", [10.0, 11.0, 200.0])
+    assert (got.unit, got.source, got.times.tolist()) == (
+        "frames",
+        "frame number",
+        [10.0, 11.0, 200.0],
+    )
 
     (tmp_path / "m").mkdir()
     dated = touch(tmp_path / "m", ["alpha.png", "beta.png"], mtimes=[1000.0, 1002.0])
@@ -79,5 +92,7 @@ def test_segments_cut_at_gaps():
     times = np.array([0, 1, 2, 3, 103, 104, 105, 400], float)
     assert [s.tolist() for s in segments(times, 8)] == [[0, 1, 2, 3], [4, 5, 6], [7]]
     assert [s.tolist() for s in segments(None, 3)] == [[0, 1, 2]]
-    jittered = np.cumsum(np.r_[0, np.random.default_rng(0).uniform(0.18, 0.22, 50)])  # 5 fps with jitter
+    jittered = np.cumsum(
+        np.r_[0, np.random.default_rng(0).uniform(0.18, 0.22, 50)]
+    )  # 5 fps with jitter
     assert len(segments(jittered, 51)) == 1

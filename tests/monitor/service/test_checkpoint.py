@@ -16,11 +16,17 @@ from monitor.service.checkpoint import FileCheckpointStore
 
 N_FEATURES = 3
 DIM = 4
-PREDICTIONS = [{"probs": [0.1, 0.7, 0.2]}, {"detections": []}, {"detections": [{"label": "car", "score": 0.9}]},
-               None, {"probs": [0.6, 0.4]}]
+PREDICTIONS = [
+    {"probs": [0.1, 0.7, 0.2]},
+    {"detections": []},
+    {"detections": [{"label": "car", "score": 0.9}]},
+    None,
+    {"probs": [0.6, 0.4]},
+]
 
 
 # --- the file store ------------------------------------------------------------------------------------
+
 
 def test_saved_states_load_back_newest_first_write_wins(tmp_path):
     store = FileCheckpointStore(str(tmp_path / "state"))
@@ -29,10 +35,15 @@ def test_saved_states_load_back_newest_first_write_wins(tmp_path):
     store.save({"cam-1": b"one, later"})
     assert store.load_all() == {"cam-1": b"one, later", "cam-2": b"two"}
     # another process opening the same directory (a restart) sees the same
-    assert FileCheckpointStore(str(tmp_path / "state")).load_all() == {"cam-1": b"one, later", "cam-2": b"two"}
+    assert FileCheckpointStore(str(tmp_path / "state")).load_all() == {
+        "cam-1": b"one, later",
+        "cam-2": b"two",
+    }
 
 
-@pytest.mark.parametrize("stream", ["depot/cam 7", "../escape", "Kamera-Süd/东门", "100%", "cam.1", "a.tmp"])
+@pytest.mark.parametrize(
+    "stream", ["depot/cam 7", "../escape", "Kamera-Süd/东门", "100%", "cam.1", "a.tmp"]
+)
 def test_any_stream_name_is_one_file_inside_the_store(tmp_path, stream):
     store = FileCheckpointStore(str(tmp_path))
     store.save({stream: b"state"})
@@ -67,9 +78,14 @@ def test_stray_files_are_not_states(tmp_path):
 
 # --- a stream's state --------------------------------------------------------------------------------------
 
+
 def streams(size=10, embedding_dim=DIM, mode="sliding"):
-    return Streams(N_FEATURES, WindowConfig(size=size, evaluate_every=5, mode=mode), SourceConfig(),
-                   embedding_dim)
+    return Streams(
+        N_FEATURES,
+        WindowConfig(size=size, evaluate_every=5, mode=mode),
+        SourceConfig(),
+        embedding_dim,
+    )
 
 
 def observe(state, n, start=0, dim=DIM, origins=(("frames", 0), ("frames", 1), ("other", 0))):
@@ -78,11 +94,21 @@ def observe(state, n, start=0, dim=DIM, origins=(("frames", 0), ("frames", 1), (
     for i in range(start, start + n):
         topic, partition = origins[i % len(origins)]
         data = bytes([i - 1 if i % 3 == 2 else i, 255])
-        f = Frame(camera_id="cam-1", frame_id=f"f{i}", ts=1000.0 + i, data=data,
-                  origin=Origin(topic, partition, 100 + i), uri=f"file:///frames/{i}.jpg" if i % 2 else None,
-                  predictions=PREDICTIONS[i % len(PREDICTIONS)])
-        state.observe(f, np.arange(N_FEATURES) + 10.0 * i, frame_digest(f.data),
-                      np.full(dim, i, np.float32) if dim else None)
+        f = Frame(
+            camera_id="cam-1",
+            frame_id=f"f{i}",
+            ts=1000.0 + i,
+            data=data,
+            origin=Origin(topic, partition, 100 + i),
+            uri=f"file:///frames/{i}.jpg" if i % 2 else None,
+            predictions=PREDICTIONS[i % len(PREDICTIONS)],
+        )
+        state.observe(
+            f,
+            np.arange(N_FEATURES) + 10.0 * i,
+            frame_digest(f.data),
+            np.full(dim, i, np.float32) if dim else None,
+        )
 
 
 def assert_same_predictions(got, expected):
@@ -92,7 +118,9 @@ def assert_same_predictions(got, expected):
             assert g is None
             continue
         assert g.label == e.label
-        assert (math.isnan(g.confidence) and math.isnan(e.confidence)) or g.confidence == e.confidence
+        assert (
+            math.isnan(g.confidence) and math.isnan(e.confidence)
+        ) or g.confidence == e.confidence
         assert (g.probs is None and e.probs is None) or np.array_equal(g.probs, e.probs)
 
 
@@ -112,19 +140,30 @@ def test_a_stream_state_round_trips_window_counters_offsets_and_hysteresis():
     w, bw = state.window, back.window
     np.testing.assert_array_equal(bw.values(), w.values())
     np.testing.assert_array_equal(bw.embeddings(), w.embeddings())
-    assert bw.refs() == w.refs() and [r.frame_id for r in bw.refs()] == [f"f{i}" for i in range(13, 23)]
+    assert bw.refs() == w.refs() and [r.frame_id for r in bw.refs()] == [
+        f"f{i}" for i in range(13, 23)
+    ]
     assert_same_predictions(bw.predictions(), w.predictions())
     assert bw.predictions().n == 8  # two of the ten frames had none
     assert (bw.filled, bw.since_evaluation, bw.due()) == (10, 3, False)
-    assert (back.frames, back.identical_frames, back.last_ts, back.last_digest, back.last_evaluated_at) == (
-        23, 7, 1022.0, state.last_digest, 1019.5)
-    assert back.offsets == state.offsets == {("frames", 0): 121, ("frames", 1): 122, ("other", 0): 120}
+    assert (
+        back.frames,
+        back.identical_frames,
+        back.last_ts,
+        back.last_digest,
+        back.last_evaluated_at,
+    ) == (23, 7, 1022.0, state.last_digest, 1019.5)
+    assert (
+        back.offsets == state.offsets == {("frames", 0): 121, ("frames", 1): 122, ("other", 0): 120}
+    )
 
     # the saved hysteresis continues where it was: one more quiet evaluation recovers
     assert saved == state.detector_state.get_state()
     restored = Hysteresis(k=2, m=3, recover=2)
     restored.set_state(saved)
-    assert restored.drifted and restored.update(False) == HysteresisResult(drifted=False, changed=True)
+    assert restored.drifted and restored.update(False) == HysteresisResult(
+        drifted=False, changed=True
+    )
 
 
 def test_frames_up_to_the_absorbed_offsets_are_recognised_after_a_restore():
@@ -132,9 +171,14 @@ def test_frames_up_to_the_absorbed_offsets_are_recognised_after_a_restore():
     observe(state, 6)
     back = streams().new_state("cam-1")
     back.restore(state.to_bytes())
-    for topic, partition, offset, absorbed in (("frames", 0, 103, True), ("frames", 0, 104, False),
-                                               ("frames", 1, 104, True), ("frames", 1, 105, False),
-                                               ("other", 0, 105, True), ("other", 1, 0, False)):
+    for topic, partition, offset, absorbed in (
+        ("frames", 0, 103, True),
+        ("frames", 0, 104, False),
+        ("frames", 1, 104, True),
+        ("frames", 1, 105, False),
+        ("other", 0, 105, True),
+        ("other", 1, 0, False),
+    ):
         f = Frame("cam-1", "x", 0.0, b"", Origin(topic, partition, offset))
         assert back.absorbed(f) is absorbed, (topic, partition, offset)
 
@@ -168,7 +212,9 @@ def test_a_smaller_window_keeps_the_newest_frames():
     assert [r.frame_id for r in back.window.refs()] == [f"f{i}" for i in range(10, 20)]
     np.testing.assert_array_equal(back.window.values(), state.window.values()[10:])
     assert back.window.since_evaluation == 10  # no more than the window holds
-    assert_same_predictions(back.window.predictions(), PredictionWindow(state.window.predictions().items[10:]))
+    assert_same_predictions(
+        back.window.predictions(), PredictionWindow(state.window.predictions().items[10:])
+    )
 
 
 @pytest.mark.parametrize("saved_dim,live_dim", [(DIM, 0), (0, DIM), (DIM, DIM + 1)])
@@ -185,7 +231,7 @@ def test_a_stream_state_survives_the_file_store(tmp_path):
     state = streams().get("depot/cam-1")
     observe(state, 12)
     FileCheckpointStore(str(tmp_path)).save({state.key: state.to_bytes()})
-    (key, data), = FileCheckpointStore(str(tmp_path)).load_all().items()
+    ((key, data),) = FileCheckpointStore(str(tmp_path)).load_all().items()
     back = streams().new_state(key)
     back.restore(data)
     assert key == "depot/cam-1" and back.frames == 12

@@ -18,14 +18,20 @@ def request(path, method="GET", query="", headers=None, body=b""):
 
 
 def router(routes=None, *, alive=True, ready=True, status=None, registry=None):
-    return Router(registry or CollectorRegistry(), status=status or (lambda: {"streams": {}}),
-                  alive=lambda: alive, ready=lambda: ready, routes=routes)
+    return Router(
+        registry or CollectorRegistry(),
+        status=status or (lambda: {"streams": {}}),
+        alive=lambda: alive,
+        ready=lambda: ready,
+        routes=routes,
+    )
 
 
 def answer(route_name):
     """A route that says which route answered and what it was given."""
-    return lambda req: Response(200, {"route": route_name, "path": req.path, "query": req.query,
-                                      "body": req.body.decode()})
+    return lambda req: Response(
+        200, {"route": route_name, "path": req.path, "query": req.query, "body": req.body.decode()}
+    )
 
 
 def body(res):
@@ -33,6 +39,7 @@ def body(res):
 
 
 # --- built-in endpoints ----------------------------------------------------------------------------
+
 
 def test_metrics_are_the_registry_in_the_prometheus_text_format():
     registry = CollectorRegistry()
@@ -53,7 +60,9 @@ def test_health_and_readiness_follow_their_predicates(path, key):
 
 def test_health_and_readiness_are_independent():
     r = router(alive=True, ready=False)
-    assert r.handle(request("/healthz")).status == 200 and r.handle(request("/readyz")).status == 503
+    assert (
+        r.handle(request("/healthz")).status == 200 and r.handle(request("/readyz")).status == 503
+    )
 
 
 def test_status_is_the_published_snapshot_as_json_numpy_values_included():
@@ -79,6 +88,7 @@ def test_a_failing_status_snapshot_is_not_masked_as_an_answer():
 
 # --- registered routes -------------------------------------------------------------------------------
 
+
 def test_a_route_gets_the_request_and_its_answer_is_encoded_as_json():
     seen = []
 
@@ -89,7 +99,11 @@ def test_a_route_gets_the_request_and_its_answer_is_encoded_as_json():
     req = request("/alerts/alertmanager", "POST", "a=1", {"authorization": "Bearer t"}, b'{"x": 1}')
     res = router({("POST", "/alerts/alertmanager"): route}).handle(req)
     assert seen == [req]
-    assert (res.status, res.content_type, res.headers) == (201, "application/json", {"X-Driftmon": "yes"})
+    assert (res.status, res.content_type, res.headers) == (
+        201,
+        "application/json",
+        {"X-Driftmon": "yes"},
+    )
     assert body(res) == {"ok": True, "n": 0.5}
 
 
@@ -101,13 +115,19 @@ def test_a_bytes_answer_is_sent_as_it_is_with_its_content_type():
 
 
 def test_a_json_answer_is_always_application_json():
-    res = router({("GET", "/x"): lambda req: Response(200, {"a": 1}, "text/plain")}).handle(request("/x"))
+    res = router({("GET", "/x"): lambda req: Response(200, {"a": 1}, "text/plain")}).handle(
+        request("/x")
+    )
     assert res.content_type == "application/json" and body(res) == {"a": 1}
 
 
 def test_the_longest_matching_prefix_wins_whatever_the_registration_order():
-    routes = {("GET", "/"): answer("root"), ("GET", "/events"): answer("list"),
-              ("GET", "/events/"): answer("one"), ("GET", "/events/e1/"): answer("artefact")}
+    routes = {
+        ("GET", "/"): answer("root"),
+        ("GET", "/events"): answer("list"),
+        ("GET", "/events/"): answer("one"),
+        ("GET", "/events/e1/"): answer("artefact"),
+    }
     r = router(routes)
     assert body(r.handle(request("/events")))["route"] == "list"
     assert body(r.handle(request("/events/e1")))["route"] == "one"
@@ -140,8 +160,12 @@ def test_an_unknown_post_is_404_naming_its_query_too():
 
 def test_the_wrong_method_is_answered_as_an_unknown_path():
     called = []
-    r = router({("POST", "/alerts/alertmanager"): lambda req: called.append(req) or Response(200, {}),
-                ("GET", "/events"): answer("list")})
+    r = router(
+        {
+            ("POST", "/alerts/alertmanager"): lambda req: called.append(req) or Response(200, {}),
+            ("GET", "/events"): answer("list"),
+        }
+    )
     for method, path in (("GET", "/alerts/alertmanager"), ("POST", "/events")):
         res = r.handle(request(path, method))
         assert (res.status, body(res)) == (404, {"error": f"no such path: {path}"})
@@ -156,8 +180,14 @@ def test_a_body_over_the_limit_is_refused_before_the_route_runs():
     for res in (declared, actual):
         assert (res.status, body(res)) == (413, {"error": f"body over {MAX_BODY_BYTES} bytes"})
     assert called == []
-    at_limit = r.handle(request("/in", "POST", headers={"content-length": str(MAX_BODY_BYTES)},
-                                body=b"x" * MAX_BODY_BYTES))
+    at_limit = r.handle(
+        request(
+            "/in",
+            "POST",
+            headers={"content-length": str(MAX_BODY_BYTES)},
+            body=b"x" * MAX_BODY_BYTES,
+        )
+    )
     assert at_limit.status == 200 and len(called) == 1
 
 
@@ -176,6 +206,7 @@ def test_a_route_that_raises_answers_500_and_is_logged(caplog):
 
 # --- the socket adapter ------------------------------------------------------------------------------
 
+
 def test_the_server_carries_requests_and_answers_over_a_socket():
     seen = []
 
@@ -186,13 +217,22 @@ def test_the_server_carries_requests_and_answers_over_a_socket():
     server = HttpServer("127.0.0.1", 0, router({("POST", "/echo"): echo}, ready=False)).start()
     base = f"http://127.0.0.1:{server.port}"
     try:
-        post = urllib.request.Request(base + "/echo?a=1", data=b"hello", method="POST", headers={"X-Token": "t"})
+        post = urllib.request.Request(
+            base + "/echo?a=1", data=b"hello", method="POST", headers={"X-Token": "t"}
+        )
         with urllib.request.urlopen(post, timeout=10) as res:
-            assert (res.status, res.headers["X-Echo"], json.loads(res.read())) == (202, "t", {"got": "hello"})
+            assert (res.status, res.headers["X-Echo"], json.loads(res.read())) == (
+                202,
+                "t",
+                {"got": "hello"},
+            )
         assert (seen[0].path, seen[0].query, seen[0].body) == ("/echo", "a=1", b"hello")
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + "/readyz", timeout=10)
         assert (e.value.code, e.value.headers["Content-Type"], json.loads(e.value.read())) == (
-            503, "application/json", {"ready": False})
+            503,
+            "application/json",
+            {"ready": False},
+        )
     finally:
         server.close()

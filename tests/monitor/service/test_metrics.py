@@ -25,7 +25,10 @@ def test_stream_labels_are_capped_and_folded_frames_counted():
     assert r.get_sample_value("driftmon_stream_frames_total", {"stream": OTHER}) == 3
     assert r.get_sample_value("driftmon_streams_folded_total") == 3
     # the folded series keeps the newest event time of the streams in it
-    assert r.get_sample_value("driftmon_stream_last_frame_timestamp_seconds", {"stream": OTHER}) == 14.0
+    assert (
+        r.get_sample_value("driftmon_stream_last_frame_timestamp_seconds", {"stream": OTHER})
+        == 14.0
+    )
 
 
 def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
@@ -34,12 +37,25 @@ def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
     m.observe_evaluation(evaluation("cam-a"), {"brightness_mean": 42.0})
     m.observe_evaluation(evaluation("cam-b"), {"brightness_mean": 1.0})
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": "cam-a"}) == 1
-    assert r.get_sample_value("driftmon_stream_drifted_since_timestamp_seconds", {"stream": "cam-a"}) == 100.0
-    assert r.get_sample_value("driftmon_stream_test_p_value", {"stream": "cam-a", "test": "ks"}) == 0.001
+    assert (
+        r.get_sample_value("driftmon_stream_drifted_since_timestamp_seconds", {"stream": "cam-a"})
+        == 100.0
+    )
+    assert (
+        r.get_sample_value("driftmon_stream_test_p_value", {"stream": "cam-a", "test": "ks"})
+        == 0.001
+    )
     ks = evaluation("cam-a").tests[0]
-    assert r.get_sample_value("driftmon_stream_test_threshold", {"stream": "cam-a", "test": "ks"}) == ks.threshold
-    assert r.get_sample_value("driftmon_stream_feature_window_mean",
-                              {"stream": "cam-a", "feature": "brightness_mean"}) == 42.0
+    assert (
+        r.get_sample_value("driftmon_stream_test_threshold", {"stream": "cam-a", "test": "ks"})
+        == ks.threshold
+    )
+    assert (
+        r.get_sample_value(
+            "driftmon_stream_feature_window_mean", {"stream": "cam-a", "feature": "brightness_mean"}
+        )
+        == 42.0
+    )
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": OTHER}) is None
     assert r.get_sample_value("driftmon_stream_evaluations_total", {"stream": OTHER}) == 1
 
@@ -48,9 +64,17 @@ def test_per_feature_series_can_be_switched_off():
     r = CollectorRegistry()
     m = Metrics(MetricsConfig(per_feature=False), r)
     m.observe_evaluation(evaluation("cam-a"), {"brightness_mean": 42.0})
-    assert r.get_sample_value("driftmon_stream_feature_statistic",
-                              {"stream": "cam-a", "test": "ks", "feature": "brightness_mean"}) is None
-    assert r.get_sample_value("driftmon_stream_test_statistic", {"stream": "cam-a", "test": "ks"}) == 0.4
+    assert (
+        r.get_sample_value(
+            "driftmon_stream_feature_statistic",
+            {"stream": "cam-a", "test": "ks", "feature": "brightness_mean"},
+        )
+        is None
+    )
+    assert (
+        r.get_sample_value("driftmon_stream_test_statistic", {"stream": "cam-a", "test": "ks"})
+        == 0.4
+    )
 
 
 def test_a_stream_handed_to_another_replica_leaves_no_series_behind():

@@ -65,7 +65,9 @@ def test_make_fleet_ids_scenes_and_distinct_views():
     assert mad(same[0].frame(0), same[1].frame(0)) > 10
     again = make_fleet(12, seed=5, width=320, height=240)
     assert [c.seed for c in again] == [c.seed for c in fleet]
-    assert [c.seed for c in make_fleet(12, seed=6, width=320, height=240)] != [c.seed for c in fleet]
+    assert [c.seed for c in make_fleet(12, seed=6, width=320, height=240)] != [
+        c.seed for c in fleet
+    ]
     assert make_fleet(0, seed=1) == []
 
 
@@ -112,7 +114,9 @@ def test_same_seed_and_t_give_identical_bytes():
     # Removing a shift restores the unshifted frames exactly.
     a.set_shift(None)
     assert a.frame(7).tobytes() == fa[1].tobytes()
-    assert Camera("c", "chelsea", width=320, height=240, seed=43).frame(0).tobytes() != fa[0].tobytes()
+    assert (
+        Camera("c", "chelsea", width=320, height=240, seed=43).frame(0).tobytes() != fa[0].tobytes()
+    )
 
 
 def test_iid_frames_vary_like_a_camera_and_are_stationary():
@@ -150,7 +154,9 @@ def test_encode_is_jpeg_and_round_trips():
     f = Camera("c", "coffee", width=320, height=240, seed=1).frame(0)
     data = encode(f, quality=90)
     assert data[:2] == b"\xff\xd8"
-    back = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    back = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
     assert back.shape == f.shape and mad(back, f) < 4
     assert len(encode(f, quality=20)) < len(data)
     with pytest.raises(ValueError):
@@ -161,9 +167,22 @@ def test_encode_is_jpeg_and_round_trips():
 
 
 def test_shift_registry_is_complete_and_documented():
-    required = {"brightness", "contrast", "dusk", "gaussian_noise", "impulse_noise",
-                "defocus_blur", "motion_blur", "jpeg", "pixelate", "fog", "colour_cast",
-                "saturation", "knocked", "lens_covered"}
+    required = {
+        "brightness",
+        "contrast",
+        "dusk",
+        "gaussian_noise",
+        "impulse_noise",
+        "defocus_blur",
+        "motion_blur",
+        "jpeg",
+        "pixelate",
+        "fog",
+        "colour_cast",
+        "saturation",
+        "knocked",
+        "lens_covered",
+    }
     assert required <= set(SHIFTS)
     for name, spec in SHIFTS.items():
         assert spec.name == name

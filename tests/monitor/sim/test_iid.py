@@ -43,8 +43,10 @@ def test_iid_frames_are_the_ones_rendered_before(scene, w, h, seed, shift, t, ex
 def test_iid_fleet_is_the_one_made_before():
     fleet = make_fleet(3, seed=5, width=320, height=240, dynamics="iid")
     assert [(c.camera_id, c.scene, c.seed) for c in fleet] == [
-        ("cam-000", "astronaut", 1216286061), ("cam-001", "chelsea", 440823767),
-        ("cam-002", "coffee", 1109300403)]
+        ("cam-000", "astronaut", 1216286061),
+        ("cam-001", "chelsea", 440823767),
+        ("cam-002", "coffee", 1109300403),
+    ]
     assert [crc(c.frame(17)) for c in fleet] == [0xE9E40C4F, 0xCDCE1F4F, 0x54421C8C]
 
 

@@ -42,7 +42,10 @@ def test_frames_and_contexts_are_pure_functions_of_seed_and_t():
         assert fa[t].tobytes() == fb[t].tobytes()
         assert a.context(t) == b.context(t)
     assert a.frame(1_000_000).tobytes() == fa[1_000_000].tobytes()  # asked again, after others
-    assert Camera("c", "chelsea", width=W, height=H, seed=43, dynamics="living").frame(17).tobytes() != fa[17].tobytes()
+    assert (
+        Camera("c", "chelsea", width=W, height=H, seed=43, dynamics="living").frame(17).tobytes()
+        != fa[17].tobytes()
+    )
     # A shift on top of the living world comes off without a trace.
     a.set_shift("lens_covered", 3)
     assert a.frame(17).tobytes() != fa[17].tobytes()
@@ -66,8 +69,14 @@ def test_living_is_the_default_and_options_are_checked():
     for bad in ({"dynamics": "random"}, {"fps": 0}, {"fps": float("nan")}):
         with pytest.raises(ValueError):
             Camera("c", "coffee", width=64, height=48, seed=1, **bad)
-    for bad in ({"day_s": -1}, {"start_hour": 24}, {"traffic": -0.1}, {"rain_per_hour": float("inf")},
-                {"rain_s": 0}, {"clouds": -1}):
+    for bad in (
+        {"day_s": -1},
+        {"start_hour": 24},
+        {"traffic": -0.1},
+        {"rain_per_hour": float("inf")},
+        {"rain_s": 0},
+        {"clouds": -1},
+    ):
         with pytest.raises(ValueError):
             Living(**bad)
     with pytest.raises(ValueError):
@@ -110,7 +119,9 @@ def collapse(labels):
 
 
 def test_a_day_passes_through_dusk_night_and_dawn_every_day_s():
-    cam = Camera("c", "coffee", width=64, height=48, seed=4, dynamics=Living())  # day_s=600 from 9:00
+    cam = Camera(
+        "c", "coffee", width=64, height=48, seed=4, dynamics=Living()
+    )  # day_s=600 from 9:00
     labels = [cam.context(t).time_of_day for t in range(0, 2 * 600 * FPS, 10)]
     assert collapse(labels) == ["day", "dusk", "night", "dawn"] * 2 + ["day"]
     assert set(labels) == set(TIMES_OF_DAY)
@@ -118,10 +129,18 @@ def test_a_day_passes_through_dusk_night_and_dawn_every_day_s():
     assert labels.count("day") / len(labels) == pytest.approx(10.47 / 24, abs=0.01)
     assert labels.count("night") / len(labels) == pytest.approx(9.68 / 24, abs=0.01)
     # day_s=0 stops the clock: always day by default, always night from midnight.
-    assert {Camera("c", "coffee", width=64, height=48, seed=4, dynamics=Living(day_s=0)).context(t).time_of_day
-            for t in (0, 10**7)} == {"day"}
-    night = Camera("c", "coffee", width=64, height=48, seed=4, dynamics=Living(day_s=0, start_hour=0))
-    assert {(night.context(t).time_of_day, night.context(t).ir) for t in (0, 10**7)} == {("night", True)}
+    assert {
+        Camera("c", "coffee", width=64, height=48, seed=4, dynamics=Living(day_s=0))
+        .context(t)
+        .time_of_day
+        for t in (0, 10**7)
+    } == {"day"}
+    night = Camera(
+        "c", "coffee", width=64, height=48, seed=4, dynamics=Living(day_s=0, start_hour=0)
+    )
+    assert {(night.context(t).time_of_day, night.context(t).ir) for t in (0, 10**7)} == {
+        ("night", True)
+    }
 
 
 def test_ir_switches_once_each_way_per_day_without_flicker():
@@ -162,7 +181,9 @@ def test_night_frames_are_darker_and_ir_frames_grey_and_noisier():
     assert mean(ir_night, "noise_sigma") > 1.5 * mean(day, "noise_sigma")
     assert mean(ir_night, "colourfulness") < 1 and mean(day, "colourfulness") > 20
     # Without infrared, night is dark colour.
-    dark = Camera("c", "astronaut", width=W, height=H, seed=6, dynamics=Living(rain_per_hour=0, ir=False))
+    dark = Camera(
+        "c", "astronaut", width=W, height=H, seed=6, dynamics=Living(rain_per_hour=0, ir=False)
+    )
     for t in range(1400, 1600, 40):  # around 23:00
         assert dark.context(t).to_dict() == {"time_of_day": "night", "ir": False, "rain": False}
         frame = dark.frame(t)
@@ -188,8 +209,14 @@ def test_shifts_apply_at_night_too():
 @pytest.mark.parametrize("seed", [1, 2])
 def test_showers_start_at_the_configured_rate(seed):
     rate, mean_s, hours = 2.0, 120.0, 100
-    cam = Camera("c", "coffee", width=32, height=32, seed=seed,
-                 dynamics=Living(day_s=0, rain_per_hour=rate, rain_s=mean_s, ir=False))
+    cam = Camera(
+        "c",
+        "coffee",
+        width=32,
+        height=32,
+        seed=seed,
+        dynamics=Living(day_s=0, rain_per_hour=rate, rain_s=mean_s, ir=False),
+    )
     wet = np.array([cam.context(t).rain for t in range(0, hours * 3600 * FPS, 5 * FPS)])
     # Showers start as a Poisson process and overlapping ones merge, so wet spells start at
     # rate * exp(-rate * mean) and it rains a share 1 - exp(-rate * mean) of the time.
@@ -202,8 +229,14 @@ def test_showers_start_at_the_configured_rate(seed):
 
 @pytest.mark.parametrize("scene,seed", [("coffee", 1), ("rocket", 2)])
 def test_rain_darkens_flattens_and_blurs(scene, seed):
-    cam = Camera("c", scene, width=W, height=H, seed=seed,
-                 dynamics=Living(day_s=0, rain_per_hour=10, rain_s=300, ir=False))
+    cam = Camera(
+        "c",
+        scene,
+        width=W,
+        height=H,
+        seed=seed,
+        dynamics=Living(day_s=0, rain_per_hour=10, rain_s=300, ir=False),
+    )
     rows = {True: [], False: []}
     for t in np.random.default_rng(seed).integers(0, 20 * 3600 * FPS, 120):
         rows[cam.context(int(t)).rain].append(features(cam.frame(int(t))))
@@ -226,7 +259,9 @@ def test_objects_in_view_come_and_go_at_the_configured_traffic():
     assert counts.mean() == pytest.approx(3, rel=0.1)
     assert counts.min() == 0 and counts.max() >= 7
     night = World(seed=7, options=Living(day_s=0, start_hour=0, traffic=3))
-    assert np.mean([len(night.crossings(s)) for s in np.arange(0.0, 36000.0, 7.0)]) == pytest.approx(0.75, rel=0.15)
+    assert np.mean(
+        [len(night.crossings(s)) for s in np.arange(0.0, 36000.0, 7.0)]
+    ) == pytest.approx(0.75, rel=0.15)
     crossings = {c for s in np.arange(0.0, 3600.0, 1.0) for c in day.crossings(s)}
     assert {c.kind for c in crossings} == {"car", "person"}
     assert all(3 <= c.duration <= 30 for c in crossings)
@@ -238,9 +273,19 @@ def test_an_object_moves_steadily_across_the_frames():
     world = World(seed=7, options=options)
     busy = Camera("c", "coffee", width=W, height=H, seed=7, dynamics=options)
     # Same seed, same light and noise, nothing crossing: the difference is the objects.
-    empty = Camera("c", "coffee", width=W, height=H, seed=7, dynamics=Living(day_s=0, rain_per_hour=0, traffic=0))
-    s = next(s for s in np.arange(0.0, 3600.0, 1 / FPS)
-             if len(world.crossings(s)) == 1 and 0.3 < world.crossings(s)[0].progress(s) < 0.5)
+    empty = Camera(
+        "c",
+        "coffee",
+        width=W,
+        height=H,
+        seed=7,
+        dynamics=Living(day_s=0, rain_per_hour=0, traffic=0),
+    )
+    s = next(
+        s
+        for s in np.arange(0.0, 3600.0, 1 / FPS)
+        if len(world.crossings(s)) == 1 and 0.3 < world.crossings(s)[0].progress(s) < 0.5
+    )
     crossing = world.crossings(s)[0]
     t0 = round(s * FPS)
     centres = []
@@ -249,5 +294,7 @@ def test_an_object_moves_steadily_across_the_frames():
         assert 0.0005 < moved.mean() < 0.1
         centres.append(np.nonzero(moved)[1].mean())
     steps = np.diff(centres) * crossing.direction
-    expected = (W + 2 * 0.5 * crossing.size * H * (2.4 if crossing.kind == "car" else 0.32)) / (crossing.duration * FPS)
+    expected = (W + 2 * 0.5 * crossing.size * H * (2.4 if crossing.kind == "car" else 0.32)) / (
+        crossing.duration * FPS
+    )
     assert np.all(steps > 0) and np.mean(steps) == pytest.approx(expected, rel=0.25)
