@@ -82,8 +82,8 @@ def main() -> None:
         f"window {config.window.size} every {config.window.evaluate_every}, default embedder"
     )
     print(
-        "| reference frames | analysis (s) | calibration (s) | ratio | 1,000 references: calibration (min) "
-        "| with analysis (min) |"
+        "| reference frames | analysis (s) | calibration (s) | ratio | 1,000 references: "
+        "calibration (min) | with analysis (min) |"
     )
     print("|---:|---:|---:|---:|---:|---:|")
     with ThreadPoolExecutor(config.decode.workers) as pool:
@@ -91,8 +91,8 @@ def main() -> None:
             got, embedder, analysis = analyse(config, frames, args.width, args.height, pool)
             cal = statistics.median(calibrate(config, got, embedder) for _ in range(args.repeats))
             print(
-                f"| {frames:,} | {analysis:.1f} | {cal:.2f} | {cal / analysis:.3f} | {1000 * cal / 60:.1f} "
-                f"| {1000 * (analysis + cal) / 60:.0f} |"
+                f"| {frames:,} | {analysis:.1f} | {cal:.2f} | {cal / analysis:.3f} | "
+                f"{1000 * cal / 60:.1f} | {1000 * (analysis + cal) / 60:.0f} |"
             )
 
 

@@ -2,8 +2,8 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/detection_quality.py --out docs/detection-quality.md   # ~20-25 min
-    .venv/bin/python benchmarks/detection_quality.py --quick                           # ~1 min smoke run
+    .venv/bin/python benchmarks/detection_quality.py --out docs/detection-quality.md  # ~20-25 min
+    .venv/bin/python benchmarks/detection_quality.py --quick  # ~1 min smoke run
     .venv/bin/python benchmarks/detection_quality.py --shifts jpeg pixelate --severities 3
 
 Every frame goes through the daemon's own code: ``Camera.frame(t)`` (monitor/fleet) ->
@@ -123,7 +123,8 @@ class Tally:
 
     fired: Counter = field(default_factory=Counter)
     total: Counter = field(default_factory=Counter)
-    # (shift, severity, n) -> Counter of what fired inside the combined verdict ("shift", "emb_shift")
+    # (shift, severity, n) -> Counter of what fired inside the combined verdict ("shift",
+    # "emb_shift")
     combined_parts: dict = field(default_factory=dict)
     # (shift, severity, n) -> Counter of statistics that drifted in the stats verdict
     stats_features: dict = field(default_factory=dict)
@@ -296,12 +297,11 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
         t0 = time.perf_counter()
         cell("none", 0, args.fa_groups, FA_BASE)
         timings["unshifted"] = time.perf_counter() - t0
-        fa = ", ".join(
-            f"{v} {tally.rate(v, 'none', 0, TARGET_WINDOW if TARGET_WINDOW in args.windows else group):.3f}"
-            for v in VERDICTS
-        )
+        fa_window = TARGET_WINDOW if TARGET_WINDOW in args.windows else group
+        fa = ", ".join(f"{v} {tally.rate(v, 'none', 0, fa_window):.3f}" for v in VERDICTS)
         log(
-            f"unshifted: {args.cameras * args.fa_groups} groups in {timings['unshifted']:.0f} s; false alarms {fa}"
+            f"unshifted: {args.cameras * args.fa_groups} groups in {timings['unshifted']:.0f} s; "
+            f"false alarms {fa}"
         )
 
         t0 = time.perf_counter()
@@ -317,8 +317,9 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
                 n = TARGET_WINDOW if TARGET_WINDOW in args.windows else group
                 rates = " ".join(f"{v}={tally.rate(v, shift, severity, n):.2f}" for v in VERDICTS)
                 log(
-                    f"{shift:>15} s{severity}: window {n}: {rates}  ({time.perf_counter() - c0:.1f} s, "
-                    f"{time.perf_counter() - t_start:.0f} s total)"
+                    f"{shift:>15} s{severity}: window {n}: {rates}  "
+                    f"({time.perf_counter() - c0:.1f} s, {time.perf_counter() - t_start:.0f} s "
+                    "total)"
                 )
         timings["shifted"] = time.perf_counter() - t0
     embedder.close()
@@ -347,7 +348,8 @@ def _pct(x: float) -> str:
 
 def false_alarm_table(tally: Tally, windows: Sequence[int]) -> list[str]:
     lines = [
-        "| verdict | window | fired / windows | false-alarm rate | 95% interval (Clopper-Pearson) |",
+        "| verdict | window | fired / windows | false-alarm rate "
+        "| 95% interval (Clopper-Pearson) |",
         "|---|---:|---:|---:|---|",
     ]
     for v in VERDICTS:
@@ -388,8 +390,8 @@ def headline_table(
         lines += [
             "",
             f"All these cells together: {k} / {t} windows fired ({k / t:.3f}; 95% interval "
-            f"{lo:.3f} – {hi:.3f}). One cell alone has only {per_cell} windows: even {per_cell}/{per_cell} "
-            f"bounds its rate below only by {lo1:.2f}.",
+            f"{lo:.3f} – {hi:.3f}). One cell alone has only {per_cell} windows: even "
+            f"{per_cell}/{per_cell} bounds its rate below only by {lo1:.2f}.",
         ]
     return lines
 
@@ -415,8 +417,9 @@ def attribution_table(
 ) -> list[str]:
     """What fired inside the combined verdict, and which statistics moved most, at window n."""
     lines = [
-        "| shift | sev | combined fired by: shift only / emb_shift only / both / neither | statistics "
-        "drifted per window (of 20) | largest moves: mean \\|z\\| (share of windows drifted) |",
+        "| shift | sev | combined fired by: shift only / emb_shift only / both / neither | "
+        "statistics drifted per window (of 20) | largest moves: mean \\|z\\| (share of windows "
+        "drifted) |",
         "|---|---:|---|---:|---|",
     ]
     for shift in shifts:
@@ -446,27 +449,30 @@ def report(tally: Tally, meta: dict[str, Any]) -> str:
     out = [
         f"Command: `{meta['command']}`",
         "",
-        f"Cameras: {', '.join(f'{c} ({s})' for c, s in meta['cameras'])}; frames {a['width']}x{a['height']} "
-        f"JPEG q{a['quality']}, analysis size {a['analysis_size']}, embedder {meta['embedder']}; reference "
-        f"{a['reference']} frames per camera; windows {', '.join(map(str, windows))}; unshifted: "
-        f"{a['fa_groups']} groups of {max(windows)} frames per camera; shifted: {a['groups']} group(s) of "
-        f"{max(windows)} frames per camera, shift and severity; seed {a['seed']}.",
+        f"Cameras: {', '.join(f'{c} ({s})' for c, s in meta['cameras'])}; frames "
+        f"{a['width']}x{a['height']} JPEG q{a['quality']}, analysis size {a['analysis_size']}, "
+        f"embedder {meta['embedder']}; reference {a['reference']} frames per camera; windows "
+        f"{', '.join(map(str, windows))}; unshifted: {a['fa_groups']} groups of {max(windows)} "
+        f"frames per camera; shifted: {a['groups']} group(s) of {max(windows)} frames per camera, "
+        f"shift and severity; seed {a['seed']}.",
         "",
-        f"Machine: {meta['machine']}. Frames analysed: {meta['frames']:,}. Wall time {t['total'] / 60:.1f} min "
-        f"(references {t['reference']:.0f} s, unshifted {t['unshifted']:.0f} s, shifted {t['shifted']:.0f} s).",
+        f"Machine: {meta['machine']}. Frames analysed: {meta['frames']:,}. Wall time "
+        f"{t['total'] / 60:.1f} min (references {t['reference']:.0f} s, unshifted "
+        f"{t['unshifted']:.0f} s, shifted {t['shifted']:.0f} s).",
         "",
         "### False alarms on unshifted windows (the default target: one per 30 days, per camera)",
         "",
         *false_alarm_table(tally, windows),
         "",
-        f"### Target: combined verdict, window {n}, severities ≥ {TARGET_SEVERITY} (windows fired / windows)",
+        f"### Target: combined verdict, window {n}, severities ≥ {TARGET_SEVERITY} (windows fired "
+        "/ windows)",
         "",
         *headline_table(tally, shifts, severities, n),
         "",
         "### Detection rate (% of windows that fired), every shift, severity and window size",
         "",
-        "`stats` = image statistics alone (shift), `emb` = embeddings alone (emb_shift), `combined` = "
-        "driftmon's default verdict (shift + emb_shift); `@n` = window of n frames.",
+        "`stats` = image statistics alone (shift), `emb` = embeddings alone (emb_shift), "
+        "`combined` = driftmon's default verdict (shift + emb_shift); `@n` = window of n frames.",
         "",
         *full_table(tally, shifts, severities, windows),
         "",

@@ -31,7 +31,8 @@ from detectors import (
 
 
 def timed(fn, repeat: int = 3) -> float:
-    """Best of ``repeat`` wall-clock runs (the machine is shared: the minimum is the least noisy)."""
+    """Best of ``repeat`` wall-clock runs (the machine is shared: the minimum is the least
+    noisy)."""
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -53,7 +54,8 @@ def peak_mib(fn) -> float:
 def timing_table() -> None:
     print("## Timing (best of 3, per window unless stated)\n")
     print(
-        "| test | reference x window x dims | B | fit once (s) | per window (s) | kept (MiB) | peak per window (MiB) |"
+        "| test | reference x window x dims | B | fit once (s) | per window (s) | kept (MiB) | "
+        "peak per window (MiB) |"
     )
     print("|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
@@ -66,30 +68,35 @@ def timing_table() -> None:
             per = timed(lambda: ref.test(y, n_permutations=100, seed=1))
             peak = peak_mib(lambda: ref.test(y, n_permutations=100, seed=1))
             print(
-                f"| mmd (exact, {dtype}) | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {ref.nbytes / 2**20:.0f} | {peak:.0f} |"
+                f"| mmd (exact, {dtype}) | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | "
+                f"{ref.nbytes / 2**20:.0f} | {peak:.0f} |"
             )
         fit = timed(lambda: EnergyReference(x), repeat=1)
         eref = EnergyReference(x)
         per = timed(lambda: eref.test(y, n_permutations=100, seed=1))
         peak = peak_mib(lambda: eref.test(y, n_permutations=100, seed=1))
         print(
-            f"| energy | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {eref.nbytes / 2**20:.0f} | {peak:.0f} |"
+            f"| energy | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {eref.nbytes / 2**20:.0f} "
+            f"| {peak:.0f} |"
         )
         per = timed(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
         peak = peak_mib(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
         print(
-            f"| mmd_rff (D=256, linear time) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+            f"| mmd_rff (D=256, linear time) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | "
+            f"{peak:.0f} |"
         )
         for feats in ("linear", "quadratic"):
             per = timed(lambda: classifier_test(x, y, seed=1, features=feats), repeat=2)
             peak = peak_mib(lambda: classifier_test(x, y, seed=1, features=feats))
             print(
-                f"| classifier ({feats}, 5 folds) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+                f"| classifier ({feats}, 5 folds) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | "
+                f"{peak:.0f} |"
             )
         per = timed(lambda: ks_dims_test(x, y))
         peak = peak_mib(lambda: ks_dims_test(x, y))
         print(
-            f"| ks_dims (per-dim KS, auto; exact p-values cached after the first window) | {m} x {n} x {d} | - | - | {per:.3f} | 0 | {peak:.0f} |"
+            f"| ks_dims (per-dim KS, auto; exact p-values cached after the first window) | {m} x "
+            f"{n} x {d} | - | - | {per:.3f} | 0 | {peak:.0f} |"
         )
     large_reference_rff(rng)
     x512 = rng.normal(size=(5000, 512))
@@ -98,7 +105,8 @@ def timing_table() -> None:
     y512 = rng.normal(size=(1000, 512))
     per = timed(lambda: ks_dims_test(x512, y512, pca=pca))
     print(
-        f"| PCA 512->32 + ks_dims | 5000 x 1000 x 512 | - | {fit:.2f} | {per:.3f} | {pca.components_.nbytes / 2**20:.2f} | - |"
+        f"| PCA 512->32 + ks_dims | 5000 x 1000 x 512 | - | {fit:.2f} | {per:.3f} | "
+        f"{pca.components_.nbytes / 2**20:.2f} | - |"
     )
     print()
 
@@ -110,7 +118,8 @@ def large_reference_rff(rng) -> None:
     per = timed(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1), repeat=2)
     peak = peak_mib(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
     print(
-        f"| mmd_rff (D=256, linear time) | 50000 x 1000 x 32 | 100 | - | {per:.3f} | 0 | {peak:.0f} |"
+        f"| mmd_rff (D=256, linear time) | 50000 x 1000 x 32 | 100 | - | {per:.3f} | 0 | "
+        f"{peak:.0f} |"
     )
 
 
@@ -164,12 +173,14 @@ def p_value_check() -> None:
     t_slow = time.perf_counter() - t0
     se = np.sqrt(2 * slow * (1 - slow) / b)
     print(
-        "| test | statistic (fast) | statistic (direct) | p fast | p direct | 3 x s.e. of difference | within | time fast / direct (s) |"
+        "| test | statistic (fast) | statistic (direct) | p fast | p direct | 3 x s.e. of "
+        "difference | within | time fast / direct (s) |"
     )
     print("|---|---|---|---|---|---|---|---|")
     ok = abs(fast.p_value - slow) <= 3 * se
     print(
-        f"| mmd, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
+        f"| mmd, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | "
+        f"{slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
     )
     eref = EnergyReference(x)
     t0 = time.perf_counter()
@@ -181,7 +192,8 @@ def p_value_check() -> None:
     se = np.sqrt(2 * slow * (1 - slow) / b)
     ok = abs(fast.p_value - slow) <= 3 * se
     print(
-        f"| energy, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | {slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
+        f"| energy, 300 x 100 x 8, B={b} | {fast.statistic:.6g} | {obs:.6g} | {fast.p_value:.4f} | "
+        f"{slow:.4f} | {3 * se:.4f} | {ok} | {t_fast:.2f} / {t_slow:.1f} |"
     )
     print()
 

@@ -89,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     frames = make_frames(max(args.batch_sizes), width, height)
 
     print(
-        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, cv2 {cv2.__version__}"
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"cv2 {cv2.__version__}"
     )
     print(
-        f"machine {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start"
+        f"machine {platform.machine()}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} at start"
     )
     header = (
         f"{'threads':>7} {'batch':>5} {'forward img/s':>20} {'embedder img/s':>20} {'ratio':>6}"
@@ -110,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                 else platform.processor() or "cpu"
             )
             print(
-                f"device {embedder.device} ({name}), fp16 {fp16}, embedder {embedder.identity.label}, "
-                f"input {embedder.identity.input_size}x{embedder.identity.input_size}, frames {width}x{height}"
+                f"device {embedder.device} ({name}), fp16 {fp16}, embedder "
+                f"{embedder.identity.label}, input "
+                f"{embedder.identity.input_size}x{embedder.identity.input_size}, frames "
+                f"{width}x{height}"
             )
             print(header)
         for n in args.batch_sizes:
@@ -137,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     print(
-        f"load average {os.getloadavg()[0]:.2f} at end; best round (median) of {args.repeats} x {args.seconds:g} s"
+        f"load average {os.getloadavg()[0]:.2f} at end; best round (median) of {args.repeats} x "
+        f"{args.seconds:g} s"
     )
     return 0
 

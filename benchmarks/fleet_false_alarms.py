@@ -43,7 +43,8 @@ CHUNK = 200
 
 
 def frames(cam: Camera, ts: range, config: Config, embedder, pool: ThreadPoolExecutor):
-    """The daemon's view of ``cam``'s frames ``ts``: statistics, embeddings, times, context labels."""
+    """The daemon's view of ``cam``'s frames ``ts``: statistics, embeddings, times, context
+    labels."""
     collector = Collector(config, embedder, pool)
     for start in range(ts.start, ts.stop, CHUNK):
         chunk = range(start, min(ts.stop, start + CHUNK))
@@ -128,19 +129,21 @@ def main() -> None:
     camera_days = args.cameras * args.days
     low, high = poisson_interval(declarations, camera_days)
     print(
-        f"machine: {platform.machine()}, 2-core VM; {args.cameras} living cameras at {args.width}x{args.height}, "
-        f"{args.fps:g} fps, a day of {args.day_s:g} s; references of {args.reference_days} days; "
-        f"defaults (window {config.window.size} every {config.window.evaluate_every}, hysteresis "
-        f"{config.hysteresis_k_m[0]} of {config.hysteresis_k_m[1]}); {time.perf_counter() - started:.0f} s"
+        f"machine: {platform.machine()}, 2-core VM; {args.cameras} living cameras at "
+        f"{args.width}x{args.height}, {args.fps:g} fps, a day of {args.day_s:g} s; references of "
+        f"{args.reference_days} days; defaults (window {config.window.size} every "
+        f"{config.window.evaluate_every}, hysteresis {config.hysteresis_k_m[0]} of "
+        f"{config.hysteresis_k_m[1]}); {time.perf_counter() - started:.0f} s"
     )
     print(
-        "| camera-days | evaluations | windows drifted | false declarations | per camera-day | 95% interval | "
-        "per 30 camera-days |"
+        "| camera-days | evaluations | windows drifted | false declarations | per camera-day | 95% "
+        "interval | per 30 camera-days |"
     )
     print("|---:|---:|---:|---:|---:|---|---:|")
     print(
-        f"| {camera_days} | {evaluations} | {drifted_windows} | {declarations} | {declarations / camera_days:.4f} | "
-        f"{low:.4f}-{high:.4f} | {30 * declarations / camera_days:.2f} (upper {30 * high:.2f}) |"
+        f"| {camera_days} | {evaluations} | {drifted_windows} | {declarations} | "
+        f"{declarations / camera_days:.4f} | {low:.4f}-{high:.4f} | "
+        f"{30 * declarations / camera_days:.2f} (upper {30 * high:.2f}) |"
     )
     if fired:
         print("declared on:", ", ".join(f"{k} x{v}" for k, v in fired.most_common()))

@@ -4,7 +4,7 @@ as directories (``driftmon check``) and streamed through a broker to the daemon 
 The clips and the protocol are described in ``../shared/footage/README.md`` (the clips are not in
 this repository and nothing derived from them may enter it). Run from the repository root:
 
-    .venv/bin/python benchmarks/footage.py --work /tmp/driftmon-footage            # batch + streamed
+    .venv/bin/python benchmarks/footage.py --work /tmp/driftmon-footage  # batch + streamed
     .venv/bin/python benchmarks/footage.py --alibi-python /tmp/alibi-venv/bin/python --json out.json
     .venv/bin/python benchmarks/footage.py --mode batch --config candidate.yaml --no-evidently
     .venv/bin/python benchmarks/footage.py --clips vtest --shifts dusk view_moved --mode stream
@@ -198,7 +198,8 @@ def frame_file(index: int) -> str:
 
 
 def count_frames(video: Path) -> int:
-    """Frames the decoder delivers (a container's frame count can be wrong: vtest.avi claims 682)."""
+    """Frames the decoder delivers (a container's frame count can be wrong: vtest.avi claims
+    682)."""
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise FileNotFoundError(f"OpenCV cannot open {video}")
@@ -238,11 +239,12 @@ def fresh_partial(directory: Path) -> Path:
 
 @cache
 def imagecorruptions() -> types.ModuleType:
-    """The ``imagecorruptions`` package (1.1.2, its last release, 2020), made importable and runnable
-    on today's stack without touching its corruption code:
+    """The ``imagecorruptions`` package (1.1.2, its last release, 2020), made importable and
+    runnable on today's stack without touching its corruption code:
 
-    - it imports ``pkg_resources`` (absent from the installed setuptools, 84) only for ``resource_filename``,
-      which locates frost's texture files beside its module: a stand-in does that;
+    - it imports ``pkg_resources`` (absent from the installed setuptools, 84) only for
+      ``resource_filename``, which locates frost's texture files beside its module: a stand-in does
+      that;
     - ``fog``'s ``plasma_fractal`` uses ``np.float_`` (removed in NumPy 2.0): aliased to float64;
     - ``glass_blur`` calls ``skimage.filters.gaussian(..., multichannel=True)``, an argument
       today's scikit-image rejects (deprecated in 0.19 for ``channel_axis=-1``): the module's
@@ -279,19 +281,21 @@ def dusk(bgr: np.ndarray, severity: int) -> np.ndarray:
 
 
 def view_offset(size: int, severity: int) -> int:
-    """Top-left corner of the crop along one axis: centred, moved VIEW_SHIFT of ``size``, kept inside
-    the frame (an 85% crop can move at most 7.5%: severity 3's 8% is clamped there)."""
+    """Top-left corner of the crop along one axis: centred, moved VIEW_SHIFT of ``size``, kept
+    inside the frame (an 85% crop can move at most 7.5%: severity 3's 8% is clamped there)."""
     crop = round(VIEW_CROP * size)
     return int(np.clip(round((size - crop) / 2 + VIEW_SHIFT[severity] * size), 0, size - crop))
 
 
 def view_shift(size: int, severity: int) -> float:
-    """The shift ``view_moved`` actually applies along an axis of ``size`` pixels, as a fraction of it."""
+    """The shift ``view_moved`` actually applies along an axis of ``size`` pixels, as a fraction of
+    it."""
     return (view_offset(size, severity) - (size - round(VIEW_CROP * size)) / 2) / size
 
 
 def view_moved(bgr: np.ndarray, severity: int) -> np.ndarray:
-    """The camera knocked: an 85% crop moved right and down from the centre, resized to the frame."""
+    """The camera knocked: an 85% crop moved right and down from the centre, resized to the
+    frame."""
     h, w = bgr.shape[:2]
     x, y = view_offset(w, severity), view_offset(h, severity)
     crop = bgr[y : y + round(VIEW_CROP * h), x : x + round(VIEW_CROP * w)]
@@ -550,8 +554,8 @@ def load_clip(
     embedder: Embedder | None = None,
     shifts: Sequence[str] = SHIFTS,
 ) -> list[Window]:
-    """A clip's windows (reference first, then clean, then the shifted ones of ``shifts``), computing
-    the caches that are missing or older than their directory.
+    """A clip's windows (reference first, then clean, then the shifted ones of ``shifts``),
+    computing the caches that are missing or older than their directory.
 
     With the default configuration this is all an experiment needs: ``load_clip(work, "vtest")``."""
     config = config or config_from_dict({})
@@ -605,7 +609,8 @@ def collected(w: Window) -> collect.Collected:
 
 
 def stored_reference(w: Window, config, embedder: Embedder | None, store_dir: Path):
-    """``driftmon reference build --from-dir <reference> --out <store>``, read back as ``check`` reads it."""
+    """``driftmon reference build --from-dir <reference> --out <store>``, read back as ``check``
+    reads it."""
     ref = collect.make_reference(
         collected(w),
         stream=None,
@@ -633,7 +638,8 @@ def outcome_json(outcome) -> dict[str, Any]:
 
 
 def judged_json(tests, voting: Sequence[str]) -> dict[str, Any]:
-    """The tests of one judgement: those that voted and drifted, all that drifted, each one's outcome."""
+    """The tests of one judgement: those that voted and drifted, all that drifted, each one's
+    outcome."""
     return {
         "fired": [o.name for o in tests if o.drifted and o.name in voting],
         "drifted_tests": [o.name for o in tests if o.drifted],
@@ -675,8 +681,8 @@ def judge_clip(windows: Sequence[Window], checked: Checked) -> list[dict[str, An
 
 
 def judge(config_dict: dict[str, Any], work: Path, clips: Sequence[str]) -> list[dict[str, Any]]:
-    """driftmon's verdicts under ``config_dict`` (a driftmon YAML's content; ``{}``: the defaults) on
-    every clean and shifted window of ``clips`` already generated under ``work``: one record per
+    """driftmon's verdicts under ``config_dict`` (a driftmon YAML's content; ``{}``: the defaults)
+    on every clean and shifted window of ``clips`` already generated under ``work``: one record per
     window, its ``drifted`` the ``drifted`` of ``driftmon check``. Feature caches missing for this
     configuration's decode size and embedder are computed first. For experiments."""
     config = config_from_dict(config_dict)
@@ -740,8 +746,8 @@ def judge_evidently(windows: Sequence[Window]) -> list[dict[str, Any]]:
 def judge_alibi(
     by_clip: dict[str, list[Window]], checked: dict[str, Checked], python: str
 ) -> tuple[list[dict[str, Any]], dict]:
-    """Alibi Detect's MMDDrift on the embeddings reduced by the PCA of each clip's prepared reference
-    (the inputs of driftmon's MMD test), in a subprocess running ``python`` (Alibi's own
+    """Alibi Detect's MMDDrift on the embeddings reduced by the PCA of each clip's prepared
+    reference (the inputs of driftmon's MMD test), in a subprocess running ``python`` (Alibi's own
     environment), arrays handed over in a .npz file and verdicts in a JSON file; and the versions
     it ran with."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -810,7 +816,8 @@ def run_batch(
 
 @dataclass(frozen=True)
 class StreamCamera:
-    """One camera of a clip's streamed run: it sends ``prefix`` once, then ``loop`` over and over."""
+    """One camera of a clip's streamed run: it sends ``prefix`` once, then ``loop`` over and
+    over."""
 
     name: str
     prefix: tuple[Path, ...]
@@ -867,8 +874,8 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def stream_config(
     config_dict: dict[str, Any], bootstrap: str, topic: str, store: Path
 ) -> dict[str, Any]:
-    """The daemon's configuration: ``config_dict`` (the defaults when empty) with only the broker, the
-    topic, the reference store, faster consumer timings and a free HTTP port set."""
+    """The daemon's configuration: ``config_dict`` (the defaults when empty) with only the broker,
+    the topic, the reference store, faster consumer timings and a free HTTP port set."""
     return merged(
         config_dict,
         {
@@ -962,7 +969,8 @@ def send_frames(
     bootstrap: str, topic: str, cameras: Sequence[StreamCamera], frames: int, fps: float
 ) -> None:
     """Every camera's frames, cameras interleaved frame by frame as live cameras send them: key and
-    ``camera_id`` the camera, ``frame_id`` ``<camera>/<index>``, ``ts`` its event time at ``fps``."""
+    ``camera_id`` the camera, ``frame_id`` ``<camera>/<index>``, ``ts`` its event time at
+    ``fps``."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=8 << 20)
@@ -1009,14 +1017,16 @@ def wait_processed(
 
 
 def expected_evaluations(config, frames: int) -> int:
-    """Evaluations a camera sending ``frames`` frames gets: one per full window at each schedule point."""
+    """Evaluations a camera sending ``frames`` frames gets: one per full window at each schedule
+    point."""
     size, stride = config.window.size, config.evaluation_stride
     return 0 if frames < size else 1 + (frames - size) // stride
 
 
 def earliest_declaration(config, fault_at: int) -> int:
-    """Fewest of the fault's frames after which the daemon can declare it: the first evaluation whose
-    window holds a faulted frame, then ``k - 1`` more evaluations, all drifted (hysteresis k of m)."""
+    """Fewest of the fault's frames after which the daemon can declare it: the first evaluation
+    whose window holds a faulted frame, then ``k - 1`` more evaluations, all drifted (hysteresis
+    k of m)."""
     size, stride = config.window.size, config.evaluation_stride
     first = size + max(0, -(-(fault_at + 1 - size) // stride)) * stride
     return first + (config.hysteresis_k_m[0] - 1) * stride - fault_at
@@ -1150,7 +1160,8 @@ def stream_clip(
 def detected(
     records: Sequence[dict], clip: str | None, detector: str, kind: str, severity: int = 0
 ) -> str:
-    """``drifted/windows`` of one detector on one kind of window (all clips when ``clip`` is None)."""
+    """``drifted/windows`` of one detector on one kind of window (all clips when ``clip`` is
+    None)."""
     got = [
         r["drifted"]
         for r in records
@@ -1173,8 +1184,9 @@ def summary_table(records: Sequence[dict], clips: Sequence[str], meta: dict[str,
         m = meta[clip]
         for d in detectors:
             lines.append(
-                f"| {clip} | {m['frames']} | {m['fps']:g} | {m['reference_frames']} | {DETECTOR_LABELS[d]} | "
-                f"{detected(records, clip, d, 'clean')} | {detected(records, clip, d, 'shift', 1)} | "
+                f"| {clip} | {m['frames']} | {m['fps']:g} | {m['reference_frames']} | "
+                f"{DETECTOR_LABELS[d]} | {detected(records, clip, d, 'clean')} | "
+                f"{detected(records, clip, d, 'shift', 1)} | "
                 f"{detected(records, clip, d, 'shift', 3)} |"
             )
     for d in detectors:
@@ -1238,8 +1250,8 @@ def z_cell(test: dict[str, Any] | None) -> str:
 
 
 def driftmon_window_table(records: Sequence[dict]) -> str:
-    """Every window driftmon judged: its verdict, the voting tests that fired, both calibrated tests'
-    largest statistic against their threshold, and the other tests that drifted."""
+    """Every window driftmon judged: its verdict, the voting tests that fired, both calibrated
+    tests' largest statistic against their threshold, and the other tests that drifted."""
     lines = [
         "| clip | window | drifted | voting tests fired | shift: max abs z (feature) / threshold | "
         "emb_shift: max abs z (component) / threshold | other tests that drifted |",
@@ -1296,12 +1308,13 @@ def stream_summary_table(streamed: Sequence[dict]) -> str:
 
 
 def stream_camera_table(streamed: Sequence[dict]) -> str:
-    """Every streamed camera: its evaluations, when its windows drifted and it was declared, the final
-    state in /status and the metric, and what fired."""
+    """Every streamed camera: its evaluations, when its windows drifted and it was declared, the
+    final state in /status and the metric, and what fired."""
     lines = [
-        "| camera | fault from frame | evaluations | windows drifted | first drifted window at frame | "
-        "declared at frame (fewest possible after the fault) | /status drifted | driftmon_stream_drifted | "
-        "largest shift abs z (feature) / threshold | largest emb_shift abs z | what fired |",
+        "| camera | fault from frame | evaluations | windows drifted | first drifted window at "
+        "frame | declared at frame (fewest possible after the fault) | /status drifted | "
+        "driftmon_stream_drifted | largest shift abs z (feature) / threshold | largest emb_shift "
+        "abs z | what fired |",
         "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|",
     ]
     for s in streamed:
@@ -1384,7 +1397,10 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, {memory:.0f} GiB, {gpu}"
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, {memory:.0f} "
+        f"GiB, {gpu}"
+    )
 
 
 def report(result: dict[str, Any]) -> str:
@@ -1421,7 +1437,8 @@ def report(result: dict[str, Any]) -> str:
             "",
             "### Misses per shift",
             "",
-            "Detectors that missed the shifted window: d driftmon, e Evidently, a Alibi MMD; · none missed.",
+            "Detectors that missed the shifted window: d driftmon, e Evidently, a Alibi MMD; · "
+            "none missed.",
             "",
             per_shift_misses(records, clips, result["shifts"]),
             "",
@@ -1446,11 +1463,11 @@ def report(result: dict[str, Any]) -> str:
             "",
             "## Streamed: through the broker to the daemon, its defaults",
             "",
-            f"{s0['frames_per_camera']} frames per camera, event times at the clip's frame rate; window "
-            f"{s0['window']} frames evaluated every {s0['evaluate_every']}; hysteresis {s0['hysteresis'][0]} "
-            f"drifted windows of the last {s0['hysteresis'][1]}. A faulted camera sends the first clean window "
-            f"once, then its severity-{STREAM_SEVERITY} frames: 'after' counts the fault's frames sent when "
-            "the daemon declared it.",
+            f"{s0['frames_per_camera']} frames per camera, event times at the clip's frame rate; "
+            f"window {s0['window']} frames evaluated every {s0['evaluate_every']}; hysteresis "
+            f"{s0['hysteresis'][0]} drifted windows of the last {s0['hysteresis'][1]}. A faulted "
+            f"camera sends the first clean window once, then its severity-{STREAM_SEVERITY} "
+            "frames: 'after' counts the fault's frames sent when the daemon declared it.",
             "",
             stream_summary_table(streamed),
             "",
@@ -1553,7 +1570,8 @@ def timed(timings: dict[str, float], stage: str, fn: Callable[[], Any]) -> Any:
 
 
 def run(args: argparse.Namespace, config_dict: dict[str, Any]) -> dict[str, Any]:
-    """Every stage of the chosen mode for the chosen clips; the raw results (what ``--json`` writes)."""
+    """Every stage of the chosen mode for the chosen clips; the raw results (what ``--json``
+    writes)."""
     timings: dict[str, float] = {}
     started = time.perf_counter()
     meta = {

@@ -1,5 +1,6 @@
-"""Alibi Detect's MMDDrift on the windows ``benchmarks/footage.py`` hands over; run by it, with Alibi's
-own interpreter (Alibi Detect pins numpy < 2, so it lives in its own virtualenv, never driftmon's):
+"""Alibi Detect's MMDDrift on the windows ``benchmarks/footage.py`` hands over; run by it, with
+Alibi's own interpreter (Alibi Detect pins numpy < 2, so it lives in its own virtualenv, never
+driftmon's):
 
     /tmp/alibi-venv/bin/python benchmarks/footage_alibi.py IN.npz OUT.json
 

@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
             while done < args.frames:
                 if daemon.poll() is not None:
                     raise SystemExit(
-                        f"daemon exited {daemon.returncode}:\n{(tmp / 'daemon.log').read_text()[-3000:]}"
+                        "daemon exited "
+                        f"{daemon.returncode}:\n{(tmp / 'daemon.log').read_text()[-3000:]}"
                     )
                 now = time.time()
                 done = _scrape(port)
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 memory.append((now, done, _rss_kib(daemon.pid)))
                 if now - last_print > 30:
                     print(
-                        f"[{now - t_start:6.0f}s] {done:,.0f} frames, RSS {memory[-1][2] / 1024:.0f} MiB",
+                        f"[{now - t_start:6.0f}s] {done:,.0f} frames, RSS "
+                        f"{memory[-1][2] / 1024:.0f} MiB",
                         flush=True,
                     )
                     last_print = now

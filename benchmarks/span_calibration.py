@@ -62,8 +62,8 @@ def main() -> None:
     p.add_argument("--phis", type=float, nargs="+", default=[0.0, 0.9, 0.97, 0.99])
     args = p.parse_args()
     print(
-        f"windows of {WINDOW} frames, {FEATURES} features, promised per-window false-alarm rate {args.alpha}, "
-        f"{args.seeds} cameras x {LIVE // WINDOW} windows per cell"
+        f"windows of {WINDOW} frames, {FEATURES} features, promised per-window false-alarm rate "
+        f"{args.alpha}, {args.seeds} cameras x {LIVE // WINDOW} windows per cell"
     )
     print("| reference frames | phi (tau, frames) | support | false alarms | rate | 95% interval |")
     print("|---:|---:|---:|---:|---:|---|")
@@ -73,8 +73,8 @@ def main() -> None:
             fired, total, support = measure(n_ref, phi, args.seeds, args.alpha)
             ci = binomtest(fired, total).proportion_ci(0.95)
             print(
-                f"| {n_ref:,} | {phi} ({tau:.0f}) | {support:.1f} | {fired}/{total} | {fired / total:.4f} | "
-                f"{ci.low:.4f}-{ci.high:.4f} |"
+                f"| {n_ref:,} | {phi} ({tau:.0f}) | {support:.1f} | {fired}/{total} | "
+                f"{fired / total:.4f} | {ci.low:.4f}-{ci.high:.4f} |"
             )
 
 

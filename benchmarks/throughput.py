@@ -194,13 +194,15 @@ def main() -> None:
     args = p.parse_args()
 
     print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-        f"opencv {cv2.__version__}, load average {os.getloadavg()[0]:.1f}"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
+        f"{platform.python_version()}, opencv {cv2.__version__}, load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     frames = make_frames(args.unique, args.width, args.height)
     sizes = [len(d) for _, d in frames]
     print(
-        f"{len(frames)} distinct {args.width}x{args.height} JPEGs, mean {np.mean(sizes) / 1024:.0f} KiB"
+        f"{len(frames)} distinct {args.width}x{args.height} JPEGs, mean "
+        f"{np.mean(sizes) / 1024:.0f} KiB"
     )
 
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
@@ -216,7 +218,8 @@ def main() -> None:
         ref_path = ref.save(Path(tmp) / "ref.npz")
         print(
             f"\n{'mode':>12} {'workers':>7} {'bare fps':>9} {'daemon fps':>11} {'ratio':>6} "
-            f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} {'RSS MiB':>12}"
+            f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} "
+            f"{'RSS MiB':>12}"
         )
         for embeddings in args.embeddings:
             for workers in args.workers:
@@ -235,14 +238,14 @@ def main() -> None:
                 bare, bare_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
                 mode = "stats+embed" if embeddings else "stats"
                 print(
-                    f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} {bare_cpu:>12.2f} "
-                    f"{cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} {broker_ms:>14.2f} "
-                    f"{memory[0]:>5.0f}..{memory[-1]:<5.0f}",
+                    f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} "
+                    f"{bare_cpu:>12.2f} {cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} "
+                    f"{broker_ms:>14.2f} {memory[0]:>5.0f}..{memory[-1]:<5.0f}",
                     flush=True,
                 )
     print(
-        f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} features: "
-        f"{evaluation_ms():.1f} ms (median of 30)"
+        f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} "
+        f"features: {evaluation_ms():.1f} ms (median of 30)"
     )
 
 

@@ -62,7 +62,8 @@ def permutation_p_value(observed: float, permuted: np.ndarray) -> float:
 
 
 def random_subsets(rng: np.random.Generator, n_total: int, n_cur: int, n_perm: int) -> np.ndarray:
-    """``(n_perm, n_cur)`` indices: each row a uniformly random n_cur-subset of ``range(n_total)``."""
+    """``(n_perm, n_cur)`` indices: each row a uniformly random n_cur-subset of
+    ``range(n_total)``."""
     keys = rng.random((n_perm, n_total))
     if n_cur >= n_total:
         return np.argsort(keys, axis=1)
@@ -72,7 +73,8 @@ def random_subsets(rng: np.random.Generator, n_total: int, n_cur: int, n_perm: i
 def random_indicators(
     rng: np.random.Generator, n_total: int, n_cur: int, n_perm: int, dtype: np.dtype
 ) -> np.ndarray:
-    """``n_total x n_perm`` matrix whose columns are indicators of uniformly random n_cur-subsets."""
+    """``n_total x n_perm`` matrix whose columns are indicators of uniformly random
+    n_cur-subsets."""
     chosen = random_subsets(rng, n_total, n_cur, n_perm)
     ind = np.zeros((n_total, n_perm), dtype=dtype)
     ind[chosen, np.arange(n_perm)[:, None]] = 1
@@ -128,7 +130,8 @@ class GramBlocks:
     def permuted_forms(
         self, rng: np.random.Generator, n_permutations: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(Q, L, Dc)`` for ``n_permutations`` uniformly random relabellings of the pooled sample."""
+        """``(Q, L, Dc)`` for ``n_permutations`` uniformly random relabellings of the pooled
+        sample."""
         m, n = self.m, self.n
         dtype = self.k_rr.dtype
         qs, ls, dcs = [], [], []

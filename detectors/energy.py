@@ -35,7 +35,9 @@ class EnergyReference:
     -----
     **Statistic.** The energy distance between the empirical distributions (a V-statistic),
 
-        E = 2/(mn) sum_{i,j} |x_i - y_j| - 1/m^2 sum_{i,j} |x_i - x_j| - 1/n^2 sum_{i,j} |y_i - y_j|,
+        E = 2/(mn) sum_{i,j} |x_i - y_j|
+            - 1/m^2 sum_{i,j} |x_i - x_j|
+            - 1/n^2 sum_{i,j} |y_i - y_j|,
 
     with ``|.|`` the Euclidean norm. ``E >= 0``, and ``E = 0`` iff the empirical distributions
     coincide. ``scipy.stats.energy_distance(u, v)`` (1-D only) returns ``sqrt(E)``: scipy's

@@ -164,7 +164,8 @@ class MMDReference:
         return f_rr / (m * m) + f_cc / (n * n) - 2.0 * f_rc / (m * n)
 
     def mmd2(self, x_cur: np.ndarray, *, unbiased: bool = True) -> float:
-        """The squared MMD between the reference and ``x_cur`` (unbiased U- or biased V-statistic)."""
+        """The squared MMD between the reference and ``x_cur`` (unbiased U- or biased
+        V-statistic)."""
         b = self._blocks(x_cur)
         return float(self._mmd2(b, b.obs_q, b.obs_l, b.obs_dc, unbiased))
 

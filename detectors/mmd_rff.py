@@ -60,7 +60,8 @@ def mmd_rff_test(
     ``E[z(x) . z(y)] = exp(-||x - y||^2 / (2 sigma^2))``. The statistic is the exact unbiased
     MMD^2 for the kernel ``z(x) . z(y)``,
 
-        ( ||S_r||^2 - sum_i ||z(x_i)||^2 ) / (m (m-1)) + (same for the window) - 2 S_r . S_c / (m n),
+        ( ||S_r||^2 - sum_i ||z(x_i)||^2 ) / (m (m-1)) + (same for the window)
+            - 2 S_r . S_c / (m n),
 
     with ``S_r``, ``S_c`` the feature sums, so it costs ``O((m + n) d D)`` and memory
     ``O((m + n) D)``: no ``n x n`` matrix (the median heuristic looks at a bounded 1,000-point
@@ -126,5 +127,7 @@ def mmd_rff_test(
         drifted=bool(p <= alpha),
         n_ref=m,
         n_cur=n,
-        p_value_note=f"permutation (B={n_permutations}, pooled relabelling, D={n_features} features)",
+        p_value_note=(
+            f"permutation (B={n_permutations}, pooled relabelling, D={n_features} features)"
+        ),
     )

@@ -36,9 +36,9 @@ class PCA:
     With the centred reference ``Xc = X - mean = U S V'`` (thin SVD), the axes are the rows of
     ``V'`` and ``transform(x) = (x - mean) V'[:k]'``. When ``n >= d`` they are computed as the
     eigenvectors of ``Xc' Xc`` (the same axes, ``O(n d^2)``; squares the condition number, which
-    only affects directions of near-zero variance); otherwise by the thin SVD. The sign of each axis is fixed so that its
-    largest-magnitude loading is positive, so a refit on the same data gives the same arrays
-    (SVD signs are otherwise arbitrary).
+    only affects directions of near-zero variance); otherwise by the thin SVD. The sign of each axis
+    is fixed so that its largest-magnitude loading is positive, so a refit on the same data gives
+    the same arrays (SVD signs are otherwise arbitrary).
 
     Examples
     --------

@@ -22,7 +22,8 @@ For each feature ``j`` (an image statistic, an embedding component):
   conservative bound* that a window moves like a single frame (variance ``gamma_j(0)``), with the
   bound counting as ``prior_spans`` stretches of evidence::
 
-      s_j^2 = var(reference mean) + (nu_j * var_obs(n) + prior_spans * gamma_j(0)) / (nu_j + prior_spans)
+      s_j^2 = var(reference mean)
+              + (nu_j * var_obs(n) + prior_spans * gamma_j(0)) / (nu_j + prior_spans)
 
   A short reference (a few seconds of one camera) has little support: its windows are judged
   almost as single frames. A long one (hours) is judged by what it showed. A reference without
@@ -99,7 +100,8 @@ class SpanNull:
 def _autocovariance(
     x: np.ndarray, segments: Sequence[np.ndarray], mean: np.ndarray, max_lag: int
 ) -> np.ndarray:
-    """``(max_lag + 1, k)``: lag-k products of centred frames, averaged over pairs in one segment."""
+    """``(max_lag + 1, k)``: lag-k products of centred frames, averaged over pairs in one
+    segment."""
     out = np.zeros((max_lag + 1, x.shape[1]))
     pairs = np.zeros(max_lag + 1)
     for seg in segments:
@@ -152,7 +154,8 @@ def fit_span_null(
     --------
     >>> rng = np.random.default_rng(0)
     >>> iid = rng.normal(size=(2000, 1))
-    >>> slow = np.repeat(rng.normal(size=(20, 1)), 100, axis=0)  # a level that changes every 100 frames
+    >>> # a level that changes every 100 frames
+    >>> slow = np.repeat(rng.normal(size=(20, 1)), 100, axis=0)
     >>> [round(float(fit_span_null(x, [np.arange(2000)], 50).scale[0]), 2) for x in (iid, slow)]
     [0.16, 0.94]
     """
@@ -205,7 +208,8 @@ def effective_tests(x_ref) -> float:
 
     >>> rng = np.random.default_rng(0)
     >>> base = rng.normal(size=(500, 1))
-    >>> round(effective_tests(np.hstack([base, base + 0.01 * rng.normal(size=(500, 1)), rng.normal(size=(500, 1))])), 1)
+    >>> near_copy = base + 0.01 * rng.normal(size=(500, 1))
+    >>> round(effective_tests(np.hstack([base, near_copy, rng.normal(size=(500, 1))])), 1)
     2.0
     """
     x = as_columns(x_ref, "x_ref", min_rows=2)

@@ -130,7 +130,8 @@ class KafkaConfig:
 class SourceConfig:
     # file:// claim-check URIs are read only below these directories (symlinks resolved).
     allowed_roots: tuple[str, ...] = ()
-    # Frames are routed to streams by this template over frame fields: camera_id, site, model_version.
+    # Frames are routed to streams by this template over frame fields: camera_id, site,
+    # model_version.
     stream_key: str = "{camera_id}"
 
     def __post_init__(self) -> None:
@@ -262,7 +263,8 @@ class TestsConfig:
 class EmbeddingConfig:
     enabled: bool = True
     # default: driftmon's fixed seed-initialised encoder (no weights to download);
-    # torchscript: a TorchScript file at `path`; torchvision: `arch` with a local weights file at `path`.
+    # torchscript: a TorchScript file at `path`; torchvision: `arch` with a local weights file at
+    # `path`.
     kind: Literal["default", "torchscript", "torchvision"] = "default"
     path: str = ""
     arch: str = ""
@@ -315,8 +317,8 @@ class EmbeddingConfig:
 class ContextConfig:
     # A frame's context (monitor/pipeline/context.py): the producer's `context` label when the frame
     # carries one; else "ir" for frames without colour (infrared night mode, monochrome cameras)
-    # when `infrared` is on, and "day"/"night" by the local hour when `day_hours` is set. A window is
-    # judged against the reference frames of its own context.
+    # when `infrared` is on, and "day"/"night" by the local hour when `day_hours` is set. A window
+    # is judged against the reference frames of its own context.
     infrared: bool = True
     day_hours: tuple[
         int, ...
@@ -386,7 +388,8 @@ class ReferenceConfig:
         _check(
             Path(self.path).exists(),
             "reference.path",
-            f"does not exist: {self.path} (build it with `driftmon reference build --out {self.path}`)",
+            f"does not exist: {self.path} (build it with `driftmon reference build --out "
+            f"{self.path}`)",
         )
 
 
@@ -585,7 +588,8 @@ TicketSink = Literal["directory", "webhook"]
 
 @dataclass(frozen=True)
 class TicketsConfig:
-    # Bearer token Alertmanager must send to POST /alerts/alertmanager ("" = the receiver refuses all).
+    # Bearer token Alertmanager must send to POST /alerts/alertmanager ("" = the receiver refuses
+    # all).
     token: str = ""
     alertnames: tuple[str, ...] = ("DriftmonStreamDrifted",)
     stream_label: str = "stream"

@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Backoff:
-    """Delays of ``initial_s``, doubling up to ``max_s``; ``attempts`` tries in all (None: forever)."""
+    """Delays of ``initial_s``, doubling up to ``max_s``; ``attempts`` tries in all (None:
+    forever)."""
 
     initial_s: float
     max_s: float

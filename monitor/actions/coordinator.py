@@ -5,15 +5,16 @@ things there: open a drift event when a stream turns drifted (one small JSON fil
 rows), close it when the stream recovers, remember a few frames of healthy windows. Everything
 slow runs on background workers with bounded queues, retried with backoff and counted:
 
-- the *evidence* worker: selects the frames worth relabelling (``monitor.actions.selection``, fetching
-  pooled frames again with ``monitor.actions.fetch``), then writes the Evidently report and the contact
-  sheet (``monitor.actions.report``);
+- the *evidence* worker: selects the frames worth relabelling (``monitor.actions.selection``,
+  fetching pooled frames again with ``monitor.actions.fetch``), then writes the Evidently report and
+  the contact sheet (``monitor.actions.report``);
 - one worker per relabel sink (``monitor.actions.sinks``: Kafka topic, Label Studio, a directory);
-- one worker per ticket sink (``monitor.actions.tickets``: a directory of JSON + Markdown, a webhook).
+- one worker per ticket sink (``monitor.actions.tickets``: a directory of JSON + Markdown, a
+  webhook).
 
-HTTP routes (``monitor.actions.routes``): ``GET /events``, ``/events/{id}``, ``/events/{id}/report``,
-``/events/{id}/contact-sheet.jpg``, ``GET /tickets``, ``/tickets/{id}`` and the Alertmanager
-receiver ``POST /alerts/alertmanager``.
+HTTP routes (``monitor.actions.routes``): ``GET /events``, ``/events/{id}``,
+``/events/{id}/report``, ``/events/{id}/contact-sheet.jpg``, ``GET /tickets``, ``/tickets/{id}`` and
+the Alertmanager receiver ``POST /alerts/alertmanager``.
 
 State lives in ``actions.state_dir`` and survives restarts: events (an event open before a
 restart is still open after it), the ledger of queued frames (none is queued twice), each sink's
@@ -123,7 +124,8 @@ class Actions:
             str, Reference
         ] = {}  # event id -> the Reference its window was judged against
         self._clean: dict[str, int] = {}  # stream -> consecutive evaluations that did not fire
-        # stream -> the evaluation and window of a drift event that failed to open (opened at its next evaluation)
+        # stream -> the evaluation and window of a drift event that failed to open (opened at its
+        # next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
         self._carried = {e.stream for e in self.events.list(status="open")}
@@ -197,7 +199,8 @@ class Actions:
         return made
 
     def link(self, path: str) -> str:
-        """An absolute URL for one of our paths when the daemon's address is known, else the path."""
+        """An absolute URL for one of our paths when the daemon's address is known, else the
+        path."""
         base = self.cfg.public_url
         if not base and self.config.http.port:
             base = f"http://{self.config.http.host}:{self.config.http.port}"
@@ -208,8 +211,8 @@ class Actions:
     def on_evaluation(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         """Act on one evaluation. Never raises: a failure here is logged with its traceback and
         counted (``driftmon_action_errors_total``), and an event that failed to open is opened at
-        the stream's next evaluation, with the evaluation and window that declared it; drift detection
-        and offset commits go on meanwhile."""
+        the stream's next evaluation, with the evaluation and window that declared it; drift
+        detection and offset commits go on meanwhile."""
         stream = evaluation.stream
         try:
             pending = self._pending_open.pop(stream, None)
@@ -227,7 +230,8 @@ class Actions:
             self._open(evaluation, window)
         except Exception:  # noqa: BLE001 - kept, and tried again at the stream's next evaluation
             log.exception(
-                "drift event for stream %s could not be opened; trying again at its next evaluation",
+                "drift event for stream %s could not be opened; trying again at its next "
+                "evaluation",
                 evaluation.stream,
             )
             self.metrics.errors.labels("open_event").inc()
@@ -425,8 +429,8 @@ class Actions:
     def _sample(
         self, event: DriftEvent, ref: FrameRef, pick: Pick, got: Fetched, now: float
     ) -> Sample:
-        """A picked frame as the relabel sinks get it; one that arrived inline gets a claim-check copy
-        (in ``claim_check_dir``) the sinks, and people, can read."""
+        """A picked frame as the relabel sinks get it; one that arrived inline gets a claim-check
+        copy (in ``claim_check_dir``) the sinks, and people, can read."""
         uri, copied = ref.uri, False
         if not uri:
             name = f"{safe_name(ref.frame_id, 120)}{image_extension(got.data)}"
@@ -504,7 +508,8 @@ class Actions:
     def _reference_frames(
         self, event: DriftEvent, reference: Reference, n: int
     ) -> list[tuple[bytes, str]]:
-        """Frames of the stream's last healthy window; else images from the reference's source dir."""
+        """Frames of the stream's last healthy window; else images from the reference's source
+        dir."""
         out: list[tuple[bytes, str]] = []
         for ref in event.healthy_refs[:n]:
             try:

@@ -62,7 +62,8 @@ def ref_dict(ref: FrameRef | None) -> dict[str, Any] | None:
 
 @dataclass(frozen=True)
 class ReferenceInfo:
-    """The reference a window was judged against: its stream (``*`` when shared), version, size, source."""
+    """The reference a window was judged against: its stream (``*`` when shared), version, size,
+    source."""
 
     stream: str
     version: int
@@ -73,7 +74,8 @@ class ReferenceInfo:
 @dataclass(frozen=True)
 class Fired:
     """One (test, feature) that drifted, with its statistic and adjusted p-value, the kind of input
-    it judged (statistics, embeddings, predictions), what it is in words, and whether the test votes."""
+    it judged (statistics, embeddings, predictions), what it is in words, and whether the test
+    votes."""
 
     test: str
     feature: str
@@ -199,7 +201,8 @@ class Sample:
     selected_at: float
 
     def origin_ref(self) -> FrameRef:
-        """A reference to the frame's Kafka record alone (no claim check), to read it back from there."""
+        """A reference to the frame's Kafka record alone (no claim check), to read it back from
+        there."""
         o = self.origin
         return FrameRef(
             self.frame_id, self.camera_id, self.ts, o.topic, o.partition, o.offset, None
@@ -406,7 +409,8 @@ class EventStore:
             self._remember(event)
 
     def update(self, eid: str, change: Callable[[DriftEvent], DriftEvent]) -> DriftEvent:
-        """Replace the event by ``change(event)`` under the lock, persisted; returns the new event."""
+        """Replace the event by ``change(event)`` under the lock, persisted; returns the new
+        event."""
         with self._lock:
             event = change(self._events[eid])
             self._save(event)

@@ -1,7 +1,7 @@
 """What moved, in words a person understands and in units of the reference's own spread.
 
-An evaluation names (test, feature) pairs; a feature is one of three kinds, and each is described and
-measured in its own space:
+An evaluation names (test, feature) pairs; a feature is one of three kinds, and each is described
+and measured in its own space:
 
 - ``statistics``: an image statistic (``brightness_mean``); its shift is the window mean against
   the reference mean, in reference standard deviations (``z``);

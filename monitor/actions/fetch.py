@@ -1,10 +1,10 @@
 """Fetch a frame again, long after the consume loop let go of its pixels.
 
-Windows keep only frame references (:class:`monitor.pipeline.streams.FrameRef`). A frame selected for
-relabelling is read back from where it came from: the Kafka record at its topic/partition/offset
-(parsed with the daemon's own :func:`monitor.pipeline.source.parse_record`, so a JSON envelope yields its
-predictions too and a claim check is resolved), or, when that record is gone (retention), its
-claim-check URI.
+Windows keep only frame references (:class:`monitor.pipeline.streams.FrameRef`). A frame selected
+for relabelling is read back from where it came from: the Kafka record at its topic/partition/offset
+(parsed with the daemon's own :func:`monitor.pipeline.source.parse_record`, so a JSON envelope
+yields its predictions too and a claim check is resolved), or, when that record is gone (retention),
+its claim-check URI.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ class FrameFetcher:
         self._lock = threading.Lock()
 
     def fetch(self, ref: FrameRef) -> Fetched:
-        """The frame ``ref`` points to: its Kafka record (topic, partition, offset), else its claim-check URI."""
+        """The frame ``ref`` points to: its Kafka record (topic, partition, offset), else its
+        claim-check URI."""
         errors = []
         if ref.topic:
             try:

@@ -80,7 +80,8 @@ def summary_html(event: DriftEvent, contact_sheet_href: str | None) -> str:
     rows = "".join(
         f"<tr><td>{e(f.test)}</td><td><b>{e(f.feature)}</b></td><td>{e(f.what)}</td>"
         f"<td>{f.statistic:.4g}</td>"
-        f"<td>{'-' if f.p_value is None else format(f.p_value, '.3g')}</td><td>{f.threshold:.4g}</td>"
+        f"<td>{'-' if f.p_value is None else format(f.p_value, '.3g')}</td>"
+        f"<td>{f.threshold:.4g}</td>"
         f"<td>{e(f.correction)}</td></tr>"
         for f in event.fired
     )
@@ -102,9 +103,11 @@ def summary_html(event: DriftEvent, contact_sheet_href: str | None) -> str:
         f"({e(str(ref.frames))} frames). Window: {e(str(window.frames))} frames, "
         f"{when(window.first_ts)} to {when(window.last_ts)}.</p>"
         "<h3>What drifted (driftmon's tests; p-values multiplicity-adjusted)</h3>"
-        '<table border=1 cellpadding=4 style="border-collapse:collapse"><tr><th>test</th><th>feature</th><th>what</th>'
+        '<table border=1 cellpadding=4 style="border-collapse:collapse">'
+        "<tr><th>test</th><th>feature</th><th>what</th>"
         f"<th>value</th><th>p-value</th><th>threshold</th><th>correction</th></tr>{rows}</table>"
-        f'{sheet}<p style="color:#555">Below: Evidently\'s drift report, reference vs this window.</p></section>'
+        f'{sheet}<p style="color:#555">Below: Evidently\'s drift report, reference vs this '
+        "window.</p></section>"
     )
 
 
@@ -121,8 +124,9 @@ def with_summary(report_html: str, block: str) -> str:
 def standalone_summary(block: str, note: str) -> str:
     """A report page without Evidently's part (when Evidently failed): driftmon's summary alone."""
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>driftmon drift event</title></head>'
-        f"<body>{block}<p>{html.escape(note)}</p></body></html>"
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        f"<title>driftmon drift event</title></head><body>{block}<p>{html.escape(note)}</p>"
+        "</body></html>"
     )
 
 
@@ -149,7 +153,8 @@ def contact_sheet(
     thumb_px: int = 160,
     quality: int = 85,
 ) -> bytes:
-    """A JPEG grid: a row of reference frames (if any) over rows of selected frames, each captioned."""
+    """A JPEG grid: a row of reference frames (if any) over rows of selected frames, each
+    captioned."""
     label_h = 18
     rows: list[tuple[str, list[np.ndarray]]] = []
     for title, items in (

@@ -18,7 +18,8 @@ from monitor.actions.events import EventStore
 from monitor.actions.tickets import TicketBook, WebhookError, check_token, parse_webhook
 from monitor.service.http import Request, Response, Route
 
-#: A drift event's artefacts under ``/events/{id}/``: the Evidence field holding the file, its content type.
+#: A drift event's artefacts under ``/events/{id}/``: the Evidence field holding the file, its
+#: content type.
 ARTEFACTS = {
     "report": ("report", "text/html; charset=utf-8"),
     "contact-sheet.jpg": ("contact_sheet", "image/jpeg"),
@@ -28,7 +29,8 @@ ARTEFACTS = {
 def routes(
     events: EventStore, tickets: TicketBook, token: str, webhooks: Counter
 ) -> dict[tuple[str, str], Route]:
-    """Every actions route, by (method, path prefix); ``webhooks`` counts the receiver's requests by result."""
+    """Every actions route, by (method, path prefix); ``webhooks`` counts the receiver's requests by
+    result."""
     return {
         ("GET", "/events"): partial(events_route, events),
         ("GET", "/events/"): partial(event_route, events),
@@ -49,7 +51,8 @@ def events_route(events: EventStore, req: Request) -> Response:
 
 
 def event_route(events: EventStore, req: Request) -> Response:
-    """``GET /events/{id}``: one event; ``/events/{id}/report`` and ``/contact-sheet.jpg``: its evidence."""
+    """``GET /events/{id}``: one event; ``/events/{id}/report`` and ``/contact-sheet.jpg``: its
+    evidence."""
     parts = [unquote(p) for p in req.path[len("/events/") :].split("/")]
     event = events.get(parts[0]) if parts[0] else None
     if event is None:

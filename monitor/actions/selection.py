@@ -96,11 +96,12 @@ def image_hash(data: bytes, method: str = "dhash") -> int | None:
     return phash(gray) if method == "phash" else dhash(gray)
 
 
-# --- model uncertainty -----------------------------------------------------------------------------
+# --- model uncertainty ----------------------------------------------------------------------------
 
 
 def uncertainty(predictions: dict[str, Any] | None) -> float | None:
-    """The deployed model's uncertainty on a frame, in [0, 1], from its predictions (frame contract).
+    """The deployed model's uncertainty on a frame, in [0, 1], from its predictions (frame
+    contract).
 
     - ``{"probs": [...]}``: normalised entropy ``H(p) / log K``.
     - ``{"detections": [{"score": s}, ...]}``: the most uncertain detection, ``1 - |2s - 1|``
@@ -129,7 +130,7 @@ def uncertainty(predictions: dict[str, Any] | None) -> float | None:
     return None
 
 
-# --- scoring ---------------------------------------------------------------------------------------
+# --- scoring --------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,7 @@ def score_window(
     )
 
 
-# --- pooling and picking ---------------------------------------------------------------------------
+# --- pooling and picking --------------------------------------------------------------------------
 
 
 def candidate_pool(
@@ -297,7 +298,8 @@ class Reason:
 @dataclass(frozen=True)
 class PickScores:
     """The numbers behind a pick (rounded for people): its final score, distance ratio, most extreme
-    statistic, the model's uncertainty, its distance from earlier picks, and the space measured in."""
+    statistic, the model's uncertainty, its distance from earlier picks, and the space measured
+    in."""
 
     score: float
     distance_ratio: float | None  # None when infinite
@@ -427,7 +429,7 @@ def _reasons(scores: Scores, i: int, probe: Probe, diversity: float | None) -> t
     return tuple(reasons)
 
 
-# --- the ledger ------------------------------------------------------------------------------------
+# --- the ledger -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -390,11 +390,13 @@ def _control(label_config: str) -> Control:
 def pre_annotations(
     predictions: dict[str, Any] | None, control: Control, size: tuple[int, int]
 ) -> list[dict[str, Any]]:
-    """The frame's predictions as Label Studio predictions for ``control`` (empty when they do not fit).
+    """The frame's predictions as Label Studio predictions for ``control`` (empty when they do not
+    fit).
 
     Detections (``{"label", "score", "box": [x1, y1, x2, y2]}``, pixels, or 0..1 when every
     coordinate is) become rectangles in percent of the image; ``probs`` become the most likely
-    choice of a Choices control (choices in the config's order). Labels the config lacks are dropped.
+    choice of a Choices control (choices in the config's order). Labels the config lacks are
+    dropped.
     """
     if not isinstance(predictions, dict) or control.type is None:
         return []
@@ -464,12 +466,13 @@ def pre_annotations(
 class LabelStudioSink:
     """Tasks in a Label Studio project (created with the configured labelling config if missing).
 
-    Each frame is uploaded to Label Studio (``POST /api/projects/{id}/import?commit_to_project=false``,
-    multipart), so Label Studio serves the image itself to its annotators; then the task is
-    imported as JSON with that upload's URL, driftmon's metadata (``driftmon_key``, event, camera,
-    frame, reasons) and the predictions as pre-annotations. Before the first delivery the project's
-    existing tasks are listed, and a frame whose ``driftmon_key`` is already there is not imported
-    again (the daemon may have stopped between Label Studio's answer and its own ledger write).
+    Each frame is uploaded to Label Studio (``POST
+    /api/projects/{id}/import?commit_to_project=false``, multipart), so Label Studio serves the
+    image itself to its annotators; then the task is imported as JSON with that upload's URL,
+    driftmon's metadata (``driftmon_key``, event, camera, frame, reasons) and the predictions as
+    pre-annotations. Before the first delivery the project's existing tasks are listed, and a frame
+    whose ``driftmon_key`` is already there is not imported again (the daemon may have stopped
+    between Label Studio's answer and its own ledger write).
     """
 
     name = "label_studio"
@@ -535,7 +538,9 @@ class LabelStudioSink:
             {
                 "title": self.config.project_title,
                 "label_config": self.label_config,
-                "description": "Frames driftmon selected from drifted camera windows for relabelling.",
+                "description": (
+                    "Frames driftmon selected from drifted camera windows for relabelling."
+                ),
             },
         )
         self.project_id = int(created["id"])
@@ -577,7 +582,10 @@ class LabelStudioSink:
         size = image_size(data)
         if size is None:
             raise SinkError(f"{sample.key}: frame bytes do not decode")
-        filename = f"{safe_name(sample.camera_id, 60)}__{safe_name(sample.frame_id, 100)}{image_extension(data)}"
+        filename = (
+            f"{safe_name(sample.camera_id, 60)}__{safe_name(sample.frame_id, 100)}"
+            f"{image_extension(data)}"
+        )
         body, content_type = _multipart("file", filename, data)
         uploaded = self._request(
             "POST", f"/api/projects/{pid}/import?commit_to_project=false", body, content_type
@@ -619,7 +627,8 @@ def _multipart(field: str, filename: str, data: bytes) -> tuple[bytes, str]:
     }.get(Path(filename).suffix, "application/octet-stream")
     body = (
         (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; '
+            f'filename="{filename}"\r\n'
             f"Content-Type: {mime}\r\n\r\n"
         ).encode()
         + data

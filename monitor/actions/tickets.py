@@ -69,7 +69,8 @@ class Webhook:
 
 
 def check_token(header: str | None, token: str) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time; an empty token admits nobody."""
+    """``Authorization: Bearer <token>``, compared in constant time; an empty token admits
+    nobody."""
     if not token or not header:
         return False
     scheme, _, given = header.partition(" ")
@@ -242,7 +243,8 @@ def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> 
             )
         if feature.startswith("class_"):
             which = feature[len("class_") :]
-            return f"{'fewer' if z is not None and z < 0 else 'more'} frames the model assigns to class {which}"
+            fewer_or_more = "fewer" if z is not None and z < 0 else "more"
+            return f"{fewer_or_more} frames the model assigns to class {which}"
         return "a different mix of predicted classes"
     up, down = _CONDITIONS.get(feature, (f"higher {feature}", f"lower {feature}"))
     return down if (z is not None and z < 0) else up
@@ -251,7 +253,8 @@ def condition(feature: str, z: float | None, kind: str = explain.STATISTICS) -> 
 @dataclass(frozen=True)
 class Suggestion:
     """One suggested action: ``collect`` (the conditions and the features they come from),
-    ``relabel`` (how many frames), ``rebaseline`` (the command). In JSON, absent parts are left out."""
+    ``relabel`` (how many frames), ``rebaseline`` (the command). In JSON, absent parts are left
+    out."""
 
     kind: str
     text: str
@@ -433,7 +436,8 @@ class EventLink:
 
 @dataclass(frozen=True)
 class SampleLink:
-    """A frame queued for relabelling from a linked event, in short: which, where, its score and reason codes."""
+    """A frame queued for relabelling from a linked event, in short: which, where, its score and
+    reason codes."""
 
     key: str
     event_id: str
@@ -460,7 +464,8 @@ class SampleLink:
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One change of a ticket: when, which (created, updated, resolved), and the alert's status then."""
+    """One change of a ticket: when, which (created, updated, resolved), and the alert's status
+    then."""
 
     at: float
     action: str
@@ -554,7 +559,8 @@ class Ticket:
 
 @dataclass(frozen=True)
 class Applied:
-    """What a webhook did: each ticket changed (id, action), and how many alerts were not for tickets."""
+    """What a webhook did: each ticket changed (id, action), and how many alerts were not for
+    tickets."""
 
     changes: tuple[tuple[str, str], ...]
     ignored: int

@@ -37,7 +37,8 @@ EMBEDDINGS: Consumes = "embeddings"
 PREDICTIONS: Consumes = "predictions"
 #: The feature name of a test that judges the embedding distribution as a whole.
 EMBEDDING_DISTRIBUTION = "embeddings"
-#: probs_ks reports every class as a feature up to this many classes, beyond it only the drifted ones.
+#: probs_ks reports every class as a feature up to this many classes, beyond it only the drifted
+#: ones.
 MAX_CLASS_FEATURES = 32
 
 
@@ -121,8 +122,8 @@ class WindowData:
         None  # (n, pcs): the embeddings in the reference's principal components
     )
     predictions: PredictionWindow | None = None
-    # the statistics placed in the reference (validated, sorted and ranked once for every image-statistics
-    # test); None when none of them is active
+    # the statistics placed in the reference (validated, sorted and ranked once for every
+    # image-statistics test); None when none of them is active
     placed: PlacedWindow | None = None
     context: str = "default"  # the window's context (monitor.pipeline.context.window_context)
 
@@ -200,8 +201,8 @@ def calibrated_shift(
     return dataclasses.replace(
         out,
         p_value_note=(
-            f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent stretches; "
-            f"fires when |z| > {z_threshold:.2f}, for one false alarm per "
+            f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent "
+            f"stretches; fires when |z| > {z_threshold:.2f}, for one false alarm per "
             f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"
         ),
     )
@@ -381,8 +382,8 @@ REGISTRY: dict[str, DriftTest] = {
             "mmd",
             EMBEDDINGS,
             True,
-            "maximum mean discrepancy of the PCA-reduced embeddings, permutation "
-            "p-value (feature `embeddings`: the distribution as a whole); frames taken as independent draws",
+            "maximum mean discrepancy of the PCA-reduced embeddings, permutation p-value (feature "
+            "`embeddings`: the distribution as a whole); frames taken as independent draws",
             run_mmd,
         ),
         DriftTest(

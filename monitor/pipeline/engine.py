@@ -44,7 +44,8 @@ class Judgement:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One evaluation of a stream's window: what each test found, and the stream's state after it."""
+    """One evaluation of a stream's window: what each test found, and the stream's state after
+    it."""
 
     stream: str
     evaluated_at: float
@@ -65,7 +66,8 @@ class Evaluation:
 
 
 class Engine:
-    """Runs the configured tests on due streams; owns only configuration and its random generator."""
+    """Runs the configured tests on due streams; owns only configuration and its random
+    generator."""
 
     def __init__(
         self,
@@ -90,8 +92,8 @@ class Engine:
         self._rng = np.random.default_rng(seed)
 
     def prepare(self, reference: Reference) -> PreparedReference:
-        """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and prepared
-        for the tests."""
+        """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and
+        prepared for the tests."""
         self.check_embeddings(reference)
         return PreparedReference(
             fit_reference(reference, self.config),
@@ -111,7 +113,8 @@ class Engine:
         self.check_embeddings(reference)
 
     def check_embeddings(self, ref: Reference) -> None:
-        """A reference the embedding tests cannot use (none, or from another embedder) is refused."""
+        """A reference the embedding tests cannot use (none, or from another embedder) is
+        refused."""
         if not self._uses_embeddings:
             return
         where = f"reference {ref.stream or '*'} v{ref.version}"
@@ -136,7 +139,8 @@ class Engine:
     ) -> Judgement:
         """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
         the frames' embeddings, model outputs and contexts (else derived from the rows). A test
-        without its inputs (no embeddings, too few predictions) is skipped: absent from the outcomes."""
+        without its inputs (no embeddings, too few predictions) is skipped: absent from the
+        outcomes."""
         pca = prepared.pca
         reduced = None if embeddings is None or pca is None else pca.transform(embeddings)
         statistics = rows[:, self._columns]

@@ -9,10 +9,10 @@ A frame may carry ``{"probs": [p0, p1, ...]}`` (a class-probability vector) or
 - the confidence: the largest probability, or the top detection's score;
 - for ``probs``, the vector itself (for the per-class KS test).
 
-A reference stores these aligned with its frames (:class:`~monitor.reference.store.ReferencePredictions`:
-class codes into its label vocabulary, -1 where a frame had no predictions; confidences, NaN where
-none; probability vectors, NaN rows where none).
-Malformed predictions count as none: the model's output never stops the pipeline.
+A reference stores these aligned with its frames
+(:class:`~monitor.reference.store.ReferencePredictions`: class codes into its label vocabulary, -1
+where a frame had no predictions; confidences, NaN where none; probability vectors, NaN rows where
+none). Malformed predictions count as none: the model's output never stops the pipeline.
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ def derive(predictions: dict[str, Any] | None) -> Prediction | None:
 
 @dataclass(frozen=True)
 class PredictionWindow:
-    """Predictions of a window's frames, oldest first, aligned with its rows (None: no predictions)."""
+    """Predictions of a window's frames, oldest first, aligned with its rows (None: no
+    predictions)."""
 
     items: list[Prediction | None]
 

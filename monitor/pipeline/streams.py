@@ -61,7 +61,8 @@ class WindowSnapshot:
     refs: list[FrameRef | None]  # aligned with rows
     embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
-    prepared: Any  # monitor.reference.fit.PreparedReference the window was judged against (its PCA included)
+    # monitor.reference.fit.PreparedReference the window was judged against (its PCA included)
+    prepared: Any
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
 
     @property
@@ -228,7 +229,8 @@ class StreamState:
             if self.detector_state is not None
             else None,
             "refs": [dataclasses.astuple(r) if r is not None else None for r in w.refs()],
-            # label, confidence (null: none), length of its probability vector in `pred_probs` (0: none)
+            # label, confidence (null: none), length of its probability vector in `pred_probs` (0:
+            # none)
             "predictions": [
                 None
                 if p is None
@@ -242,7 +244,8 @@ class StreamState:
         }
         arrays = {"rows": w.values(), "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         vectors = [p.probs for p in w.predictions().items if p is not None and p.probs is not None]
-        if vectors:  # binary, all vectors end to end: a 1000-class model's window is 800 KB, not 4 MB of JSON
+        # binary, all vectors end to end: a 1000-class model's window is 800 KB, not 4 MB of JSON
+        if vectors:
             arrays["pred_probs"] = np.concatenate(vectors).astype(np.float32)
         emb = w.embeddings()
         if emb is not None:

@@ -188,7 +188,8 @@ def limits_from(config: Config) -> DecodeLimits:
 
 
 class Progress:
-    """One self-overwriting line on stderr when it is a terminal, a log line every 10 s otherwise."""
+    """One self-overwriting line on stderr when it is a terminal, a log line every 10 s
+    otherwise."""
 
     def __init__(self, label: str, total: int | None, enabled: bool = True):
         self.label, self.total, self.enabled = label, total, enabled
@@ -233,7 +234,8 @@ def from_dir(
     chunk: int = 64,
     order: Literal["auto", "name", "none"] = "auto",
 ) -> Collected:
-    """Every image below ``directory``, in file-name order, with its time (``timing.file_times``)."""
+    """Every image below ``directory``, in file-name order, with its time
+    (``timing.file_times``)."""
     files = image_files(directory)
     timing = file_times(files, order)
     times = timing.times if timing.times is not None else np.zeros(len(files))

@@ -108,7 +108,8 @@ class PreparedReference:
     reduced_ks: UnivariateReference | None = field(init=False, default=None)
     components: int = field(init=False, default=0)  # leading PCs the calibrated embedding test uses
     fps: float = field(init=False)
-    # per consumed kind (statistics, embeddings): the calibrated tests' |z| threshold from the target
+    # per consumed kind (statistics, embeddings): the calibrated tests' |z| threshold from the
+    # target
     z_thresholds: dict[str, float] = field(init=False)
     _nulls: dict[tuple[str, str, int], tuple[SpanNull, str]] = field(
         init=False, default_factory=dict
@@ -151,10 +152,10 @@ class PreparedReference:
 
     def _thresholds(self) -> dict[str, float]:
         """The |z| each calibrated test fires at. The target's per-window false-alarm probability is
-        split evenly between the calibrated voting tests (like alpha between tests with p-values), and
-        each test's share across its effective independent features: the image statistics' by the
-        eigenvalues of their correlation in the reference (``detectors.span.effective_tests``), the
-        embedding components kept as they are (uncorrelated by construction)."""
+        split evenly between the calibrated voting tests (like alpha between tests with p-values),
+        and each test's share across its effective independent features: the image statistics' by
+        the eigenvalues of their correlation in the reference (``detectors.span.effective_tests``),
+        the embedding components kept as they are (uncorrelated by construction)."""
         voting = [t for t in self.config.voting_tests if REGISTRY[t].calibrated]
         share = window_alpha(self.config, self.fps) / max(1, len(voting))
         features = {
@@ -166,7 +167,8 @@ class PreparedReference:
     def null(self, kind: str, context: str, n: int) -> tuple[SpanNull, str]:
         """The span null of the image statistics (``kind="statistics"``) or of the leading embedding
         components (``"embeddings"``) for windows of ``n`` frames in ``context``, and the context it
-        holds for: the whole reference (``"*"``) when the reference has too few frames of that one."""
+        holds for: the whole reference (``"*"``) when the reference has too few frames of that
+        one."""
         key = (kind, context, n)
         if key not in self._nulls:
             frames = self._context_frames(context, n)
@@ -284,7 +286,8 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
     warnings = []
     if reference.n_frames < n:
         warnings.append(
-            f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer stretch"
+            f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer "
+            "stretch"
         )
     if not ordered:
         warnings.append(
@@ -295,16 +298,19 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
     elif whole.effective_spans < SUPPORTED_SPANS:
         need = math.ceil(SUPPORTED_SPANS * float(np.median(whole.correlation_frames)))
         warnings.append(
-            f"about {whole.effective_spans:.1f} independent stretches of this camera (frames stay correlated for "
-            f"~{np.median(whole.correlation_frames):.0f} frames): too few to hold the false-alarm target (fewer "
-            f"than {SUPPORTED_SPANS:.0f}: healthy windows outside what it saw can fire), and its windows are "
-            f"judged partly as single frames (less sensitive); at least {need} frames of healthy operation "
-            f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for itself"
+            f"about {whole.effective_spans:.1f} independent stretches of this camera (frames stay "
+            f"correlated for ~{np.median(whole.correlation_frames):.0f} frames): too few to hold "
+            f"the false-alarm target (fewer than {SUPPORTED_SPANS:.0f}: healthy windows outside "
+            "what it saw can fire), and its windows are judged partly as single frames (less "
+            f"sensitive); at least {need} frames of healthy operation "
+            f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for "
+            "itself"
         )
     for context in sorted(set(labels.tolist()) - set(contexts)):
         warnings.append(
             f"context {context!r} has too few frames ({int((labels == context).sum())} < "
-            f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole reference"
+            f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole "
+            "reference"
         )
     return Support(
         reference.n_frames,

@@ -70,7 +70,8 @@ class ReferencePredictions:
 @dataclass(frozen=True)
 class Reference:
     """A reference: the frames' statistics (and embeddings, model outputs), provenance, and what was
-    fitted on it once (``monitor.reference.fit.fit_reference``). Immutable: fitting returns a new one."""
+    fitted on it once (``monitor.reference.fit.fit_reference``). Immutable: fitting returns a new
+    one."""
 
     features: np.ndarray  # (n_frames, n_features) float32
     feature_names: tuple[str, ...]
@@ -102,7 +103,8 @@ class Reference:
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[1] != len(self.feature_names):
             raise BadReference(
-                f"features shape {self.features.shape} does not match {len(self.feature_names)} feature names"
+                f"features shape {self.features.shape} does not match {len(self.feature_names)} "
+                "feature names"
             )
         if self.features.shape[0] < 2:
             raise BadReference(f"a reference needs at least 2 frames, got {self.features.shape[0]}")
@@ -222,7 +224,8 @@ def _from_format_1(
 ) -> tuple[dict[str, np.ndarray], dict]:
     """A format-1 file's arrays and meta in format 2's layout: fitted arrays lose their "fitted."
     prefix and the prediction labels leave ``extra``. Its KS calibration (for ``tests.run_length``,
-    since replaced by the span-calibrated tests) and its frames' times are not kept: it has no order."""
+    since replaced by the span-calibrated tests) and its frames' times are not kept: it has no
+    order."""
     out = {
         (k[len("fitted.") :] if k.startswith("fitted.") else k): v
         for k, v in arrays.items()

@@ -140,8 +140,8 @@ def _add_frame_source(
         "--order",
         choices=("auto", "name", "none"),
         default="auto",
-        help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the file-name "
-        "order alone (name), or none: an unordered bag, judged conservatively",
+        help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the "
+        "file-name order alone (name), or none: an unordered bag, judged conservatively",
     )
     p.add_argument(
         "--every", type=int, default=1, help="with --from-video: every N-th frame (default 1)"
@@ -231,9 +231,10 @@ def _report_support(ref, config: Config) -> dict:
     )
     contexts = ", ".join(f"{c} {v.frames}" for c, v in s.contexts.items()) or "none on its own"
     print(
-        f"reference {ref.stream or '*'} v{ref.version}: {s.frames} frames spanning {span}, {s.segments} segment(s), "
-        f"~{s.effective_spans:g} independent stretches at {s.fps:g} fps; contexts: {contexts}; a window "
-        f"drifts when a statistic moves more than {s.z_threshold:.2f} span-spreads",
+        f"reference {ref.stream or '*'} v{ref.version}: {s.frames} frames spanning {span}, "
+        f"{s.segments} segment(s), ~{s.effective_spans:g} independent stretches at {s.fps:g} fps; "
+        f"contexts: {contexts}; a window drifts when a statistic moves more than "
+        f"{s.z_threshold:.2f} span-spreads",
         file=sys.stderr,
     )
     for warning in s.warnings:
@@ -292,8 +293,8 @@ def _collect(args: argparse.Namespace, config: Config):
         n = int(mask.sum())
         if n < args.min_frames:
             raise InputError(
-                f"{stream or 'shared'}: only {n} usable frames (need --min-frames {args.min_frames}); "
-                f"decode errors: {got.errors or 'none'}"
+                f"{stream or 'shared'}: only {n} usable frames (need --min-frames "
+                f"{args.min_frames}); decode errors: {got.errors or 'none'}"
             )
         return collect.make_reference(
             got, mask=mask, stream=stream, source=source, config=config, embedder=embedder
@@ -342,7 +343,8 @@ def _reference_promote(args: argparse.Namespace) -> int:
     store = ReferenceStore(args.store)
     if store.is_file:
         raise ConfigError(
-            f"--store: {args.store} is a single shared reference file; promote needs a store directory"
+            f"--store: {args.store} is a single shared reference file; promote needs a store "
+            "directory"
         )
     if args.from_topic and not (args.start and args.end):
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""The consume loop: poll -> parse -> decode -> features -> streams -> evaluate -> dead-letter -> commit.
+"""The consume loop: poll -> parse -> decode -> features -> streams -> evaluate -> dead-letter ->
+commit.
 
 Offsets are committed only after every record of a batch was processed and every dead letter of
 it acknowledged by the broker, so a crash anywhere means the batch is read again (at-least-once).
@@ -396,7 +397,8 @@ class Daemon:
     def _take_over(self) -> None:
         """New partitions: read the checkpoints again (other replicas may just have written theirs)
         and restore, now, every stream whose frames come from them — a camera that sends nothing
-        after a handover (a stalled feed, a drift in progress) is still reported by its new owner."""
+        after a handover (a stalled feed, a drift in progress) is still reported by its new
+        owner."""
         self._reload_checkpoints = False
         if self.checkpoints is None:
             return
@@ -566,7 +568,8 @@ class Daemon:
 
     def _load_references(self) -> None:
         """Fit the shared reference and check every stream's: a reference the live pipeline cannot
-        be compared with (another embedder, no embeddings) fails the start, not a stream at 3 a.m."""
+        be compared with (another embedder, no embeddings) fails the start, not a stream at 3
+        a.m."""
         if not self.config.reference.path:
             return
         shared = self.store.load_latest(None)

@@ -177,7 +177,8 @@ class Metrics:
         self.reference_frames = Gauge(
             "driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r
         )
-        # series that alerts and dashboards divide by exist from the start, at 0, not after a first event
+        # series that alerts and dashboards divide by exist from the start, at 0, not after a first
+        # event
         for outcome in ("processed", "dead_lettered", "replayed"):
             self.frames.labels(outcome)
         for result in ("ok", "failed"):

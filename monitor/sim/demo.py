@@ -33,8 +33,8 @@ WIDTH, HEIGHT = 320, 180
 DAY_S = 180.0  # one simulated day: three minutes
 START_HOUR = 15.0  # today starts mid-afternoon: dusk comes ~25 s in, the night lasts ~1.5 minutes
 # Days of every camera the references hold. One or two days are a thin sample of a camera's weather
-# (a sunnier afternoon than any it saw is declared: `reference build` warns about such support); three
-# days of its gentle clouds and showers keep the demo's healthy cameras quiet.
+# (a sunnier afternoon than any it saw is declared: `reference build` warns about such support);
+# three days of its gentle clouds and showers keep the demo's healthy cameras quiet.
 REFERENCE_DAYS = 3
 CLOUDS = 0.04
 # (camera index, shift, severity): applied after --drift-after seconds
@@ -83,7 +83,8 @@ def frame_record(cam: Camera, t: int, data: bytes) -> tuple[bytes, bytes, list[t
 
 
 def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> None:
-    """The past days, as fast as they render: every camera's frames ``0 .. frames`` on ``frames.yesterday``."""
+    """The past days, as fast as they render: every camera's frames ``0 .. frames`` on
+    ``frames.yesterday``."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_request_size=8 << 20)
@@ -102,8 +103,8 @@ def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> Non
 def build_references(
     bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: dict
 ) -> str:
-    """Each camera's reference from yesterday's topic, as `reference build --from-topic --per-stream`
-    makes them: times and the producers' context labels included."""
+    """Each camera's reference from yesterday's topic, as `reference build --from-topic
+    --per-stream` makes them: times and the producers' context labels included."""
     config = config_from_dict({k: v for k, v in config_dict.items() if k != "reference"})
     embedder = build_embedder_from(config)
     got = from_topic(config, "frames.yesterday", None, None, progress=False, embedder=embedder)
@@ -228,7 +229,8 @@ def run_demo(
         past = REFERENCE_DAYS * int(DAY_S * fps)
         broker.create_topic("frames.yesterday", partitions=1)
         print(
-            f"publishing the last {REFERENCE_DAYS} days: {cameras} cameras x {past} frames (nights included)...",
+            f"publishing the last {REFERENCE_DAYS} days: {cameras} cameras x {past} frames (nights "
+            "included)...",
             flush=True,
         )
         publish_yesterday(broker.bootstrap, fleet, past)
@@ -246,9 +248,9 @@ def run_demo(
         print(f"\ndaemon running:  {url}/metrics  {url}/status  {url}/readyz", flush=True)
         producer = Producer(broker.bootstrap, fleet, fps, first_frame=past).start()
         print(
-            f"{cameras} cameras streaming today live, {WIDTH}x{HEIGHT} JPEGs at {fps:g} fps each (a day lasts "
-            f"{DAY_S / 60:g} minutes: dusk and the night come soon); faults on some after {drift_after:g}s. "
-            "Ctrl-C stops.\n",
+            f"{cameras} cameras streaming today live, {WIDTH}x{HEIGHT} JPEGs at {fps:g} fps each "
+            f"(a day lasts {DAY_S / 60:g} minutes: dusk and the night come soon); faults on some "
+            f"after {drift_after:g}s. Ctrl-C stops.\n",
             flush=True,
         )
         start = time.monotonic()
@@ -267,8 +269,8 @@ def run_demo(
                         )
             st = daemon.status()
             print(
-                f"[{elapsed:5.0f}s] {producer.clock(fleet[0])}: sent {producer.sent} frames, drifted: "
-                f"{st['streams_drifted'] or 'none'}\n  {summary_line(daemon, fleet)}",
+                f"[{elapsed:5.0f}s] {producer.clock(fleet[0])}: sent {producer.sent} frames, "
+                f"drifted: {st['streams_drifted'] or 'none'}\n  {summary_line(daemon, fleet)}",
                 flush=True,
             )
     except KeyboardInterrupt:

@@ -10,9 +10,9 @@ camera's seed, ``t`` and the current shift, cheap to ask for in any order. A **l
 over seconds, clouds changing the light over minutes, a compressed day with dusk, night in
 infrared and dawn, and rain showers, so consecutive frames are strongly correlated and frames
 minutes apart much less; :meth:`Camera.context` says what producers could send with a frame
-(time of day, infrared, rain). An **iid** camera (``dynamics="iid"``) draws every frame independently from one
-stationary distribution, exactly as the fleet did before it had living cameras. Faults come on
-top of either with :meth:`Camera.set_shift` and :data:`SHIFTS`.
+(time of day, infrared, rain). An **iid** camera (``dynamics="iid"``) draws every frame
+independently from one stationary distribution, exactly as the fleet did before it had living
+cameras. Faults come on top of either with :meth:`Camera.set_shift` and :data:`SHIFTS`.
 
 The shifts live in :mod:`monitor.sim.shifts` (re-exported here), the pixel helpers in
 :mod:`monitor.sim.imaging`.
@@ -86,7 +86,8 @@ def _data_dir() -> Path:
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "monitor.sim.fleet needs scikit-image's bundled photographs: pip install 'driftmon[demo]'"
+            "monitor.sim.fleet needs scikit-image's bundled photographs: pip install "
+            "'driftmon[demo]'"
         )
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 

@@ -100,7 +100,8 @@ class FrameContext:
 
     @property
     def label(self) -> str:
-        """As a producer's context label (header ``context``): the time of day, ``/rain`` when raining."""
+        """As a producer's context label (header ``context``): the time of day, ``/rain`` when
+        raining."""
         return self.time_of_day + ("/rain" if self.rain else "")
 
 
@@ -231,7 +232,8 @@ class World:
         return _smoothstep((self.elevation(s) - _NIGHT_E) / (_DAY_E - _NIGHT_E))
 
     def clouds(self, s):
-        """The clouds' log-gain on daylight (sd ``options.clouds``), varying over 20 s .. minutes."""
+        """The clouds' log-gain on daylight (sd ``options.clouds``), varying over 20 s ..
+        minutes."""
         return self.options.clouds * _smooth_noise(self.seed, 20, s, _CLOUD_OCTAVES)
 
     def meter(self, s):

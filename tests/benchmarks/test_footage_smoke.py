@@ -1,7 +1,7 @@
 """Smoke test of benchmarks/footage.py on a small synthetic clip (the real clips are not in the
-repository): the protocol's windows, the feature cache and driftmon's batch verdicts, end to end; the
-streamed mode through the real broker to the daemon; plus the window layout for the real clips' frame
-counts and the two shifts it implements itself.
+repository): the protocol's windows, the feature cache and driftmon's batch verdicts, end to end;
+the streamed mode through the real broker to the daemon; plus the window layout for the real clips'
+frame counts and the two shifts it implements itself.
 
 The ImageNet-C corruptions (the optional ``imagecorruptions`` package) and the peers are left out.
 """
@@ -198,8 +198,8 @@ def test_batch_markdown(batch):
 
 @pytest.mark.integration
 def test_streamed(bench, clip, tmp_path_factory):
-    """Every camera's frames through the broker to the daemon: each evaluation accounted for, the dusk
-    camera declared no earlier than hysteresis allows, /status and the metric agreeing."""
+    """Every camera's frames through the broker to the daemon: each evaluation accounted for, the
+    dusk camera declared no earlier than hysteresis allows, /status and the metric agreeing."""
     from monitor.sim.broker import BrokerError, tansu_binary
 
     try:

@@ -178,7 +178,8 @@ def camera_frames(camera: Camera, ts: range):
 
 def build_references(tmp_path, fleet, config, frames):
     """One reference per camera from its first ``frames`` healthy frames, written as JPEGs and
-    built the way ``driftmon reference build --from-dir`` does (embeddings when ``config`` has them)."""
+    built the way ``driftmon reference build --from-dir`` does (embeddings when ``config`` has
+    them)."""
     store = ReferenceStore(tmp_path / "refs")
     embedder = build_embedder_from(config)
     for cam in fleet:

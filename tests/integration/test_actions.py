@@ -165,7 +165,8 @@ class Receiver:
 
 
 def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
-    """What Alertmanager (webhook_config, payload version 4) POSTs for the DriftmonStreamDrifted rule."""
+    """What Alertmanager (webhook_config, payload version 4) POSTs for the DriftmonStreamDrifted
+    rule."""
     starts = starts or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
     ends = (
         datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -395,7 +396,8 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             1 <= len(d.get_json(f"/events/{eid}")["samples"]) <= 5 for eid in by_stream.values()
         )
         assert all(s["reasons"] and s["scores"]["score"] > 0 for s in samples.values())
-        # a fixed camera's frames are near-identical to a 64-bit perceptual hash: the rest are skipped
+        # a fixed camera's frames are near-identical to a 64-bit perceptual hash: the rest are
+        # skipped
         assert (
             sum(
                 d.value("driftmon_relabel_skipped_frames_total", reason=r)

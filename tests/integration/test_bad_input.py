@@ -30,7 +30,8 @@ def _png(rgb: np.ndarray) -> bytes:
 
 
 def _png_bomb(width: int, height: int) -> bytes:
-    """A tiny, well-formed PNG header declaring a huge image (a decompression bomb's calling card)."""
+    """A tiny, well-formed PNG header declaring a huge image (a decompression bomb's calling
+    card)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = lambda kind, data: (
         struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -202,7 +203,8 @@ def bad_inputs(root, outside, server_url):
             "uri_not_allowed",
         ),
         ("file uri missing", cam, uri(f"file://{root}/missing.jpg"), JSON, "uri_unreadable"),
-        # found by the fuzz test: both used to raise out of parse_record and crash the loop (a poison pill)
+        # found by the fuzz test: both used to raise out of parse_record and crash the loop (a
+        # poison pill)
         ("file uri with a NUL byte", cam, uri(f"file://{root}/ok.jpg%00"), JSON, "uri_not_allowed"),
         (
             "envelope ts Infinity",
@@ -297,7 +299,8 @@ def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(
     finally:
         server.close()
 
-    # each dead letter names its reason, the error, and the origin; its value and key are the original's
+    # each dead letter names its reason, the error, and the origin; its value and key are the
+    # original's
     originals = {(r.partition, r.offset): r for r in read_all(broker.bootstrap, topic, 3)}
     letters = read_all(broker.bootstrap, f"{topic}.dlq")
     assert len(letters) == len(bad)

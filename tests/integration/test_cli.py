@@ -1,4 +1,5 @@
-"""The command line as a user runs it: reference build (directory and topic), promote, check, run + SIGTERM."""
+"""The command line as a user runs it: reference build (directory and topic), promote, check, run +
+SIGTERM."""
 
 import json
 import os

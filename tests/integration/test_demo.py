@@ -1,4 +1,5 @@
-"""`driftmon demo`, the README's first command, runs end to end on a small fleet and stops cleanly."""
+"""`driftmon demo`, the README's first command, runs end to end on a small fleet and stops
+cleanly."""
 
 from monitor.sim.demo import run_demo
 

@@ -112,7 +112,8 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(
             lambda: committed(broker.bootstrap, group, topic, PARTITIONS) == end, timeout=120
         ), last.output()
         before = kills[-1]["committed"]
-        # the last run read exactly what the previous one had not committed, once: nothing lost there
+        # the last run read exactly what the previous one had not committed, once: nothing lost
+        # there
         assert last.wait_for(
             lambda: last.handled() == sum(end[p] - before[p] for p in end), timeout=10
         )
@@ -194,7 +195,8 @@ def test_sigterm_finishes_the_batch_in_hand_commits_and_nothing_is_reread(broker
     }
     assert max(counts.values()) == 1, "a record was processed twice across a SIGTERM"
     print(
-        f"\nSIGTERM: stopped in {stopped_in:.1f}s (grace {GRACE_S}s), committed at stop {at_stop}, end {end}"
+        f"\nSIGTERM: stopped in {stopped_in:.1f}s (grace {GRACE_S}s), committed at stop {at_stop}, "
+        f"end {end}"
     )
 
 

@@ -99,9 +99,9 @@ NO_DATA = {
     (
         "deploy/rules/driftmon-rules.yaml",
         "rule DriftmonConsumerLagGrowing",
-    ): "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to two "
-    "minutes of scraping: longer than this test runs (the lag series themselves are checked by the "
-    "dashboards' lag panels)",
+    ): "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to "
+    "two minutes of scraping: longer than this test runs (the lag series themselves are checked by "
+    "the dashboards' lag panels)",
 }
 
 # Of those, the ones that would have data if the test ran longer (not checked for staleness).
@@ -642,7 +642,8 @@ def test_alertmanager_delivers_to_driftmon_and_tickets_name_the_drifted_cameras(
         # the description as Prometheus rendered it from the rule's template queries
         description = ticket["alert"]["annotations"]["description"]
         fired = re.search(
-            r"Tests that fired on its last evaluation:\s*(.*?)\s*\(smallest adjusted p-value\s*(\S+?)\)",
+            r"Tests that fired on its last evaluation:\s*(.*?)\s*\(smallest adjusted "
+            r"p-value\s*(\S+?)\)",
             description,
             re.S,
         )

@@ -1,4 +1,5 @@
-"""The daemon end to end through the real broker: frames in, evaluations, metrics and commits out."""
+"""The daemon end to end through the real broker: frames in, evaluations, metrics and commits
+out."""
 
 import json
 import urllib.request

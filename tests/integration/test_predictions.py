@@ -62,5 +62,6 @@ def test_predicted_class_mix_change_is_detected(broker, topic, small_fleet, tmp_
     assert d.wait_for(lambda: d.value("driftmon_stream_frames_total", stream=cam.camera_id) == 250)
     assert d.wait_for(lambda: d.value("driftmon_stream_test_drift", **labels) == 1)
     assert d.value("driftmon_stream_test_drift", stream=cam.camera_id, test="probs_ks") == 1
-    # non-voting by default: the image statistics did not change, so the stream is not declared drifted
+    # non-voting by default: the image statistics did not change, so the stream is not declared
+    # drifted
     assert d.value("driftmon_stream_drifted", stream=cam.camera_id) == 0

@@ -9,7 +9,8 @@
 - SASL: Tansu supports SCRAM-SHA-256/512 only, and creates users over the Kafka protocol, which it
   refuses once --authentication is on; its memory storage starts empty, so no login can succeed.
   Proven: unknown credentials and plaintext clients are refused, and the daemon then stays alive
-  and not ready rather than crashing. The option mapping is unit-tested (tests/monitor/pipeline/test_source_kafka_options.py).
+  and not ready rather than crashing. The option mapping is unit-tested
+  (tests/monitor/pipeline/test_source_kafka_options.py).
 - HTTP: with actions disabled (the default) nothing that serves frames is routed.
 """
 
@@ -106,7 +107,8 @@ def _pki(directory, name):
 
 
 class TlsTerminator:
-    """TLS on ``port`` in front of a plaintext broker; with ``client_ca`` it demands client certificates."""
+    """TLS on ``port`` in front of a plaintext broker; with ``client_ca`` it demands client
+    certificates."""
 
     def __init__(self, port, upstream_port, pki, client_ca=None):
         self.port, self.upstream = port, upstream_port

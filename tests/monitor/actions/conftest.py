@@ -71,7 +71,8 @@ def sample(event, i, score=1.5):
 
 
 def drift_event(stream="cam-1", opened_at=1_800_000_000.0, shifts=None, frames=4):
-    """An open event whose ``shifts`` (feature -> z; brightness -3 sd by default) all fired on KS."""
+    """An open event whose ``shifts`` (feature -> z; brightness -3 sd by default) all fired on
+    KS."""
     shifts = {"brightness_mean": -3.0} if shifts is None else shifts
     ks = TestOutcome(
         "ks",

@@ -1,5 +1,5 @@
-"""Drift events through Actions.on_evaluation: open, close, persistence across a restart, HTTP routes,
-evaluations from every kind of test, and failures inside actions.
+"""Drift events through Actions.on_evaluation: open, close, persistence across a restart, HTTP
+routes, evaluations from every kind of test, and failures inside actions.
 
 No broker here: selection has a zero budget and reports are off, so nothing is fetched; the real
 pipeline (broker, Label Studio, Alertmanager payloads) is tests/integration/test_actions.py.
@@ -125,7 +125,8 @@ def test_events_open_close_and_survive_a_restart(tmp_path):
     assert reg.get_sample_value("driftmon_drift_events_open") == 1
     a.close()
 
-    # restart: the event is still open; a fresh drifted transition joins it instead of opening another
+    # restart: the event is still open; a fresh drifted transition joins it instead of opening
+    # another
     b = Actions(config, CollectorRegistry())
     assert get(b, "/events", "status=open").body["events"][0]["id"] == eid
     b.on_evaluation(evaluation("cam-1", False, False, True, 10.0), window("cam-1", 3.0))

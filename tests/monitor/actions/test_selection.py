@@ -1,4 +1,5 @@
-"""Sample selection: scores, budgets, k-center diversity, perceptual-hash near-duplicates, the ledger."""
+"""Sample selection: scores, budgets, k-center diversity, perceptual-hash near-duplicates, the
+ledger."""
 
 import cv2
 import numpy as np

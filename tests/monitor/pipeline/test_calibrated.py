@@ -145,7 +145,8 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
         assert prepared.fps == pytest.approx(fps)
         z[days, fps] = prepared.z_thresholds["statistics"]
     assert z[1, 5.0] < z[30, 5.0] < z[30, 25.0]  # a laxer target, or fewer evaluations a day: lower
-    # one false alarm per 30 days of evaluations every 25 frames at 5 fps, for the windows as a whole
+    # one false alarm per 30 days of evaluations every 25 frames at 5 fps, for the windows as a
+    # whole
     assert window_alpha(config(), 5.0) == pytest.approx(25 / (30 * 86_400 * 5.0))
     frames = dataclasses.replace(reference(rows), times=np.arange(1000.0), time_unit="frames")
     assert Engine(config(assumed_fps=12.0), FEATURE_NAMES).prepare(frames).fps == 12.0

@@ -1,4 +1,5 @@
-"""Tests for monitor.pipeline.decode: formats, reduced JPEG decoding, limits and every error reason."""
+"""Tests for monitor.pipeline.decode: formats, reduced JPEG decoding, limits and every error
+reason."""
 
 from __future__ import annotations
 

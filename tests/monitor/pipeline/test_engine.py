@@ -21,8 +21,8 @@ IDENTITY = EmbedderIdentity("driftmon-randconv-v1", "ab" * 32, 128, "centred", 8
 
 
 def config(embeddings=False, **sections):
-    """The p-value tests voting (KS and MMD at alpha/2 each) and a fixed 3-of-5 hysteresis: this module
-    pins the engine's mechanics on tests with known levels; the calibrated default voters are
+    """The p-value tests voting (KS and MMD at alpha/2 each) and a fixed 3-of-5 hysteresis: this
+    module pins the engine's mechanics on tests with known levels; the calibrated default voters are
     tests/monitor/pipeline/test_calibrated.py."""
     return config_from_dict(
         {
@@ -81,7 +81,7 @@ def outcomes(evaluation):
     return {t.name: t for t in evaluation.tests}
 
 
-# --- drift on one window ---------------------------------------------------------------------------
+# --- drift on one window --------------------------------------------------------------------------
 
 
 def test_a_shifted_window_drifts_on_the_shifted_statistic_and_a_quiet_one_does_not():
@@ -141,7 +141,7 @@ def test_only_voting_tests_make_a_window_drift():
     assert voted.window_drifted and not silent.window_drifted
 
 
-# --- hysteresis ------------------------------------------------------------------------------------------
+# --- hysteresis -----------------------------------------------------------------------------------
 
 
 def test_hysteresis_declares_k_of_m_and_recovers_after_consecutive_quiet_windows():
@@ -172,7 +172,7 @@ def test_hysteresis_state_lives_on_the_stream_not_the_engine():
     assert drifting.detector_state.drifted and not quiet.detector_state.drifted
 
 
-# --- tests without their inputs ------------------------------------------------------------------------------
+# --- tests without their inputs -------------------------------------------------------------------
 
 
 def test_embedding_tests_are_absent_without_embeddings_in_the_window():
@@ -225,7 +225,7 @@ def test_prediction_tests_are_absent_with_too_few_predictions():
     ] == ["ks"]
 
 
-# --- references the engine refuses -------------------------------------------------------------------------
+# --- references the engine refuses ----------------------------------------------------------------
 
 
 def test_a_reference_without_embeddings_is_refused_only_when_embedding_tests_are_active():
@@ -256,7 +256,7 @@ def test_a_reference_lacking_a_tested_statistic_is_refused():
         Engine(config(), NAMES).check(ref)
 
 
-# --- the alpha split -----------------------------------------------------------------------------------------
+# --- the alpha split ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ PREDICTIONS = [
 ]
 
 
-# --- the file store ------------------------------------------------------------------------------------
+# --- the file store -------------------------------------------------------------------------------
 
 
 def test_saved_states_load_back_newest_first_write_wins(tmp_path):
@@ -76,7 +76,7 @@ def test_stray_files_are_not_states(tmp_path):
     assert store.load_all() == {"cam-1": b"state"}
 
 
-# --- a stream's state --------------------------------------------------------------------------------------
+# --- a stream's state -----------------------------------------------------------------------------
 
 
 def streams(size=10, embedding_dim=DIM, mode="sliding"):

@@ -1,4 +1,5 @@
-"""The CLI's exit statuses: 2 with a message for what a user can fix, 1 with a traceback for a bug."""
+"""The CLI's exit statuses: 2 with a message for what a user can fix, 1 with a traceback for a
+bug."""
 
 import subprocess
 import sys

@@ -38,7 +38,7 @@ def body(res):
     return json.loads(res.body)
 
 
-# --- built-in endpoints ----------------------------------------------------------------------------
+# --- built-in endpoints ---------------------------------------------------------------------------
 
 
 def test_metrics_are_the_registry_in_the_prometheus_text_format():
@@ -86,7 +86,7 @@ def test_a_failing_status_snapshot_is_not_masked_as_an_answer():
         router(status=broken).handle(request("/status"))
 
 
-# --- registered routes -------------------------------------------------------------------------------
+# --- registered routes ----------------------------------------------------------------------------
 
 
 def test_a_route_gets_the_request_and_its_answer_is_encoded_as_json():
@@ -204,7 +204,7 @@ def test_a_route_that_raises_answers_500_and_is_logged(caplog):
     assert body(r.handle(request("/events")))["route"] == "list"
 
 
-# --- the socket adapter ------------------------------------------------------------------------------
+# --- the socket adapter ---------------------------------------------------------------------------
 
 
 def test_the_server_carries_requests_and_answers_over_a_socket():

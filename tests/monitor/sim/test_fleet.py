@@ -1,4 +1,5 @@
-"""monitor.sim.fleet: determinism, realistic stationary variation, and every shift at every severity."""
+"""monitor.sim.fleet: determinism, realistic stationary variation, and every shift at every
+severity."""
 
 from __future__ import annotations
 
