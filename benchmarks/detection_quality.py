@@ -48,22 +48,23 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.stats import binomtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.config import Config, config_from_dict  # noqa: E402
 from monitor.pipeline.embed import Embedder  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
-from monitor.reference.fit import PreparedReference  # noqa: E402
 from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
+from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
+from monitor.reference.fit import PreparedReference  # noqa: E402
 from monitor.sim.fleet import SHIFTS, Camera, encode, make_fleet  # noqa: E402
 
 VERDICTS = ("stats", "emb", "combined")

@@ -154,9 +154,7 @@ class Layout:
     clean: dict[int, range]  # odd block -> its frame indices
 
     @classmethod
-    def of(
-        cls, n_frames: int, window: int = WINDOW, max_reference: int = MAX_REFERENCE
-    ) -> "Layout":
+    def of(cls, n_frames: int, window: int = WINDOW, max_reference: int = MAX_REFERENCE) -> Layout:
         blocks = [
             range(start, min(start + window, n_frames)) for start in range(0, n_frames, window)
         ]

@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args(argv)
 
-    from monitor.reference.collect import from_dir, make_reference
     from monitor.config import config_from_dict
+    from monitor.reference.collect import from_dir, make_reference
     from monitor.reference.store import ReferenceStore
 
     with tempfile.TemporaryDirectory() as tmp, Broker(log_path=f"{tmp}/tansu.log") as broker:

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,13 +36,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.sim.broker import Broker  # noqa: E402
 from monitor.config import config_from_dict  # noqa: E402
-from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
 from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
-from monitor.sim.fleet import encode, make_fleet  # noqa: E402
+from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.reference.store import Reference  # noqa: E402
+from monitor.sim.broker import Broker  # noqa: E402
+from monitor.sim.fleet import encode, make_fleet  # noqa: E402
 
 
 def rss_mib() -> float:

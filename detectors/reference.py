@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors._univariate_common import p_value_result, threshold_result
 from detectors._pooled import Pooled, SortedReference, sorted_columns
+from detectors._univariate_common import p_value_result, threshold_result
 from detectors.anderson import anderson_from_pooled
 from detectors.binning import current_proportions, fit_histograms
 from detectors.cvm import CVM_METHODS, cvm_from_pooled
@@ -45,7 +45,7 @@ class PlacedWindow:
 
     __slots__ = ("reference", "sorted", "_pooled")
 
-    def __init__(self, reference: "UnivariateReference", cur_sorted: np.ndarray):
+    def __init__(self, reference: UnivariateReference, cur_sorted: np.ndarray):
         self.reference = reference
         self.sorted = cur_sorted
         self._pooled: Pooled | None = None
@@ -144,7 +144,7 @@ class UnivariateReference:
         }
 
     @classmethod
-    def from_arrays(cls, arrays) -> "UnivariateReference":
+    def from_arrays(cls, arrays) -> UnivariateReference:
         return cls(
             arrays["x_ref_sorted"],
             feature_names=[str(f) for f in arrays["feature_names"]],

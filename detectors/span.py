@@ -40,8 +40,8 @@ standard normal (a Gaussian model of window means; long references make it good,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.stats import norm

@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from monitor.actions import explain
-from monitor.config import Config
-from monitor.pipeline.engine import Evaluation
 from monitor.actions.events import (
     DriftEvent,
     EventStore,
@@ -52,7 +50,6 @@ from monitor.actions.explain import Shift
 from monitor.actions.fetch import Fetched, FetchError, FrameFetcher
 from monitor.actions.metrics import ActionMetrics
 from monitor.actions.routes import routes as action_routes
-from monitor.service.http import Route
 from monitor.actions.selection import (
     Pick,
     Probe,
@@ -74,15 +71,6 @@ from monitor.actions.sinks import (
     image_extension,
     wait_idle,
 )
-from monitor.files import (
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_text,
-    read_json,
-    safe_name,
-)
-from monitor.pipeline.streams import FrameRef, WindowSnapshot
-from monitor.reference.store import Reference
 from monitor.actions.tickets import (
     DirectoryTicketSink,
     Ticket,
@@ -90,6 +78,18 @@ from monitor.actions.tickets import (
     TicketSink,
     WebhookTicketSink,
 )
+from monitor.config import Config
+from monitor.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    safe_name,
+)
+from monitor.pipeline.engine import Evaluation
+from monitor.pipeline.streams import FrameRef, WindowSnapshot
+from monitor.reference.store import Reference
+from monitor.service.http import Route
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ Examples
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Sequence
 from zoneinfo import ZoneInfo
 
 import numpy as np

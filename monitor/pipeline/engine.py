@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from detectors.hysteresis import Hysteresis
 from monitor.config import Config
+from monitor.pipeline.context import frame_context, window_context
 from monitor.pipeline.drift_tests import (
     EMBEDDINGS,
     REGISTRY,
@@ -25,7 +27,6 @@ from monitor.pipeline.drift_tests import (
     TestOutcome,
     WindowData,
 )
-from monitor.pipeline.context import frame_context, window_context
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.streams import StreamState

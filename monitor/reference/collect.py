@@ -16,11 +16,11 @@ from typing import Literal
 import numpy as np
 
 from monitor.config import Config
+from monitor.errors import InputError
+from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import Embedder, build_embedder
-from monitor.errors import InputError
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
-from monitor.pipeline.context import frame_context
 from monitor.pipeline.predictions import Prediction, derive, reference_predictions
 from monitor.reference.fit import fit_reference
 from monitor.reference.store import Reference

@@ -13,7 +13,6 @@ A stream uses the newest version of its own reference if one exists, else the sh
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -56,7 +55,7 @@ class ReferencePredictions:
     @classmethod
     def from_arrays(
         cls, arrays: dict[str, np.ndarray], labels: list[str]
-    ) -> "ReferencePredictions | None":
+    ) -> ReferencePredictions | None:
         if "pred.class" not in arrays or "pred.confidence" not in arrays:
             return None
         return cls(
@@ -180,7 +179,7 @@ class Reference:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Reference":
+    def load(cls, path: str | Path) -> Reference:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as z:

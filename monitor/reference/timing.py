@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def _iso_seconds(name: str) -> float | None:
         return None
     y, mo, d, h, mi, s, frac = m.groups()
     try:
-        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=timezone.utc)
+        t = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=UTC)
     except ValueError:
         return None
     return t.timestamp() + (float(f"0.{frac}") if frac else 0.0)
@@ -118,9 +119,7 @@ def exif_datetime(path: Path) -> float | None:
     if stamp is None:
         return None
     try:
-        return (
-            datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=timezone.utc).timestamp()
-        )
+        return datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
 

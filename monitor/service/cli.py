@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -255,7 +255,7 @@ def _parse_time(value: str | None, option: str) -> float | None:
         raise ConfigError(
             f"{option}: not a time: {value!r} (use ISO 8601 or epoch seconds)"
         ) from None
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def _collect(args: argparse.Namespace, config: Config):
@@ -378,9 +378,9 @@ def _reference_promote(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from monitor.reference import collect
     from monitor.pipeline.engine import Engine
     from monitor.pipeline.features import FEATURE_NAMES
+    from monitor.reference import collect
     from monitor.reference.store import ReferenceStore
 
     config = load_config(args.config)

@@ -15,9 +15,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from kafka import ConsumerRebalanceListener
@@ -25,18 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config, to_dict
-from monitor.service.checkpoint import CheckpointStore, open_store
-from monitor.reference.collect import build_embedder_from
+from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
-from monitor.pipeline.context import frame_context
 from monitor.pipeline.engine import Engine, Evaluation
-from monitor.reference.fit import PreparedReference
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
-from monitor.service.http import HttpServer, Route, Router
-from monitor.service.metrics import QUANTILES, Metrics
-from monitor.reference.store import BadReference, ReferenceStore
-from monitor.retry import Backoff, Stopped, retry
 from monitor.pipeline.source import (
     BadRecord,
     Frame,
@@ -47,7 +41,14 @@ from monitor.pipeline.source import (
     make_producer,
     parse_record,
 )
-from monitor.pipeline.streams import StreamState, Streams, WindowSnapshot, frame_digest, stream_key
+from monitor.pipeline.streams import Streams, StreamState, WindowSnapshot, frame_digest, stream_key
+from monitor.reference.collect import build_embedder_from
+from monitor.reference.fit import PreparedReference
+from monitor.reference.store import BadReference, ReferenceStore
+from monitor.retry import Backoff, Stopped, retry
+from monitor.service.checkpoint import CheckpointStore, open_store
+from monitor.service.http import HttpServer, Route, Router
+from monitor.service.metrics import QUANTILES, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):
     the frames the handed-over state already absorbed.
     """
 
-    def __init__(self, daemon: "Daemon"):
+    def __init__(self, daemon: Daemon):
         self.daemon = daemon
 
     def on_partitions_revoked(self, revoked: Any) -> None:

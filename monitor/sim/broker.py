@@ -66,7 +66,7 @@ class Broker:
         self._log_path = log_path
         self._proc: subprocess.Popen | None = None
 
-    def start(self, timeout_s: float = 30.0) -> "Broker":
+    def start(self, timeout_s: float = 30.0) -> Broker:
         url = f"tcp://{self.bootstrap}"
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
         self._proc = subprocess.Popen(
@@ -134,7 +134,7 @@ class Broker:
                 self._proc.wait()
         self._proc = None
 
-    def __enter__(self) -> "Broker":
+    def __enter__(self) -> Broker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

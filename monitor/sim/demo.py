@@ -143,7 +143,7 @@ class Producer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-producer", daemon=True)
 
-    def start(self) -> "Producer":
+    def start(self) -> Producer:
         self._thread.start()
         return self
 

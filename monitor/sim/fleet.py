@@ -41,9 +41,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -92,7 +92,7 @@ def _data_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_scene(name: str) -> np.ndarray:
     """The photograph behind scene ``name`` as RGB uint8 (read-only, cached)."""
     if name not in _SCENE_FILES:

@@ -7,7 +7,6 @@ import re
 
 import pytest
 import yaml
-
 from deploy_assets import (
     DASHBOARD_DIR,
     PENDING_METRICS,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from deploy_assets import REPO
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"

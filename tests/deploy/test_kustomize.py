@@ -14,12 +14,11 @@ import re
 import shutil
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
 import yaml
-
 from deploy_assets import REPO, load_rule_groups
 
 K8S = REPO / "deploy" / "k8s"
@@ -36,7 +35,7 @@ CRD_KINDS = {
 CONFIG_MOUNT = "/etc/driftmon"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _find_kustomize() -> tuple[list[str], str]:
     """(command, why not) for a kustomize of v4 or later: the `labels:` field needs it."""
     candidates = []
@@ -67,7 +66,7 @@ def _kustomize_command() -> list[str]:
     return command
 
 
-@lru_cache(maxsize=None)
+@cache
 def _render_text(target: str) -> str:
     result = subprocess.run(
         [*_kustomize_command(), str(K8S / target)], capture_output=True, text=True, timeout=120

@@ -10,7 +10,6 @@ import time
 
 import pytest
 import yaml
-
 from deploy_assets import (
     OPERATIONS_DOC,
     PROMETHEUS_RULE_FILE,

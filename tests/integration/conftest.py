@@ -16,12 +16,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.actions.coordinator import Actions
-from monitor.sim.broker import Broker
-from monitor.reference.collect import build_embedder_from, from_dir, make_reference
 from monitor.config import config_from_dict
-from monitor.service.daemon import Daemon
-from monitor.sim.fleet import Camera, encode, make_fleet
+from monitor.reference.collect import build_embedder_from, from_dir, make_reference
 from monitor.reference.store import ReferenceStore
+from monitor.service.daemon import Daemon
+from monitor.sim.broker import Broker
+from monitor.sim.fleet import Camera, encode, make_fleet
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from monitor.sim.broker import free_port
-from monitor.reference.collect import from_dir, make_reference
 from monitor.config import config_from_dict
-from monitor.sim.fleet import encode
+from monitor.reference.collect import from_dir, make_reference
 from monitor.reference.store import ReferenceStore
+from monitor.sim.broker import free_port
+from monitor.sim.fleet import encode
 
 DRIFTMON = [sys.executable, "-m", "monitor.service.cli"]
 # Records whose value is this prefix + a serial number are not images: each is dead-lettered

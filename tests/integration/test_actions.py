@@ -24,7 +24,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -167,9 +167,9 @@ class Receiver:
 def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
     """What Alertmanager (webhook_config, payload version 4) POSTs for the DriftmonStreamDrifted
     rule."""
-    starts = starts or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+    starts = starts or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
     ends = (
-        datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if status == "resolved"
         else "0001-01-01T00:00:00Z"
     )

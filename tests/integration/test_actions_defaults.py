@@ -12,8 +12,8 @@ from kafka import KafkaConsumer
 
 from monitor.actions import explain
 from monitor.reference.collect import build_embedder_from, from_topic, make_reference
-from monitor.sim.fleet import encode, make_fleet
 from monitor.reference.store import ReferenceStore
+from monitor.sim.fleet import encode, make_fleet
 
 from .conftest import (
     ActionsDaemon,

@@ -14,8 +14,8 @@ import yaml
 from monitor.config import load_config
 from monitor.pipeline.engine import Engine
 from monitor.pipeline.features import FEATURE_NAMES
-from monitor.sim.fleet import Camera, encode
 from monitor.reference.store import Reference, ReferenceStore
+from monitor.sim.fleet import Camera, encode
 
 from .conftest import camera_frames, send_frames
 

@@ -5,12 +5,11 @@ import json
 import urllib.request
 
 import numpy as np
-import pytest
 from kafka import KafkaConsumer
 
 from monitor.reference.collect import build_embedder_from, from_dir, make_reference
-from monitor.sim.fleet import encode
 from monitor.reference.store import ReferenceStore
+from monitor.sim.fleet import encode
 
 from .conftest import build_references, camera_frames, daemon_config, end_offsets, send_frames
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 from monitor.reference.collect import from_topic, make_reference
-from monitor.sim.fleet import encode
 from monitor.reference.store import ReferenceStore
+from monitor.sim.fleet import encode
 
 from .conftest import daemon_config, send_frames
 

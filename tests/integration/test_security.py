@@ -27,8 +27,8 @@ import urllib.request
 
 import pytest
 
-from monitor.sim.broker import Broker, free_port
 from monitor.config import KafkaConfig, config_from_dict
+from monitor.sim.broker import Broker, free_port
 
 from .harness import DaemonProcess, run_config, serial_records, stats_reference
 
@@ -42,7 +42,7 @@ def _pki(directory, name):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
     ca = (

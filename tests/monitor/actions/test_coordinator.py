@@ -12,16 +12,16 @@ from prometheus_client import CollectorRegistry
 
 from monitor.actions import explain
 from monitor.actions.coordinator import Actions
+from monitor.actions.tickets import condition, suggest
 from monitor.config import config_from_dict
 from monitor.pipeline.drift_tests import FeatureOutcome
 from monitor.pipeline.drift_tests import TestOutcome as Outcome
 from monitor.pipeline.engine import Engine, Evaluation
 from monitor.pipeline.features import FEATURE_NAMES
-from monitor.service.http import Request
 from monitor.pipeline.predictions import Prediction, PredictionWindow, reference_predictions
-from monitor.reference.store import Reference
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
-from monitor.actions.tickets import condition, suggest
+from monitor.reference.store import Reference
+from monitor.service.http import Request
 
 NAMES = ("brightness_mean", "contrast_rms")
 EMBEDDER = {
@@ -317,9 +317,9 @@ def test_a_failure_inside_actions_is_counted_and_the_event_opens_at_the_next_eva
 
 
 def test_every_kind_of_feature_gets_its_metric_series_and_selection_ignores_non_statistics():
+    from monitor.actions.selection import score_window
     from monitor.config import MetricsConfig
     from monitor.service.metrics import Metrics
-    from monitor.actions.selection import score_window
 
     evaluation, snapshot = every_kind("cam-9")
     reg = CollectorRegistry()

@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 
-from monitor.sim.fleet import Camera, encode
 from monitor.actions.selection import (
     Probe,
     Queued,
@@ -20,6 +19,7 @@ from monitor.actions.selection import (
     uncertainty,
     utc_day,
 )
+from monitor.sim.fleet import Camera, encode
 
 NAMES = ("brightness_mean", "contrast_rms", "sharpness_laplacian_var")
 

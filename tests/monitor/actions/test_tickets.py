@@ -8,7 +8,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from monitor.config import TicketsConfig
 from monitor.actions.tickets import (
     WEBHOOK_SCHEMA,
     DirectoryTicketSink,
@@ -22,6 +21,7 @@ from monitor.actions.tickets import (
     parse_webhook,
     suggest,
 )
+from monitor.config import TicketsConfig
 
 from .conftest import DATA, data, drift_event, sample
 

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 import monitor.pipeline.decode as decode_module
 from monitor.pipeline.decode import (
     REASONS,
+    Decoded,
     DecodeError,
     DecodeLimits,
-    Decoded,
     decode,
     read_dimensions,
 )

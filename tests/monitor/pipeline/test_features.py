@@ -13,7 +13,7 @@ from scipy.signal import convolve2d
 from scipy.stats import entropy
 from skimage import data as skdata
 
-from monitor.pipeline.decode import DecodeLimits, Decoded, decode
+from monitor.pipeline.decode import Decoded, DecodeLimits, decode
 from monitor.pipeline.features import (
     EDGE_THRESHOLD,
     FEATURE_NAMES,

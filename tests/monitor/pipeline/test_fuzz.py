@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.config import SourceConfig
-from monitor.pipeline.decode import REASONS, DecodeError, Decoded, DecodeLimits, decode
+from monitor.pipeline.decode import REASONS, Decoded, DecodeError, DecodeLimits, decode
 from monitor.pipeline.source import Frame, RecordError, parse_record, read_claim_check
 
 FUZZ = settings(

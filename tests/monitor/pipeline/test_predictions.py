@@ -3,15 +3,15 @@ import math
 import numpy as np
 import pytest
 
-from monitor.reference.collect import Collected, make_reference
 from monitor.config import WindowConfig, config_from_dict
 from monitor.pipeline.drift_tests import PREDICTIONS, REGISTRY
 from monitor.pipeline.engine import Engine
 from monitor.pipeline.features import FEATURE_NAMES
 from monitor.pipeline.predictions import NO_DETECTION, PredictionWindow, class_table, derive
-from monitor.reference.store import Reference
 from monitor.pipeline.source import Frame, Origin
 from monitor.pipeline.streams import StreamState, Window
+from monitor.reference.collect import Collected, make_reference
+from monitor.reference.store import Reference
 
 K = 5
 PREDICTION_TESTS = tuple(name for name, t in REGISTRY.items() if t.consumes == PREDICTIONS)

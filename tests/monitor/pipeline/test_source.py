@@ -7,11 +7,11 @@ import pytest
 
 from monitor.config import SourceConfig
 from monitor.pipeline.source import (
+    BadRecord,
+    Origin,
     RecordError,
     dead_letter_headers,
     parse_record,
-    BadRecord,
-    Origin,
 )
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20

@@ -3,7 +3,7 @@ contiguous segments."""
 
 import io
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ def jpeg_with_exif(path, stamp):
 
 
 def utc(*args):
-    return datetime(*args, tzinfo=timezone.utc).timestamp()
+    return datetime(*args, tzinfo=UTC).timestamp()
 
 
 def test_timestamps_in_file_names_win():

@@ -1,7 +1,6 @@
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MetricsConfig
-from monitor.pipeline import engine
 from monitor.pipeline.drift_tests import FeatureOutcome, TestOutcome
 from monitor.pipeline.engine import Evaluation
 from monitor.service.metrics import OTHER, Metrics
