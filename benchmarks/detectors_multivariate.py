@@ -63,37 +63,44 @@ def timing_table() -> None:
         x = rng.normal(size=(m, d))
         y = rng.normal(size=(n, d))
         for dtype in ("float64", "float32"):
-            fit = timed(lambda: MMDReference(x, dtype=dtype), repeat=1)
+            fit = timed(lambda x=x, dtype=dtype: MMDReference(x, dtype=dtype), repeat=1)
             ref = MMDReference(x, dtype=dtype)
-            per = timed(lambda: ref.test(y, n_permutations=100, seed=1))
-            peak = peak_mib(lambda: ref.test(y, n_permutations=100, seed=1))
+            per = timed(lambda ref=ref, y=y: ref.test(y, n_permutations=100, seed=1))
+            peak = peak_mib(lambda ref=ref, y=y: ref.test(y, n_permutations=100, seed=1))
             print(
                 f"| mmd (exact, {dtype}) | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | "
                 f"{ref.nbytes / 2**20:.0f} | {peak:.0f} |"
             )
-        fit = timed(lambda: EnergyReference(x), repeat=1)
+        fit = timed(lambda x=x: EnergyReference(x), repeat=1)
         eref = EnergyReference(x)
-        per = timed(lambda: eref.test(y, n_permutations=100, seed=1))
-        peak = peak_mib(lambda: eref.test(y, n_permutations=100, seed=1))
+        per = timed(lambda eref=eref, y=y: eref.test(y, n_permutations=100, seed=1))
+        peak = peak_mib(lambda eref=eref, y=y: eref.test(y, n_permutations=100, seed=1))
         print(
             f"| energy | {m} x {n} x {d} | 100 | {fit:.2f} | {per:.3f} | {eref.nbytes / 2**20:.0f} "
             f"| {peak:.0f} |"
         )
-        per = timed(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
-        peak = peak_mib(lambda: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
+        per = timed(lambda x=x, y=y: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1))
+        peak = peak_mib(
+            lambda x=x, y=y: mmd_rff_test(x, y, n_features=256, n_permutations=100, seed=1)
+        )
         print(
             f"| mmd_rff (D=256, linear time) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | "
             f"{peak:.0f} |"
         )
         for feats in ("linear", "quadratic"):
-            per = timed(lambda: classifier_test(x, y, seed=1, features=feats), repeat=2)
-            peak = peak_mib(lambda: classifier_test(x, y, seed=1, features=feats))
+            per = timed(
+                lambda x=x, y=y, feats=feats: classifier_test(x, y, seed=1, features=feats),
+                repeat=2,
+            )
+            peak = peak_mib(
+                lambda x=x, y=y, feats=feats: classifier_test(x, y, seed=1, features=feats)
+            )
             print(
                 f"| classifier ({feats}, 5 folds) | {m} x {n} x {d} | 100 | - | {per:.3f} | 0 | "
                 f"{peak:.0f} |"
             )
-        per = timed(lambda: ks_dims_test(x, y))
-        peak = peak_mib(lambda: ks_dims_test(x, y))
+        per = timed(lambda x=x, y=y: ks_dims_test(x, y))
+        peak = peak_mib(lambda x=x, y=y: ks_dims_test(x, y))
         print(
             f"| ks_dims (per-dim KS, auto; exact p-values cached after the first window) | {m} x "
             f"{n} x {d} | - | - | {per:.3f} | 0 | {peak:.0f} |"

@@ -122,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             batch = frames[:n]
             x = embedder.preprocess(batch)  # pre-made, on the device, exactly what embed() feeds
 
-            def forward() -> None:
+            def forward(embedder=embedder, x=x) -> None:
                 with torch.inference_mode():
                     embedder.module(x)
 
-            def full() -> None:
+            def full(embedder=embedder, batch=batch) -> None:
                 embedder.embed(batch)
 
             forward(), full()  # warm-up

@@ -781,7 +781,9 @@ def run_batch(
     embedder = collect.build_embedder_from(config)
     by_clip = {
         clip: timed(
-            timings, "features", lambda: load_clip(args.work, clip, config, embedder, args.shifts)
+            timings,
+            "features",
+            lambda clip=clip: load_clip(args.work, clip, config, embedder, args.shifts),
         )
         for clip in clips
     }
@@ -789,11 +791,15 @@ def run_batch(
     records = []
     for clip, windows in by_clip.items():
         checked[clip] = timed(
-            timings, "driftmon", lambda: prepare_clip(windows[0], config, embedder)
+            timings, "driftmon", lambda windows=windows: prepare_clip(windows[0], config, embedder)
         )
-        records += timed(timings, "driftmon", lambda: judge_clip(windows, checked[clip]))
+        records += timed(
+            timings,
+            "driftmon",
+            lambda windows=windows, clip=clip: judge_clip(windows, checked[clip]),
+        )
         if args.evidently:
-            records += timed(timings, "evidently", lambda: judge_evidently(windows))
+            records += timed(timings, "evidently", lambda windows=windows: judge_evidently(windows))
     alibi_versions = {}
     if args.alibi_python:
         alibi, alibi_versions = timed(
@@ -1576,7 +1582,9 @@ def run(args: argparse.Namespace, config_dict: dict[str, Any]) -> dict[str, Any]
         video.stem: timed(
             timings,
             "windows",
-            lambda: generate_clip(video, args.work / video.stem, args.shifts, args.workers),
+            lambda video=video: generate_clip(
+                video, args.work / video.stem, args.shifts, args.workers
+            ),
         )
         for video in clip_videos(args.footage, args.clips)
     }
@@ -1594,7 +1602,7 @@ def run(args: argparse.Namespace, config_dict: dict[str, Any]) -> dict[str, Any]
             timed(
                 timings,
                 "streamed",
-                lambda: stream_clip(
+                lambda clip=clip: stream_clip(
                     args.work, clip, meta[clip], config_dict, args.stream_frames, args.stream_faults
                 ),
             )

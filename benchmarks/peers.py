@@ -47,7 +47,7 @@ def mmd_rows(repeats: int):
     for m, n, d in ((5000, 1000, 32), (1000, 200, 32)):
         x, y = rng.normal(size=(m, d)), rng.normal(size=(n, d))
         ref = MMDReference(x, dtype="float32")
-        ours = timed(lambda: ref.test(y, n_permutations=100, seed=1), repeats)
+        ours = timed(lambda ref=ref, y=y: ref.test(y, n_permutations=100, seed=1), repeats)
         note = "MMDReference (kernel block fitted once), float32, B=100"
         peer = None
         if has("alibi_detect") and has("torch"):
@@ -55,7 +55,7 @@ def mmd_rows(repeats: int):
 
             cd = MMDDrift(x.astype(np.float32), backend="pytorch", p_val=0.05, n_permutations=100)
             peer_repeats = 1 if m >= 5000 else repeats
-            peer = timed(lambda: cd.predict(y.astype(np.float32)), peer_repeats)
+            peer = timed(lambda cd=cd, y=y: cd.predict(y.astype(np.float32)), peer_repeats)
             yield (
                 f"MMD, {m} x {n} x {d}",
                 ours,
@@ -67,7 +67,7 @@ def mmd_rows(repeats: int):
             yield (f"MMD, {m} x {n} x {d}", ours, "Alibi Detect (not installed here)", None, note)
         # the one-call function pays the reference block every time, as a peer's predict does
         once = timed(
-            lambda: mmd_test(x, y, n_permutations=100, seed=1), 1 if m >= 5000 else repeats
+            lambda x=x, y=y: mmd_test(x, y, n_permutations=100, seed=1), 1 if m >= 5000 else repeats
         )
         yield (
             f"MMD, {m} x {n} x {d}, one call (mmd_test)",

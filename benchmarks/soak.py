@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                     if time.monotonic() > deadline or daemon.poll() is not None:
                         raise SystemExit(
                             f"daemon did not start:\n{(tmp / 'daemon.log').read_text()[-3000:]}"
-                        )
+                        ) from None
                     time.sleep(0.5)
 
             producer = mp.get_context("spawn").Process(

@@ -118,11 +118,11 @@ class GramBlocks:
         self.obs_l = float(self.rowsum[self.m :].sum())
         self.obs_dc = float(self.diag[self.m :].sum())
 
-    def sums(self, q, l, dc):
+    def sums(self, q, lin, dc):
         """Block sums ``(F_rr, F_cc, F_rc, O_rr, O_cc)`` from the quadratic forms (vectorised)."""
         f_cc = q
-        f_rc = l - q
-        f_rr = self.total - 2.0 * l + q
+        f_rc = lin - q
+        f_rr = self.total - 2.0 * lin + q
         o_cc = q - dc
         o_rr = f_rr - (self.diag_total - dc)
         return f_rr, f_cc, f_rc, o_rr, o_cc

@@ -90,9 +90,9 @@ class EnergyReference:
         return GramBlocks(self._d_rr, self._rowsum, self._diag, _dists(self._x, y), d_cc)
 
     @staticmethod
-    def _energy(blocks: GramBlocks, q, l, dc):
+    def _energy(blocks: GramBlocks, q, lin, dc):
         m, n = blocks.m, blocks.n
-        f_rr, f_cc, f_rc, _, _ = blocks.sums(q, l, dc)
+        f_rr, f_cc, f_rc, _, _ = blocks.sums(q, lin, dc)
         return 2.0 * f_rc / (m * n) - f_rr / (m * m) - f_cc / (n * n)
 
     def energy(self, x_cur: np.ndarray) -> float:

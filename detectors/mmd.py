@@ -156,9 +156,9 @@ class MMDReference:
         return GramBlocks(self._k_rr, self._k_rr_rowsum, self._k_rr_diag, k_rc, k_cc)
 
     @staticmethod
-    def _mmd2(blocks: GramBlocks, q, l, dc, unbiased: bool = True):
+    def _mmd2(blocks: GramBlocks, q, lin, dc, unbiased: bool = True):
         m, n = blocks.m, blocks.n
-        f_rr, f_cc, f_rc, o_rr, o_cc = blocks.sums(q, l, dc)
+        f_rr, f_cc, f_rc, o_rr, o_cc = blocks.sums(q, lin, dc)
         if unbiased:
             return o_rr / (m * (m - 1)) + o_cc / (n * (n - 1)) - 2.0 * f_rc / (m * n)
         return f_rr / (m * m) + f_cc / (n * n) - 2.0 * f_rc / (m * n)
@@ -196,8 +196,8 @@ class MMDReference:
         rng = make_rng(seed)
         b = self._blocks(x_cur)
         observed = float(self._mmd2(b, b.obs_q, b.obs_l, b.obs_dc))
-        q, l, dc = b.permuted_forms(rng, n_permutations)
-        permuted = self._mmd2(b, q, l, dc)
+        q, lin, dc = b.permuted_forms(rng, n_permutations)
+        permuted = self._mmd2(b, q, lin, dc)
         p = permutation_p_value(observed, permuted)
         return MultivariateTestResult(
             method="mmd",

@@ -372,7 +372,7 @@ class Embedder(abc.ABC):
         """Embed RGB ``uint8`` ``(H, W, 3)`` images of any sizes in one forward pass; returns
         float32 ``(len(batch), output_dim)``."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release worker threads, if any. The embedder must not be used afterwards."""
 
     def embed_many(self, images: Sequence[np.ndarray], max_batch: int = 64) -> np.ndarray:

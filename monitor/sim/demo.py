@@ -153,7 +153,7 @@ class Producer:
         with ThreadPoolExecutor(2) as pool:
             while not self._stop.is_set():
                 tick = time.monotonic()
-                images = list(pool.map(lambda c: encode(c.frame(t)), self.cameras))
+                images = list(pool.map(lambda c, t=t: encode(c.frame(t)), self.cameras))
                 for cam, data in zip(self.cameras, images):
                     if self.sent % CORRUPT_EVERY == CORRUPT_EVERY - 1:
                         data = data[: len(data) // 3]  # a truncated upload

@@ -123,7 +123,7 @@ def variable_as_promql(query: str) -> str:
         return query.strip()
     selector, label = match.groups()
     if not selector:
-        selector = '{%s!=""}' % label
+        selector = f'{{{label}!=""}}'
     return f"group by ({label}) ({selector})"
 
 

@@ -67,8 +67,8 @@ def test_permuted_statistics_match_direct_relabelling(dtype):
     x, y = rng.normal(size=(23, 3)), rng.normal(size=(11, 3))
     ref = MMDReference(x, dtype=dtype)
     blocks = ref._blocks(y)
-    q, l, dc = blocks.permuted_forms(np.random.default_rng(7), 300)  # > one chunk of 128
-    fast = ref._mmd2(blocks, q, l, dc)
+    q, lin, dc = blocks.permuted_forms(np.random.default_rng(7), 300)  # > one chunk of 128
+    fast = ref._mmd2(blocks, q, lin, dc)
     # Replay the same random relabellings (same generator, same chunking).
     replay = np.random.default_rng(7)
     ind = np.concatenate(

@@ -33,9 +33,12 @@ def _png_bomb(width: int, height: int) -> bytes:
     """A tiny, well-formed PNG header declaring a huge image (a decompression bomb's calling
     card)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     idat = zlib.compress(b"\x00" * 4096, 9)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
@@ -101,7 +104,10 @@ def bad_inputs(root, outside, server_url):
     png = _png(np.full((48, 64, 3), 120, np.uint8))
     cam = b"cam-bad"
     h = [("camera_id", cam)]
-    uri = lambda u: _envelope(camera_id="cam-bad", uri=u)
+
+    def uri(u):
+        return _envelope(camera_id="cam-bad", uri=u)
+
     return [
         ("truncated jpeg", cam, jpeg[: len(jpeg) // 2], h, "corrupt"),
         ("corrupt jpeg", cam, _corrupt_jpeg(), h, "corrupt"),
@@ -274,13 +280,13 @@ def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(
         )
         cfg.pop("log_level")
         d = run_daemon(config_from_dict(cfg))
-        done = lambda: (
-            (
-                d.value("driftmon_frames_total", outcome="processed")
-                + d.value("driftmon_frames_total", outcome="dead_lettered")
+
+        def done():
+            handled = d.value("driftmon_frames_total", outcome="processed") + d.value(
+                "driftmon_frames_total", outcome="dead_lettered"
             )
-            >= len(records)
-        )
+            return handled >= len(records)
+
         assert d.wait_for(done, timeout=90), "not every record was handled"
         assert d.thread.is_alive(), "the daemon's loop died"
 
@@ -305,7 +311,7 @@ def test_every_bad_input_is_dead_lettered_by_reason_and_good_frames_flow(
     letters = read_all(broker.bootstrap, f"{topic}.dlq")
     assert len(letters) == len(bad)
     by_value = {}
-    for name, key, value, headers, reason in bad:
+    for name, key, value, _headers, reason in bad:
         by_value.setdefault((key, value), []).append((name, reason))
     seen = set()
     for letter in letters:

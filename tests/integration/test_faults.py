@@ -87,7 +87,7 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_stay_within_one_batch(
         try:
             d.wait_serving()
             # kill once this run has finished a few batches, while the producer is still going
-            assert d.wait_for(lambda: d.handled() >= 6 * MAX_POLL, timeout=90), d.output()
+            assert d.wait_for(lambda d=d: d.handled() >= 6 * MAX_POLL, timeout=90), d.output()
             assert producer.is_alive(), "the producer finished before the kill: not mid-stream"
             d.kill()
         finally:

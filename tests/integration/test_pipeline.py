@@ -111,7 +111,8 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(
     ks = next(t for t in dusk["tests"] if t["name"] == "ks")
     assert "brightness_mean" in ks["drifted_features"]
     metrics_text = urllib.request.urlopen(f"{base}/metrics").read().decode()
-    assert 'driftmon_stream_drifted{stream="%s"} 1.0' % small_fleet[1].camera_id in metrics_text
+    drifted = f'driftmon_stream_drifted{{stream="{small_fleet[1].camera_id}"}} 1.0'
+    assert drifted in metrics_text
     assert urllib.request.urlopen(f"{base}/healthz").status == 200
     assert urllib.request.urlopen(f"{base}/readyz").status == 200
     d.stop()

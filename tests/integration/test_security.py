@@ -283,10 +283,8 @@ def _watch_refused(daemons, timeout_s=60.0):
             assert "kafka.errors." in d.output(), (
                 f"{name}: exited for another reason:\n{d.output()}"
             )
-            outcomes[name] = "exited %d: %s" % (
-                d.proc.returncode,
-                d.output().strip().splitlines()[-1][:160],
-            )
+            last_line = d.output().strip().splitlines()[-1][:160]
+            outcomes[name] = f"exited {d.proc.returncode:d}: {last_line}"
         else:
             outcomes[name] = "stayed up, not ready"
         d.close()

@@ -77,7 +77,10 @@ def mutated_images(draw) -> bytes:
 
 def png_with_ihdr(width: int, height: int, depth: int, colour: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    chunk = lambda k, d: struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+
+    def chunk(k: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))
+
     return (
         b"\x89PNG\r\n\x1a\n"
         + chunk(b"IHDR", ihdr)
