@@ -203,7 +203,9 @@ class Pipeline:
     def collect(self, cam: Camera, ts: Sequence[int]):
         encoded = list(self.pool.map(lambda t: encode(cam.frame(t), self.quality), ts))
         collector = Collector(self.config, self.embedder, self.pool)
-        collector.add([(data, float(t), cam.camera_id) for t, data in zip(ts, encoded)])
+        collector.add(
+            [(data, float(t), cam.camera_id) for t, data in zip(ts, encoded, strict=True)]
+        )
         got = collector.out
         if got.errors:  # the fleet's JPEGs always decode: anything else is a bug
             raise RuntimeError(f"{cam.camera_id}: frames failed to decode: {got.errors}")

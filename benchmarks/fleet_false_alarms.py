@@ -52,7 +52,7 @@ def frames(cam: Camera, ts: range, config: Config, embedder, pool: ThreadPoolExe
         collector.add(
             [
                 (d, EPOCH_S + t / cam.fps, cam.camera_id, None, cam.context(t).label)
-                for t, d in zip(chunk, data)
+                for t, d in zip(chunk, data, strict=True)
             ]
         )
     return collector.out
@@ -109,7 +109,7 @@ def main() -> None:
                 got = frames(cam, range(start, start + day), config, embedder, pool)
                 emb = got.embedding_matrix()
                 for i, (row, ts, context) in enumerate(
-                    zip(got.rows, got.times, got.contexts(config))
+                    zip(got.rows, got.times, got.contexts(config), strict=True)
                 ):
                     state.window.append(
                         row,

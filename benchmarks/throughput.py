@@ -58,7 +58,7 @@ def make_frames(n_unique: int, width: int, height: int) -> list[tuple[str, bytes
     with ThreadPoolExecutor(2) as pool:
         jobs = [(cam, t) for t in range(per_cam) for cam in fleet]
         data = list(pool.map(lambda job: encode(job[0].frame(job[1])), jobs))
-    return [(cam.camera_id, d) for (cam, _), d in zip(jobs, data)]
+    return [(cam.camera_id, d) for (cam, _), d in zip(jobs, data, strict=True)]
 
 
 def cpu_seconds(pid: int | None = None) -> float:

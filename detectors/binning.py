@@ -37,11 +37,11 @@ def fit_histograms(ref_sorted: np.ndarray, bins: int):
     """Edges and reference proportions for every (sorted) row of ``ref_sorted``."""
     n = ref_sorted.shape[1]
     edges = [reference_edges(row, bins) for row in ref_sorted]
-    props = [bin_counts(e, row) / n for e, row in zip(edges, ref_sorted)]
+    props = [bin_counts(e, row) / n for e, row in zip(edges, ref_sorted, strict=True)]
     return edges, props
 
 
 def current_proportions(edges, cur_cols: np.ndarray):
     """Proportions of each current column (rows of ``cur_cols``) in its reference bins."""
     n = cur_cols.shape[1]
-    return [bin_counts(e, row) / n for e, row in zip(edges, cur_cols)]
+    return [bin_counts(e, row) / n for e, row in zip(edges, cur_cols, strict=True)]

@@ -71,7 +71,7 @@ def cvm_from_pooled(pooled: Pooled, method: str):
         p = np.array(
             [
                 stats.cramervonmises_2samp(r, x, method="exact").pvalue
-                for r, x in zip(ref_sorted, cur_sorted)
+                for r, x in zip(ref_sorted, cur_sorted, strict=True)
             ],
             dtype=np.float64,
         )

@@ -13,7 +13,7 @@ from detectors.validation import as_pair, check_bins, check_threshold
 def js_from_proportions(ref_props, cur_props) -> np.ndarray:
     """Jensen-Shannon distance (natural log), as ``scipy.spatial.distance.jensenshannon``."""
     out = np.empty(len(ref_props))
-    for i, (p, q) in enumerate(zip(ref_props, cur_props)):
+    for i, (p, q) in enumerate(zip(ref_props, cur_props, strict=True)):
         m = 0.5 * (p + q)
         # x ln(x/m), with 0 ln 0 = 0; m > 0 wherever p > 0 or q > 0
         kl_p = np.sum(p[p > 0] * np.log(p[p > 0] / m[p > 0]))
@@ -24,7 +24,7 @@ def js_from_proportions(ref_props, cur_props) -> np.ndarray:
 
 def hellinger_from_proportions(ref_props, cur_props) -> np.ndarray:
     out = np.empty(len(ref_props))
-    for i, (p, q) in enumerate(zip(ref_props, cur_props)):
+    for i, (p, q) in enumerate(zip(ref_props, cur_props, strict=True)):
         out[i] = np.sqrt(0.5 * np.sum((np.sqrt(p) - np.sqrt(q)) ** 2))
     return out
 

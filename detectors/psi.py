@@ -15,7 +15,7 @@ PSI_EPSILON = 1e-4
 
 def psi_from_proportions(ref_props, cur_props) -> np.ndarray:
     out = np.empty(len(ref_props))
-    for i, (pr, pc) in enumerate(zip(ref_props, cur_props)):
+    for i, (pr, pc) in enumerate(zip(ref_props, cur_props, strict=True)):
         pr = np.maximum(pr, PSI_EPSILON)
         pc = np.maximum(pc, PSI_EPSILON)
         out[i] = np.sum((pc - pr) * np.log(pc / pr))

@@ -420,9 +420,9 @@ class TorchEmbedder(Embedder):
         self._scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=self._device).view(
             1, 3, 1, 1
         )
-        self._offset = torch.tensor([m / s for m, s in zip(mean, std)], device=self._device).view(
-            1, 3, 1, 1
-        )
+        self._offset = torch.tensor(
+            [m / s for m, s in zip(mean, std, strict=True)], device=self._device
+        ).view(1, 3, 1, 1)
         self._lock = threading.Lock()
         workers = preprocess_threads if preprocess_threads is not None else torch.get_num_threads()
         self._workers = max(1, workers)
@@ -741,5 +741,5 @@ class MicroBatcher:
                 for _, fut in live:
                     fut.set_exception(exc)
                 continue
-            for (_, fut), vector in zip(live, vectors):
+            for (_, fut), vector in zip(live, vectors, strict=True):
                 fut.set_result(vector)

@@ -61,7 +61,7 @@ class Collected:
         times = self.times if clock else [0.0] * len(self.rows)
         return [
             frame_context(row, ts, label, settings)
-            for row, ts, label in zip(self.rows, times, labels)
+            for row, ts, label in zip(self.rows, times, labels, strict=True)
         ]
 
     def matrix(self, mask: np.ndarray | None = None) -> np.ndarray:
@@ -103,7 +103,7 @@ class Collector:
         producer's context label]])."""
         results = list(self.pool.map(self._analyse, [item[0] for item in items]))
         images = []
-        for item, result in zip(items, results):
+        for item, result in zip(items, results, strict=True):
             if isinstance(result, str):
                 self.out.add_error(result)
                 continue
@@ -246,7 +246,7 @@ def from_dir(
         collector.out.ordered = timing.times is not None
         for i in range(0, len(files), chunk):
             items = []
-            for path, ts in zip(files[i : i + chunk], times[i : i + chunk]):
+            for path, ts in zip(files[i : i + chunk], times[i : i + chunk], strict=True):
                 try:
                     items.append((path.read_bytes(), float(ts), ""))
                 except OSError:

@@ -131,6 +131,10 @@ class Reference:
         return self.features[:, index]
 
     def describe(self) -> dict[str, Any]:
+        contexts = None
+        if self.contexts is not None:
+            labels, counts = np.unique(self.contexts, return_counts=True)
+            contexts = dict(zip(labels.tolist(), counts.tolist(), strict=True))
         return {
             "stream": self.stream or "*",
             "version": self.version,
@@ -144,9 +148,7 @@ class Reference:
             "features": list(self.feature_names),
             "embedder": self.embedder,
             "embedding_dim": None if self.embeddings is None else int(self.embeddings.shape[1]),
-            "contexts": None
-            if self.contexts is None
-            else dict(zip(*(v.tolist() for v in np.unique(self.contexts, return_counts=True)))),
+            "contexts": contexts,
         }
 
     # --- files -----------------------------------------------------------------------------

@@ -449,7 +449,7 @@ class Daemon:
         vectors = self.embedder.embed_many(
             [a.rgb for a in ok], max_batch=self.config.embedding.batch_size
         )
-        for a, v in zip(ok, vectors):
+        for a, v in zip(ok, vectors, strict=True):
             a.embedding, a.rgb = v, None
 
     def _interval_due(self, state: StreamState) -> bool:
@@ -475,7 +475,7 @@ class Daemon:
             evaluation.to_dict()
         )  # once per evaluation, not per status publication
         means = (
-            dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist()))
+            dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist(), strict=True))
             if self.config.metrics.per_feature
             else None
         )

@@ -282,5 +282,5 @@ class Metrics:
         self.reference_frames.labels(label).set(frames)
         if self.config.per_feature and quantiles:
             for feature, values in quantiles.items():
-                for q, v in zip(QUANTILES, values):
+                for q, v in zip(QUANTILES, values, strict=True):
                     self.reference_quantile.labels(label, feature, str(q)).set(v)

@@ -92,7 +92,7 @@ def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> Non
         for start in range(0, frames, 50):
             batch = [(cam, t) for t in range(start, min(frames, start + 50)) for cam in cameras]
             for (cam, t), data in zip(
-                batch, pool.map(lambda job: encode(job[0].frame(job[1])), batch)
+                batch, pool.map(lambda job: encode(job[0].frame(job[1])), batch), strict=True
             ):
                 key, value, headers = frame_record(cam, t, data)
                 producer.send("frames.yesterday", key=key, value=value, headers=headers)
@@ -154,7 +154,7 @@ class Producer:
             while not self._stop.is_set():
                 tick = time.monotonic()
                 images = list(pool.map(lambda c, t=t: encode(c.frame(t)), self.cameras))
-                for cam, data in zip(self.cameras, images):
+                for cam, data in zip(self.cameras, images, strict=True):
                     if self.sent % CORRUPT_EVERY == CORRUPT_EVERY - 1:
                         data = data[: len(data) // 3]  # a truncated upload
                     key, value, headers = frame_record(cam, t, data)

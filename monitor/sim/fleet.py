@@ -236,7 +236,10 @@ def _droplets(
     short = min(height, width)
     drops = []
     for cx, cy, r in zip(
-        rng.uniform(0, width, n), rng.uniform(0, height, n), rng.uniform(0.015, 0.05, n)
+        rng.uniform(0, width, n),
+        rng.uniform(0, height, n),
+        rng.uniform(0.015, 0.05, n),
+        strict=True,
     ):
         radius = max(1.0, r * short)
         rows = slice(max(0, round(cy - 1.3 * radius)), min(height, round(cy + 1.3 * radius) + 1))

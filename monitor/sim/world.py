@@ -329,7 +329,7 @@ def _showers_in_slot(world: World, slot: int) -> tuple[Shower, ...]:
     strengths = rng.uniform(0.4, 1.0, n)
     return tuple(
         Shower(float(a), float(d), float(k), (slot, i))
-        for i, (a, d, k) in enumerate(zip(starts, durations, strengths))
+        for i, (a, d, k) in enumerate(zip(starts, durations, strengths, strict=True))
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -155,8 +156,8 @@ def _proportions(x, y, bins):
     )
     full = np.r_[-np.inf, edges, np.inf]
     # [e_i, e_{i+1}) bins: histogram with left-closed bins via counting
-    p = np.array([np.mean((x >= lo) & (x < hi)) for lo, hi in zip(full[:-1], full[1:])])
-    q = np.array([np.mean((y >= lo) & (y < hi)) for lo, hi in zip(full[:-1], full[1:])])
+    p = np.array([np.mean((x >= lo) & (x < hi)) for lo, hi in pairwise(full)])
+    q = np.array([np.mean((y >= lo) & (y < hi)) for lo, hi in pairwise(full)])
     return p, q
 
 

@@ -34,7 +34,7 @@ def feats(
     d = Decoded(
         rgb=rgb, width=width or w, height=height or h, encoded_bytes=encoded_bytes, format="png"
     )
-    return {k: float(v) for k, v in zip(FEATURE_NAMES, compute_features(d))}
+    return {k: float(v) for k, v in zip(FEATURE_NAMES, compute_features(d), strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +335,8 @@ def test_compression_change_moves_bytes_per_pixel(photo: np.ndarray) -> None:
     limits = DecodeLimits()
     hi = decode(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(), limits)
     lo = decode(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 20])[1].tobytes(), limits)
-    f_hi = dict(zip(FEATURE_NAMES, compute_features(hi)))
-    f_lo = dict(zip(FEATURE_NAMES, compute_features(lo)))
+    f_hi = dict(zip(FEATURE_NAMES, compute_features(hi), strict=True))
+    f_lo = dict(zip(FEATURE_NAMES, compute_features(lo), strict=True))
     assert f_lo["encoded_bytes_per_pixel"] < f_hi["encoded_bytes_per_pixel"]
 
 
@@ -360,8 +360,8 @@ def test_features_are_comparable_across_source_resolutions() -> None:
     a = decode(cv2.imencode(".jpg", fhd, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes(), limits)
     b = decode(cv2.imencode(".png", uhd)[1].tobytes(), limits)
     assert a.rgb.shape == b.rgb.shape == (270, 480, 3)
-    fa = dict(zip(FEATURE_NAMES, compute_features(a).tolist()))
-    fb = dict(zip(FEATURE_NAMES, compute_features(b).tolist()))
+    fa = dict(zip(FEATURE_NAMES, compute_features(a).tolist(), strict=True))
+    fb = dict(zip(FEATURE_NAMES, compute_features(b).tolist(), strict=True))
     for name in (
         "brightness_mean",
         "brightness_std",
@@ -380,6 +380,7 @@ def test_features_are_comparable_across_source_resolutions() -> None:
             compute_features(
                 Decoded(cv2.cvtColor(uhd, cv2.COLOR_BGR2RGB), 3840, 2160, 1, "png")
             ).tolist(),
+            strict=True,
         )
     )
     assert full["sharpness_laplacian_var"] < 0.25 * fb["sharpness_laplacian_var"]

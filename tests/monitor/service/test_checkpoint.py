@@ -113,7 +113,7 @@ def observe(state, n, start=0, dim=DIM, origins=(("frames", 0), ("frames", 1), (
 
 def assert_same_predictions(got, expected):
     assert len(got.items) == len(expected.items)
-    for g, e in zip(got.items, expected.items):
+    for g, e in zip(got.items, expected.items, strict=True):
         if e is None:
             assert g is None
             continue

@@ -3,6 +3,8 @@ severity."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import cv2
 import numpy as np
 import pytest
@@ -105,7 +107,7 @@ def test_same_seed_and_t_give_identical_bytes():
     # Order of calls does not matter: frame t depends on (seed, t) only.
     fa = [a.frame(t) for t in (0, 7, 3)]
     fb = [b.frame(t) for t in (3, 7, 0)][::-1]
-    for x, y in zip(fa, fb):
+    for x, y in zip(fa, fb, strict=True):
         assert encode(x) == encode(y)
         assert x.tobytes() == y.tobytes()
     for name in ("gaussian_noise", "motion_blur", "knocked", "dusk"):
@@ -209,7 +211,7 @@ def test_every_shift_every_severity_keeps_shape_and_changes_image(name, w, h):
 def test_difference_from_unshifted_grows_with_severity(name, size, clean):
     img = clean[size]
     d = [mad(apply(name, img, s), img) for s in SEVERITIES]
-    assert all(b > a for a, b in zip(d, d[1:])), (name, size, d)
+    assert all(b > a for a, b in pairwise(d)), (name, size, d)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -220,10 +222,10 @@ def test_shifts_move_the_statistic_they_model(size, clean):
         return [stat(img)] + [stat(apply(name, img, s)) for s in SEVERITIES]
 
     def decreasing(xs):
-        return all(b < a for a, b in zip(xs, xs[1:]))
+        return all(b < a for a, b in pairwise(xs))
 
     def increasing(xs):
-        return all(b > a for a, b in zip(xs, xs[1:]))
+        return all(b > a for a, b in pairwise(xs))
 
     brightness = lambda x: luma(x).mean()  # noqa: E731
     assert decreasing(series("brightness", brightness))
@@ -291,7 +293,7 @@ def test_camera_brightness_and_dusk_darken_with_severity():
             means.append(np.mean([cam.frame(t).mean() for t in range(3)]))
         cam.set_shift(None)
         unshifted = np.mean([cam.frame(t).mean() for t in range(3)])
-        assert all(b < a for a, b in zip([unshifted] + means, means)), (name, means)
+        assert all(b < a for a, b in pairwise([unshifted] + means)), (name, means)
 
 
 @pytest.mark.parametrize("w,h", SIZES)

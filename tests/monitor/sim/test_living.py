@@ -3,6 +3,8 @@ day/night cycle and infrared, rain showers, objects crossing the view."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ FPS = 5
 def features(frame: np.ndarray) -> dict[str, float]:
     """The daemon's image statistics of a frame, by name."""
     values = compute_features(Decoded(frame, frame.shape[1], frame.shape[0], 1, "png"))
-    return dict(zip(FEATURE_NAMES, (float(v) for v in values)))
+    return dict(zip(FEATURE_NAMES, (float(v) for v in values), strict=True))
 
 
 def is_grey(frame: np.ndarray) -> bool:
@@ -147,7 +149,7 @@ def test_ir_switches_once_each_way_per_day_without_flicker():
     cam = Camera("c", "coffee", width=64, height=48, seed=9, dynamics=Living(clouds=0.2))
     contexts = [cam.context(t) for t in range(0, 3 * 600 * FPS, FPS)]  # every second, three days
     ir = [c.ir for c in contexts]
-    assert sum(a != b for a, b in zip(ir, ir[1:])) == 6
+    assert sum(a != b for a, b in pairwise(ir)) == 6
     on = {c.time_of_day for c in contexts if c.ir}
     assert on == {"dusk", "night", "dawn"}
 
