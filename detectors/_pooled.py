@@ -81,7 +81,7 @@ class Pooled:
             for c in tied:
                 self.ref_less_equal[c] = np.searchsorted(ref.sorted[c], cur_sorted[c], side="right")
         self.cur_less, self.cur_less_equal = _runs(cur_sorted)
-        self._at_ref = None
+        self._at_ref: tuple[np.ndarray, np.ndarray] | None = None
 
     def _counts_at_ref(self):
         if self._at_ref is None:

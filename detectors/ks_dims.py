@@ -86,6 +86,7 @@ def ks_dims_test(
     dstat = np.atleast_1d(np.asarray(res.statistic, dtype=np.float64))
     pvals = np.atleast_1d(np.asarray(res.p_value, dtype=np.float64))
     k = dstat.size
+    assert res.adjusted_p_value is not None  # ks_test has p-values
     p_adj = float(np.min(res.adjusted_p_value))  # = min(1, k * min_k p_k)
     return KSDimsTestResult(
         method="ks_dims",

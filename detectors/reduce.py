@@ -89,35 +89,40 @@ class PCA:
         self.explained_variance_ratio_ = var[:k] / total if total > 0 else np.zeros(k)
         return self
 
-    def _check_fitted(self) -> None:
-        if self.components_ is None:
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(mean_, components_, explained_variance_, explained_variance_ratio_)``, all set
+        together by :meth:`fit` and :meth:`from_arrays`; raises when not fitted."""
+        mean, components = self.mean_, self.components_
+        variance, ratio = self.explained_variance_, self.explained_variance_ratio_
+        if mean is None or components is None or variance is None or ratio is None:
             raise ValueError("PCA is not fitted: call fit() or from_arrays() first")
+        return mean, components, variance, ratio
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Project ``x`` (shape ``(n, d)``) onto the fitted components: shape ``(n, k)``."""
-        self._check_fitted()
+        mean, components, _, _ = self._fitted()
         arr = np.asarray(x, dtype=np.float64)
         if arr.ndim != 2:
             raise ValueError(f"x must be 2-D (n_samples, n_dims), got shape {arr.shape}")
-        check_width(arr, self.mean_.shape[0], "x", of="the fitted PCA")
-        return (arr - self.mean_) @ self.components_.T
+        check_width(arr, mean.shape[0], "x", of="the fitted PCA")
+        return (arr - mean) @ components.T
 
     def fit_transform(self, x_ref: np.ndarray, n_components: int | None = None) -> np.ndarray:
         return self.fit(x_ref, n_components).transform(x_ref)
 
     def inverse_transform(self, z: np.ndarray) -> np.ndarray:
         """Map component scores back to the input space (exact when ``k = d``)."""
-        self._check_fitted()
-        return np.asarray(z, dtype=np.float64) @ self.components_ + self.mean_
+        mean, components, _, _ = self._fitted()
+        return np.asarray(z, dtype=np.float64) @ components + mean
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as plain arrays (e.g. for ``np.savez`` in a reference file)."""
-        self._check_fitted()
+        mean, components, variance, ratio = self._fitted()
         return {
-            "mean": self.mean_.copy(),
-            "components": self.components_.copy(),
-            "explained_variance": self.explained_variance_.copy(),
-            "explained_variance_ratio": self.explained_variance_ratio_.copy(),
+            "mean": mean.copy(),
+            "components": components.copy(),
+            "explained_variance": variance.copy(),
+            "explained_variance_ratio": ratio.copy(),
         }
 
     @classmethod

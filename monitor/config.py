@@ -773,7 +773,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _convert(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value if value is not None else {}, f"{name}.")
     if origin is Literal:
         choices = typing.get_args(tp)

@@ -167,7 +167,7 @@ class Actions:
             self.ticket_workers.append(
                 Worker(
                     tsink.name,
-                    lambda item, s=tsink: s.deliver(*item),
+                    self._ticket_deliverer(tsink),
                     a.retry,
                     1000,
                     errors=m.sink_errors.labels(tsink.name),
@@ -197,6 +197,13 @@ class Actions:
             elif name == "webhook":
                 made.append(WebhookTicketSink(t.webhook_url, t.webhook_token, t.timeout_s))
         return made
+
+    @staticmethod
+    def _ticket_deliverer(sink: TicketSink) -> Callable[[tuple[str, Ticket]], None]:
+        def deliver(item: tuple[str, Ticket]) -> None:
+            sink.deliver(*item)
+
+        return deliver
 
     def link(self, path: str) -> str:
         """An absolute URL for one of our paths when the daemon's address is known, else the
@@ -383,14 +390,19 @@ class Actions:
             ref_embeddings=getattr(reference, "embeddings", None),
         )
         keys = [frame_key(r) if r else None for r in refs]
-        pool, already = candidate_pool(
-            scores, budget, s.pool_factor, lambda i: keys[i] is None or keys[i] in self.ledger
-        )
+
+        def queued(i: int) -> bool:
+            key = keys[i]
+            return key is None or key in self.ledger
+
+        pool, already = candidate_pool(scores, budget, s.pool_factor, queued)
+        # every pooled frame has a reference: one without has no key and counts as queued
+        pooled = {i: ref for i in pool if (ref := refs[i]) is not None}
         probes: dict[int, Probe] = {}
         fetched: dict[int, Fetched] = {}
         for i in pool:
             try:
-                got = self.fetcher.fetch(refs[i])
+                got = self.fetcher.fetch(pooled[i])
             except FetchError as e:
                 log.warning("event %s: %s", eid, e)
                 probes[i] = Probe(None)
@@ -408,7 +420,7 @@ class Actions:
         )
         now = time.time()
         samples = tuple(
-            self._sample(event, refs[pick.index], pick, fetched[pick.index], now)
+            self._sample(event, pooled[pick.index], pick, fetched[pick.index], now)
             for pick in sel.picks
         )
         self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)

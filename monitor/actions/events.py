@@ -19,6 +19,7 @@ new record, so a reader's event never changes under it.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import threading
@@ -381,7 +382,10 @@ class EventStore:
         with self._lock:
             return len(self._open)
 
-    def overlapping(self, stream: str, start: float, end: float | None) -> list[DriftEvent]:
+    # builtins.list: inside this class, `list` is the method above
+    def overlapping(
+        self, stream: str, start: float, end: float | None
+    ) -> builtins.list[DriftEvent]:
         """Events of ``stream`` open at any time in [start, end] (end None: now)."""
         end = time.time() if end is None else end
         with self._lock:
@@ -403,7 +407,8 @@ class EventStore:
 
     def create(self, event: DriftEvent, arrays: dict[str, np.ndarray]) -> None:
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(self.dir / f"{event.id}.npz", buf.getvalue())
         with self._lock:
             self._save(event)

@@ -124,8 +124,8 @@ def uncertainty(predictions: dict[str, Any] | None) -> float | None:
         return float(-(nz * np.log(nz)).sum() / math.log(len(p)))
     detections = predictions.get("detections")
     if isinstance(detections, list):
-        scores = [d.get("score") for d in detections if isinstance(d, dict)]
-        scores = [float(s) for s in scores if isinstance(s, (int, float)) and 0 <= s <= 1]
+        raw = [d.get("score") for d in detections if isinstance(d, dict)]
+        scores = [float(s) for s in raw if isinstance(s, (int, float)) and 0 <= s <= 1]
         if scores:
             return max(1.0 - abs(2.0 * s - 1.0) for s in scores)
     return None

@@ -383,7 +383,7 @@ def _control(label_config: str) -> Control:
     for tag in ("RectangleLabels", "Choices"):
         el = root.find(f".//{tag}")
         if el is not None:
-            values = tuple(c.get("value") for c in el if c.get("value"))
+            values = tuple(v for c in el if (v := c.get("value")))
             return Control(tag.lower(), el.get("name"), el.get("toName"), values)
     return Control(None)
 

@@ -237,6 +237,7 @@ def run_mmd(r: Run) -> TestOutcome | None:
     res = r.prepared.mmd.test(
         r.reduced, n_permutations=r.mmd_permutations, alpha=r.alpha, seed=r.rng
     )
+    assert res.p_value is not None  # a permutation test always has one
     # one feature, the distribution as a whole: every drifted test names what moved
     whole = FeatureOutcome(
         EMBEDDING_DISTRIBUTION, float(res.statistic), float(res.p_value), bool(res.drifted)

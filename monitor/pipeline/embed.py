@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -233,6 +233,12 @@ class DefaultEncoder(torch.nn.Module):
         ("layout", 64, 4, 1, 1),
     )
     OUTPUT_DIM = 16 + 32 + 64 + 4 * 2 * 2
+    if TYPE_CHECKING:  # the layers, set from LAYERS in __init__ (TorchScript reads annotations)
+        conv1: torch.nn.Conv2d
+        conv2: torch.nn.Conv2d
+        conv3: torch.nn.Conv2d
+        conv4: torch.nn.Conv2d
+        layout: torch.nn.Conv2d
 
     def __init__(self, seed: int = DEFAULT_SEED) -> None:
         super().__init__()

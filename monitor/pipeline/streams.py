@@ -251,7 +251,8 @@ class StreamState:
         if emb is not None:
             arrays["embeddings"] = emb
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
+        np.savez(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
 
     def restore(self, data: bytes) -> dict | None:
@@ -263,10 +264,11 @@ class StreamState:
             emb = z["embeddings"] if "embeddings" in z.files else None
             flat = z["pred_probs"] if "pred_probs" in z.files else np.zeros(0, np.float32)
         w = self.window
+        w_emb = w._emb
         if (
             rows.shape[1] != w._rows.shape[1]
-            or (emb is not None) != (w._emb is not None)
-            or (emb is not None and emb.shape[1] != w._emb.shape[1])
+            or (emb is not None) != (w_emb is not None)
+            or (emb is not None and w_emb is not None and emb.shape[1] != w_emb.shape[1])
         ):
             log.warning(
                 "stream %s: checkpoint does not fit this configuration (columns or embeddings "

@@ -29,6 +29,8 @@ from monitor.reference.timing import TimeUnit, file_times
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+#: embedding.fp16 in the configuration -> build_embedder's fp16
+_FP16: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
 
 
 @dataclass
@@ -174,7 +176,7 @@ def build_embedder_from(config: Config) -> Embedder | None:
         input_size=e.input_size or None,
         threads=e.threads or None,
         device=e.device,
-        fp16={"auto": "auto", "on": True, "off": False}[e.fp16],
+        fp16=_FP16[e.fp16],
     )
 
 

@@ -139,10 +139,10 @@ class PreparedReference:
                     np.random.default_rng(SEED).choice(len(sample), size, replace=False)
                 ]
             self.mmd = MMDReference(sample, dtype="float32")
-            share = np.cumsum(self.pca.explained_variance_ratio_) / max(
-                self.pca.explained_variance_ratio_.sum(), 1e-12
-            )
-            self.components = int(min(len(share), np.searchsorted(share, EMBEDDING_VARIANCE) + 1))
+            ratio = self.pca.explained_variance_ratio_
+            assert ratio is not None  # a stored reference's PCA is fitted
+            share = np.cumsum(ratio) / max(ratio.sum(), 1e-12)
+            self.components = min(len(share), int(np.searchsorted(share, EMBEDDING_VARIANCE)) + 1)
         self.fps = frame_rate(ref, config)
         self.z_thresholds = self._thresholds()
 
@@ -174,11 +174,7 @@ class PreparedReference:
             frames = self._context_frames(context, n)
             used = context if frames is not None else "*"
             idx = frames if frames is not None else np.arange(self.reference.n_frames)
-            x = (
-                self.reference.columns(self.feature_names)
-                if kind == STATISTICS
-                else self.pca.transform(self.reference.embeddings)[:, : self.components]
-            )[idx]
+            x = self._columns(kind)[idx]
             times = None if self.reference.times is None else self.reference.times[idx]
             segs = (
                 None
@@ -195,12 +191,16 @@ class PreparedReference:
 
     def _whole_sd(self, kind: str) -> np.ndarray:
         """Per-frame spread of each feature over the whole reference, every context together."""
-        x = (
-            self.reference.columns(self.feature_names)
-            if kind == STATISTICS
-            else self.pca.transform(self.reference.embeddings)[:, : self.components]
-        )
-        return x.std(axis=0)
+        return self._columns(kind).std(axis=0)
+
+    def _columns(self, kind: str) -> np.ndarray:
+        """The reference's image statistics (``kind="statistics"``), or its leading embedding
+        components (``"embeddings"``)."""
+        if kind == STATISTICS:
+            return self.reference.columns(self.feature_names)
+        # the calibrated embedding test runs only on a reference prepared with its PCA
+        assert self.pca is not None and self.reference.embeddings is not None
+        return self.pca.transform(self.reference.embeddings)[:, : self.components]
 
     def _labels(self, idx: np.ndarray) -> np.ndarray | None:
         c = self.reference.contexts
@@ -265,9 +265,10 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
         embeddings=embeddings,
     )
     n = config.window.size
-    ordered = reference.times is not None
-    segs = segments(reference.times, reference.n_frames) if ordered else []
-    extent = float(reference.times[-1] - reference.times[0]) if ordered else None
+    times = reference.times
+    ordered = times is not None
+    segs = segments(times, reference.n_frames) if times is not None else []
+    extent = float(times[-1] - times[0]) if times is not None else None
     span_s = extent if reference.time_unit == "s" else None
     span_frames = extent + 1 if extent is not None and reference.time_unit == "frames" else None
     contexts: dict[str, ContextSupport] = {}

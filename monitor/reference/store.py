@@ -176,7 +176,8 @@ class Reference:
         if self.predictions is not None:
             arrays.update(self.predictions.arrays())
         buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
+        # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
+        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
         atomic_write_bytes(path, buf.getvalue())  # a reader never sees half a reference
         return path
 

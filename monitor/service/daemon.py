@@ -278,10 +278,12 @@ class Daemon:
         t0 = time.perf_counter()
         frames, bad = self._parse(records)
         self.metrics.stage_seconds.labels("parse").observe(time.perf_counter() - t0)
+        assert self._analysis is not None  # run() opens the pools before the first poll
         return InFlight(records, bad, self._analysis.submit(self._analyse_batch, frames))
 
     def _analyse_batch(self, frames: list[Frame]) -> list[Analysed]:
         t0 = time.perf_counter()
+        assert self._pool is not None  # run() opens the pools before the first poll
         analysed = list(self._pool.map(self._analyse, frames))
         t1 = time.perf_counter()
         # decode and statistics run fused in the pool; their split is measured by the benchmark
@@ -443,13 +445,14 @@ class Daemon:
     def _embed(self, analysed: list[Analysed]) -> None:
         if self.embedder is None:
             return
-        ok = [a for a in analysed if a.error is None]
+        # decoded frames keep their image until embedded (_analyse keeps it with an embedder)
+        ok = [(a, a.rgb) for a in analysed if a.error is None and a.rgb is not None]
         if not ok:
             return
         vectors = self.embedder.embed_many(
-            [a.rgb for a in ok], max_batch=self.config.embedding.batch_size
+            [rgb for _, rgb in ok], max_batch=self.config.embedding.batch_size
         )
-        for a, v in zip(ok, vectors, strict=True):
+        for (a, _), v in zip(ok, vectors, strict=True):
             a.embedding, a.rgb = v, None
 
     def _interval_due(self, state: StreamState) -> bool:
@@ -577,7 +580,9 @@ class Daemon:
         if shared is not None:
             self._prepare(shared)
         for stream in self.store.streams():
-            self.engine.check(self.store.load_latest(stream))
+            own = self.store.load_latest(stream)
+            if own is not None:  # a stream directory without versions: judged by the shared one
+                self.engine.check(own)
 
     def _prepared_for(self, stream: str) -> PreparedReference | None:
         state = self.streams.get(stream)

@@ -413,7 +413,7 @@ class Camera:
         crop_w = v.crop_w / zoom
         half_w, half_h = crop_w / 2, crop_w * self.height / self.width / 2
         dist = shift * v.crop_w
-        best = None
+        best: tuple[float, float, float] | None = None
         for d in (direction, direction + math.pi, direction + math.pi / 2, direction - math.pi / 2):
             cx = min(max(v.cx + dist * math.cos(d), half_w), pw - half_w)
             cy = min(max(v.cy + dist * math.sin(d), half_h), ph - half_h)
@@ -422,6 +422,7 @@ class Camera:
                 best = (moved, cx, cy)
             if moved >= 0.999 * dist:
                 break
+        assert best is not None  # the loop above runs at least once
         _, cx, cy = best
         return _View(cx=cx, cy=cy, crop_w=crop_w, roll=v.roll + roll)
 
@@ -443,7 +444,7 @@ class Camera:
     def frame(self, t: int) -> np.ndarray:
         """Frame number ``t`` (>= 0) as RGB uint8, ``height x width x 3``."""
         t = _frame_number(t)
-        return self._frame_iid(t) if self.living is None else self._frame_living(t)
+        return self._frame_iid(t) if self._world is None else self._frame_living(t, self._world)
 
     def context(self, t: int) -> FrameContext:
         """The context of frame ``t`` as a producer could send it (an iid camera: always day)."""
@@ -456,13 +457,14 @@ class Camera:
         self, img: np.ndarray, t: int, rng: np.random.Generator, sigma: float, grey: bool = False
     ) -> np.ndarray:
         """The end of every frame: a scene-stage shift, sensor noise, an image-stage shift."""
-        spec = SHIFTS[self._shift[0]] if self._shift else None
+        name, severity = self._shift if self._shift else (None, 0)
+        spec = SHIFTS[name] if name is not None else None
         shift_rng = self._shift_rng(spec, t)
         if spec is not None and spec.stage == "scene":
-            img = spec.fn(img, self._shift[1], shift_rng)
+            img = spec.fn(img, severity, shift_rng)
         img = add_noise(img, sigma, rng, key=1, grey=grey)
         if spec is not None and spec.stage == "image":
-            img = spec.fn(img, self._shift[1], shift_rng)
+            img = spec.fn(img, severity, shift_rng)
         return img
 
     def _frame_iid(self, t: int) -> np.ndarray:
@@ -490,7 +492,7 @@ class Camera:
             iy, ix = _JITTER + round(jy), _JITTER + round(jx)
             view = base[iy : iy + h, ix : ix + w]
         else:  # sub-pixel: bilinear resampling, cheap at these sizes
-            shift = np.float32([[1, 0, _JITTER + jx], [0, 1, _JITTER + jy]])
+            shift = np.array([[1, 0, _JITTER + jx], [0, 1, _JITTER + jy]], np.float32)
             view = cv2.warpAffine(
                 base,
                 shift,
@@ -509,13 +511,13 @@ class Camera:
 
         return self._sensor(img, t, rng, self.noise_sigma)
 
-    def _frame_living(self, t: int) -> np.ndarray:
-        world, h, w = self._world, self.height, self.width
+    def _frame_living(self, t: int, world: World) -> np.ndarray:
+        h, w = self.height, self.width
         s = t / self.fps
         rng = np.random.default_rng([self.seed, 7, t])
         # Draw every variable in a fixed order, used or not, so frame t never depends on a branch.
         flicker = 1.0 + float(np.clip(rng.normal(0.0, 0.004), -0.01, 0.01))
-        streaks_at = tuple(int(v) for v in rng.integers(0, BANK_PAD + 1, size=2))
+        streaks_y, streaks_x = (int(v) for v in rng.integers(0, BANK_PAD + 1, size=2))
         daylight = float(world.daylight(s))
         ir = world.ir(s)
         rain, shower = world.rain(s)
@@ -536,19 +538,19 @@ class Camera:
             )
         else:
             level = _mean_level(view) if rain > 0.0 else 0.0
-            img = lut(view, self._light_curves(s, daylight, flicker, rain, level))
+            img = lut(view, self._light_curves(world, s, daylight, flicker, rain, level))
         if daylight < _LAMPS_ON:
             for c in crossings:
                 _draw_lamps(img, c, s)
-        if rain > 0.0:
-            img = _rain_optics(img, rain, self.seed, shower, streaks_at)
+        if rain > 0.0 and shower is not None:  # rain is the intensity of a shower under way
+            img = _rain_optics(img, rain, self.seed, shower, (streaks_y, streaks_x))
         if ir:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
         gain = _IR_GAIN if ir else 1.0 + (_NIGHT_GAIN - 1.0) * (1.0 - daylight)
         return self._sensor(img, t, rng, self.noise_sigma * gain, grey=ir)
 
     def _light_curves(
-        self, s: float, daylight: float, flicker: float, rain: float, level: float
+        self, world: World, s: float, daylight: float, flicker: float, rain: float, level: float
     ) -> np.ndarray:
         """Tone curves (3x256) for daylight, clouds, the colour of the light and rain at ``s``.
 
@@ -556,7 +558,6 @@ class Camera:
         crushed shadows (gamma), street-light split tone (warm highlights, cool shadows). Low sun
         warms the light; clouds dim it and cool it a little.
         """
-        world = self._world
         night = 1.0 - daylight
         cloud = float(world.clouds(s)) * daylight
         exposure = (_NIGHT_LEVEL + (1.0 - _NIGHT_LEVEL) * daylight) * math.exp(cloud)
@@ -586,7 +587,7 @@ def make_fleet(
     """
     if n_cameras < 0:
         raise ValueError(f"n_cameras must be non-negative, got {n_cameras}")
-    seeds = (
+    seeds: np.ndarray | list[int] = (
         np.random.SeedSequence([int(seed), 0xF1EE7]).generate_state(n_cameras, np.uint32)
         if n_cameras
         else []

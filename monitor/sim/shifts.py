@@ -131,6 +131,7 @@ def _motion_blur(rgb, severity, rng):
 def _jpeg(rgb, severity, rng):
     data = encode(rgb, _p("jpeg", severity)["quality"])
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert bgr is not None  # a JPEG we just encoded
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

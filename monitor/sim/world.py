@@ -348,6 +348,11 @@ _CAR_COLOURS = np.array(
 )
 
 
+def _rgb(row: np.ndarray) -> tuple[int, int, int]:
+    r, g, b = (int(v) for v in row)
+    return r, g, b
+
+
 @functools.lru_cache(maxsize=256)
 def _crossings_in_slot(world: World, slot: int) -> tuple[Crossing, ...]:
     # Arrivals at the daytime rate, thinned by the traffic share at their start time.
@@ -379,8 +384,8 @@ def _crossings_in_slot(world: World, slot: int) -> tuple[Crossing, ...]:
             float(lane[i]),
             float(drift[i]),
             float(size[i]),
-            tuple(int(v) for v in colour[i]),
-            tuple(int(v) for v in trim[i]),
+            _rgb(colour[i]),
+            _rgb(trim[i]),
         )
         for i in range(n)
         if keep[i]
