@@ -24,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 from monitor.errors import ConfigError
+from monitor.files import JSONObject
 from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY
 
 ENV_PREFIX = "DRIFTMON_"
@@ -102,9 +103,9 @@ class KafkaConfig:
             path = getattr(self, name)
             _check(not path or Path(path).is_file(), f"kafka.{name}", f"no such file: {path}")
 
-    def client_options(self) -> dict[str, Any]:
+    def client_options(self) -> dict[str, object]:
         """Options shared by kafka-python consumers, producers and admin clients."""
-        opts: dict[str, Any] = {
+        opts: dict[str, object] = {
             "bootstrap_servers": list(self.bootstrap_servers),
             "client_id": self.client_id,
             "security_protocol": self.security_protocol,
@@ -712,7 +713,7 @@ class Config:
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
     """Read the YAML file (if any), apply ``DRIFTMON_`` overrides from ``env``, validate."""
-    raw: dict[str, Any] = {}
+    raw: JSONObject = {}
     if path is not None:
         try:
             text = Path(path).read_text()
@@ -733,7 +734,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     return _build(Config, dict(raw), "")
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(raw: JSONObject, env: Mapping[str, str]) -> None:
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX):
             continue
@@ -816,7 +817,7 @@ def _convert(tp: Any, value: Any, name: str) -> Any:
     raise TypeError(f"unsupported config type {tp}")  # pragma: no cover
 
 
-def to_dict(config: Config) -> dict[str, Any]:
+def to_dict(config: Config) -> JSONObject:
     """The effective configuration as plain data (secrets masked), for /status and logs."""
     data = dataclasses.asdict(config)
     if data["kafka"]["sasl_password"]:

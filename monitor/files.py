@@ -2,6 +2,7 @@
 
 A reader — another thread, or the daemon after a crash and restart — sees either the old file or
 the new one, never half of one. Used by drift events, ledgers and tickets (``monitor/actions``).
+Also the one name for a JSON object at driftmon's edges, :data:`JSONObject`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 log = logging.getLogger(__name__)
+
+#: A JSON object at one of driftmon's edges, and only there: a record's to_dict/from_dict, an HTTP
+#: body, a file's or a Kafka record's JSON, a producer's payload kept verbatim (a frame's
+#: ``predictions``), the YAML mapping a configuration is read from. Between the stages inside,
+#: data travels as typed records (Frame, Evaluation, TestOutcome, DriftEvent, Sample, Ticket, ...).
+JSONObject: TypeAlias = dict[str, Any]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from monitor.actions.explain import Shift, describe, kind_of
 from monitor.actions.selection import PickScores, Reason
-from monitor.files import atomic_write_bytes, atomic_write_json, load_json_dir
+from monitor.files import JSONObject, atomic_write_bytes, atomic_write_json, load_json_dir
 from monitor.pipeline.drift_tests import TestOutcome
 from monitor.pipeline.streams import FrameRef
 
@@ -51,7 +51,7 @@ def event_id(stream: str, opened_at: float) -> str:
     return f"evt-{stamp}-{digest}"
 
 
-def ref_dict(ref: FrameRef | None) -> dict[str, Any] | None:
+def ref_dict(ref: FrameRef | None) -> JSONObject | None:
     """A frame reference as JSON (None stays None: a window slot without a reference; an empty
     context is left out, as events written before frames had contexts have it)."""
     if ref is None:
@@ -125,7 +125,7 @@ class EventWindow:
         times = [r.ts for r in refs if r is not None]
         return cls(frames, min(times, default=None), max(times, default=None), tuple(refs))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "frames": self.frames,
             "first_ts": self.first_ts,
@@ -134,7 +134,7 @@ class EventWindow:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EventWindow:
+    def from_dict(cls, d: JSONObject) -> EventWindow:
         return cls(
             d["frames"],
             d["first_ts"],
@@ -166,7 +166,7 @@ class SelectionSummary:
     space: str | None = None
     note: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -198,7 +198,7 @@ class Sample:
     reasons: tuple[Reason, ...]
     scores: PickScores
     hash: int
-    predictions: dict[str, Any] | None  # the producer's JSON (frame contract), as it came
+    predictions: JSONObject | None  # the producer's JSON (frame contract), as it came
     reference: ReferenceInfo
     selected_at: float
 
@@ -210,7 +210,7 @@ class Sample:
             self.frame_id, self.camera_id, self.ts, o.topic, o.partition, o.offset, None
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "key": self.key,
             "event_id": self.event_id,
@@ -230,7 +230,7 @@ class Sample:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Sample:
+    def from_dict(cls, d: JSONObject) -> Sample:
         return cls(
             d["key"],
             d["event_id"],
@@ -292,7 +292,7 @@ class DriftEvent:
     def with_selection(self, samples: tuple[Sample, ...], summary: SelectionSummary) -> DriftEvent:
         return replace(self, samples=samples, selection=summary)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = {
             "schema": SCHEMA,
             "id": self.id,
@@ -318,7 +318,7 @@ class DriftEvent:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DriftEvent:
+    def from_dict(cls, d: JSONObject) -> DriftEvent:
         selection = d.get("selection")
         return cls(
             id=d["id"],
@@ -340,7 +340,7 @@ class DriftEvent:
             confirmed_at=d.get("confirmed_at"),
         )
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """This event's JSON without its bulky parts (window frame references, samples, test
         details), for lists."""
         out = {k: v for k, v in self.to_dict().items() if k not in ("window", "samples", "tests")}

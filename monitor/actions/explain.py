@@ -29,10 +29,11 @@ Examples
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from monitor.files import JSONObject
 from monitor.pipeline.drift_tests import (
     EMBEDDINGS,
     PREDICTIONS,
@@ -114,7 +115,7 @@ class ClassShare:
     reference_share: float
     window_share: float
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "class": self.label,
             "reference_share": self.reference_share,
@@ -144,7 +145,7 @@ class Shift:
         """The window mean's shift in reference standard deviations, when measured."""
         return None if self.mean is None else self.mean.z
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         out = {
             "test": self.test,
             "kind": self.kind,
@@ -159,7 +160,7 @@ class Shift:
         return out
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Shift:
+    def from_dict(cls, d: JSONObject) -> Shift:
         mean = (
             MeanShift(d["window_mean"], d["reference_mean"], d["reference_std"], d["z"])
             if "window_mean" in d
@@ -196,9 +197,15 @@ def measure(test: str, feature: str, outcome: FeatureOutcome, snapshot: WindowSn
         )
     elif kind == EMBEDDINGS:
         pc = component_index(feature)
-        if pc is not None and prepared.pca is not None and snapshot.embeddings is not None:
+        ref_embeddings = prepared.reference.embeddings  # there whenever prepared.pca is
+        if (
+            pc is not None
+            and prepared.pca is not None
+            and ref_embeddings is not None
+            and snapshot.embeddings is not None
+        ):
             cur = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
-            ref = prepared.pca.transform(prepared.reference.embeddings)[:, pc]
+            ref = prepared.pca.transform(ref_embeddings)[:, pc]
             mean = _z_shift(cur, ref)
     elif (
         kind == PREDICTIONS

@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.config import Config, SourceConfig
 from monitor.errors import UnavailableError
+from monitor.files import JSONObject
 from monitor.pipeline.source import RecordError, make_consumer, parse_record, read_claim_check
 from monitor.pipeline.streams import FrameRef
 
@@ -29,7 +30,7 @@ class FetchError(UnavailableError):
 @dataclass(frozen=True)
 class Fetched:
     data: bytes
-    predictions: dict[str, Any] | None
+    predictions: JSONObject | None
     via: str  # "kafka" or "uri"
 
 

@@ -37,10 +37,11 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
+
+from monitor.files import JSONObject
 
 HASH_BITS = 64
 FAR_RATIO = 1.5  # a distance ratio at or above this is reported as a reason
@@ -100,7 +101,7 @@ def image_hash(data: bytes, method: str = "dhash") -> int | None:
 # --- model uncertainty ----------------------------------------------------------------------------
 
 
-def uncertainty(predictions: dict[str, Any] | None) -> float | None:
+def uncertainty(predictions: JSONObject | None) -> float | None:
     """The deployed model's uncertainty on a frame, in [0, 1], from its predictions (frame
     contract).
 
@@ -288,7 +289,7 @@ class Reason:
     text: str
     feature: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return (
             {"code": self.code}
             | ({"feature": self.feature} if self.feature is not None else {})

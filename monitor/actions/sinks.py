@@ -37,7 +37,7 @@ import numpy as np
 from monitor.actions.events import Sample
 from monitor.config import KafkaConfig, LabelStudioConfig, RetryConfig
 from monitor.errors import UnavailableError
-from monitor.files import atomic_write_text, safe_name
+from monitor.files import JSONObject, atomic_write_text, safe_name
 from monitor.retry import Backoff, Stopped, retry
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class RelabelSink(Protocol):
     def close(self) -> None: ...
 
 
-def relabel_record(sample: Sample) -> dict[str, Any]:
+def relabel_record(sample: Sample) -> JSONObject:
     """The JSON record a selected frame becomes (kafka sink, directory manifest)."""
     keys = (
         "event_id",
@@ -343,7 +343,7 @@ class DirectorySink:
         pass
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_jsonl(path: Path) -> list[JSONObject]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -389,8 +389,8 @@ def _control(label_config: str) -> Control:
 
 
 def pre_annotations(
-    predictions: dict[str, Any] | None, control: Control, size: tuple[int, int]
-) -> list[dict[str, Any]]:
+    predictions: JSONObject | None, control: Control, size: tuple[int, int]
+) -> list[JSONObject]:
     """The frame's predictions as Label Studio predictions for ``control`` (empty when they do not
     fit).
 

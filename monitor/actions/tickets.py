@@ -31,7 +31,7 @@ from monitor.actions import explain
 from monitor.actions.events import DriftEvent, EventStore, Sample
 from monitor.config import TicketsConfig
 from monitor.errors import InputError
-from monitor.files import atomic_write_json, atomic_write_text, load_json_dir, safe_name
+from monitor.files import JSONObject, atomic_write_json, atomic_write_text, load_json_dir, safe_name
 
 SCHEMA = "driftmon.ticket/v1"
 WEBHOOK_SCHEMA = "driftmon.ticket-webhook/v1"
@@ -264,7 +264,7 @@ class Suggestion:
     frames: int | None = None
     command: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         parts = {
             "kind": self.kind,
             "conditions": self.conditions,
@@ -278,7 +278,7 @@ class Suggestion:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Suggestion:
+    def from_dict(cls, d: JSONObject) -> Suggestion:
         conditions, features = d.get("conditions"), d.get("features")
         return cls(
             d["kind"],
@@ -379,7 +379,7 @@ class TicketAlert:
             alert.fingerprint,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "alertname": self.alertname,
             "status": self.status,
@@ -392,7 +392,7 @@ class TicketAlert:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TicketAlert:
+    def from_dict(cls, d: JSONObject) -> TicketAlert:
         return cls(
             d["alertname"],
             d["status"],
@@ -498,7 +498,7 @@ class Ticket:
     suggested_actions: tuple[Suggestion, ...]
     history: tuple[HistoryEntry, ...]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "schema": SCHEMA,
             "id": self.id,
@@ -522,7 +522,7 @@ class Ticket:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Ticket:
+    def from_dict(cls, d: JSONObject) -> Ticket:
         return cls(
             id=d["id"],
             fingerprint=d["fingerprint"],
@@ -546,7 +546,7 @@ class Ticket:
             history=tuple(HistoryEntry(**h) for h in d["history"]),
         )
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JSONObject:
         """The ticket in short, for lists."""
         return {
             "id": self.id,
@@ -566,7 +566,7 @@ class Applied:
     changes: tuple[tuple[str, str], ...]
     ignored: int
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "tickets": [{"id": tid, "action": action} for tid, action in self.changes],
             "ignored": self.ignored,

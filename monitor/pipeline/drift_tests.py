@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from detectors.ks import ks_test
 from detectors.reference import PlacedWindow
 from detectors.result import FeatureTestResult
 from detectors.span import shift_test
+from monitor.files import JSONObject
 from monitor.pipeline.predictions import MIN_PREDICTIONS, PredictionWindow, class_table
 
 if TYPE_CHECKING:
@@ -71,14 +72,14 @@ class TestOutcome:
     def drifted_features(self) -> list[str]:
         return [f.feature for f in self.features if f.drifted]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return dataclasses.asdict(self) | {
             "features": [dataclasses.asdict(f) for f in self.features],
             "drifted_features": self.drifted_features,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TestOutcome:
+    def from_dict(cls, d: JSONObject) -> TestOutcome:
         """The outcome :meth:`to_dict` wrote (its derived ``drifted_features`` left out)."""
         return cls(
             d["name"],

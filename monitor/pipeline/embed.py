@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from monitor.errors import InputError
+from monitor.files import JSONObject
 
 __all__ = [
     "DEFAULT_ARCHITECTURE",
@@ -160,11 +161,11 @@ class EmbedderIdentity:
         """Short, bounded label for metrics and logs: ``architecture@<first 12 hex of hash>``."""
         return f"{self.architecture}@{self.weights_sha256[:12]}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EmbedderIdentity:
+    def from_dict(cls, data: JSONObject) -> EmbedderIdentity:
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(names - set(data))
         unknown = sorted(set(data) - names)

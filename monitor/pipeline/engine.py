@@ -12,12 +12,12 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from detectors.hysteresis import Hysteresis
 from monitor.config import Config
+from monitor.files import JSONObject
 from monitor.pipeline.context import frame_context, window_context
 from monitor.pipeline.drift_tests import (
     EMBEDDINGS,
@@ -60,7 +60,7 @@ class Evaluation:
     changed: bool  # this evaluation flipped the state
     context: str = "default"  # the window's context, judged against the reference's frames of it
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tests"
         } | {"tests": [t.to_dict() for t in self.tests]}

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.files import JSONObject
 from monitor.reference.store import ReferencePredictions
 
 NO_DETECTION = "<none>"
@@ -45,7 +46,7 @@ def _number(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def derive(predictions: dict[str, Any] | None) -> Prediction | None:
+def derive(predictions: JSONObject | None) -> Prediction | None:
     """A frame's predicted class, confidence and probability vector; None without (usable) ones."""
     if not isinstance(predictions, dict):
         return None

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from monitor.config import KafkaConfig, SourceConfig
 from monitor.errors import InputError
+from monitor.files import JSONObject
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ class Frame:
     uri: str | None = None
     site: str = ""
     model_version: str = ""
-    predictions: dict[str, Any] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    predictions: JSONObject | None = None
+    meta: JSONObject = field(default_factory=dict)
     context: str = ""  # the producer's context label (day, night, rain...), when it sends one
 
 

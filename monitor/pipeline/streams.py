@@ -12,14 +12,21 @@ import io
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import crc32c
 import numpy as np
 
 from monitor.config import SourceConfig, WindowConfig
+from monitor.files import JSONObject
 from monitor.pipeline.predictions import Prediction, PredictionWindow, derive
 from monitor.pipeline.source import Frame
+
+if TYPE_CHECKING:  # the stages after this one, named in its records' types only
+    from detectors.hysteresis import Hysteresis
+    from monitor.pipeline.engine import Evaluation
+    from monitor.reference.fit import PreparedReference
+    from monitor.reference.store import Reference
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +68,12 @@ class WindowSnapshot:
     refs: list[FrameRef | None]  # aligned with rows
     embeddings: np.ndarray | None  # (n, dim) raw embeddings aligned with rows, when enabled
     feature_names: tuple[str, ...]
-    # monitor.reference.fit.PreparedReference the window was judged against (its PCA included)
-    prepared: Any
+    prepared: PreparedReference  # what the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
 
     @property
-    def reference(self) -> Any:
-        """The monitor.reference.store.Reference the window was judged against."""
+    def reference(self) -> Reference:
+        """The reference the window was judged against."""
         return self.prepared.reference
 
 
@@ -162,10 +168,10 @@ class StreamState:
     last_ts: float = 0.0
     last_digest: bytes = b""
     last_evaluated_at: float = 0.0
-    evaluation: Any = None  # the newest engine.Evaluation
-    evaluation_dict: dict | None = None  # the same, as plain data for /status
-    detector_state: Any = None  # the engine's per-stream state (hysteresis)
-    reference: Any = None  # the PreparedReference this stream is judged against
+    evaluation: Evaluation | None = None  # the newest
+    evaluation_dict: JSONObject | None = None  # the same, as plain data for /status
+    detector_state: Hysteresis | None = None  # the engine's per-stream state
+    reference: PreparedReference | None = None  # what this stream is judged against
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False  # changed since its last checkpoint
@@ -255,7 +261,7 @@ class StreamState:
         np.savez(buf, **arrays)  # type: ignore[arg-type]
         return buf.getvalue()
 
-    def restore(self, data: bytes) -> dict | None:
+    def restore(self, data: bytes) -> JSONObject | None:
         """Load a checkpoint into this (fresh) state; returns the saved hysteresis state, which the
         engine applies (it owns the detector's parameters)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as z:

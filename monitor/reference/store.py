@@ -20,14 +20,13 @@ import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote
 
 import numpy as np
 
 from detectors.reduce import PCA
 from monitor.errors import InputError
-from monitor.files import atomic_write_bytes
+from monitor.files import JSONObject, atomic_write_bytes
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # version 1: fitted arrays under "fitted.*" keys, calibration positional
@@ -85,7 +84,7 @@ class Reference:
     time_unit: str = "s"
     time_source: str = ""
     embeddings: np.ndarray | None = None  # (n_frames, dim) float32
-    embedder: dict[str, Any] | None = (
+    embedder: JSONObject | None = (
         None  # the embedder's identity (monitor.pipeline.embed.EmbedderIdentity)
     )
     predictions: ReferencePredictions | None = (
@@ -95,7 +94,7 @@ class Reference:
     # Each frame's context (day, night, infrared, rain...: monitor.reference.context), aligned with
     # the frames; None: one context. A window is judged against the frames of its own context.
     contexts: np.ndarray | None = None
-    extra: dict[str, Any] = field(
+    extra: JSONObject = field(
         default_factory=dict
     )  # JSON-serialisable facts (e.g. promoted from where)
 
@@ -130,7 +129,7 @@ class Reference:
         index = [self.feature_names.index(n) for n in names]
         return self.features[:, index]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JSONObject:
         contexts = None
         if self.contexts is not None:
             labels, counts = np.unique(self.contexts, return_counts=True)
@@ -222,7 +221,7 @@ class Reference:
 
 
 def _from_format_1(
-    arrays: dict[str, np.ndarray], meta: dict[str, Any]
+    arrays: dict[str, np.ndarray], meta: JSONObject
 ) -> tuple[dict[str, np.ndarray], dict]:
     """A format-1 file's arrays and meta in format 2's layout: fitted arrays lose their "fitted."
     prefix and the prediction labels leave ``extra``. Its KS calibration (for ``tests.run_length``,

@@ -8,12 +8,17 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from monitor import __version__
 from monitor.config import Config, load_config, to_dict
 from monitor.errors import ConfigError, DriftmonError, InputError
+from monitor.files import JSONObject
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without loading the pipeline
+    from monitor.reference.store import Reference
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +222,7 @@ def _config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_support(ref, config: Config) -> dict:
+def _report_support(ref: Reference, config: Config) -> JSONObject:
     """What ``ref`` can support for ``config`` (monitor.reference.fit.support), on stderr; returned
     as JSON for the command's own output."""
     from monitor.pipeline.features import FEATURE_NAMES
@@ -393,7 +398,7 @@ def _check(args: argparse.Namespace) -> int:
     prepared = engine.prepare(ref)
     for d in args.dirs:
         got = collect.from_dir(d, config, progress=not args.quiet, embedder=embedder)
-        result: dict = {
+        result: JSONObject = {
             "path": d,
             "frames": len(got.rows),
             "decode_errors": got.errors,

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor import __version__
 from monitor.config import Config, to_dict
+from monitor.files import JSONObject
 from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
@@ -44,7 +45,7 @@ from monitor.pipeline.source import (
 from monitor.pipeline.streams import Streams, StreamState, WindowSnapshot, frame_digest, stream_key
 from monitor.reference.collect import build_embedder_from
 from monitor.reference.fit import PreparedReference
-from monitor.reference.store import BadReference, ReferenceStore
+from monitor.reference.store import BadReference, Reference, ReferenceStore
 from monitor.retry import Backoff, Stopped, retry
 from monitor.service.checkpoint import CheckpointStore, open_store
 from monitor.service.http import HttpServer, Route, Router
@@ -145,7 +146,7 @@ class Daemon:
         self._reload_checkpoints = False
         self._next_checkpoint = time.monotonic() + config.checkpoint.interval_s
         self._lock = threading.Lock()
-        self._status: dict[str, Any] = {}
+        self._status: JSONObject = {}
         self.port: int | None = None
         self._load_references()
 
@@ -605,7 +606,7 @@ class Daemon:
                 return None
         return state.reference
 
-    def _prepare(self, ref: Any) -> PreparedReference:
+    def _prepare(self, ref: Reference) -> PreparedReference:
         key = (ref.stream or "*", ref.version)
         if key not in self._prepared:
             prepared = self.engine.prepare(ref)
@@ -643,7 +644,7 @@ class Daemon:
         with self._lock:
             self._status = {"streams": streams}
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> JSONObject:
         with self._lock:
             streams = self._status.get("streams", {})
         return {

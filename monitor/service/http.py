@@ -19,6 +19,8 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from monitor.files import JSONObject
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ class Router:
         self,
         registry: CollectorRegistry,
         *,
-        status: Callable[[], dict[str, Any]],
+        status: Callable[[], JSONObject],
         alive: Callable[[], bool],
         ready: Callable[[], bool],
         routes: dict[tuple[str, str], Route] | None = None,

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.config import config_from_dict
+from monitor.files import JSONObject
 from monitor.reference.collect import build_embedder_from, from_topic, make_reference
 from monitor.reference.store import ReferenceStore
 from monitor.service.daemon import Daemon
@@ -48,7 +49,7 @@ CORRUPT_EVERY = 150  # one truncated JPEG per this many frames
 EPOCH_S = 1_790_000_000.0  # the simulated clock's zero
 
 
-def demo_config(bootstrap: str, reference: str, port: int) -> dict:
+def demo_config(bootstrap: str, reference: str, port: int) -> JSONObject:
     return {
         "kafka": {
             "bootstrap_servers": [bootstrap],
@@ -101,7 +102,7 @@ def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> Non
 
 
 def build_references(
-    bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: dict
+    bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: JSONObject
 ) -> str:
     """Each camera's reference from yesterday's topic, as `reference build --from-topic
     --per-stream` makes them: times and the producers' context labels included."""
