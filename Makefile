@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # CPU build of torch; install the build that fits your GPU first if you have one.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test venv label-studio clean
+.PHONY: demo test lint venv label-studio clean
 
 $(VENV)/.installed: pyproject.toml deploy/requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,14 @@ label-studio:
 demo: venv
 	$(VENV)/bin/driftmon demo
 
-test: venv label-studio
+# Lint, format and types (configured in pyproject.toml); `make test` runs it first.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: venv lint label-studio
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .venv-labelstudio build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-labelstudio build *.egg-info .pytest_cache .mypy_cache .ruff_cache
