@@ -30,7 +30,7 @@ from scipy.stats import chi2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from monitor.config import Config  # noqa: E402
+from monitor.config import Config, config_from_dict  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
 from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
 from monitor.pipeline.streams import FrameRef, StreamState, Window  # noqa: E402
@@ -74,8 +74,19 @@ def main() -> None:
     p.add_argument("--width", type=int, default=320)
     p.add_argument("--height", type=int, default=180)
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--window",
+        type=int,
+        nargs=2,
+        metavar=("SIZE", "EVERY"),
+        help="window size and stride (default: the daemon's defaults)",
+    )
     args = p.parse_args()
-    config = Config()
+    config = (
+        config_from_dict({"window": {"size": args.window[0], "evaluate_every": args.window[1]}})
+        if args.window
+        else Config()
+    )
     embedder = build_embedder_from(config)
     engine = Engine(config, FEATURE_NAMES, embedder.identity)
     fleet = make_fleet(

@@ -62,6 +62,33 @@ FEATURE_NAMES: tuple[str, ...] = (
     "encoded_bytes_per_pixel",  # encoded bytes / (width * height)
 )
 
+#: The smallest move of a window's mean worth calling a shift, per statistic, in its units: the
+#: floor of the calibrated tests' scale (monitor/reference/fit.py). Without it a statistic that the
+#: reference never saw move (no blown-out pixel in 400 frames) would declare a window with one
+#: passing headlight drifted. A change of the frame's size by one pixel still is a shift.
+FEATURE_RESOLUTION: dict[str, float] = {
+    "brightness_mean": 0.25,
+    "brightness_std": 0.25,
+    "contrast_rms": 0.002,
+    "saturation_mean": 0.002,
+    "hue_cos": 0.002,
+    "hue_sin": 0.002,
+    "red_share": 0.001,
+    "green_share": 0.001,
+    "blue_share": 0.001,
+    "sharpness_laplacian_var": 0.5,
+    "noise_sigma": 0.01,
+    "luma_entropy": 0.005,
+    "edge_density": 0.0002,
+    "underexposed_fraction": 0.0002,
+    "overexposed_fraction": 0.0002,
+    "colourfulness": 0.1,
+    "width": 0.1,
+    "height": 0.1,
+    "aspect_ratio": 0.0005,
+    "encoded_bytes_per_pixel": 0.001,
+}
+
 #: Luma below which a pixel counts as underexposed (Y < 16).
 UNDEREXPOSED_BELOW = 16
 #: Luma above which a pixel counts as overexposed (Y > 239).

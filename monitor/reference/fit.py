@@ -30,6 +30,7 @@ from detectors.span import PRIOR_SPANS, SpanNull, effective_tests, fit_span_null
 from monitor.config import Config
 from monitor.pipeline.context import DEFAULT
 from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS
+from monitor.pipeline.features import FEATURE_RESOLUTION
 from monitor.pipeline.predictions import FittedPredictions
 from monitor.reference.store import Reference
 from monitor.reference.timing import segments
@@ -182,12 +183,19 @@ class PreparedReference:
                 else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
             )
             self._nulls[key] = (
-                fit_span_null(
-                    x, segs, n, prior_spans=PRIOR_SPANS, floor=CONTEXT_FLOOR * self._whole_sd(kind)
-                ),
+                fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS, floor=self._floor(kind)),
                 used,
             )
         return self._nulls[key]
+
+    def _floor(self, kind: str) -> np.ndarray:
+        """The smallest scale of each feature: its resolution (image statistics,
+        ``FEATURE_RESOLUTION``), and a share of its spread over the whole reference."""
+        floor = CONTEXT_FLOOR * self._whole_sd(kind)
+        if kind == STATISTICS:
+            resolution = np.array([FEATURE_RESOLUTION.get(n, 0.0) for n in self.feature_names])
+            floor = np.hypot(floor, resolution)
+        return floor
 
     def _whole_sd(self, kind: str) -> np.ndarray:
         """Per-frame spread of each feature over the whole reference, every context together."""
