@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # the stages after this one, named in its records' types only
     from monitor.reference.store import Reference
 
 log = logging.getLogger(__name__)
+
+#: Evaluations a stream remembers for reports (e.g. 2 hours of one every 10 s).
+HISTORY = 720
 
 
 def stream_key(frame: Frame, source: SourceConfig) -> str:
@@ -70,6 +74,8 @@ class WindowSnapshot:
     feature_names: tuple[str, ...]
     prepared: PreparedReference  # what the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
+    # the stream's recent evaluations: their times (m,) and window means (m, len(feature_names))
+    history: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def reference(self) -> Reference:
@@ -175,6 +181,18 @@ class StreamState:
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False  # changed since its last checkpoint
+    # (evaluation time, window means) of the newest evaluations, for a drift report's pictures over
+    # time; in memory only (a restart or handover starts it afresh)
+    history: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=HISTORY))
+
+    def remember(self, at: float, means: np.ndarray) -> None:
+        self.history.append((at, means))
+
+    def history_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The history as (times, window means), oldest first; None before a first evaluation."""
+        if not self.history:
+            return None
+        return np.array([t for t, _ in self.history]), np.vstack([m for _, m in self.history])
 
     def absorbed(self, frame: Frame) -> bool:
         """True when this frame is already in the state (re-read after a restart or handover)."""

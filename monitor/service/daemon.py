@@ -478,8 +478,10 @@ class Daemon:
         state.evaluation_dict = (
             evaluation.to_dict()
         )  # once per evaluation, not per status publication
+        window_means = window.mean(axis=0)
+        state.remember(evaluation.evaluated_at, window_means)
         means = (
-            dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist(), strict=True))
+            dict(zip(FEATURE_NAMES, window_means.tolist(), strict=True))
             if self.config.metrics.per_feature
             else None
         )
@@ -506,7 +508,14 @@ class Daemon:
             self.on_evaluation(
                 evaluation,
                 WindowSnapshot(
-                    state.key, window, refs, embeddings, FEATURE_NAMES, prepared, predictions
+                    state.key,
+                    window,
+                    refs,
+                    embeddings,
+                    FEATURE_NAMES,
+                    prepared,
+                    predictions,
+                    state.history_arrays(),
                 ),
             )
 
