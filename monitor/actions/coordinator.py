@@ -28,12 +28,11 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from monitor.actions import explain
+from monitor.actions import explain, headline, report
 from monitor.actions.events import (
     DriftEvent,
     EventStore,
@@ -93,6 +92,9 @@ from monitor.service.http import Route
 
 log = logging.getLogger(__name__)
 
+#: Drifted frames shown beside their nearest reference frames in a report.
+NEIGHBOURS = 4
+
 
 def frame_key(ref: FrameRef) -> str:
     """What "the same frame" means for the ledgers: camera id and frame id."""
@@ -128,8 +130,11 @@ class Actions:
         # next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
         # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
-        self._carried = {e.stream for e in self.events.list(status="open")}
+        carried = self.events.list(status="open")
+        self._carried = {e.stream for e in carried}
         self.metrics.events_open.set(self.events.open_count())
+        for e in carried:
+            self.metrics.show_headline(self.metrics.stream_label(e.stream), e.headline)
 
         m = self.metrics
         self.evidence = Worker(
@@ -284,6 +289,18 @@ class Actions:
             for f in test.features:
                 if f.drifted and f.feature not in shifts:
                     shifts[f.feature] = explain.measure(test.name, f.feature, f, window)
+        effects = headline.effects(evaluation, window)
+        drifted = tuple(e for e in effects if e.drifted)
+        times = [r.ts if r is not None else None for r in window.refs]
+        change = headline.estimate_change(drifted[:3], window, times)
+        fired = fired_from(evaluation, self.config.tests.vote)
+        kinds = {f.kind for f in fired}
+        sentence = headline.headline(
+            drifted,
+            change,
+            embeddings=explain.EMBEDDINGS in kinds,
+            predictions=explain.PREDICTIONS in kinds,
+        )
         event = DriftEvent(
             id=eid,
             stream=stream,
@@ -294,35 +311,40 @@ class Actions:
                 evaluation.n_ref,
                 getattr(ref, "source", ""),
             ),
-            fired=fired_from(evaluation, self.config.tests.vote),
+            fired=fired,
             shifts=shifts,
             tests=evaluation.tests,
             feature_names=tuple(window.feature_names),
             window=EventWindow.of(window.refs, int(rows.shape[0])),
             healthy_refs=self._healthy.get(stream, ()),
+            headline=sentence,
+            effects=effects,
+            change=change,
+            context=evaluation.context,
         )
         arrays = {"rows": rows}
         embeddings = getattr(window, "embeddings", None)
         if embeddings is not None:
             arrays["embeddings"] = np.asarray(embeddings, dtype=np.float32)
+        if window.history is not None:
+            arrays |= {f"history_{k}": v for k, v in vars(window.history).items()}
         self.events.create(event, arrays)
         self._references[eid] = ref
         self._carried.discard(stream)
-        self.metrics.events.labels(self.metrics.stream_label(stream)).inc()
+        label = self.metrics.stream_label(stream)
+        self.metrics.events.labels(label).inc()
         self.metrics.events_open.set(self.events.open_count())
-        log.warning(
-            "drift event %s opened for stream %s (%s)",
-            eid,
-            stream,
-            ", ".join(sorted(shifts)) or "no feature named",
-        )
+        self.metrics.show_headline(label, sentence)
+        log.warning("drift event %s opened for stream %s: %s", eid, stream, sentence)
         if not self.evidence.submit(eid):
             self._references.pop(eid, None)  # stays "pending": picked up again at the next start
 
     def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
         event = self.events.update(eid, lambda e: e.closed(evaluation.evaluated_at, reason))
         self._carried.discard(event.stream)
-        self.metrics.events_closed.labels(self.metrics.stream_label(event.stream)).inc()
+        label = self.metrics.stream_label(event.stream)
+        self.metrics.events_closed.labels(label).inc()
+        self.metrics.hide_headline(label)
         self.metrics.events_open.set(self.events.open_count())
         log.warning("drift event %s closed: stream %s %s", eid, event.stream, reason)
 
@@ -395,7 +417,10 @@ class Actions:
             key = keys[i]
             return key is None or key in self.ledger
 
-        pool, already = candidate_pool(scores, budget, s.pool_factor, queued)
+        # only frames after the drift began: those before it show the camera as it was
+        start = event.change.window_index if event.change is not None else 0
+        pool, already = candidate_pool(scores, budget, s.pool_factor, queued, start)
+        before = {"before_change": start} if start else {}
         # every pooled frame has a reference: one without has no key and counts as queued
         pooled = {i: ref for i in pool if (ref := refs[i]) is not None}
         probes: dict[int, Probe] = {}
@@ -424,7 +449,7 @@ class Actions:
             for pick in sel.picks
         )
         self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)
-        skipped = dict(sel.skipped) | ({"already_queued": already} if already else {})
+        skipped = dict(sel.skipped) | ({"already_queued": already} if already else {}) | before
         for reason, n in skipped.items():
             self.metrics.skipped.labels(reason).inc(n)
         self.metrics.selected.inc(len(samples))
@@ -470,7 +495,7 @@ class Actions:
     def _report(
         self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference
     ) -> None:
-        from monitor.actions import report
+        from monitor.actions import figures
 
         eid = event.id
         out = self.artefacts / safe_name(eid)
@@ -482,10 +507,26 @@ class Actions:
             except FetchError as e:
                 log.warning("event %s: contact sheet: %s", eid, e)
         healthy = self._reference_frames(event, reference, rc.reference_frames)
-        atomic_write_bytes(
-            out / "contact-sheet.jpg", report.contact_sheet(selected, healthy, rc.thumbnail_px)
+        change = event.change
+        after = (
+            time.strftime(", all after the change at %H:%M:%S UTC", time.gmtime(change.at))
+            if change is not None and change.at is not None and not change.before
+            else ""
         )
-        block = report.summary_html(event, f"/events/{quote(eid)}/contact-sheet.jpg")
+        sheet = report.contact_sheet(
+            selected, healthy, rc.thumbnail_px, selected_title=f"selected for relabelling{after}"
+        )
+        atomic_write_bytes(out / "contact-sheet.jpg", sheet)
+        series = report.series_for(event, arrays, reference)
+        change_at = change.at if change is not None else None
+        pictures = report.Pictures(
+            timeline=figures.timeline(series, change_at) if series else None,
+            histograms=figures.histograms(series) if series else None,
+            frames=sheet,
+            neighbours=self._neighbours(event, arrays, reference, rc.thumbnail_px),
+        )
+        block = report.summary_html(event, pictures)
+        title = event.headline or f"driftmon drift event {eid}"
         names = event.feature_names
         try:
             page = report.with_summary(
@@ -497,12 +538,13 @@ class Actions:
                     cur_embeddings=arrays.get("embeddings"),
                 ),
                 block,
+                title,
             )
             result, error = "ok", None
         except Exception as e:  # noqa: BLE001 - Evidently failing must still leave driftmon's own account
             log.exception("event %s: Evidently report failed", eid)
             page = report.standalone_summary(
-                block, f"Evidently's report could not be generated: {e}"
+                block, f"Evidently's report could not be generated: {e}", title
             )
             result, error = "partial", f"evidently: {e}"[:500]
         atomic_write_text(out / "report.html", page)
@@ -516,6 +558,45 @@ class Actions:
                 error=error,
             ),
         )
+
+    def _neighbours(
+        self, event: DriftEvent, arrays: dict[str, np.ndarray], reference: Reference, px: int
+    ) -> bytes | None:
+        """Drifted frames beside their nearest reference frames in embedding space, when the
+        embeddings drifted and the reference knows where its frames are; the frames queued first,
+        else the window's farthest from the reference."""
+        cur, ref, where = arrays.get("embeddings"), reference.embeddings, reference.locators
+        if cur is None or ref is None or where is None:
+            return None
+        if not any(f.kind == explain.EMBEDDINGS for f in event.fired):
+            return None
+        if reference.pca is not None:
+            cur, ref = reference.pca.transform(cur), reference.pca.transform(ref)
+        distances = nearest_distances(cur, ref)
+        refs = event.window.refs
+        index = {frame_key(r): i for i, r in enumerate(refs) if r is not None}
+        picks = [index[s.key] for s in event.samples if s.key in index][:NEIGHBOURS]
+        if not picks:
+            start = event.change.window_index if event.change is not None else 0
+            picks = [int(i) + start for i in np.argsort(-distances[0][start:])[:NEIGHBOURS]]
+        typical = typical_distance(ref)
+        bands = []
+        for i in picks:
+            frame_ref, nearest = refs[i], int(distances[1][i])
+            if frame_ref is None or not where[nearest]:
+                continue
+            try:
+                drifted = self.fetcher.fetch(frame_ref).data
+                known = self.fetcher.read_locator(str(where[nearest]), reference.source)
+            except FetchError as e:
+                log.info("event %s: nearest reference frame: %s", event.id, e)
+                continue
+            title = (
+                f"{frame_ref.frame_id}: nearest reference frame at {distances[0][i]:.2f} "
+                f"(typical {typical:.2f})"
+            )
+            bands.append((title, [(drifted, "drifted"), (known, f"reference #{nearest}")]))
+        return report.sheet(bands, px) if bands else None
 
     def _reference_frames(
         self, event: DriftEvent, reference: Reference, n: int
@@ -622,3 +703,22 @@ def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
     """The frames of each stream's last healthy window, as :meth:`Actions.close` left them."""
     saved = read_json(path, {}) or {}
     return {stream: tuple(FrameRef(**r) for r in refs) for stream, refs in saved.items()}
+
+
+def nearest_distances(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``x``'s Euclidean distance to its nearest row of ``ref``, and which row."""
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    d2 = (x**2).sum(1)[:, None] - 2 * x @ ref.T + (ref**2).sum(1)[None, :]
+    nearest = np.argmin(d2, axis=1)
+    return np.sqrt(np.maximum(d2[np.arange(len(x)), nearest], 0.0)), nearest
+
+
+def typical_distance(ref: np.ndarray, sample: int = 300) -> float:
+    """The median distance from a reference frame to its nearest other reference frame (a
+    seeded sample of them): what "near" means in this reference."""
+    ref = np.asarray(ref, np.float64)
+    rows = np.random.default_rng(0).choice(len(ref), min(sample, len(ref)), replace=False)
+    x = ref[rows]
+    d2 = (x**2).sum(1)[:, None] - 2 * x @ ref.T + (ref**2).sum(1)[None, :]
+    d2[np.arange(len(rows)), rows] = np.inf  # not itself
+    return float(np.median(np.sqrt(np.maximum(d2.min(axis=1), 0.0))))

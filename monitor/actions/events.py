@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from monitor.actions.explain import Shift, describe, kind_of
+from monitor.actions.headline import Change, Effect
 from monitor.actions.selection import PickScores, Reason
 from monitor.files import JSONObject, atomic_write_bytes, atomic_write_json, load_json_dir
 from monitor.pipeline.drift_tests import TestOutcome
@@ -274,6 +275,16 @@ class DriftEvent:
     samples: tuple[Sample, ...] = ()
     selection: SelectionSummary | None = None
     confirmed_at: float | None = None
+    # the account a person reads first (monitor.actions.headline); events written before it have
+    # none
+    headline: str = ""
+    effects: tuple[Effect, ...] = ()  # every calibrated feature, most moved first
+    change: Change | None = None  # when the drift began
+    context: str = ""  # the window's context (monitor.pipeline.context)
+
+    @property
+    def drifted_effects(self) -> tuple[Effect, ...]:
+        return tuple(e for e in self.effects if e.drifted)
 
     @property
     def is_open(self) -> bool:
@@ -315,6 +326,13 @@ class DriftEvent:
             out["selection"] = self.selection.to_dict()
         if self.confirmed_at is not None:
             out["confirmed_at"] = self.confirmed_at
+        if self.headline:
+            out["headline"] = self.headline
+            out["effects"] = [e.to_dict() for e in self.effects]
+        if self.change is not None:
+            out["change"] = self.change.to_dict()
+        if self.context:
+            out["context"] = self.context
         return out
 
     @classmethod
@@ -338,12 +356,17 @@ class DriftEvent:
             samples=tuple(Sample.from_dict(s) for s in d["samples"]),
             selection=None if selection is None else SelectionSummary(**selection),
             confirmed_at=d.get("confirmed_at"),
+            headline=d.get("headline", ""),
+            effects=tuple(Effect.from_dict(e) for e in d.get("effects", ())),
+            change=Change.from_dict(d["change"]) if "change" in d else None,
+            context=d.get("context", ""),
         )
 
     def summary(self) -> JSONObject:
         """This event's JSON without its bulky parts (window frame references, samples, test
         details), for lists."""
-        out = {k: v for k, v in self.to_dict().items() if k not in ("window", "samples", "tests")}
+        bulky = ("window", "samples", "tests", "effects")
+        out = {k: v for k, v in self.to_dict().items() if k not in bulky}
         out["window"] = {k: v for k, v in self.window.to_dict().items() if k != "refs"}
         out["samples"] = len(self.samples)
         return out

@@ -4,7 +4,7 @@ Windows keep only frame references (:class:`monitor.pipeline.streams.FrameRef`).
 for relabelling is read back from where it came from: the Kafka record at its topic/partition/offset
 (parsed with the daemon's own :func:`monitor.pipeline.source.parse_record`, so a JSON envelope
 yields its predictions too and a claim check is resolved), or, when that record is gone (retention),
-its claim-check URI.
+its claim-check URI. A reference's frame is read back by its locator (:meth:`read_locator`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from monitor.config import Config, SourceConfig
 from monitor.errors import UnavailableError
@@ -72,6 +74,27 @@ class FrameFetcher:
         except RecordError as e:
             raise FetchError(str(e)) from None
 
+    def read_locator(self, locator: str, source: str) -> bytes:
+        """A reference's frame by its locator (``Reference.locators``), for reports. A file below
+        the reference's own source directory, or a frame of its own clip, is read as the reference
+        build read it (the operator chose them); any other file only as a claim check, below
+        ``source.allowed_roots``."""
+        if locator.startswith("kafka:"):
+            topic, partition, offset = locator[len("kafka:") :].rsplit("/", 2)
+            ref = FrameRef(locator, "", 0.0, topic, int(partition), int(offset), None)
+            return self._from_kafka(ref).data
+        uri, _, frame = locator.partition("#frame=")
+        kind, _, root = source.partition(":")
+        path = Path(unquote(urlparse(uri).path))
+        if frame and kind == "video" and path == Path(root):
+            return _clip_frame(path, int(frame))
+        if not frame and kind == "dir" and path.is_relative_to(root):
+            try:
+                return path.read_bytes()
+            except OSError as e:
+                raise FetchError(f"{path}: {e.strerror}") from None
+        return self.read_uri(uri)
+
     def _from_kafka(self, ref: FrameRef) -> Fetched:
         from kafka import TopicPartition
         from kafka.errors import KafkaError
@@ -125,3 +148,19 @@ class FrameFetcher:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+def _clip_frame(path: Path, index: int) -> bytes:
+    """Frame ``index`` of a recorded clip, as JPEG."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = cap.read()
+        encoded, jpeg = cv2.imencode(".jpg", bgr) if ok else (False, None)
+    finally:
+        cap.release()
+    if not encoded or jpeg is None:
+        raise FetchError(f"{path}: frame {index} cannot be read")
+    return jpeg.tobytes()

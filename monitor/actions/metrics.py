@@ -74,6 +74,26 @@ class ActionMetrics:
         )
         for stage in ("evaluation", "open_event"):
             self.errors.labels(stage)
+        # the open event's one-line account, as a label an alert's annotation can read; one series
+        # per stream with an open event (removed when it closes)
+        self.headlines = Gauge(
+            "driftmon_drift_event_headline",
+            "1 for each stream's open drift event; its headline in the label",
+            ["stream", "headline"],
+            registry=r,
+        )
+        self._shown: dict[str, str] = {}  # stream label -> the headline on show
+
+    def show_headline(self, stream: str, headline: str) -> None:
+        self.hide_headline(stream)
+        if headline:
+            self.headlines.labels(stream, headline).set(1)
+            self._shown[stream] = headline
+
+    def hide_headline(self, stream: str) -> None:
+        old = self._shown.pop(stream, None)
+        if old is not None:
+            self.headlines.remove(stream, old)
 
     def stream_label(self, stream: str) -> str:
         if stream in self._streams:

@@ -254,16 +254,23 @@ def score_window(
 
 
 def candidate_pool(
-    scores: Scores, budget: int, pool_factor: int, is_queued: Callable[[int], bool]
+    scores: Scores,
+    budget: int,
+    pool_factor: int,
+    is_queued: Callable[[int], bool],
+    start: int = 0,
 ) -> tuple[list[int], int]:
-    """The best-scored frames not queued before, ``pool_factor`` per budget slot (best first);
-    and how many queued frames were passed over on the way."""
+    """The best-scored frames from index ``start`` on (the first after the drift began) not queued
+    before, ``pool_factor`` per budget slot (best first); and how many queued frames were passed
+    over on the way."""
     want = budget * pool_factor
     pool: list[int] = []
     queued = 0
     for i in np.argsort(-scores.base, kind="stable").tolist():
         if len(pool) >= want:
             break
+        if i < start:
+            continue
         if is_queued(i):
             queued += 1
             continue

@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from monitor.actions import explain
 from monitor.actions.events import DriftEvent, EventStore, Sample
+from monitor.actions.headline import with_queued
 from monitor.config import TicketsConfig
 from monitor.errors import InputError
 from monitor.files import JSONObject, atomic_write_json, atomic_write_text, load_json_dir, safe_name
@@ -419,6 +420,14 @@ class EventLink:
     report_url: str
     contact_sheet_url: str
     samples: int
+    headline: str = ""  # the event's one-line account (monitor.actions.headline)
+
+    def to_dict(self) -> JSONObject:
+        """As JSON; without a headline when the event had none (events before headlines)."""
+        out = asdict(self) | {"fired": list(self.fired)}
+        if not self.headline:
+            del out["headline"]
+        return out
 
     @classmethod
     def of(cls, e: DriftEvent, link: Callable[[str], str]) -> EventLink:
@@ -432,6 +441,7 @@ class EventLink:
             link(f"/events/{e.id}/report"),
             link(f"/events/{e.id}/contact-sheet.jpg"),
             len(e.samples),
+            e.headline,
         )
 
 
@@ -514,7 +524,7 @@ class Ticket:
             "receiver": self.receiver,
             "group_key": self.group_key,
             "external_url": self.external_url,
-            "events": [asdict(e) | {"fired": list(e.fired)} for e in self.events],
+            "events": [e.to_dict() for e in self.events],
             "samples_total": self.samples_total,
             "samples": [asdict(s) | {"reasons": list(s.reasons)} for s in self.samples],
             "suggested_actions": [a.to_dict() for a in self.suggested_actions],
@@ -637,7 +647,7 @@ class TicketBook:
                 fingerprint=alert.fingerprint,
                 stream=stream,
                 status=alert.status,
-                title=f"Dataset refresh: camera stream {stream} drifted",
+                title=ticket_title(stream, events, len(samples)),
                 created_at=old.created_at if old else now,
                 updated_at=now,
                 resolved_at=_resolved_at(old, alert.status, now),
@@ -663,6 +673,14 @@ class TicketBook:
             atomic_write_json(self.dir / f"{tid}.json", ticket.to_dict())
             self._tickets[tid] = ticket
             return action, ticket
+
+
+def ticket_title(stream: str, events: Sequence[DriftEvent], queued: int) -> str:
+    """The newest linked event's headline and the frames queued, else a generic title."""
+    said = next((e.headline for e in reversed(events) if e.headline), "")
+    if not said:
+        return f"Dataset refresh: camera stream {stream} drifted"
+    return f"Dataset refresh for {stream}: {with_queued(said, queued)}"
 
 
 def _ticket_action(old: Ticket | None, alert_status: str) -> str:
@@ -711,7 +729,7 @@ def markdown(ticket: Ticket) -> str:
     lines += ["", "## Drift events", ""]
     lines += [
         f"- [{e.id}]({e.url}) ({e.status}, opened {when(e.opened_at)}): "
-        f"{', '.join(e.fired) or '-'} — [report]({e.report_url}), "
+        f"{e.headline or ', '.join(e.fired) or '-'} — [report]({e.report_url}), "
         f"[contact sheet]({e.contact_sheet_url}), {e.samples} frame(s) queued"
         for e in ticket.events
     ] or ["- none linked"]

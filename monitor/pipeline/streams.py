@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # the stages after this one, named in its records' types only
 
 log = logging.getLogger(__name__)
 
-#: Evaluations a stream remembers for reports (e.g. 2 hours of one every 10 s).
+#: Evaluations a stream remembers for its drift reports: 6 hours of one every 30 s, 1 hour of one
+#: every 10 s (about 70 bytes per image statistic each, so ~1.5 MB per 1,000 evaluations of 20).
 HISTORY = 720
 
 
@@ -74,8 +75,7 @@ class WindowSnapshot:
     feature_names: tuple[str, ...]
     prepared: PreparedReference  # what the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
-    # the stream's recent evaluations: their times (m,) and window means (m, len(feature_names))
-    history: tuple[np.ndarray, np.ndarray] | None = None
+    history: Recent | None = None  # the stream's recent evaluations, this one included
 
     @property
     def reference(self) -> Reference:
@@ -165,6 +165,58 @@ class Window:
             self._next = 0
 
 
+@dataclass(frozen=True)
+class Recent:
+    """A stream's recent evaluations, oldest first: per evaluation, the newest frame's event time,
+    the window's mean per image statistic (the series exported as
+    ``driftmon_stream_feature_window_mean``), the mean of the frames that arrived since the
+    evaluation before (non-overlapping blocks: where a change shows as a step), their number, and
+    whether a voting test drifted on the window."""
+
+    times: np.ndarray  # (m,) seconds since the epoch
+    window_means: np.ndarray  # (m, k)
+    block_means: np.ndarray  # (m, k)
+    block_frames: np.ndarray  # (m,)
+    drifted: np.ndarray  # (m,) bool
+
+
+class History:
+    """The newest ``size`` evaluations of one stream (:class:`Recent`), bounded."""
+
+    def __init__(self, size: int):
+        self._entries: deque[tuple[float, np.ndarray, np.ndarray, int, bool]] = deque(maxlen=size)
+
+    def add(self, at: float, rows: np.ndarray, new_frames: int, drifted: bool) -> None:
+        """One evaluation of the window ``rows`` (oldest first), ``new_frames`` of them new since
+        the evaluation before."""
+        new = max(1, min(new_frames, len(rows)))
+        self._entries.append(
+            (
+                at,
+                rows.mean(axis=0, dtype=np.float64).astype(np.float32),
+                rows[-new:].mean(axis=0, dtype=np.float64).astype(np.float32),
+                new,
+                drifted,
+            )
+        )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def recent(self) -> Recent | None:
+        """The history as arrays; None before a first evaluation."""
+        if not self._entries:
+            return None
+        times, window, block, frames, drifted = zip(*self._entries, strict=True)
+        return Recent(
+            np.array(times),
+            np.vstack(window),
+            np.vstack(block),
+            np.array(frames),
+            np.array(drifted, dtype=bool),
+        )
+
+
 @dataclass
 class StreamState:
     key: str
@@ -181,18 +233,9 @@ class StreamState:
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty: bool = False  # changed since its last checkpoint
-    # (evaluation time, window means) of the newest evaluations, for a drift report's pictures over
-    # time; in memory only (a restart or handover starts it afresh)
-    history: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=HISTORY))
-
-    def remember(self, at: float, means: np.ndarray) -> None:
-        self.history.append((at, means))
-
-    def history_arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The history as (times, window means), oldest first; None before a first evaluation."""
-        if not self.history:
-            return None
-        return np.array([t for t, _ in self.history]), np.vstack([m for _, m in self.history])
+    # the newest evaluations, for a drift report's pictures over time and its change point; in
+    # memory only (a restart or handover starts it afresh)
+    history: History = field(default_factory=lambda: History(HISTORY))
 
     def absorbed(self, frame: Frame) -> bool:
         """True when this frame is already in the state (re-read after a restart or handover)."""

@@ -52,6 +52,7 @@ class Collected:
     labels: list[str] = field(
         default_factory=list
     )  # the producers' context labels ("": none), aligned with rows
+    locators: list[str] = field(default_factory=list)  # where each frame is (Reference.locators)
     errors: dict[str, int] = field(default_factory=dict)
 
     def contexts(self, config: Config) -> list[str]:
@@ -100,16 +101,18 @@ class Collector:
             return e.reason
         return compute_features(decoded), decoded.rgb
 
-    def add(self, items: list[tuple]) -> None:
+    def add(self, items: list[tuple], locators: list[str] | None = None) -> None:
         """Frames as (encoded bytes, event time, stream key[, the frame's ``predictions``[, the
-        producer's context label]])."""
+        producer's context label]]), and where each can be read again (``locators``)."""
         results = list(self.pool.map(self._analyse, [item[0] for item in items]))
         images = []
-        for item, result in zip(items, results, strict=True):
+        where = locators if locators is not None else [""] * len(items)
+        for item, result, locator in zip(items, results, where, strict=True):
             if isinstance(result, str):
                 self.out.add_error(result)
                 continue
             _, ts, stream = item[:3]
+            self.out.locators.append(locator)
             row, rgb = result
             self.out.rows.append(row)
             self.out.times.append(ts)
@@ -145,6 +148,7 @@ def make_reference(
     if len(got.predictions) == len(got.rows):
         predictions = reference_predictions([got.predictions[i] for i in keep])
     embeddings = got.embedding_matrix()
+    locators = np.array(got.locators, dtype=str)[keep] if got.locators else None
     ref = Reference(
         features=got.matrix()[keep],
         feature_names=FEATURE_NAMES,
@@ -160,6 +164,7 @@ def make_reference(
         embedder=embedder.identity.to_dict() if embedder else None,
         predictions=predictions,
         contexts=np.array(got.contexts(config), dtype=str)[keep],
+        locators=locators if locators is not None and np.any(locators != "") else None,
     )
     return fit_reference(ref, config)
 
@@ -247,13 +252,14 @@ def from_dir(
         collector.out.time_unit, collector.out.time_source = timing.unit, timing.source
         collector.out.ordered = timing.times is not None
         for i in range(0, len(files), chunk):
-            items = []
+            items, where = [], []
             for path, ts in zip(files[i : i + chunk], times[i : i + chunk], strict=True):
                 try:
                     items.append((path.read_bytes(), float(ts), ""))
+                    where.append(path.resolve().as_uri())
                 except OSError:
                     collector.out.add_error("unreadable")
-            collector.add(items)
+            collector.add(items, where)
             bar.update(len(files[i : i + chunk]))
     bar.close()
     return collector.out
@@ -283,12 +289,14 @@ def from_video(
     if fps <= 0:
         raise InputError(f"{path}: the clip has no frame rate; give frames as a directory instead")
     bar = Progress(str(path), None, progress)
+    clip = Path(path).resolve().as_uri()
     index = 0
     try:
         with ThreadPoolExecutor(config.decode.workers) as pool:
             collector = Collector(config, embedder, pool)
             collector.out.time_source = f"clip ({fps:g} fps)"
             items: list[tuple] = []
+            where: list[str] = []
             while max_frames is None or len(collector.out.rows) + len(items) < max_frames:
                 ok, bgr = cap.read()
                 if not ok:
@@ -297,14 +305,15 @@ def from_video(
                     ok, jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
                     if ok:
                         items.append((jpeg.tobytes(), start_s + index / fps, ""))
+                        where.append(f"{clip}#frame={index}")
                     else:
                         collector.out.add_error("unencodable")
                 index += 1
                 if len(items) >= chunk:
-                    collector.add(items)
+                    collector.add(items, where)
                     bar.update(len(items))
-                    items = []
-            collector.add(items)
+                    items, where = [], []
+            collector.add(items, where)
             bar.update(len(items))
     finally:
         cap.release()
@@ -358,7 +367,7 @@ def from_topic(
                     break
                 continue
             idle_since = time.monotonic()
-            items = []
+            items, where = [], []
             for records in polled.values():
                 for r in records:
                     try:
@@ -378,8 +387,9 @@ def from_topic(
                                 frame.context,
                             )
                         )
+                        where.append(frame.uri or f"kafka:{r.topic}/{r.partition}/{r.offset}")
                 bar.update(len(records))
-            collector.add(items)
+            collector.add(items, where)
         pool.shutdown()
         bar.close()
         return collector.out

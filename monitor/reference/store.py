@@ -94,6 +94,10 @@ class Reference:
     # Each frame's context (day, night, infrared, rain...: monitor.reference.context), aligned with
     # the frames; None: one context. A window is judged against the frames of its own context.
     contexts: np.ndarray | None = None
+    # where each frame can be read again, for reports (``monitor.actions.fetch.read_locator``): a
+    # file URI, ``kafka:<topic>/<partition>/<offset>`` or a clip's URI with ``#frame=<n>``; "" where
+    # unknown. None: references built before locators, or without them.
+    locators: np.ndarray | None = None
     extra: JSONObject = field(
         default_factory=dict
     )  # JSON-serialisable facts (e.g. promoted from where)
@@ -114,6 +118,8 @@ class Reference:
             raise BadReference("times must be one non-decreasing value per frame")
         if self.contexts is not None and self.contexts.shape != (self.features.shape[0],):
             raise BadReference("contexts must be one label per frame")
+        if self.locators is not None and self.locators.shape != (self.features.shape[0],):
+            raise BadReference("locators must be one per frame")
 
     @property
     def n_frames(self) -> int:
@@ -170,6 +176,8 @@ class Reference:
             arrays["times"] = self.times.astype(np.float64)
         if self.contexts is not None:
             arrays["contexts"] = self.contexts.astype(str)
+        if self.locators is not None:
+            arrays["locators"] = self.locators.astype(str)
         if self.pca is not None:
             arrays.update({f"pca.{k}": v for k, v in self.pca.to_arrays().items()})
         if self.predictions is not None:
@@ -216,6 +224,7 @@ class Reference:
             predictions=ReferencePredictions.from_arrays(arrays, meta.get("pred_labels") or []),
             pca=PCA.from_arrays(pca) if pca else None,
             contexts=arrays.get("contexts"),
+            locators=arrays.get("locators"),
             extra=meta.get("extra") or {},
         )
 

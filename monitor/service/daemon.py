@@ -474,14 +474,20 @@ class Daemon:
         refs = state.window.refs()
         embeddings = state.window.embeddings()
         predictions = state.window.predictions()
+        new_frames = state.window.since_evaluation
         evaluation = self.engine.evaluate(state, prepared)
         state.evaluation_dict = (
             evaluation.to_dict()
         )  # once per evaluation, not per status publication
-        window_means = window.mean(axis=0)
-        state.remember(evaluation.evaluated_at, window_means)
+        newest = refs[-1] if refs else None
+        state.history.add(
+            newest.ts if newest is not None else evaluation.evaluated_at,
+            window,
+            new_frames,
+            evaluation.window_drifted,
+        )
         means = (
-            dict(zip(FEATURE_NAMES, window_means.tolist(), strict=True))
+            dict(zip(FEATURE_NAMES, window.mean(axis=0).tolist(), strict=True))
             if self.config.metrics.per_feature
             else None
         )
@@ -515,7 +521,7 @@ class Daemon:
                     FEATURE_NAMES,
                     prepared,
                     predictions,
-                    state.history_arrays(),
+                    state.history.recent(),
                 ),
             )
 

@@ -15,8 +15,10 @@ test skips, saying so.
 """
 
 import base64
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +36,8 @@ import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
+from monitor.actions.explain import STATISTIC_WORDS
+from monitor.actions.headline import CAUSES as CAUSE_LIST
 from monitor.sim.broker import free_port
 from monitor.sim.fleet import encode, make_fleet
 
@@ -48,6 +52,9 @@ REF_FRAMES = 120
 HEALTHY = 100
 DRIFTED = 150
 DRIFTS = {0: ("dusk", 3, "brightness_mean"), 1: ("defocus_blur", 4, "sharpness_laplacian_var")}
+#: The likely cause a right headline names, by drifted camera (headline.CAUSES families).
+CAUSE_FAMILIES = {0: "less_light", 1: "blur"}
+CAUSES = {c.family: c.text for c in CAUSE_LIST}
 
 
 class LabelStudio:
@@ -345,6 +352,7 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
         ), "not all frames processed"
         drifted = {fleet[i].camera_id: feature for i, (_, _, feature) in DRIFTS.items()}
+        causes = {fleet[i].camera_id: CAUSES[family] for i, family in CAUSE_FAMILIES.items()}
         healthy = {cam.camera_id for cam in fleet} - set(drifted)
 
         # one event per drifted camera, none for healthy ones
@@ -379,7 +387,18 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             parser.close()
             assert {"html", "body", "table", "script"} <= parser.tags
             summary = page[page.index('id="driftmon-summary"') : page.index("</section>")]
-            assert f"<b>{feature}</b>" in summary and stream in summary
+            assert f"<code>{feature}</code>" in summary and stream in summary
+            # the headline names a moved statistic in words and the right likely cause; it is the
+            # page's title and first heading
+            said = event["headline"]
+            fired_words = {STATISTIC_WORDS[f["feature"]] for f in event["fired"]}
+            assert any(said.lower().startswith(w) for w in fired_words), said
+            assert said.endswith(causes[stream]), said
+            assert f"<title>{html.escape(said)}</title>" in page
+            assert summary.index("driftmon-headline") < summary.index("<table")
+            # self-contained: every image is inside the page
+            assert re.findall(r'<img src="(?!data:image/)', page) == []
+            assert summary.count('<img src="data:image/') >= 3  # timeline, histograms, frames
             assert page.count(feature) > summary.count(feature)  # Evidently's own part names it too
             assert Path(event["evidence"]["report"]).is_file()
             status, ctype, sheet = d.get(f"/events/{by_stream[stream]}/contact-sheet.jpg")
@@ -396,6 +415,10 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             1 <= len(d.get_json(f"/events/{eid}")["samples"]) <= 5 for eid in by_stream.values()
         )
         assert all(s["reasons"] and s["scores"]["score"] > 0 for s in samples.values())
+        # from after the change only: frame ids carry the frame's index in the camera's sequence
+        assert all(int(k.rsplit("-", 1)[1]) >= REF_FRAMES + HEALTHY for k in samples), sorted(
+            samples
+        )
         # a fixed camera's frames are near-identical to a 64-bit perceptual hash: the rest are
         # skipped
         assert (
