@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 WIDTH_IN, PANEL_HEIGHT_IN, DPI = 9.0, 1.9, 90
+#: The shortest time axis drawn, in seconds (a burst of frames can share one timestamp).
+MIN_SPAN_S = 60
 
 
 @dataclass(frozen=True)
@@ -51,23 +53,34 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
+def _datetimes(seconds: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Unix seconds as numpy datetimes (UTC) to the millisecond."""
+    return (np.asarray(seconds, dtype=float) * 1000).astype("int64").astype("datetime64[ms]")
+
+
 def timeline(series: Sequence[Series], change_at: float | None) -> bytes:
     """Window means over time against each statistic's band, the change point as a dashed line."""
     import matplotlib.dates as mdates
 
     plt, fig, axes = _figure(len(series))
     for ax, s in zip(axes, series, strict=True):
-        when = np.asarray(s.times, dtype="datetime64[s]")
+        when = _datetimes(s.times)
         ax.axhspan(s.band[0], s.band[1], color="#2e7d32", alpha=0.12, label="normal for a window")
         ax.plot(when, s.means, color="#1565c0", lw=1.4, marker=".", ms=3, label="window mean")
         if change_at is not None:
-            ax.axvline(
-                np.datetime64(int(change_at), "s"), color="#c62828", ls="--", lw=1.2, label="change"
-            )
+            ax.axvline(_datetimes([change_at])[0], color="#c62828", ls="--", lw=1.2, label="change")
+        if len(when) and when[-1] - when[0] < np.timedelta64(MIN_SPAN_S, "s"):
+            # a replay or a burst can carry one timestamp for every frame: widen the axis
+            middle = when[0] + (when[-1] - when[0]) / 2
+            half = np.timedelta64(MIN_SPAN_S * 500, "ms")
+            ax.set_xlim(middle - half, middle + half)
         ax.set_title(s.what, loc="left", fontsize=10)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.tick_params(labelsize=8)
-    axes[0].legend(loc="upper left", fontsize=7, frameon=False, ncol=3)
+    # above the first panel, right of its title, clear of the lines
+    axes[0].legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, ncol=3)
     return _png(plt, fig)
 
 

@@ -1,8 +1,8 @@
 """One sentence per drift event that a person can act on: what changed, by how much in units of the
 camera's normal variation, since when, the likely cause, and what was queued.
 
-    "Sensor noise up 41x its normal spread and sharpness up 6x since 08:08:15 — gain or
-    noise-filter change, or rain; 13 frames queued"
+    "Sensor noise up 41x its normal spread and sharpness up 6.3x since 08:08:15 — sensor noise:
+    a gain or noise-filter change, low light, or rain; 13 frames queued"
 
 - *What, and how much*: :func:`effects`, every image statistic (and leading embedding component)
   ranked by the calibrated distance of the ``shift`` tests — how far the window mean moved, signed,
@@ -10,9 +10,11 @@ camera's normal variation, since when, the likely cause, and what was queued.
   embeddings and the model's outputs in words.
 - *Since when*: :func:`estimate_change`, where the top statistics changed level in the stream's
   recent history (the means of the frames between evaluations), else in the window.
-- *Likely cause*: :data:`CAUSES`, patterns of which statistics moved which way.
+- *Likely cause*: :func:`likely_cause`, the :data:`CAUSES` entry whose signature (which statistics
+  move which way, how much) is most like how they moved; benchmarks/headlines.py scores it.
 
-The same sentence is the event's log line, the refresh ticket's title and the report's heading.
+The same sentence is the event's log line, the refresh ticket's title, the report's title and
+heading, and (through a metric's label) the drift alert's summary.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ CAUSES: tuple[Cause, ...] = (
             "luma_entropy": -0.4,
             "saturation_mean": -0.3,
             "colourfulness": -0.3,
+            "edge_density": -0.5,
         },
     ),
     Cause(
@@ -98,9 +101,14 @@ CAUSES: tuple[Cause, ...] = (
         {
             "contrast_rms": -1.0,
             "brightness_std": -1.0,
-            "saturation_mean": -0.4,
-            "colourfulness": -0.4,
-            "edge_density": -0.3,
+            "luma_entropy": -0.8,
+            "saturation_mean": -0.7,
+            "colourfulness": -0.7,
+            # flattened contrast also loses edges and detail, less than a blur does
+            "edge_density": -0.6,
+            "sharpness_laplacian_var": -0.4,
+            "noise_sigma": -0.4,
+            "encoded_bytes_per_pixel": -0.4,
         },
     ),
     Cause(
@@ -117,7 +125,15 @@ CAUSES: tuple[Cause, ...] = (
         "colour_cast",
         "a colour cast: white balance or a firmware colour change",
         {},
-        {"hue_cos": 1.0, "hue_sin": 1.0, "red_share": 0.7, "green_share": 0.7, "blue_share": 0.7},
+        {
+            "hue_cos": 1.0,
+            "hue_sin": 1.0,
+            "red_share": 0.7,
+            "green_share": 0.7,
+            "blue_share": 0.7,
+            "colourfulness": 0.5,
+            "saturation_mean": 0.5,
+        },
     ),
     Cause(
         "view",

@@ -1,13 +1,15 @@
 """The evidence behind a drift event: an HTML drift report and a contact sheet.
 
-- The report is generated with Evidently (``DataDriftPreset`` over the image statistics, reference
-  vs the drifted window; plus ``EmbeddingsDrift`` when both sides carry embeddings), with a short
-  header of driftmon's own evaluation on top: which tests and statistics fired, with statistics and
-  multiplicity-adjusted p-values. Evidently's per-column tests are its own (its defaults choose
-  K-S or Wasserstein by sample size) and are shown as a second opinion; the daemon's evaluation is
-  the one that opened the event.
+- The report is one self-contained page (every picture a data URI): driftmon's account on top,
+  most important first (:func:`summary_html`: the headline, what moved ranked on the calibrated
+  scale, the window means over time against their band, histograms, the frames after the change
+  and the drifted frames beside their nearest reference frames, every test folded), then
+  Evidently's report (``DataDriftPreset`` over the image statistics, reference vs the drifted
+  window; plus ``EmbeddingsDrift`` when both sides carry embeddings). Evidently's per-column tests
+  are its own (its defaults choose K-S or Wasserstein by sample size): a second opinion; the
+  daemon's evaluation is the one that opened the event.
 - The contact sheet is one JPEG: frames of the stream's last healthy window (when known) above
-  the frames selected for relabelling from the drifted window.
+  the frames selected for relabelling, all from after the change.
 
 Both are slow (Evidently's import alone takes seconds) and run on the actions worker thread,
 never in the consume loop.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -184,27 +187,45 @@ def _effects_table(effects: Sequence[Effect]) -> str:
 
 
 def _in_words(event: DriftEvent) -> list[str]:
-    """Embedding and model-output drift in sentences (image statistics are in the table)."""
-    out = []
+    """Embedding and model-output drift in sentences (image statistics are in the table), whole
+    distribution tests first, then the largest moves."""
+    said: list[tuple[float, str]] = []
     for shift in event.shifts.values():
         if shift.kind == STATISTICS:
             continue
         what = html.escape(shift.what[0].upper() + shift.what[1:])
         if shift.mean is not None and shift.mean.z is not None:
             way = "up" if shift.mean.z > 0 else "down"
-            out.append(
-                f"{what} moved {way}, {abs(shift.mean.z):.1f} reference standard deviations "
-                f"({html.escape(shift.test)})."
+            said.append(
+                (
+                    abs(shift.mean.z),
+                    f"{what} moved {way}, {abs(shift.mean.z):.1f} reference standard deviations "
+                    f"({html.escape(shift.test)}).",
+                )
             )
         elif shift.shares:
             mix = ", ".join(
                 f"{html.escape(c.label)} {c.reference_share:.0%} &rarr; {c.window_share:.0%}"
                 for c in shift.shares
             )
-            out.append(f"{what}: {mix}.")
+            said.append((math.inf, f"{what}: {mix}."))
         else:
             p = "" if shift.p_value is None else f", p = {shift.p_value:.2g}"
-            out.append(f"{what} differs from the reference ({html.escape(shift.test)}{p}).")
+            said.append(
+                (math.inf, f"{what} differs from the reference ({html.escape(shift.test)}{p}).")
+            )
+    return [sentence for _, sentence in sorted(said, key=lambda x: -x[0])]
+
+
+def _folded_list(items: Sequence[str], shown: int) -> str:
+    """The first ``shown`` items as a list, the rest folded under a one-line summary."""
+    if not items:
+        return ""
+    out = "<ul>" + "".join(f"<li>{i}</li>" for i in items[:shown]) + "</ul>"
+    if len(items) > shown:
+        rest = "".join(f"<li>{i}</li>" for i in items[shown:])
+        out += f"<details><summary>{len(items) - shown} more, each moved less</summary>"
+        out += f"<ul>{rest}</ul></details>"
     return out
 
 
@@ -274,7 +295,7 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
         said = with_queued(said, event.selection.selected)
     statistics = [x for x in event.effects if x.kind == STATISTICS]
     components = [x for x in event.effects if x.kind != STATISTICS]
-    words = "".join(f"<li>{w}</li>" for w in _in_words(event))
+    words = _folded_list(_in_words(event), shown=3)
     voting = [f for f in event.fired if f.voting]
     second = [f for f in event.fired if not f.voting]
     parts = [
@@ -295,7 +316,7 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
             "(one scale for all).</p>" + _effects_table(statistics)
         )
     if words or components:
-        parts.append(f"<h2>Embeddings and model outputs</h2><ul>{words}</ul>")
+        parts.append(f"<h2>Embeddings and model outputs</h2>{words}")
         if components:
             parts.append(_effects_table(components))
     if pictures.timeline is not None:
@@ -336,20 +357,25 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
 
 
 def with_summary(report_html: str, block: str, title: str) -> str:
-    """Put ``block`` at the top of the body of a standalone HTML page, titled ``title``."""
-    lower = report_html.lower()
-    at = lower.find("<body")
+    """Put ``block`` at the top of the body of a standalone HTML page, titled ``title`` (the head's
+    own title: a page's scripts may hold ``<title>`` elements of their own)."""
+    at = report_html.lower().find("<body")
     page = block + report_html
     if at >= 0:
         end = report_html.find(">", at) + 1
         page = report_html[:end] + block + report_html[end:]
-    return re.sub(
-        r"<title>.*?</title>",
-        lambda _: f"<title>{html.escape(title)}</title>",
-        page,
-        count=1,
+    titled = f"<title>{html.escape(title)}</title>"
+    head_end = page.lower().find("</head>")
+    if head_end < 0:
+        return f"<head>{titled}</head>{page}"
+    # drop the head's own title, leaving any inside a script as it is
+    head = re.sub(
+        r"(<script\b.*?</script>)|<title>.*?</title>",
+        lambda m: m.group(1) or "",
+        page[:head_end],
         flags=re.S | re.I,
     )
+    return head + titled + page[head_end:]
 
 
 def standalone_summary(block: str, note: str, title: str) -> str:

@@ -23,9 +23,11 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
+import warnings
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,11 +43,18 @@ from monitor.actions.headline import CAUSES as CAUSE_LIST
 from monitor.sim.broker import free_port
 from monitor.sim.fleet import encode, make_fleet
 
+from . import browser
 from .conftest import ActionsDaemon, build_references, daemon_config, send_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 LS_VENV = Path(os.environ.get("LS_VENV", ROOT / ".venv-labelstudio"))
 LS_BIN = LS_VENV / "bin" / "label-studio"
+#: The cameras' frame rate, and when their first frame was captured (the live frames end about
+#: now, so the report's pictures over time span the minutes a camera would take).
+FPS = 5.0
+CAPTURE_START_S = time.time() - 600.0
+#: Where screenshots of reports are kept after a run (the browser check's artefact).
+ARTEFACTS = ROOT / "build" / "test-artefacts"
 LS_TOKEN = "driftmon-test-token-0123456789"
 TOKEN = "am-s3cret"
 REF_FRAMES = 120
@@ -218,15 +227,18 @@ def alertmanager_payload(stream, fingerprint, status="firing", starts=None):
 
 def frame_records(cam, ts, claims: Path):
     """cam 0: JSON envelopes with the image inline and detections; cam 1: envelopes with a
-    claim-check URI; the others: raw JPEG with headers."""
+    claim-check URI; the others: raw JPEG with headers. Frame ``t`` was captured at
+    ``CAPTURE_START_S + t / FPS``."""
     index = int(cam.camera_id.rsplit("-", 1)[1])
     for t in ts:
         jpeg = encode(cam.frame(t))
         fid = f"{cam.camera_id}-{t}"
+        captured_ms = str(int((CAPTURE_START_S + t / FPS) * 1000))
         if index == 0:
             env = {
                 "camera_id": cam.camera_id,
                 "frame_id": fid,
+                "ts": captured_ms,
                 "image_b64": base64.b64encode(jpeg).decode(),
                 "predictions": {
                     "detections": [{"label": "object", "score": 0.55, "box": [40, 30, 200, 150]}]
@@ -240,7 +252,12 @@ def frame_records(cam, ts, claims: Path):
         elif index == 1:
             path = claims / f"{fid}.jpg"
             path.write_bytes(jpeg)
-            env = {"camera_id": cam.camera_id, "frame_id": fid, "uri": path.as_uri()}
+            env = {
+                "camera_id": cam.camera_id,
+                "frame_id": fid,
+                "ts": captured_ms,
+                "uri": path.as_uri(),
+            }
             yield (
                 cam.camera_id.encode(),
                 json.dumps(env).encode(),
@@ -250,7 +267,11 @@ def frame_records(cam, ts, claims: Path):
             yield (
                 cam.camera_id.encode(),
                 jpeg,
-                [("camera_id", cam.camera_id.encode()), ("frame_id", fid.encode())],
+                [
+                    ("camera_id", cam.camera_id.encode()),
+                    ("frame_id", fid.encode()),
+                    ("ts", captured_ms.encode()),
+                ],
             )
 
 
@@ -286,6 +307,30 @@ class _Html(HTMLParser):
 
     def handle_data(self, data):
         self.text.append(data)
+
+
+def opened_as_a_person_would(report: Path, stream: str, said: str, tmp_path: Path) -> None:
+    """The report file alone, copied away from the daemon, opened in headless Chromium: every
+    image decodes, the headline is the title and is on screen without scrolling. The screenshot
+    is kept under build/test-artefacts/."""
+    if browser.chromium() is None:
+        assert not os.environ.get("CI"), "CI installs chromium (.ci/apt-packages.txt)"
+        warnings.warn("no Chromium here: the report was not opened in a browser", stacklevel=2)
+        return
+    alone = tmp_path / "opened" / stream
+    alone.mkdir(parents=True)
+    page = alone / "report.html"
+    shutil.copyfile(report, page)
+    shot = alone / "report.png"
+    seen = browser.open_report(page, shot)
+    assert seen["images"] >= 3 and seen["loaded"] == seen["images"], seen
+    assert seen["title"] == said, seen
+    assert isinstance(seen["headline"], str) and seen["headline"].startswith(said), seen
+    assert isinstance(seen["headline_bottom"], float | int), seen
+    assert 0 < seen["headline_bottom"] <= seen["viewport_height"], seen
+    kept = ARTEFACTS / f"report-{stream}.png"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, kept)
 
 
 def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_path, label_studio):
@@ -391,7 +436,11 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             # the headline names a moved statistic in words and the right likely cause; it is the
             # page's title and first heading
             said = event["headline"]
-            fired_words = {STATISTIC_WORDS[f["feature"]] for f in event["fired"]}
+            fired_words = {
+                STATISTIC_WORDS[f["feature"]]
+                for f in event["fired"]
+                if f["feature"] in STATISTIC_WORDS
+            }
             assert any(said.lower().startswith(w) for w in fired_words), said
             assert said.endswith(causes[stream]), said
             assert f"<title>{html.escape(said)}</title>" in page
@@ -401,6 +450,7 @@ def test_drift_to_events_reports_relabel_queue_and_tickets(broker, topic, tmp_pa
             assert summary.count('<img src="data:image/') >= 3  # timeline, histograms, frames
             assert page.count(feature) > summary.count(feature)  # Evidently's own part names it too
             assert Path(event["evidence"]["report"]).is_file()
+            opened_as_a_person_would(Path(event["evidence"]["report"]), stream, said, tmp_path)
             status, ctype, sheet = d.get(f"/events/{by_stream[stream]}/contact-sheet.jpg")
             img = cv2.imdecode(np.frombuffer(sheet, np.uint8), cv2.IMREAD_COLOR)
             assert status == 200 and ctype == "image/jpeg" and img is not None and img.shape[0] > 96

@@ -124,7 +124,7 @@ def test_the_headline_names_the_statistics_the_amount_the_time_and_the_cause():
     )
     assert said == (
         "Sensor noise up 41x its normal spread and sharpness up 6.3x since 08:08:15 — "
-        "gain or noise-filter change, or rain"
+        "sensor noise: a gain or noise-filter change, low light, or rain"
     )
     dark = headline.headline(
         [effect("brightness_mean", -8.0)],
