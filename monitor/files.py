@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 JSONObject: TypeAlias = dict[str, Any]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# The process's umask, read once at import (reading it means setting it): files are written with
+# the mode open() would give them, not mkstemp's owner-only 0600, so a reference built by one user
+# is readable by the daemon's non-root user in its container.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -32,6 +37,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
