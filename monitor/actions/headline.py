@@ -269,6 +269,10 @@ def estimate_change(
         frames = recent.block_frames[lo:].astype(np.float64)
         times = recent.times[lo:]
         split = change_point(series)
+        if split and not _healthy(series[:split], frames[:split], mean, half, n):
+            # a change inside a block can leave that block on the healthy side of the split,
+            # mixed: then the change came within it, after the block before
+            split -= 1
         if split and _healthy(series[:split], frames[:split], mean, half, n):
             at = float(times[split - 1])
             first_after = next(

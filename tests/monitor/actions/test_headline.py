@@ -88,6 +88,19 @@ def test_the_change_is_found_within_one_stride_from_the_history(seed):
     assert found.window_index == sum(1 for t in at if t <= found.at)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_large_change_inside_a_stride_is_found_at_the_block_it_fell_in(seed):
+    # the block of frames 700-724 holds 20 healthy frames and 5 moved by 40 sds: closer to the
+    # healthy side, yet far out of band; the change came after the block before it
+    change = 720
+    rows, times = stream(1400, change, [0.0, 40.0, 0.0], seed=seed)
+    evaluation, snap, at = run_until_drifted(rows, times)
+    top = [e for e in headline.effects(evaluation, snap) if e.drifted][:3]
+    found = estimate_change(top, snap, at)
+    assert not found.before
+    assert times[change - 1] - STRIDE / FPS <= found.at <= times[change - 1], (found, change)
+
+
 def test_a_change_older_than_the_history_is_said_to_be_before_it():
     rows, times = stream(600, 0, [0.0, 3.0, 0.0])  # drifted from the first frame
     evaluation, snap, at = run_until_drifted(rows, times)
