@@ -136,9 +136,10 @@ class SourceConfig:
     # model_version.
     stream_key: str = "{camera_id}"
     # Frames analysed per second per stream, by event time (monitor/pipeline/rate.py); the others
-    # are counted but not decoded. 0 (the default): every frame, as the references are calibrated.
-    # Windows count analysed frames, so a window of N frames spans N / max_fps_per_stream seconds
-    # (docs/configuration.md, "Analysis rate and detection delay").
+    # are counted but not decoded. 0 (the default): every frame. Windows count analysed frames, so
+    # a window of N frames spans N / max_fps_per_stream seconds; the calibrated tests' span nulls
+    # are fitted on the reference thinned the same way (docs/configuration.md, "Analysis rate and
+    # detection delay").
     max_fps_per_stream: float = 0.0
 
     def __post_init__(self) -> None:

@@ -29,7 +29,7 @@ def test_defaults_are_valid():
         "probs_ks",
     )
     assert cfg.hysteresis_k_m == (5, 6)  # two disjoint windows of 200 frames every 50
-    assert cfg.source.max_fps_per_stream == 0  # every frame, as references are calibrated
+    assert cfg.source.max_fps_per_stream == 0  # every frame (docs/configuration.md says why)
 
 
 def test_embedding_tests_drop_out_without_embeddings():
