@@ -1,14 +1,17 @@
 """Whole-daemon throughput from the broker vs bare reduced decode of the same frames.
 
     python benchmarks/throughput.py [--frames 2000] [--width 1920 --height 1080] [--workers 1 2]
+        [--camera-fps 5 --max-fps-per-stream 1]
 
 1. Makes 1080p JPEGs from the synthetic fleet (real photographs, q90).
 2. Bare decode: ``cv2.imdecode(..., IMREAD_REDUCED_COLOR_4)`` (1920 -> 480 px) of every frame, on
    as many threads as the daemon gets workers — the floor any pipeline pays.
 3. The daemon: a real broker on loopback is filled with the same frames, then the daemon
    (in-process; statistics only, and statistics + embeddings) consumes them from the start;
-   frames/s from its first to its last processed record, and the resident memory sampled during
-   the run.
+   frames/s from its first to its last handled record, and the resident memory sampled during
+   the run. With ``--camera-fps`` every camera's frames carry event times that far apart, and
+   ``--max-fps-per-stream`` sets the daemon's analysis rate: records/s then counts the frames
+   skipped by the rate (handled, not decoded) with those analysed.
 4. Drift evaluation: every per-feature test of the engine on a 5,000-frame reference vs a
    1,000-frame window.
 
@@ -91,7 +94,9 @@ def daemon_fps(
     reference_path: str,
     analysis_size: int,
     embeddings: bool,
-) -> tuple[float, list[float]]:
+    camera_fps: float = 0.0,
+    max_fps_per_stream: float = 0.0,
+) -> tuple[float, list[float], float, float]:
     from kafka import KafkaProducer
     from prometheus_client import CollectorRegistry
 
@@ -102,9 +107,16 @@ def daemon_fps(
     producer = KafkaProducer(
         bootstrap_servers=broker.bootstrap, linger_ms=20, max_request_size=16 << 20
     )
+    sent: dict[str, int] = {}  # per camera, for its frames' event times
+    start_ms = int(time.time() * 1000)
     for i in range(total):
         cam, data = frames[i % len(frames)]
-        producer.send(topic, key=cam.encode(), value=data, headers=[("camera_id", cam.encode())])
+        headers = [("camera_id", cam.encode())]
+        if camera_fps:
+            ts_ms = start_ms + int(sent.get(cam, 0) * 1000 / camera_fps)
+            headers.append(("ts", str(ts_ms).encode()))
+        sent[cam] = sent.get(cam, 0) + 1
+        producer.send(topic, key=cam.encode(), value=data, headers=headers)
     producer.flush()
     producer.close()
 
@@ -124,6 +136,7 @@ def daemon_fps(
             "decode": {"workers": workers, "analysis_size": analysis_size},
             "embedding": {"enabled": embeddings},
             "window": {"size": 200, "evaluate_every": 50},
+            "source": {"max_fps_per_stream": max_fps_per_stream},
             "http": {"port": 0},
         }
     )
@@ -132,8 +145,11 @@ def daemon_fps(
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
 
-    def processed() -> float:
-        return registry.get_sample_value("driftmon_frames_total", {"outcome": "processed"}) or 0.0
+    def processed() -> float:  # analysed, or skipped by the analysis rate
+        return sum(
+            registry.get_sample_value("driftmon_frames_total", {"outcome": outcome}) or 0.0
+            for outcome in ("processed", "rate_limited")
+        )
 
     while processed() == 0:  # group join, first fetch
         time.sleep(0.01)
@@ -191,6 +207,18 @@ def main() -> None:
         metavar="{off,on}",
         help="run the daemon without and/or with embeddings",
     )
+    p.add_argument(
+        "--camera-fps",
+        type=float,
+        default=0.0,
+        help="event times per camera this far apart (ts headers); 0: none (record timestamps)",
+    )
+    p.add_argument(
+        "--max-fps-per-stream",
+        type=float,
+        default=0.0,
+        help="the daemon's source.max_fps_per_stream (0: every frame analysed)",
+    )
     args = p.parse_args()
 
     print(
@@ -233,6 +261,8 @@ def main() -> None:
                     str(ref_path),
                     args.analysis_size,
                     embeddings,
+                    args.camera_fps,
+                    args.max_fps_per_stream,
                 )
                 after, cpu_after = bare_decode_fps([d for _, d in frames], workers)
                 bare, bare_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2

@@ -135,8 +135,19 @@ class SourceConfig:
     # Frames are routed to streams by this template over frame fields: camera_id, site,
     # model_version.
     stream_key: str = "{camera_id}"
+    # Frames analysed per second per stream, by event time (monitor/pipeline/rate.py); the others
+    # are counted but not decoded. 0 (the default): every frame. Windows count analysed frames, so
+    # a window of N frames spans N / max_fps_per_stream seconds; the calibrated tests' span nulls
+    # are fitted on the reference thinned the same way (docs/configuration.md, "Analysis rate and
+    # detection delay").
+    max_fps_per_stream: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(
+            0 <= self.max_fps_per_stream <= 1000,
+            "source.max_fps_per_stream",
+            f"must be 0 (every frame) or in (0, 1000], got {self.max_fps_per_stream}",
+        )
         fields = {f for _, f, _, _ in string.Formatter().parse(self.stream_key) if f is not None}
         _check(
             bool(fields), "source.stream_key", "must name at least one field, e.g. '{camera_id}'"

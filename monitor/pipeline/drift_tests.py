@@ -205,7 +205,7 @@ def calibrated_shift(
         p_value_note=(
             f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent "
             f"stretches; fires when |z| > {z_threshold:.2f}, for one false alarm per "
-            f"{r.settings.false_alarm_days:g} days at {r.prepared.fps:g} fps"
+            f"{r.settings.false_alarm_days:g} days at {r.prepared.analysed_fps:g} fps"
         ),
     )
 

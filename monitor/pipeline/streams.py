@@ -50,6 +50,15 @@ def frame_digest(data: bytes) -> bytes:
     return len(data).to_bytes(8, "little") + crc32c.crc32c(data).to_bytes(4, "little")
 
 
+def image_digest(frame: Frame) -> bytes:
+    """:func:`frame_digest` of the image a frame carries, decoded or not: an envelope's inline image
+    is digested as its base64 text (the same image, the same text), so frames skipped before their
+    image was decoded are compared like the others."""
+    if frame.pending_b64 is not None:
+        return frame_digest(frame.pending_b64.encode("ascii", "replace"))
+    return frame_digest(frame.data)
+
+
 @dataclass(frozen=True)
 class FrameRef:
     """Enough to find a frame again later (for relabelling), without keeping its pixels."""
@@ -242,6 +251,20 @@ class StreamState:
         o = frame.origin
         return self.offsets.get((o.topic, o.partition), -1) >= o.offset
 
+    def receive(self, frame: Frame, digest: bytes) -> bool:
+        """Count one frame of the stream, analysed or not (its offset, its time, its digest);
+        returns True when its bytes equal the previous frame's (a frozen feed)."""
+        o = frame.origin
+        tp = (o.topic, o.partition)
+        self.offsets[tp] = max(self.offsets.get(tp, -1), o.offset)
+        self.dirty = True
+        identical = digest == self.last_digest
+        self.last_digest = digest
+        self.identical_frames += identical
+        self.frames += 1
+        self.last_ts = max(self.last_ts, frame.ts)
+        return identical
+
     def observe(
         self,
         frame: Frame,
@@ -250,16 +273,9 @@ class StreamState:
         embedding: np.ndarray | None = None,
         context: str = "",
     ) -> bool:
-        """Add one frame (of ``context``); returns True when its bytes equal the previous frame's
-        (a frozen feed)."""
-        o = frame.origin
-        self.offsets[(o.topic, o.partition)] = o.offset
-        self.dirty = True
-        identical = digest == self.last_digest
-        self.last_digest = digest
-        self.identical_frames += identical
-        self.frames += 1
-        self.last_ts = max(self.last_ts, frame.ts)
+        """Count one analysed frame (of ``context``) and add it to the window; returns True when its
+        bytes equal the previous frame's (a frozen feed)."""
+        identical = self.receive(frame, digest)
         self.window.append(
             row,
             FrameRef(

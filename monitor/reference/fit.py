@@ -17,6 +17,7 @@ independent stretches per context, and whether that is enough for the configured
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -86,6 +87,13 @@ def frame_rate(reference: Reference, config: Config) -> float:
     return config.tests.assumed_fps
 
 
+def analysed_step(fps: float, config: Config) -> int:
+    """Camera frames per analysed frame: the stream's analysis rate (``source.max_fps_per_stream``)
+    keeps about one frame in this many of a camera at ``fps`` (1: every frame)."""
+    rate = config.source.max_fps_per_stream
+    return max(1, round(fps / rate)) if rate > 0 else 1
+
+
 def window_alpha(config: Config, fps: float) -> float:
     """Per-window false-alarm probability of the calibrated voting tests together: one false alarm
     per ``tests.false_alarm_days`` of evaluations at ``fps`` on the configured schedule. Hysteresis
@@ -109,6 +117,9 @@ class PreparedReference:
     reduced_ks: UnivariateReference | None = field(init=False, default=None)
     components: int = field(init=False, default=0)  # leading PCs the calibrated embedding test uses
     fps: float = field(init=False)
+    # the analysis rate keeps one live frame in `step`: the span nulls are fitted on every `step`-th
+    # frame of the reference, and evaluations happen at `analysed_fps`
+    step: int = field(init=False)
     # per consumed kind (statistics, embeddings): the calibrated tests' |z| threshold from the
     # target
     z_thresholds: dict[str, float] = field(init=False)
@@ -145,7 +156,13 @@ class PreparedReference:
             share = np.cumsum(ratio) / max(ratio.sum(), 1e-12)
             self.components = min(len(share), int(np.searchsorted(share, EMBEDDING_VARIANCE)) + 1)
         self.fps = frame_rate(ref, config)
+        self.step = analysed_step(self.fps, config)
         self.z_thresholds = self._thresholds()
+
+    @property
+    def analysed_fps(self) -> float:
+        """Frames a second a stream judged against this reference analyses."""
+        return self.fps / self.step
 
     @property
     def stream(self) -> str:
@@ -158,7 +175,7 @@ class PreparedReference:
         the eigenvalues of their correlation in the reference (``detectors.span.effective_tests``),
         the embedding components kept as they are (uncorrelated by construction)."""
         voting = [t for t in self.config.voting_tests if REGISTRY[t].calibrated]
-        share = window_alpha(self.config, self.fps) / max(1, len(voting))
+        share = window_alpha(self.config, self.analysed_fps) / max(1, len(voting))
         features = {
             STATISTICS: effective_tests(self.reference.columns(self.feature_names)),
             EMBEDDINGS: float(self.components),
@@ -182,6 +199,8 @@ class PreparedReference:
                 if times is None
                 else _cut_at_context_changes(segments(times, len(idx)), self._labels(idx))
             )
+            if segs is not None and self.step > 1:
+                x, segs = _thinned(x, segs, self.step)
             self._nulls[key] = (
                 fit_span_null(x, segs, n, prior_spans=PRIOR_SPANS, floor=self._floor(kind)),
                 used,
@@ -221,7 +240,22 @@ class PreparedReference:
         if labels is None:
             return None if context != DEFAULT else np.arange(self.reference.n_frames)
         idx = np.flatnonzero(labels == context)
-        return idx if len(idx) >= CONTEXT_MIN_WINDOWS * n else None
+        return idx if len(idx) >= CONTEXT_MIN_WINDOWS * n * self.step else None
+
+
+def _thinned(
+    x: np.ndarray, segs: list[np.ndarray], step: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every ``step``-th frame of each contiguous segment, as the analysis rate keeps a camera's
+    frames, and the segments as runs of the rows kept; ``x`` as it is when fewer than 2 would be
+    kept."""
+    kept = [s[::step] for s in segs]
+    sizes = [len(s) for s in kept]
+    if sum(sizes) < 2:
+        return x, segs
+    bounds = np.cumsum([0, *sizes])
+    runs = [np.arange(a, b) for a, b in itertools.pairwise(bounds)]
+    return x[np.concatenate(kept)], runs
 
 
 def _cut_at_context_changes(segs: list[np.ndarray], labels: np.ndarray | None) -> list[np.ndarray]:
@@ -273,6 +307,7 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
         embeddings=embeddings,
     )
     n = config.window.size
+    frames_per_window = n * prepared.step  # of the reference's camera, at the analysis rate
     times = reference.times
     ordered = times is not None
     segs = segments(times, reference.n_frames) if times is not None else []
@@ -293,10 +328,11 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
             )
     whole, _ = prepared.null(STATISTICS, "*" if reference.contexts is not None else DEFAULT, n)
     warnings = []
-    if reference.n_frames < n:
+    if reference.n_frames < frames_per_window:
         warnings.append(
-            f"{reference.n_frames} frames is fewer than one window of {n}: build it from a longer "
-            "stretch"
+            f"{reference.n_frames} frames is fewer than one window of {n}"
+            + (f" analysed frames ({frames_per_window})" if prepared.step > 1 else "")
+            + ": build it from a longer stretch"
         )
     if not ordered:
         warnings.append(
@@ -305,10 +341,12 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
             "driftmon measure how this camera's windows really wander"
         )
     elif whole.effective_spans < SUPPORTED_SPANS:
-        need = math.ceil(SUPPORTED_SPANS * float(np.median(whole.correlation_frames)))
+        # in the camera's frames: the span nulls count analysed ones
+        correlated = float(np.median(whole.correlation_frames)) * prepared.step
+        need = math.ceil(SUPPORTED_SPANS * correlated)
         warnings.append(
             f"about {whole.effective_spans:.1f} independent stretches of this camera (frames stay "
-            f"correlated for ~{np.median(whole.correlation_frames):.0f} frames): too few to hold "
+            f"correlated for ~{correlated:.0f} frames): too few to hold "
             f"the false-alarm target (fewer than {SUPPORTED_SPANS:.0f}: healthy windows outside "
             "what it saw can fire), and its windows are judged partly as single frames (less "
             f"sensitive); at least {need} frames of healthy operation "
@@ -318,8 +356,8 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
     for context in sorted(set(labels.tolist()) - set(contexts)):
         warnings.append(
             f"context {context!r} has too few frames ({int((labels == context).sum())} < "
-            f"{CONTEXT_MIN_WINDOWS * n}) to be judged on its own: its windows use the whole "
-            "reference"
+            f"{CONTEXT_MIN_WINDOWS * frames_per_window}) to be judged on its own: its windows use "
+            "the whole reference"
         )
     return Support(
         reference.n_frames,
@@ -330,7 +368,7 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
         len(segs),
         round(prepared.fps, 3),
         round(whole.effective_spans, 2),
-        window_alpha(config, prepared.fps),
+        window_alpha(config, prepared.analysed_fps),
         round(prepared.z_thresholds[STATISTICS], 3),
         contexts,
         tuple(warnings),

@@ -1,5 +1,9 @@
-"""The consume loop: poll -> parse -> decode -> features -> streams -> evaluate -> dead-letter ->
-commit.
+"""The consume loop: poll -> parse -> route -> decode -> features -> streams -> evaluate ->
+dead-letter -> commit.
+
+Routing, before any decode, gives each frame its stream and decides whether it is analysed: a frame
+the stream's checkpointed state already holds is skipped (replayed), and one above the stream's
+analysis rate (``source.max_fps_per_stream``) is counted but not decoded (rate-limited).
 
 Offsets are committed only after every record of a batch was processed and every dead letter of
 it acknowledged by the broker, so a crash anywhere means the batch is read again (at-least-once).
@@ -32,17 +36,19 @@ from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
 from monitor.pipeline.engine import Engine, Evaluation
 from monitor.pipeline.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.rate import RateLimit
 from monitor.pipeline.source import (
     BadRecord,
     Frame,
     Origin,
     RecordError,
     dead_letter_headers,
+    load_image,
     make_consumer,
     make_producer,
     parse_record,
 )
-from monitor.pipeline.streams import Streams, StreamState, WindowSnapshot, frame_digest, stream_key
+from monitor.pipeline.streams import Streams, StreamState, WindowSnapshot, image_digest, stream_key
 from monitor.reference.collect import build_embedder_from
 from monitor.reference.fit import PreparedReference
 from monitor.reference.store import BadReference, Reference, ReferenceStore
@@ -84,12 +90,24 @@ class _FinishBeforeRevoke(ConsumerRebalanceListener):
 
 
 @dataclass
+class Routed:
+    """A frame with its stream, routed before decode: analysed, or only counted."""
+
+    frame: Frame
+    key: str  # its stream
+    digest: bytes  # of its encoded image, for frozen-feed detection
+    analysed: bool  # False: above the stream's analysis rate
+
+
+@dataclass
 class InFlight:
     """A polled batch whose analysis runs while the next batch is polled."""
 
     records: list[Any]
     bad: list[BadRecord]
-    analysis: Future
+    routed: list[Routed]  # in record order
+    replayed: int  # frames the streams' checkpointed states already hold
+    analysis: Future  # -> list[Analysed], one per analysed frame, in order
 
 
 @dataclass
@@ -98,7 +116,6 @@ class Analysed:
 
     frame: Frame
     row: np.ndarray | None = None
-    digest: bytes = b""  # of the encoded bytes, for frozen-feed detection
     rgb: np.ndarray | None = None  # the decoded image, kept until it is embedded
     embedding: np.ndarray | None = None
     context: str = ""  # monitor.pipeline.context.frame_context
@@ -123,6 +140,7 @@ class Daemon:
         self.streams = Streams(
             len(FEATURE_NAMES), config.window, config.source, identity.output_dim if identity else 0
         )
+        self.rate = RateLimit(config.source.max_fps_per_stream)
         self.limits = DecodeLimits(
             max_encoded_bytes=config.decode.max_encoded_bytes,
             max_pixels=config.decode.max_pixels,
@@ -277,10 +295,43 @@ class Daemon:
 
     def _start(self, records: list[Any]) -> InFlight:
         t0 = time.perf_counter()
-        frames, bad = self._parse(records)
-        self.metrics.stage_seconds.labels("parse").observe(time.perf_counter() - t0)
+        parsed, bad = self._parse(records)
+        t1 = time.perf_counter()
+        self.metrics.stage_seconds.labels("parse").observe(t1 - t0)
+        routed, replayed = self._route(parsed, bad)
+        self.metrics.stage_seconds.labels("route").observe(time.perf_counter() - t1)
         assert self._analysis is not None  # run() opens the pools before the first poll
-        return InFlight(records, bad, self._analysis.submit(self._analyse_batch, frames))
+        analysed = [r.frame for r in routed if r.analysed]
+        return InFlight(
+            records, bad, routed, replayed, self._analysis.submit(self._analyse_batch, analysed)
+        )
+
+    def _route(
+        self, parsed: list[tuple[Any, Frame]], bad: list[BadRecord]
+    ) -> tuple[list[Routed], int]:
+        """Each frame's stream, and whether it is analysed, decided before any decode: frames the
+        stream's checkpointed state already holds are dropped (counted as replayed), frames above
+        its analysis rate are only counted. Inline images are decoded from base64 only for the
+        frames analysed."""
+        routed: list[Routed] = []
+        replayed = 0
+        source = self.config.source
+        for record, frame in parsed:
+            key = stream_key(frame, source)
+            state = self._known(key)
+            if state is not None and state.absorbed(frame):
+                replayed += 1
+                continue
+            digest = image_digest(frame)
+            analysed = self.rate.admit(key, frame.ts)
+            if analysed:
+                try:
+                    load_image(frame)
+                except RecordError as e:
+                    bad.append(_bad(record, e))
+                    continue
+            routed.append(Routed(frame, key, digest, analysed))
+        return routed, replayed
 
     def _analyse_batch(self, frames: list[Frame]) -> list[Analysed]:
         t0 = time.perf_counter()
@@ -300,22 +351,27 @@ class Daemon:
         if batch is None:
             return
         m = self.metrics
-        analysed = batch.analysis.result()  # a bug in analysis raises here: nothing is committed
+        # a bug in analysis raises here: nothing is committed
+        results = iter(batch.analysis.result())
         bad = batch.bad
         evaluating = 0.0
         touched: dict[str, StreamState] = {}
-        replayed = 0
-        for a in analysed:
+        skipped = 0
+        for r in batch.routed:  # in record order: a frozen feed is judged on consecutive frames
+            if not r.analysed:
+                state = self._state(r.key)
+                identical = state.receive(r.frame, r.digest)
+                m.observe_frame(state.key, r.frame.ts, identical, state.window.fill_ratio)
+                skipped += 1
+                continue
+            a = next(results)
             if a.error is not None:
                 bad.append(
                     BadRecord(a.error.reason, str(a.error), a.frame.origin, None, a.frame.data, [])
                 )
                 continue
-            state = self._state_for(a.frame)
-            if state.absorbed(a.frame):
-                replayed += 1
-                continue
-            identical = state.observe(a.frame, a.row, a.digest, a.embedding, a.context)
+            state = self._state(r.key)
+            identical = state.observe(a.frame, a.row, r.digest, a.embedding, a.context)
             m.observe_frame(state.key, a.frame.ts, identical, state.window.fill_ratio)
             touched[state.key] = state
             # evaluate at every schedule point, however the frames were batched
@@ -331,8 +387,9 @@ class Daemon:
         m.stage_seconds.labels("evaluate").observe(evaluating)
 
         self._dead_letter(bad, batch.records)
-        m.frames.labels("processed").inc(len(batch.records) - len(bad) - replayed)
-        m.frames.labels("replayed").inc(replayed)
+        m.frames.labels("processed").inc(len(batch.records) - len(bad) - batch.replayed - skipped)
+        m.frames.labels("rate_limited").inc(skipped)
+        m.frames.labels("replayed").inc(batch.replayed)
         if self.checkpoints is None:
             self._commit(_next_offsets(batch.records))
         else:  # offsets wait for the checkpoint that covers them
@@ -344,14 +401,19 @@ class Daemon:
 
     # --- checkpoints and handover --------------------------------------------------------------
 
-    def _state_for(self, frame: Frame) -> StreamState:
-        """The frame's stream, restored from its checkpoint the first time this process sees it."""
-        key = stream_key(frame, self.config.source)
+    def _state(self, key: str) -> StreamState:
+        """The stream ``key``: known here, restored from its checkpoint, or new."""
+        state = self._known(key)
+        return state if state is not None else self.streams.get(key)
+
+    def _known(self, key: str) -> StreamState | None:
+        """The stream ``key`` when this process has it, or its checkpoint (restored the first time
+        it is asked for); else None."""
         state = self.streams.states.get(key)
         if state is None:
-            state = self.streams.get(key)
             saved = self._saved.pop(key, None)
             if saved is not None:
+                state = self.streams.get(key)
                 self._restore(state, saved)
         return state
 
@@ -394,6 +456,7 @@ class Daemon:
         gone = {(tp.topic, tp.partition) for tp in revoked}
         for key in [k for k, s in self.streams.states.items() if gone & set(s.offsets)]:
             del self.streams.states[key]
+            self.rate.forget(key)
             self.metrics.forget_stream(key)
         self._publish_status()
         log.info("handed over %d partitions", len(gone))
@@ -416,29 +479,26 @@ class Daemon:
                 del self._saved[key]
         self._publish_status()
 
-    def _parse(self, records: list[Any]) -> tuple[list[Frame], list[BadRecord]]:
-        frames: list[Frame] = []
+    def _parse(self, records: list[Any]) -> tuple[list[tuple[Any, Frame]], list[BadRecord]]:
+        parsed: list[tuple[Any, Frame]] = []
         bad: list[BadRecord] = []
+        source = self.config.source
         for r in records:
             try:
-                frames.append(parse_record(r, self.config.source))
+                parsed.append((r, parse_record(r, source, defer_image=True)))
             except RecordError as e:
-                bad.append(
-                    BadRecord(e.reason, str(e), _origin(r), r.key, r.value, list(r.headers or []))
-                )
-        return frames, bad
+                bad.append(_bad(r, e))
+        return parsed, bad
 
     def _analyse(self, frame: Frame) -> Analysed:
         try:
             decoded = decode(frame.data, self.limits)
         except DecodeError as e:
             return Analysed(frame, error=e)
-        # digested here, in the pool, off the loop thread
         row = compute_features(decoded)
         return Analysed(
             frame,
             row=row,
-            digest=frame_digest(frame.data),
             rgb=decoded.rgb if self.embedder is not None else None,
             context=frame_context(row, frame.ts, frame.context, self.config.context),
         )
@@ -687,6 +747,12 @@ def _next_offsets(records: list[Any]) -> dict[Any, int]:
 
 def _origin(record: Any) -> Origin:
     return Origin(record.topic, record.partition, record.offset)
+
+
+def _bad(record: Any, e: RecordError) -> BadRecord:
+    return BadRecord(
+        e.reason, str(e), _origin(record), record.key, record.value, list(record.headers or [])
+    )
 
 
 def _coordinator_known(consumer: Any) -> bool:

@@ -179,7 +179,7 @@ class Metrics:
         )
         # series that alerts and dashboards divide by exist from the start, at 0, not after a first
         # event
-        for outcome in ("processed", "dead_lettered", "replayed"):
+        for outcome in ("processed", "rate_limited", "dead_lettered", "replayed"):
             self.frames.labels(outcome)
         for result in ("ok", "failed"):
             self.commits.labels(result)

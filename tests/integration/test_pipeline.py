@@ -210,3 +210,73 @@ def test_the_calibrated_defaults_from_reference_build_to_verdicts(
             == shift["threshold"]
             > 4
         )
+
+
+def test_frames_above_the_analysis_rate_are_counted_and_committed_but_not_decoded(
+    broker, topic, small_fleet, tmp_path, run_daemon
+):
+    # two cameras at 5 fps by their ts headers, analysed at 1 fps: every fifth frame
+    cams = small_fleet[:2]
+    store = ReferenceStore(tmp_path / "refs")
+    d = tmp_path / "ref"
+    d.mkdir()
+    for t in range(60):
+        (d / f"{t}.jpg").write_bytes(encode(cams[0].frame(t)))
+    stats_only = {"embedding": {"enabled": False}}
+    config = daemon_config(broker, topic, tmp_path, **stats_only)
+    store.add(
+        make_reference(
+            from_dir(d, config, progress=False),
+            stream=None,
+            source="test",
+            config=config,
+            embedder=None,
+        )
+    )
+    config = daemon_config(
+        broker, topic, store.path, source={"max_fps_per_stream": 1.0}, **stats_only
+    )
+    start_ms = 1_790_000_000_000
+
+    def at_5fps(cam, t, value=None):
+        key = cam.camera_id.encode()
+        ts = str(start_ms + 200 * t).encode()
+        if value is None:
+            return key, encode(cam.frame(t)), [("camera_id", key), ("ts", ts)]
+        return key, value, [("camera_id", key), ("ts", ts)]
+
+    records = []
+    for cam in cams:
+        for t in range(100):
+            records.append(at_5fps(cam, t))
+            if t == 1:  # a broken frame between two skipped ones: never decoded, so never noticed
+                broken = encode(cam.frame(t))[:500]
+                records.append(at_5fps(cam, t, broken))
+    send_frames(broker, topic, records)
+
+    daemon = run_daemon(config)
+    assert daemon.wait_for(
+        lambda: (
+            daemon.value("driftmon_frames_total", outcome="processed")
+            + daemon.value("driftmon_frames_total", outcome="rate_limited")
+            >= len(records)
+        )
+    ), "not all frames handled"
+    assert daemon.value("driftmon_frames_total", outcome="processed") == 2 * 20
+    assert daemon.value("driftmon_frames_total", outcome="rate_limited") == 2 * 81
+    assert daemon.value("driftmon_frames_total", outcome="dead_lettered") == 0
+    assert daemon.value("driftmon_bad_records_total", reason="corrupt") == 0
+    for cam in cams:
+        # every frame counted for the stream, only the analysed ones in its window (size 100)
+        assert daemon.value("driftmon_stream_frames_total", stream=cam.camera_id) == 101
+        assert daemon.value("driftmon_stream_window_fill_ratio", stream=cam.camera_id) == 0.2
+    assert daemon.wait_for(lambda: daemon.value("driftmon_commits_total", result="ok") >= 1)
+    daemon.stop()
+
+    # skipped frames are committed like the others: nothing is read again
+    probe = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=config.kafka.group_id, enable_auto_commit=False
+    )
+    ends = end_offsets(broker, topic, 3)
+    assert {tp: probe.committed(tp) or 0 for tp in ends} == ends
+    probe.close()

@@ -29,6 +29,7 @@ def test_defaults_are_valid():
         "probs_ks",
     )
     assert cfg.hysteresis_k_m == (5, 6)  # two disjoint windows of 200 frames every 50
+    assert cfg.source.max_fps_per_stream == 0  # every frame (docs/configuration.md says why)
 
 
 def test_embedding_tests_drop_out_without_embeddings():
@@ -74,6 +75,10 @@ def test_yaml_values_are_read(tmp_path):
         ("hysteresis:\n  k: 4\n  m: 3\n", "hysteresis.k"),
         ("source:\n  stream_key: '{camera}'\n", "source.stream_key"),
         ("source:\n  allowed_roots: [relative/dir]\n", "source.allowed_roots"),
+        ("source:\n  max_fps_per_stream: -1\n", "source.max_fps_per_stream"),
+        ("source:\n  max_fps_per_stream: .nan\n", "source.max_fps_per_stream"),
+        ("source:\n  max_fps_per_stream: fast\n", "source.max_fps_per_stream"),
+        ("source:\n  max_fps_per_stream: .inf\n", "source.max_fps_per_stream"),
         ("http:\n  port: 70000\n", "http.port"),
         ("decode:\n  max_pixels: 2000000000\n", "decode.max_pixels"),
         ("embedding:\n  kind: torchscript\n", "embedding.path"),
@@ -90,6 +95,13 @@ def test_invalid_values_name_the_field(tmp_path, text, field):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text), env={})
     assert str(e.value).startswith(field), str(e.value)
+
+
+def test_the_analysis_rate_is_read_from_yaml_and_the_environment(tmp_path):
+    path = write(tmp_path, "source:\n  max_fps_per_stream: 2\n")
+    assert load_config(path, env={}).source.max_fps_per_stream == 2.0
+    env = {"DRIFTMON_SOURCE__MAX_FPS_PER_STREAM": "0.5"}
+    assert load_config(path, env=env).source.max_fps_per_stream == 0.5
 
 
 def test_env_overrides_nested_fields_and_lists(tmp_path):

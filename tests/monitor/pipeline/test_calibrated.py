@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from monitor.config import config_from_dict
+from monitor.config import SourceConfig, config_from_dict
 from monitor.pipeline.engine import Engine
 from monitor.pipeline.features import FEATURE_NAMES
 from monitor.reference.fit import support, window_alpha
@@ -175,3 +175,35 @@ def test_support_says_what_a_reference_can_support_and_names_the_fix():
     assert set(mixed.contexts) == {"default"} and any(
         "context 'ir' has too few frames" in w for w in mixed.warnings
     )
+
+
+def test_an_analysis_rate_fits_the_span_null_on_the_reference_thinned_the_same_way():
+    # a 5 fps camera analysed at 1 fps: its windows of N frames span 5x the time of N consecutive
+    # reference frames, and wander less; the null is fitted on every fifth reference frame
+    rng = np.random.default_rng(6)
+    rows = living(rng, 6000)
+    every_frame = Engine(config(), FEATURE_NAMES).prepare(reference(rows))
+    at_1fps = dataclasses.replace(config(), source=SourceConfig(max_fps_per_stream=1.0))
+    thinned = Engine(at_1fps, FEATURE_NAMES).prepare(reference(rows))
+    assert thinned.step == 5 and thinned.analysed_fps == pytest.approx(1.0)
+    # the same as a reference recorded at 1 fps (up to its scale floor, from the whole reference)
+    recorded = Engine(config(), FEATURE_NAMES).prepare(reference(rows[::5], fps=1.0))
+    null = thinned.null("statistics", "default", N)[0]
+    assert null.n_ref == 1200
+    np.testing.assert_allclose(
+        null.scale, recorded.null("statistics", "default", N)[0].scale, rtol=0.01
+    )
+    # a fifth as many evaluations a day: a lower threshold for the same false-alarm target
+    assert thinned.z_thresholds["statistics"] < every_frame.z_thresholds["statistics"]
+
+    # live windows thinned by the rate: |z| spreads nearly as the null's unit normal with the
+    # thinned null (a little less: it leans to the conservative bound), far less with the null of
+    # consecutive frames (quiet, but blind to shifts the thinned one sees)
+    live = living(rng, 60_000)[::5]
+    windows = live[: len(live) // N * N].reshape(-1, N, live.shape[1])
+    varying = np.flatnonzero(null.frame_sd > 1e-6)
+    spread = {
+        name: float(np.std([p.null("statistics", "default", N)[0].z(w)[varying] for w in windows]))
+        for name, p in (("thinned", thinned), ("every frame", every_frame))
+    }
+    assert 1.3 * spread["every frame"] < spread["thinned"] < 1.1, spread  # 0.80 and 0.52 here

@@ -11,8 +11,10 @@ from monitor.pipeline.source import (
     Origin,
     RecordError,
     dead_letter_headers,
+    load_image,
     parse_record,
 )
+from monitor.pipeline.streams import image_digest
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 20
 
@@ -150,3 +152,24 @@ def test_dead_letter_headers_carry_error_and_origin():
         h["driftmon_origin_partition"],
         h["driftmon_origin_offset"],
     ) == (b"frames", b"3", b"42")
+
+
+def test_a_deferred_inline_image_is_unpacked_only_when_loaded():
+    image = base64.b64encode(JPEG).decode()
+    rec = Rec(json.dumps({"camera_id": "c", "image_b64": image}).encode())
+    deferred = parse_record(rec, SourceConfig(), defer_image=True)
+    assert (deferred.data, deferred.pending_b64) == (b"", image)
+    # two records of one image digest the same before either is unpacked (frozen-feed detection)
+    assert image_digest(deferred) == image_digest(
+        parse_record(rec, SourceConfig(), defer_image=True)
+    )
+    load_image(deferred)
+    assert (deferred.data, deferred.pending_b64) == (JPEG, None)
+
+
+def test_a_deferred_inline_image_that_is_not_base64_fails_only_when_loaded():
+    rec = Rec(b'{"camera_id": "c", "image_b64": "@@@"}')
+    frame = parse_record(rec, SourceConfig(), defer_image=True)  # a skipped frame costs no check
+    with pytest.raises(RecordError) as e:
+        load_image(frame)
+    assert e.value.reason == "bad_envelope"
