@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 #: data travels as typed records (Frame, Evaluation, TestOutcome, DriftEvent, Sample, Ticket, ...).
 JSONObject: TypeAlias = dict[str, Any]
 
+#: How often at most a :class:`DirectoryView` lists its directory again: what another process
+#: wrote is seen this late at most.
+REFRESH_S = 0.2
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -134,7 +138,7 @@ class DirectoryView:
         self,
         directory: str | Path,
         pattern: str,
-        min_interval_s: float = 0.2,
+        min_interval_s: float = REFRESH_S,
         settle_s: float = 2.0,
     ):
         self.dir = Path(directory)

@@ -697,10 +697,13 @@ class Actions:
 
     def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Callable[[Sample], None]:
         def deliver(sample: Sample) -> None:
-            if sample.key in ledger:
-                return
-            sink.deliver(sample, self.load)
-            ledger.add(sample.key)
+            # checked, delivered and recorded holding the ledger: a replica sharing it waits, then
+            # finds the frame delivered
+            with ledger.holding():
+                if sample.key in ledger:
+                    return
+                sink.deliver(sample, self.load)
+                ledger.add(sample.key)
             self.metrics.delivered.labels(sink.name).inc()
 
         return deliver

@@ -37,6 +37,7 @@ from monitor.actions.explain import Shift, describe, kind_of
 from monitor.actions.headline import Change, Effect
 from monitor.actions.selection import PickScores, Reason
 from monitor.files import (
+    REFRESH_S,
     DirectoryView,
     JSONObject,
     atomic_write_bytes,
@@ -391,7 +392,7 @@ class EventStore:
     replacing its file, so replicas never undo each other's changes, and a stream never gets a
     second open event."""
 
-    def __init__(self, directory: str | Path, min_interval_s: float = 0.2):
+    def __init__(self, directory: str | Path, min_interval_s: float = REFRESH_S):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from monitor.actions.events import EventStore
 from monitor.actions.selection import Queued, QueueLedger
+from monitor.actions.sinks import KeyLedger
 from monitor.actions.tickets import HISTORY_MAX, TicketBook, parse_webhook
 from monitor.config import TicketsConfig
 from monitor.files import DirectoryView, locked
@@ -103,6 +104,26 @@ def test_a_ledger_sees_what_another_appended_and_compacted(tmp_path):
         theirs.add([Queued(f"cam/{k}", "cam", "e", k)], DAY)
     assert len(path.read_text().splitlines()) <= 20
     assert len(mine) == 10 and "cam/39" in mine and "cam/2" not in mine
+
+
+def _deliver(i, path, keys):
+    ledger = KeyLedger(path)
+    delivered = []
+    for key in keys[i * 7 :] + keys:
+        with ledger.holding():  # as Actions' relabel workers deliver
+            if key in ledger:
+                continue
+            delivered.append(key)
+            ledger.add(key)
+    return delivered
+
+
+def test_processes_sharing_a_sinks_ledger_deliver_each_frame_once(tmp_path):
+    path = tmp_path / "delivered" / "directory.keys"
+    keys = [f"cam/{k}" for k in range(60)]
+    delivered = in_processes(_deliver, path, keys)
+    assert sorted(k for d in delivered for k in d) == sorted(keys)
+    assert sorted(path.read_text().split()) == sorted(keys)
 
 
 # --- tickets -------------------------------------------------------------------------------------
