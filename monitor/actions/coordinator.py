@@ -123,6 +123,7 @@ class Actions:
         self._healthy = _load_healthy(
             self.state_dir / "healthy.json"
         )  # stream -> frames of its last healthy window
+        self._healthy_seen: set[str] = set()  # streams whose healthy frames this process saw
         self._references: dict[
             str, Reference
         ] = {}  # event id -> the Reference its window was judged against
@@ -136,7 +137,8 @@ class Actions:
         self._carried = {e.stream: "a restart" for e in carried}
         # streams whose open event this process acts on (opened or continued here)
         self._acting: set[str] = set()
-        self.metrics.events_open.set(self.events.open_count())
+        # read at each scrape: with a shared state_dir, the fleet's open events
+        self.metrics.events_open.set_function(self.events.open_count)
         for e in carried:
             self.metrics.show_headline(self.metrics.stream_label(e.stream), e.headline)
 
@@ -292,16 +294,21 @@ class Actions:
     def on_hand_over(self, streams: list[str]) -> None:
         """The daemon handed ``streams`` over to another replica (a rebalance): their open events
         are theirs now. Nothing here touches them again — no close for lack of evaluations, no
-        headline shown — until a stream comes back."""
-        for stream in streams:
-            self._clean.pop(stream, None)
-            self._pending_open.pop(stream, None)
-            self._carried.pop(stream, None)
-            if stream in self._acting:
-                self._acting.discard(stream)
-                self.metrics.hide_headline(self.metrics.stream_label(stream))
-        if streams:
-            log.info("handed over %d stream(s) with their drift events", len(streams))
+        headline shown — until a stream comes back. Called during the rebalance; never raises
+        (a failure is logged and counted, ``stage="hand_over"``)."""
+        try:
+            for stream in streams:
+                self._clean.pop(stream, None)
+                self._pending_open.pop(stream, None)
+                self._carried.pop(stream, None)
+                if stream in self._acting:
+                    self._acting.discard(stream)
+                    self.metrics.hide_headline(self.metrics.stream_label(stream))
+            if streams:
+                log.info("handed over %d stream(s) with their drift events", len(streams))
+        except Exception:  # noqa: BLE001 - actions must never break a rebalance
+            log.exception("actions failed on handing over streams %s", streams)
+            self.metrics.errors.labels("hand_over").inc()
 
     def _remember_healthy(self, stream: str, window: WindowSnapshot) -> None:
         n = self.cfg.report.reference_frames
@@ -310,6 +317,7 @@ class Actions:
             return
         picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
         self._healthy[stream] = tuple(refs[i] for i in sorted(set(picks.tolist())))
+        self._healthy_seen.add(stream)
 
     def _open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
@@ -370,7 +378,6 @@ class Actions:
         self._acting.add(stream)
         label = self.metrics.stream_label(stream)
         self.metrics.events.labels(label).inc()
-        self.metrics.events_open.set(self.events.open_count())
         self.metrics.show_headline(label, sentence)
         log.warning("drift event %s opened for stream %s: %s", eid, stream, sentence)
         if not self.evidence.submit(eid):
@@ -383,7 +390,6 @@ class Actions:
         label = self.metrics.stream_label(event.stream)
         self.metrics.events_closed.labels(label).inc()
         self.metrics.hide_headline(label)
-        self.metrics.events_open.set(self.events.open_count())
         log.warning("drift event %s closed: stream %s %s", eid, event.stream, reason)
 
     # --- the evidence worker (slow) ------------------------------------------------------------
@@ -755,10 +761,12 @@ class Actions:
         for sink, _, _ in self.sinks:
             sink.close()
         self.fetcher.close()
-        atomic_write_json(
-            self.state_dir / "healthy.json",
-            {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()},
-        )
+        # merged into what other replicas sharing the state_dir saved for their streams
+        path = self.state_dir / "healthy.json"
+        with locked(self.state_dir / "healthy.json.lock"):
+            saved = read_json(path, {}) or {}
+            ours = {s: [ref_dict(r) for r in self._healthy[s]] for s in self._healthy_seen}
+            atomic_write_json(path, saved | ours)
 
 
 def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
