@@ -135,8 +135,8 @@ class Actions:
         # (stream -> which): closed after `hysteresis.recover` clean evaluations
         carried = self.events.list(status="open")
         self._carried = {e.stream: "a restart" for e in carried}
-        # streams whose open event this process acts on (opened or continued here)
-        self._acting: set[str] = set()
+        # stream -> its open event this process acts on (opened or continued here)
+        self._acting: dict[str, str] = {}
         # read at each scrape: with a shared state_dir, the fleet's open events
         self.metrics.events_open.set_function(self.events.open_count)
         for e in carried:
@@ -258,7 +258,7 @@ class Actions:
     def _act(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
         open_id = self.events.open_for(stream)  # the shared store's: any replica's
-        if open_id is not None and stream not in self._acting:
+        if open_id is not None and self._acting.get(stream) != open_id:
             self._continue(stream, open_id)
         self._clean[stream] = 0 if evaluation.window_drifted else self._clean.get(stream, 0) + 1
         if evaluation.drifted:
@@ -283,7 +283,7 @@ class Actions:
     def _continue(self, stream: str, eid: str) -> None:
         """Act from now on on ``stream``'s open event ``eid``, opened before a restart or by the
         replica that owned the stream before a handover: shown here, closed here."""
-        self._acting.add(stream)
+        self._acting[stream] = eid
         if eid not in self._references:  # not opened by this process
             self._carried.setdefault(stream, "a handover")
             log.info("stream %s: continuing its open drift event %s", stream, eid)
@@ -301,8 +301,7 @@ class Actions:
                 self._clean.pop(stream, None)
                 self._pending_open.pop(stream, None)
                 self._carried.pop(stream, None)
-                if stream in self._acting:
-                    self._acting.discard(stream)
+                if self._acting.pop(stream, None) is not None:
                     self.metrics.hide_headline(self.metrics.stream_label(stream))
             if streams:
                 log.info("handed over %d stream(s) with their drift events", len(streams))
@@ -375,7 +374,7 @@ class Actions:
             return
         self._references[eid] = ref
         self._carried.pop(stream, None)
-        self._acting.add(stream)
+        self._acting[stream] = eid
         label = self.metrics.stream_label(stream)
         self.metrics.events.labels(label).inc()
         self.metrics.show_headline(label, sentence)
@@ -386,7 +385,7 @@ class Actions:
     def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
         event = self.events.update(eid, lambda e: e.closed(evaluation.evaluated_at, reason))
         self._carried.pop(event.stream, None)
-        self._acting.discard(event.stream)
+        self._acting.pop(event.stream, None)
         label = self.metrics.stream_label(event.stream)
         self.metrics.events_closed.labels(label).inc()
         self.metrics.hide_headline(label)
