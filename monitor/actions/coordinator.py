@@ -82,6 +82,7 @@ from monitor.files import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    locked,
     read_json,
     safe_name,
 )
@@ -122,6 +123,7 @@ class Actions:
         self._healthy = _load_healthy(
             self.state_dir / "healthy.json"
         )  # stream -> frames of its last healthy window
+        self._healthy_seen: set[str] = set()  # streams whose healthy frames this process saw
         self._references: dict[
             str, Reference
         ] = {}  # event id -> the Reference its window was judged against
@@ -129,10 +131,14 @@ class Actions:
         # stream -> the evaluation and window of a drift event that failed to open (opened at its
         # next evaluation)
         self._pending_open: dict[str, tuple[Evaluation, WindowSnapshot]] = {}
-        # open events carried over a restart: closed after `hysteresis.recover` clean evaluations
+        # open events carried over a restart, or opened by another replica before a handover
+        # (stream -> which): closed after `hysteresis.recover` clean evaluations
         carried = self.events.list(status="open")
-        self._carried = {e.stream for e in carried}
-        self.metrics.events_open.set(self.events.open_count())
+        self._carried = {e.stream: "a restart" for e in carried}
+        # stream -> its open event this process acts on (opened or continued here)
+        self._acting: dict[str, str] = {}
+        # read at each scrape: with a shared state_dir, the fleet's open events
+        self.metrics.events_open.set_function(self.events.open_count)
         for e in carried:
             self.metrics.show_headline(self.metrics.stream_label(e.stream), e.headline)
 
@@ -198,7 +204,7 @@ class Actions:
         made: list[TicketSink] = []
         for name in t.sinks:
             if name == "directory":
-                made.append(DirectoryTicketSink(self.ticket_dir))
+                made.append(DirectoryTicketSink(self.ticket_dir, self.tickets.lock_path))
             elif name == "webhook":
                 made.append(WebhookTicketSink(t.webhook_url, t.webhook_token, t.timeout_s))
         return made
@@ -251,25 +257,57 @@ class Actions:
 
     def _act(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
-        open_id = self.events.open_for(stream)
+        open_id = self.events.open_for(stream)  # the shared store's: any replica's
+        if open_id is not None and self._acting.get(stream) != open_id:
+            self._continue(stream, open_id)
         self._clean[stream] = 0 if evaluation.window_drifted else self._clean.get(stream, 0) + 1
         if evaluation.drifted:
             if open_id is None:
                 if stream not in self._pending_open:
                     self._try_open(evaluation, window)
             elif evaluation.changed and stream in self._carried:
-                # drifted again after a restart: the same drift, still open; no second event
-                self._carried.discard(stream)
+                # drifted again after a restart or a handover: the same drift, still open; no
+                # second event
+                del self._carried[stream]
                 self.events.update(open_id, lambda e: e.confirmed(evaluation.evaluated_at))
             return
         if open_id is not None:
             if evaluation.changed:
                 self._close(open_id, evaluation, "recovered")
             elif stream in self._carried and self._clean[stream] >= self.config.hysteresis.recover:
-                self._close(open_id, evaluation, "recovered after a restart")
+                self._close(open_id, evaluation, f"recovered after {self._carried[stream]}")
             return
         if not evaluation.window_drifted:
             self._remember_healthy(stream, window)
+
+    def _continue(self, stream: str, eid: str) -> None:
+        """Act from now on on ``stream``'s open event ``eid``, opened before a restart or by the
+        replica that owned the stream before a handover: shown here, closed here."""
+        self._acting[stream] = eid
+        if eid not in self._references:  # not opened by this process
+            self._carried.setdefault(stream, "a handover")
+            log.info("stream %s: continuing its open drift event %s", stream, eid)
+        event = self.events.get(eid)
+        if event is not None:
+            self.metrics.show_headline(self.metrics.stream_label(stream), event.headline)
+
+    def on_hand_over(self, streams: list[str]) -> None:
+        """The daemon handed ``streams`` over to another replica (a rebalance): their open events
+        are theirs now. Nothing here touches them again — no close for lack of evaluations, no
+        headline shown — until a stream comes back. Called during the rebalance; never raises
+        (a failure is logged and counted, ``stage="hand_over"``)."""
+        try:
+            for stream in streams:
+                self._clean.pop(stream, None)
+                self._pending_open.pop(stream, None)
+                self._carried.pop(stream, None)
+                if self._acting.pop(stream, None) is not None:
+                    self.metrics.hide_headline(self.metrics.stream_label(stream))
+            if streams:
+                log.info("handed over %d stream(s) with their drift events", len(streams))
+        except Exception:  # noqa: BLE001 - actions must never break a rebalance
+            log.exception("actions failed on handing over streams %s", streams)
+            self.metrics.errors.labels("hand_over").inc()
 
     def _remember_healthy(self, stream: str, window: WindowSnapshot) -> None:
         n = self.cfg.report.reference_frames
@@ -278,6 +316,7 @@ class Actions:
             return
         picks = np.linspace(0, len(refs) - 1, num=min(n, len(refs))).round().astype(int)
         self._healthy[stream] = tuple(refs[i] for i in sorted(set(picks.tolist())))
+        self._healthy_seen.add(stream)
 
     def _open(self, evaluation: Evaluation, window: WindowSnapshot) -> None:
         stream = evaluation.stream
@@ -328,12 +367,16 @@ class Actions:
             arrays["embeddings"] = np.asarray(embeddings, dtype=np.float32)
         if window.history is not None:
             arrays |= {f"history_{k}": v for k, v in vars(window.history).items()}
-        self.events.create(event, arrays)
+        created = self.events.create(event, arrays)
+        if created.id != eid:  # another replica opened one for the stream meanwhile: continue it
+            log.info("stream %s: drift event %s is already open", stream, created.id)
+            self._continue(stream, created.id)
+            return
         self._references[eid] = ref
-        self._carried.discard(stream)
+        self._carried.pop(stream, None)
+        self._acting[stream] = eid
         label = self.metrics.stream_label(stream)
         self.metrics.events.labels(label).inc()
-        self.metrics.events_open.set(self.events.open_count())
         self.metrics.show_headline(label, sentence)
         log.warning("drift event %s opened for stream %s: %s", eid, stream, sentence)
         if not self.evidence.submit(eid):
@@ -341,16 +384,26 @@ class Actions:
 
     def _close(self, eid: str, evaluation: Evaluation, reason: str) -> None:
         event = self.events.update(eid, lambda e: e.closed(evaluation.evaluated_at, reason))
-        self._carried.discard(event.stream)
+        self._carried.pop(event.stream, None)
+        self._acting.pop(event.stream, None)
         label = self.metrics.stream_label(event.stream)
         self.metrics.events_closed.labels(label).inc()
         self.metrics.hide_headline(label)
-        self.metrics.events_open.set(self.events.open_count())
         log.warning("drift event %s closed: stream %s %s", eid, event.stream, reason)
 
     # --- the evidence worker (slow) ------------------------------------------------------------
 
     def _evidence(self, eid: str) -> None:
+        # one replica at a time writes an event's evidence: another that holds it finishes it (or,
+        # dying, leaves it pending for the next start)
+        with locked(self.events.dir / f"{eid}.evidence.lock", wait=False) as ours:
+            if not ours:
+                log.info("event %s: another replica is writing its evidence", eid)
+                self._references.pop(eid, None)
+                return
+            self._evidence_held(eid)
+
+    def _evidence_held(self, eid: str) -> None:
         event = self.events.get(eid)
         if event is None or event.evidence.status == "done":
             return
@@ -444,11 +497,22 @@ class Actions:
             uncertainty_weight=s.uncertainty_weight,
         )
         now = time.time()
+        # checked and recorded at once: a frame another replica queued meanwhile is not queued
+        # again, and the replicas together keep the day's budget
+        claimed = {
+            q.key
+            for q in self.ledger.claim(
+                [Queued(frame_key(pooled[p.index]), stream, eid, p.hash) for p in sel.picks],
+                now,
+                s.max_per_day,
+            )
+        }
+        picks = [p for p in sel.picks if frame_key(pooled[p.index]) in claimed]
+        already += len(sel.picks) - len(picks)
         samples = tuple(
             self._sample(event, pooled[pick.index], pick, fetched[pick.index], now)
-            for pick in sel.picks
+            for pick in picks
         )
-        self.ledger.add([Queued(x.key, stream, eid, x.hash) for x in samples], now)
         skipped = dict(sel.skipped) | ({"already_queued": already} if already else {}) | before
         for reason, n in skipped.items():
             self.metrics.skipped.labels(reason).inc(n)
@@ -638,10 +702,13 @@ class Actions:
 
     def _deliverer(self, sink: RelabelSink, ledger: KeyLedger) -> Callable[[Sample], None]:
         def deliver(sample: Sample) -> None:
-            if sample.key in ledger:
-                return
-            sink.deliver(sample, self.load)
-            ledger.add(sample.key)
+            # checked, delivered and recorded holding the ledger: a replica sharing it waits, then
+            # finds the frame delivered
+            with ledger.holding():
+                if sample.key in ledger:
+                    return
+                sink.deliver(sample, self.load)
+                ledger.add(sample.key)
             self.metrics.delivered.labels(sink.name).inc()
 
         return deliver
@@ -693,10 +760,12 @@ class Actions:
         for sink, _, _ in self.sinks:
             sink.close()
         self.fetcher.close()
-        atomic_write_json(
-            self.state_dir / "healthy.json",
-            {stream: [ref_dict(r) for r in refs] for stream, refs in self._healthy.items()},
-        )
+        # merged into what other replicas sharing the state_dir saved for their streams
+        path = self.state_dir / "healthy.json"
+        with locked(self.state_dir / "healthy.json.lock"):
+            saved = read_json(path, {}) or {}
+            ours = {s: [ref_dict(r) for r in self._healthy[s]] for s in self._healthy_seen}
+            atomic_write_json(path, saved | ours)
 
 
 def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:

@@ -4,7 +4,8 @@ An event opens when a stream's evaluation turns drifted and closes when it recov
 fired (tests, features, statistics, p-values), the reference it was judged against, and the
 references of the window's frames (no pixels). Each event is one JSON file in
 ``<state_dir>/events/`` (written atomically) plus the window's rows in an ``.npz`` beside it,
-so events, and whether they are open, survive a restart.
+so events, and whether they are open, survive a restart — and several replicas sharing the
+directory see and change the same events (:class:`EventStore`).
 
 A :class:`DriftEvent` is an immutable record with typed parts; its JSON (``to_dict``, the files and
 ``GET /events/{id}``) is the ``driftmon.event/v1`` format of docs/actions.md. The frames selected
@@ -22,6 +23,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import io
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -34,12 +36,22 @@ import numpy as np
 from monitor.actions.explain import Shift, describe, kind_of
 from monitor.actions.headline import Change, Effect
 from monitor.actions.selection import PickScores, Reason
-from monitor.files import JSONObject, atomic_write_bytes, atomic_write_json, load_json_dir
+from monitor.files import (
+    REFRESH_S,
+    DirectoryView,
+    JSONObject,
+    atomic_write_bytes,
+    atomic_write_json,
+    locked,
+    read_json,
+)
 from monitor.pipeline.drift_tests import TestOutcome
 from monitor.pipeline.streams import FrameRef
 
 if TYPE_CHECKING:
     from monitor.pipeline.engine import Evaluation
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "driftmon.event/v1"
 OPEN, CLOSED = "open", "closed"
@@ -373,23 +385,34 @@ class DriftEvent:
 
 
 class EventStore:
-    def __init__(self, directory: str | Path):
+    """Drift events in a directory, possibly shared by several replicas (docs/actions.md, "Several
+    replicas"): every read takes in first what other processes wrote (:class:`DirectoryView`: a
+    ``stat`` of the directory when nothing changed), and every write holds the directory's writers'
+    lock (``.lock``, an ``flock``) around reading the event fresh from disk, changing it and
+    replacing its file, so replicas never undo each other's changes, and a stream never gets a
+    second open event."""
+
+    def __init__(self, directory: str | Path, min_interval_s: float = REFRESH_S):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._writers = self.dir / ".lock"
+        self._view = DirectoryView(self.dir, "evt-*.json", min_interval_s=min_interval_s)
         self._events: dict[str, DriftEvent] = {}
         self._open: dict[str, str] = {}  # stream -> id of its open event
-        for data in load_json_dir(self.dir, "evt-*.json", "drift event"):
-            self._remember(DriftEvent.from_dict(data))
+        with self._lock:
+            self._refresh(force=True)
 
     # --- reads ---------------------------------------------------------------------------------
 
     def get(self, eid: str) -> DriftEvent | None:
         with self._lock:
+            self._refresh()
             return self._events.get(eid)
 
     def list(self, stream: str | None = None, status: str | None = None) -> list[DriftEvent]:
         with self._lock:
+            self._refresh()
             found = [
                 e
                 for e in self._events.values()
@@ -399,10 +422,12 @@ class EventStore:
 
     def open_for(self, stream: str) -> str | None:
         with self._lock:
+            self._refresh()
             return self._open.get(stream)
 
     def open_count(self) -> int:
         with self._lock:
+            self._refresh()
             return len(self._open)
 
     # builtins.list: inside this class, `list` is the method above
@@ -412,6 +437,7 @@ class EventStore:
         """Events of ``stream`` open at any time in [start, end] (end None: now)."""
         end = time.time() if end is None else end
         with self._lock:
+            self._refresh()
             found = [
                 e
                 for e in self._events.values()
@@ -428,23 +454,50 @@ class EventStore:
 
     # --- writes ----------------------------------------------------------------------------------
 
-    def create(self, event: DriftEvent, arrays: dict[str, np.ndarray]) -> None:
-        buf = io.BytesIO()
-        # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
-        np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
-        atomic_write_bytes(self.dir / f"{event.id}.npz", buf.getvalue())
-        with self._lock:
+    def create(self, event: DriftEvent, arrays: dict[str, np.ndarray]) -> DriftEvent:
+        """Write a new open event; returns it, or the event of its stream already open (another
+        replica's, opened meanwhile), leaving that one as it is."""
+        with self._lock, locked(self._writers):
+            self._refresh(force=True)
+            already = self._open.get(event.stream)
+            if already is not None:
+                return self._events[already]
+            buf = io.BytesIO()
+            # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
+            np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
+            atomic_write_bytes(self.dir / f"{event.id}.npz", buf.getvalue())
             self._save(event)
-            self._remember(event)
+            return event
 
     def update(self, eid: str, change: Callable[[DriftEvent], DriftEvent]) -> DriftEvent:
-        """Replace the event by ``change(event)`` under the lock, persisted; returns the new
-        event."""
-        with self._lock:
-            event = change(self._events[eid])
+        """Replace the event by ``change(event)``, the event read fresh from its file under the
+        writers' lock, persisted; returns the new event."""
+        with self._lock, locked(self._writers):
+            path = self.dir / f"{eid}.json"
+            data = read_json(path)
+            current = DriftEvent.from_dict(data) if data is not None else self._events[eid]
+            event = change(current)
             self._save(event)
-            self._remember(event)
             return event
+
+    def _refresh(self, force: bool = False) -> None:
+        """Take in the events other processes created or changed (under ``_lock``)."""
+        changed, gone = self._view.changes(force)
+        for path, signature in changed:
+            try:
+                data = read_json(path)
+            except ValueError:
+                log.error("drift event file %s does not parse; ignored", path)
+                self._view.seen(path, signature)
+                continue
+            if data is None:
+                continue  # removed since listed
+            self._remember(DriftEvent.from_dict(data))
+            self._view.seen(path, signature)
+        for name in gone:
+            event = self._events.pop(name.removesuffix(".json"), None)
+            if event is not None and self._open.get(event.stream) == event.id:
+                del self._open[event.stream]
 
     def _remember(self, event: DriftEvent) -> None:
         """Keep ``event`` and which event of its stream is open."""
@@ -455,4 +508,7 @@ class EventStore:
             del self._open[event.stream]
 
     def _save(self, event: DriftEvent) -> None:
-        atomic_write_json(self.dir / f"{event.id}.json", event.to_dict())
+        """Write ``event``'s file and keep it (under ``_lock`` and the writers' lock)."""
+        path = atomic_write_json(self.dir / f"{event.id}.json", event.to_dict())
+        self._view.seen(path)
+        self._remember(event)

@@ -72,7 +72,7 @@ class ActionMetrics:
             ["stage"],
             registry=r,
         )
-        for stage in ("evaluation", "open_event"):
+        for stage in ("evaluation", "open_event", "hand_over"):
             self.errors.labels(stage)
         # the open event's one-line account, as a label an alert's annotation can read; one series
         # per stream with an open event (removed when it closes)

@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from monitor.files import JSONObject
+from monitor.files import JSONObject, locked
 
 HASH_BITS = 64
 FAR_RATIO = 1.5  # a distance ratio at or above this is reported as a reason
@@ -460,47 +460,73 @@ class QueueLedger:
     An append-only JSON-lines file (one line per queued frame: key, stream, event, hash, time),
     compacted when it grows past twice ``remember`` lines; the newest ``remember`` frames are kept.
     A line torn by a crash mid-append is skipped, and the next entry starts on a line of its own.
+
+    Several processes (replicas sharing ``actions.state_dir``) may use one ledger: appends and
+    compaction hold an ``flock`` on ``<path>.lock``, and every read first takes in the lines others
+    appended since (a ``stat`` when there are none; the whole file again when another process
+    compacted it). :meth:`claim` checks and appends under that lock, so two replicas never queue
+    one frame twice, nor together more than the day's budget.
     """
 
     def __init__(self, path: str | Path, remember: int = 200_000, recent_per_stream: int = 256):
         self.path = Path(path)
         self.remember = remember
         self.recent_per_stream = recent_per_stream
-        self._lock = threading.Lock()
+        self._writers = self.path.with_name(self.path.name + ".lock")
+        self._lock = threading.RLock()
         self._frames: OrderedDict[str, Queued] = OrderedDict()
         self._lines = 0
         self._torn = False  # the file does not end with a newline
-        self._load()
+        self._inode: int | None = None  # of the file read (compaction replaces it)
+        self._offset = 0  # bytes of complete lines read
+        with self._lock:
+            self._catch_up()
 
-    def _load(self) -> None:
-        if not self.path.exists():
+    def _catch_up(self) -> None:
+        """Read the lines appended since last read, or the whole file when it was replaced (under
+        ``_lock``)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
             return
-        with self.path.open() as f:
-            for line in f:
-                self._torn = not line.endswith("\n")
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    entry = Queued(**json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line torn by a crash mid-append
-                self._frames[entry.key] = entry
-                self._frames.move_to_end(entry.key)
-                self._lines += 1
+        if st.st_ino != self._inode or st.st_size < self._offset:
+            self._frames.clear()
+            self._inode, self._offset, self._lines = st.st_ino, 0, 0
+        if st.st_size == self._offset:
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # a last line without its newline is torn, or still written
+        self._torn = end < len(data)
+        self._offset += end
+        for raw in data[:end].decode(errors="replace").splitlines():
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                entry = Queued(**json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue  # a line torn by a crash mid-append
+            self._frames[entry.key] = entry
+            self._frames.move_to_end(entry.key)
+            self._lines += 1
         while len(self._frames) > self.remember:
             self._frames.popitem(last=False)
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
+            self._catch_up()
             return key in self._frames
 
     def __len__(self) -> int:
         with self._lock:
+            self._catch_up()
             return len(self._frames)
 
     def queued_on(self, day: str) -> int:
         with self._lock:
+            self._catch_up()
             return sum(1 for e in self._frames.values() if e.day == day)
 
     def remaining_today(self, limit: int, now: float | None = None) -> int:
@@ -508,6 +534,7 @@ class QueueLedger:
 
     def recent_hashes(self, stream: str) -> list[int]:
         with self._lock:
+            self._catch_up()
             found = [
                 e.hash
                 for e in reversed(self._frames.values())
@@ -517,35 +544,66 @@ class QueueLedger:
 
     def add(self, entries: list[Queued], now: float | None = None) -> None:
         """Record frames as queued, at ``now``."""
+        self._append(entries, now, None)
+
+    def claim(
+        self, entries: list[Queued], now: float | None = None, day_limit: int | None = None
+    ) -> list[Queued]:
+        """Record as queued, at ``now``, the frames of ``entries`` no process has queued yet, in
+        order, while the day's count stays within ``day_limit``; returns those recorded."""
+        return self._append(entries, now, day_limit, only_new=True)
+
+    def _append(
+        self,
+        entries: list[Queued],
+        now: float | None,
+        day_limit: int | None,
+        only_new: bool = False,
+    ) -> list[Queued]:
         if not entries:
-            return
+            return []
         now = time.time() if now is None else now
-        with self._lock:
-            lines = []
+        day = utc_day(now)
+        with self._lock, locked(self._writers):
+            self._catch_up()
+            room = None if day_limit is None else day_limit - self.queued_on(day)
+            kept: list[Queued] = []
             for e in entries:
-                e = replace(e, at=now, day=utc_day(now))
-                self._frames[e.key] = e
-                self._frames.move_to_end(e.key)
-                lines.append(json.dumps(asdict(e), sort_keys=True))
-            while len(self._frames) > self.remember:
-                self._frames.popitem(last=False)
+                if only_new and (e.key in self._frames or any(k.key == e.key for k in kept)):
+                    continue
+                if room is not None and len(kept) >= room:
+                    break
+                kept.append(replace(e, at=now, day=day))
+            if not kept:
+                return []
+            lines = [json.dumps(asdict(e), sort_keys=True) for e in kept]
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as f:
                 f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
-            self._torn = False
+            for e in kept:
+                self._frames[e.key] = e
+                self._frames.move_to_end(e.key)
+            while len(self._frames) > self.remember:
+                self._frames.popitem(last=False)
+            st = os.stat(self.path)
+            self._inode, self._offset, self._torn = st.st_ino, st.st_size, False
             self._lines += len(lines)
             if self._lines > 2 * self.remember:
                 self._compact()
+            return kept
 
     def _compact(self) -> None:
+        """Rewrite the file with the frames remembered (under both locks)."""
         from monitor.files import atomic_write_text
 
         atomic_write_text(
             self.path,
             "".join(json.dumps(asdict(e), sort_keys=True) + "\n" for e in self._frames.values()),
         )
+        st = os.stat(self.path)
+        self._inode, self._offset = st.st_ino, st.st_size
         self._lines = len(self._frames)
 
 

@@ -13,6 +13,7 @@ twice across restarts; the Label Studio sink also checks the project's existing 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,7 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +38,7 @@ import numpy as np
 from monitor.actions.events import Sample
 from monitor.config import KafkaConfig, LabelStudioConfig, RetryConfig
 from monitor.errors import UnavailableError
-from monitor.files import JSONObject, atomic_write_text, safe_name
+from monitor.files import JSONObject, atomic_write_text, locked, safe_name
 from monitor.retry import Backoff, Stopped, retry
 
 log = logging.getLogger(__name__)
@@ -150,25 +151,64 @@ class KeyLedger:
 
     A last line without its newline was torn by a crash mid-append: it is not a key (it may be the
     start of one), and it is cut off before the next key is written.
+
+    Replicas sharing ``actions.state_dir`` share a sink's ledger: reads take in the keys others
+    appended (a ``stat`` when there are none), appends hold an ``flock`` on ``<path>.lock``, and
+    :meth:`holding` keeps that lock over a whole check-deliver-record, so two replicas never
+    deliver one frame to a sink twice.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._lock = threading.Lock()
+        self._writers = self.path.with_name(self.path.name + ".lock")
+        self._lock = threading.RLock()
+        self._held = False  # the writers' lock is held by :meth:`holding` (under ``_lock``)
         self._keys: set[str] = set()
+        self._inode: int | None = None
+        self._offset = 0  # bytes of complete lines read
         self._complete: int | None = None  # bytes of complete lines, when a torn line follows them
-        if self.path.exists():
-            data = self.path.read_bytes()
-            end = data.rfind(b"\n") + 1
-            self._keys = {line.strip() for line in data[:end].decode().splitlines() if line.strip()}
-            self._complete = end if end < len(data) else None
+        with self._lock:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Take in the keys appended since last read (under ``_lock``)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return
+        if st.st_ino != self._inode or st.st_size < self._offset:
+            self._keys.clear()
+            self._inode, self._offset = st.st_ino, 0
+        if st.st_size == self._offset:
+            return
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self._keys |= {line.strip() for line in data[:end].decode().splitlines() if line.strip()}
+        self._offset += end
+        self._complete = self._offset if end < len(data) else None
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
+            self._catch_up()
             return key in self._keys
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold the ledger's writers' lock (other threads and processes wait) for the block."""
+        with self._lock, locked(self._writers):
+            self._held = True
+            try:
+                yield
+            finally:
+                self._held = False
+
     def add(self, key: str) -> None:
-        with self._lock:
+        with self._lock, contextlib.ExitStack() as stack:
+            if not self._held:
+                stack.enter_context(locked(self._writers))
+            self._catch_up()
             if key in self._keys:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +220,8 @@ class KeyLedger:
                 f.flush()
                 os.fsync(f.fileno())
             self._keys.add(key)
+            st = os.stat(self.path)
+            self._inode, self._offset = st.st_ino, st.st_size
 
 
 # --- sinks ---------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ marks it resolved; none is ever duplicated.
 
 A ticket carries the alert, the drift events of that stream that overlap the alert, links to
 their reports, the frames queued for relabelling from them, and suggested actions. It is kept in
-``<state_dir>/tickets/<id>.json`` and handed to the ticket sinks (a directory of JSON + Markdown,
+``<state_dir>/tickets/<id>.json`` — shared by the replicas that share the state directory: a
+ticket is read fresh and written under a lock, so an alert posted to any replica, or to several,
+is one ticket — and handed to the ticket sinks (a directory of JSON + Markdown,
 a generic JSON webhook) on background workers.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import threading
 import time
@@ -32,7 +35,17 @@ from monitor.actions.events import DriftEvent, EventStore, Sample
 from monitor.actions.headline import with_queued
 from monitor.config import TicketsConfig
 from monitor.errors import InputError
-from monitor.files import JSONObject, atomic_write_json, atomic_write_text, load_json_dir, safe_name
+from monitor.files import (
+    DirectoryView,
+    JSONObject,
+    atomic_write_json,
+    atomic_write_text,
+    locked,
+    read_json,
+    safe_name,
+)
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "driftmon.ticket/v1"
 WEBHOOK_SCHEMA = "driftmon.ticket-webhook/v1"
@@ -601,20 +614,45 @@ class TicketBook:
         self.events = events
         self.link = link  # path -> absolute URL
         self.on_change = on_change
-        self._lock = threading.Lock()
-        self._tickets: dict[str, Ticket] = {
-            t.id: t
-            for t in map(Ticket.from_dict, load_json_dir(self.dir, "drift-*.json", "ticket"))
-        }
+        self._lock = threading.RLock()
+        self._writers = self.dir / ".lock"
+        self._view = DirectoryView(self.dir, "drift-*.json")
+        self._tickets: dict[str, Ticket] = {}
+        with self._lock:
+            self._refresh(force=True)
+
+    @property
+    def lock_path(self) -> Path:
+        """The writers' lock file of the book's tickets (for a directory sink writing beside)."""
+        return self._writers
 
     def get(self, tid: str) -> Ticket | None:
         with self._lock:
+            self._refresh()
             return self._tickets.get(tid)
 
     def list(self) -> list[Ticket]:
         with self._lock:
+            self._refresh()
             found = list(self._tickets.values())
         return sorted(found, key=lambda t: t.created_at)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Take in the tickets other replicas created or changed (under ``_lock``)."""
+        changed, gone = self._view.changes(force)
+        for path, signature in changed:
+            try:
+                data = read_json(path)
+            except ValueError:
+                log.error("ticket file %s does not parse; ignored", path)
+                self._view.seen(path, signature)
+                continue
+            if data is not None:
+                ticket = Ticket.from_dict(data)
+                self._tickets[ticket.id] = ticket
+                self._view.seen(path, signature)
+        for name in gone:
+            self._tickets.pop(name.removesuffix(".json"), None)
 
     def apply(self, hook: Webhook, now: float | None = None) -> Applied:
         """Create or update a ticket per relevant alert; returns what was done."""
@@ -633,8 +671,12 @@ class TicketBook:
 
     def _upsert(self, alert: Alert, stream: str, hook: Webhook, now: float) -> tuple[str, Ticket]:
         tid = f"drift-{safe_name(alert.fingerprint)}"
-        with self._lock:
-            old = self._tickets.get(tid)
+        path = self.dir / f"{tid}.json"
+        # another replica may have received the same alert: its ticket is read fresh, under the
+        # writers' lock, and updated, never created twice
+        with self._lock, locked(self._writers):
+            saved = read_json(path)
+            old = Ticket.from_dict(saved) if saved is not None else None
             events = self.events.overlapping(stream, alert.starts_at - LINK_SLACK_S, alert.ends_at)
             samples = [s for e in events for s in e.samples]
             end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
@@ -670,7 +712,7 @@ class TicketBook:
                 ),
                 history=history,
             )
-            atomic_write_json(self.dir / f"{tid}.json", ticket.to_dict())
+            self._view.seen(atomic_write_json(path, ticket.to_dict()))
             self._tickets[tid] = ticket
             return action, ticket
 
@@ -750,14 +792,31 @@ class TicketSink(Protocol):
 
 
 class DirectoryTicketSink:
+    """Each ticket as ``<id>.json`` and ``<id>.md``. Replicas sharing the state directory deliver
+    their changes of one ticket in any order: under the ticket book's writers' lock (``lock``), a
+    change older than the ticket already there leaves it as it is (its Markdown rewritten from the
+    newer ticket)."""
+
     name = "ticket_directory"
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, lock: str | Path | None = None):
         self.dir = Path(directory)
+        self.lock = Path(lock) if lock is not None else self.dir / ".lock"
 
     def deliver(self, action: str, ticket: Ticket) -> None:
-        atomic_write_json(self.dir / f"{ticket.id}.json", ticket.to_dict())
-        atomic_write_text(self.dir / f"{ticket.id}.md", markdown(ticket))
+        path = self.dir / f"{ticket.id}.json"
+        with locked(self.lock):
+            saved = read_json(path)
+            if saved is not None and _newer(saved, ticket):
+                ticket = Ticket.from_dict(saved)
+            else:
+                atomic_write_json(path, ticket.to_dict())
+            atomic_write_text(self.dir / f"{ticket.id}.md", markdown(ticket))
+
+
+def _newer(saved: JSONObject, ticket: Ticket) -> bool:
+    """Whether the saved ticket is a later version than ``ticket`` (more notifications)."""
+    return bool(saved.get("notifications", 0) > ticket.notifications)
 
 
 class WebhookTicketSink:

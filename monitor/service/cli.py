@@ -195,6 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         registry=registry,
         on_evaluation=actions.on_evaluation if actions else None,
         routes=actions.routes() if actions else None,
+        on_hand_over=actions.on_hand_over if actions else None,
     )
     daemon.install_signal_handlers()
     try:

@@ -130,6 +130,7 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         on_evaluation: Callable[[Evaluation, WindowSnapshot], None] | None = None,
         routes: dict[tuple[str, str], Route] | None = None,
+        on_hand_over: Callable[[list[str]], None] | None = None,
     ):
         self.config = config
         self.metrics = Metrics(config.metrics, registry)
@@ -147,6 +148,7 @@ class Daemon:
             analysis_size=config.decode.analysis_size,
         )
         self.on_evaluation = on_evaluation
+        self.on_hand_over = on_hand_over  # told the streams handed over to another replica
         self.routes = dict(routes or {})
         self._prepared: dict[tuple[str, int], PreparedReference] = {}
         self._stop = threading.Event()
@@ -454,10 +456,13 @@ class Daemon:
             return
         self._checkpoint()
         gone = {(tp.topic, tp.partition) for tp in revoked}
-        for key in [k for k, s in self.streams.states.items() if gone & set(s.offsets)]:
+        leaving = [k for k, s in self.streams.states.items() if gone & set(s.offsets)]
+        for key in leaving:
             del self.streams.states[key]
             self.rate.forget(key)
             self.metrics.forget_stream(key)
+        if self.on_hand_over is not None and leaving:
+            self.on_hand_over(leaving)
         self._publish_status()
         log.info("handed over %d partitions", len(gone))
 

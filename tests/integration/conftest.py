@@ -126,7 +126,11 @@ class ActionsDaemon(RunningDaemon):
         self.actions = Actions(config, registry)
         self.drain_s = drain_s
         super().__init__(
-            config, registry, on_evaluation=self.actions.on_evaluation, routes=self.actions.routes()
+            config,
+            registry,
+            on_evaluation=self.actions.on_evaluation,
+            routes=self.actions.routes(),
+            on_hand_over=self.actions.on_hand_over,
         )
 
     def stop(self):

@@ -6,6 +6,7 @@ pipeline (broker, Label Studio, Alertmanager payloads) is tests/integration/test
 """
 
 import json
+import time
 
 import numpy as np
 from prometheus_client import CollectorRegistry
@@ -14,6 +15,7 @@ from monitor.actions import explain
 from monitor.actions.coordinator import Actions
 from monitor.actions.tickets import condition, suggest
 from monitor.config import config_from_dict
+from monitor.files import REFRESH_S
 from monitor.pipeline.drift_tests import FeatureOutcome
 from monitor.pipeline.drift_tests import TestOutcome as Outcome
 from monitor.pipeline.engine import Engine, Evaluation
@@ -340,3 +342,45 @@ def test_every_kind_of_feature_gets_its_metric_series_and_selection_ignores_non_
     )
     every = score_window(snapshot.rows, ref_rows, FEATURE_NAMES)
     assert np.array_equal(mixed.extreme_z, every.extreme_z)
+
+
+def test_replicas_sharing_a_state_dir_continue_one_event_across_a_handover(tmp_path):
+    config = make_config(tmp_path)
+    b_metrics = CollectorRegistry()
+    a, b = Actions(config, CollectorRegistry()), Actions(config, b_metrics)
+    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    (eid,) = [e["id"] for e in get(a, "/events").body["events"]]
+    time.sleep(REFRESH_S)  # what another replica wrote is seen this late at most
+    assert get(b, "/events").body == get(a, "/events").body  # b serves a's event
+    # the stream moves to b, its detection state with it (still drifted, no transition): b
+    # continues a's event instead of opening another
+    a.on_hand_over(["cam-1"])
+    b.on_evaluation(evaluation("cam-1", True, False, True, 3.0), window("cam-1", 3.0))
+    assert [e["id"] for e in get(b, "/events").body["events"]] == [eid]
+    assert not b_metrics.get_sample_value("driftmon_drift_events_total", {"stream": "cam-1"})
+    assert b_metrics.get_sample_value("driftmon_drift_events_open") == 1  # the fleet's
+    # and closes it when the stream recovers there
+    b.on_evaluation(evaluation("cam-1", False, True, False, 4.0), window("cam-1"))
+    time.sleep(REFRESH_S)
+    closed = get(a, f"/events/{eid}").body  # seen by a too
+    assert closed["status"] == "closed" and closed["close_reason"] == "recovered"
+    a.close()
+    b.close()
+
+
+def test_a_handed_over_event_closes_after_clean_evaluations_on_its_new_owner(tmp_path):
+    config = make_config(tmp_path)
+    a, b = Actions(config, CollectorRegistry()), Actions(config, CollectorRegistry())
+    a.on_evaluation(evaluation("cam-1", True, True, True, 2.0), window("cam-1", 3.0))
+    a.on_hand_over(["cam-1"])
+    time.sleep(REFRESH_S)
+    # b took the stream over without its state (no checkpoint store): `recover` clean
+    # evaluations close the event, as after a restart
+    b.on_evaluation(evaluation("cam-1", False, False, False, 10.0), window("cam-1"))
+    assert get(b, "/events", "status=open").body["events"]
+    b.on_evaluation(evaluation("cam-1", False, False, False, 11.0), window("cam-1"))
+    time.sleep(REFRESH_S)
+    (closed,) = get(a, "/events").body["events"]
+    assert closed["status"] == "closed" and closed["close_reason"] == "recovered after a handover"
+    a.close()
+    b.close()
