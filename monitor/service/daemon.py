@@ -238,6 +238,8 @@ class Daemon:
                 if self._reload_checkpoints:
                     self._take_over()
                 self._finish()
+                if self.checkpoints is not None and time.monotonic() >= self._next_checkpoint:
+                    self._checkpoint()  # a feed gone quiet has its last batches covered too
                 if records:
                     self._inflight = self._start(records)
                 if time.monotonic() >= next_lag:

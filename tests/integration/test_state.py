@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from urllib.parse import quote
 
 import pytest
 import yaml
@@ -158,7 +159,13 @@ def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(
                 and sum(x["frames"] for x in s["streams"].values()) >= 200
             ),
         )
-        time.sleep(1.5)  # let a checkpoint cover the drift declaration
+        # a checkpoint written after the drift was seen covers its declaration
+        seen = time.time()
+        state = tmp_path / "state" / f"{quote(fleet[1].camera_id, safe='')}.state"
+        deadline = time.monotonic() + 30
+        while not (state.is_file() and state.stat().st_mtime > seen):
+            assert time.monotonic() < deadline, "no checkpoint after the drift was declared"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         send_frames(broker, topic, phase(fleet, REF_FRAMES + 80, 20))
