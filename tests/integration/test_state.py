@@ -1,5 +1,6 @@
 """State survives restarts and moves between replicas through the checkpoint store."""
 
+import io
 import json
 import signal
 import subprocess
@@ -8,6 +9,7 @@ import time
 import urllib.request
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 import yaml
 
@@ -115,6 +117,16 @@ def wait_status(port, predicate, timeout=60):
     raise AssertionError("condition not reached")
 
 
+def checkpointed_drifted(path) -> bool:
+    """Whether the stream checkpoint at ``path`` (the file store's) holds a declared drift."""
+    try:
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+    except (OSError, ValueError, KeyError):  # not written yet
+        return False
+    return bool((meta.get("hysteresis") or {}).get("drifted"))
+
+
 def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(
     broker, topic, tmp_path, fleet
 ):
@@ -159,12 +171,11 @@ def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(
                 and sum(x["frames"] for x in s["streams"].values()) >= 200
             ),
         )
-        # a checkpoint written after the drift was seen covers its declaration
-        seen = time.time()
+        # wait for a checkpoint that covers the drift declaration
         state = tmp_path / "state" / f"{quote(fleet[1].camera_id, safe='')}.state"
         deadline = time.monotonic() + 30
-        while not (state.is_file() and state.stat().st_mtime > seen):
-            assert time.monotonic() < deadline, "no checkpoint after the drift was declared"
+        while not checkpointed_drifted(state):
+            assert time.monotonic() < deadline, "no checkpoint holds the drift declaration"
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
