@@ -10,16 +10,21 @@ Kafka topic keyed by stream (what lets another replica take a camera over after 
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote
 
 from monitor.config import CheckpointConfig, KafkaConfig
+from monitor.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
+
+#: The longest stream file name kept readable (quoted); longer ones are hashed.
+MAX_FILE_STEM = 200
+_HASHED = "%sha256-"
 
 
 class CheckpointStore(Protocol):
@@ -33,22 +38,36 @@ class CheckpointStore(Protocol):
 
 
 class FileCheckpointStore:
+    """One file per stream, named by the quoted stream name; a name too long for a file (a
+    directory entry holds 255 bytes) becomes ``%sha256-<digest>``, with the stream's name in a
+    ``.key`` file beside it. ``quote`` never writes ``%s``, so the two kinds cannot meet."""
+
     def __init__(self, path: str):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
     def load_all(self) -> dict[str, bytes]:
-        return {unquote(p.stem): p.read_bytes() for p in self.path.glob("*.state")}
+        states = {}
+        for p in self.path.glob("*.state"):
+            if p.stem.startswith(_HASHED):
+                key = p.with_suffix(".key")
+                if not key.is_file():
+                    continue  # its name not written yet: a save that did not finish
+                stream = key.read_text(encoding="utf-8")
+            else:
+                stream = unquote(p.stem)
+            states[stream] = p.read_bytes()
+        return states
 
     def save(self, states: dict[str, bytes]) -> None:
         for stream, data in states.items():
-            target = self.path / f"{quote(stream, safe='')}.state"
-            tmp = target.with_suffix(".tmp")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(target)
+            name = quote(stream, safe="")
+            if len(name) > MAX_FILE_STEM:
+                name = _HASHED + hashlib.sha256(stream.encode()).hexdigest()
+                key = self.path / f"{name}.key"
+                if not key.is_file():
+                    atomic_write_text(key, stream)
+            atomic_write_bytes(self.path / f"{name}.state", data)
 
     def close(self) -> None:
         pass

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from detectors.hysteresis import Hysteresis, HysteresisResult
+from monitor import files
 from monitor.config import SourceConfig, WindowConfig
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.source import Frame, Origin
 from monitor.pipeline.streams import Streams, frame_digest
-from monitor.service import checkpoint
 from monitor.service.checkpoint import FileCheckpointStore
 
 N_FEATURES = 3
@@ -58,14 +58,23 @@ def test_a_write_that_fails_midway_leaves_the_previous_state(tmp_path, monkeypat
     def crash(fd):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", crash)
+    monkeypatch.setattr(files.os, "fsync", crash)
     with pytest.raises(OSError, match="disk gone"):
         store.save({"cam-1": b"new"})
     monkeypatch.undo()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-1.state", "cam-1.tmp"]
-    assert store.load_all() == {"cam-1": b"old"}  # the torn temp file is not a state
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam-1.state"]  # no torn temp file
+    assert store.load_all() == {"cam-1": b"old"}
     store.save({"cam-1": b"new"})
-    assert store.load_all() == {"cam-1": b"new"} and not (tmp_path / "cam-1.tmp").exists()
+    assert store.load_all() == {"cam-1": b"new"}
+
+
+@pytest.mark.parametrize("stream", ["c" * 300, "东" * 100, "%sha256-" + "0" * 64])
+def test_a_stream_name_too_long_for_a_file_is_hashed_and_loads_back(tmp_path, stream):
+    store = FileCheckpointStore(str(tmp_path))
+    store.save({stream: b"one", "cam-1": b"short"})
+    store.save({stream: b"two"})
+    assert FileCheckpointStore(str(tmp_path)).load_all() == {stream: b"two", "cam-1": b"short"}
+    assert all(len(p.name.encode()) <= 255 for p in tmp_path.iterdir())
 
 
 def test_stray_files_are_not_states(tmp_path):
