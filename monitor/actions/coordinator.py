@@ -56,8 +56,10 @@ from monitor.actions.selection import (
     QueueLedger,
     candidate_pool,
     image_hash,
+    nearest,
     score_window,
     select,
+    typical_nearest_distance,
     uncertainty,
 )
 from monitor.actions.sinks import (
@@ -573,7 +575,7 @@ class Actions:
         healthy = self._reference_frames(event, reference, rc.reference_frames)
         change = event.change
         after = (
-            time.strftime(", all after the change at %H:%M:%S UTC", time.gmtime(change.at))
+            f", all after the change at {headline.clock(change.at)} UTC"
             if change is not None and change.at is not None and not change.before
             else ""
         )
@@ -636,30 +638,30 @@ class Actions:
             return None
         if reference.pca is not None:
             cur, ref = reference.pca.transform(cur), reference.pca.transform(ref)
-        distances = nearest_distances(cur, ref)
+        distance, closest = nearest(cur, ref)
         refs = event.window.refs
         index = {frame_key(r): i for i, r in enumerate(refs) if r is not None}
         picks = [index[s.key] for s in event.samples if s.key in index][:NEIGHBOURS]
         if not picks:
             start = event.change.window_index if event.change is not None else 0
-            picks = [int(i) + start for i in np.argsort(-distances[0][start:])[:NEIGHBOURS]]
-        typical = typical_distance(ref)
+            picks = [int(i) + start for i in np.argsort(-distance[start:])[:NEIGHBOURS]]
+        typical = typical_nearest_distance(ref)
         bands = []
         for i in picks:
-            frame_ref, nearest = refs[i], int(distances[1][i])
-            if frame_ref is None or not where[nearest]:
+            frame_ref, known_row = refs[i], int(closest[i])
+            if frame_ref is None or not where[known_row]:
                 continue
             try:
                 drifted = self.fetcher.fetch(frame_ref).data
-                known = self.fetcher.read_locator(str(where[nearest]), reference.source)
+                known = self.fetcher.read_locator(str(where[known_row]), reference.source)
             except FetchError as e:
                 log.info("event %s: nearest reference frame: %s", event.id, e)
                 continue
             title = (
-                f"{frame_ref.frame_id}: nearest reference frame at {distances[0][i]:.2f} "
+                f"{frame_ref.frame_id}: nearest reference frame at {distance[i]:.2f} "
                 f"(typical {typical:.2f})"
             )
-            bands.append((title, [(drifted, "drifted"), (known, f"reference #{nearest}")]))
+            bands.append((title, [(drifted, "drifted"), (known, f"reference #{known_row}")]))
         return report.sheet(bands, px) if bands else None
 
     def _reference_frames(
@@ -772,22 +774,3 @@ def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
     """The frames of each stream's last healthy window, as :meth:`Actions.close` left them."""
     saved = read_json(path, {}) or {}
     return {stream: tuple(FrameRef(**r) for r in refs) for stream, refs in saved.items()}
-
-
-def nearest_distances(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row of ``x``'s Euclidean distance to its nearest row of ``ref``, and which row."""
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    d2 = (x**2).sum(1)[:, None] - 2 * x @ ref.T + (ref**2).sum(1)[None, :]
-    nearest = np.argmin(d2, axis=1)
-    return np.sqrt(np.maximum(d2[np.arange(len(x)), nearest], 0.0)), nearest
-
-
-def typical_distance(ref: np.ndarray, sample: int = 300) -> float:
-    """The median distance from a reference frame to its nearest other reference frame (a
-    seeded sample of them): what "near" means in this reference."""
-    ref = np.asarray(ref, np.float64)
-    rows = np.random.default_rng(0).choice(len(ref), min(sample, len(ref)), replace=False)
-    x = ref[rows]
-    d2 = (x**2).sum(1)[:, None] - 2 * x @ ref.T + (ref**2).sum(1)[None, :]
-    d2[np.arange(len(rows)), rows] = np.inf  # not itself
-    return float(np.median(np.sqrt(np.maximum(d2.min(axis=1), 0.0))))

@@ -154,6 +154,34 @@ def standardise(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (x - mu) / sd
 
 
+def squared_distances(
+    x: np.ndarray, ref: np.ndarray, ref_sq: np.ndarray | None = None
+) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``x`` and of ``ref`` ``(len(x),
+    len(ref))``, never negative (``ref_sq``: the rows' squared norms of ``ref``, when known)."""
+    if ref_sq is None:
+        ref_sq = (ref**2).sum(axis=1)
+    d2 = (x**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * x @ ref.T
+    return np.maximum(d2, 0.0, out=d2)
+
+
+def nearest(x: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row of ``x``'s Euclidean distance to its nearest row of ``ref``, and which row."""
+    d2 = squared_distances(np.asarray(x, np.float64), np.asarray(ref, np.float64))
+    which = np.argmin(d2, axis=1)
+    return np.sqrt(d2[np.arange(len(d2)), which]), which
+
+
+def typical_nearest_distance(ref: np.ndarray, sample: int = 300) -> float:
+    """The median distance from a reference row to its nearest other reference row (a seeded
+    sample of them): what "near" means in this reference."""
+    ref = np.asarray(ref, np.float64)
+    rows = np.random.default_rng(0).choice(len(ref), min(sample, len(ref)), replace=False)
+    d2 = squared_distances(ref[rows], ref)
+    d2[np.arange(len(rows)), rows] = np.inf  # not itself
+    return float(np.median(np.sqrt(d2.min(axis=1))))
+
+
 def knn_mean_distance(
     x: np.ndarray, ref: np.ndarray, k: int, exclude_self: bool = False, chunk: int = 2048
 ) -> np.ndarray:
@@ -163,8 +191,7 @@ def knn_mean_distance(
     ref_sq = (ref**2).sum(axis=1)
     for start in range(0, x.shape[0], chunk):
         part = x[start : start + chunk]
-        d2 = (part**2).sum(axis=1)[:, None] + ref_sq[None, :] - 2.0 * part @ ref.T
-        np.maximum(d2, 0.0, out=d2)
+        d2 = squared_distances(part, ref, ref_sq)
         if exclude_self:  # x is ref: drop each row's zero distance to itself
             idx = np.arange(start, start + part.shape[0])
             d2[np.arange(part.shape[0]), idx] = np.inf
