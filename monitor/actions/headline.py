@@ -253,12 +253,12 @@ def estimate_change(
     far; else in the window's own frames. The split is :func:`change_point`'s; it is kept only when
     the stretch before it was within the band of a healthy window (otherwise the change is older
     than the search, and the answer is "since before" its start)."""
-    names = [e.feature for e in top if e.kind == STATISTICS]
-    if not names:
+    stats = [e for e in top if e.kind == STATISTICS]
+    if not stats:
         return Change(None)
-    cols = [snapshot.feature_names.index(f) for f in names]
-    mean = np.array([e.reference_mean for e in top if e.kind == STATISTICS])
-    half = np.array([e.threshold * e.scale for e in top if e.kind == STATISTICS])
+    cols = [snapshot.feature_names.index(e.feature) for e in stats]
+    mean = np.array([e.reference_mean for e in stats])
+    half = np.array([e.threshold * e.scale for e in stats])
     n = len(snapshot.rows)
     recent = snapshot.history
     if recent is not None and len(recent.times) >= 3:
@@ -397,9 +397,14 @@ def headline(
         what = "The camera drifted"
     when = ""
     if change.at is not None:
-        clock = time.strftime("%H:%M:%S", time.gmtime(change.at))
-        when = f" since before {clock}" if change.before else f" since {clock}"
+        at = clock(change.at)
+        when = f" since before {at}" if change.before else f" since {at}"
     return f"{what}{when} — {likely_cause(drifted, embeddings, predictions)[1]}"
+
+
+def clock(t: float) -> str:
+    """An event time as the headline and the report say it: HH:MM:SS, UTC."""
+    return time.strftime("%H:%M:%S", time.gmtime(t))
 
 
 def with_queued(sentence: str, queued: int) -> str:

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from monitor.actions.figures import Series
-from monitor.actions.headline import Effect, with_queued
+from monitor.actions.headline import Effect, clock, with_queued
 from monitor.pipeline.drift_tests import STATISTICS
 
 if TYPE_CHECKING:
@@ -144,10 +144,6 @@ def _when(t: float | None) -> str:
     return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
-def _clock(t: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(t))
-
-
 def _img(image: bytes | None, alt: str) -> str:
     if image is None:
         return ""
@@ -250,10 +246,10 @@ def _change_note(event: DriftEvent) -> str:
         return "When the change began could not be estimated."
     if c.before:
         return (
-            f"The change began before {_clock(c.at)}, earlier than the stream's recent history "
+            f"The change began before {clock(c.at)}, earlier than the stream's recent history "
             "reaches."
         )
-    return f"The change began just after {_clock(c.at)} (estimated from the stream's history)."
+    return f"The change began just after {clock(c.at)} (estimated from the stream's history)."
 
 
 def _selection_note(event: DriftEvent) -> str:
@@ -264,7 +260,7 @@ def _selection_note(event: DriftEvent) -> str:
         return f"Frames for relabelling: none ({html.escape(sel.note)})."
     c = event.change
     after = (
-        f" all from after the change at {_clock(c.at)}"
+        f" all from after the change at {clock(c.at)}"
         if c is not None and c.at is not None and not c.before
         else " all from the drifted window"
     )
