@@ -239,7 +239,7 @@ class Daemon:
                     self._take_over()
                 self._finish()
                 if self.checkpoints is not None and time.monotonic() >= self._next_checkpoint:
-                    self._checkpoint()  # a feed gone quiet has its last batches covered too
+                    self._checkpoint()  # also when the feed went quiet: its last batches too
                 if records:
                     self._inflight = self._start(records)
                 if time.monotonic() >= next_lag:
@@ -396,11 +396,9 @@ class Daemon:
         m.frames.labels("replayed").inc(batch.replayed)
         if self.checkpoints is None:
             self._commit(_next_offsets(batch.records))
-        else:  # offsets wait for the checkpoint that covers them
+        else:  # offsets wait for the checkpoint that covers them (the loop's, when it is due)
             for tp, offset in _next_offsets(batch.records).items():
                 self._uncommitted[tp] = max(self._uncommitted.get(tp, 0), offset)
-            if time.monotonic() >= self._next_checkpoint:
-                self._checkpoint()
         self._publish_status()
 
     # --- checkpoints and handover --------------------------------------------------------------
