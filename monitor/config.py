@@ -527,8 +527,13 @@ class LabelStudioConfig:
     label_config: str = ""  # Label Studio labelling config XML; "" = boxes over `labels`
     labels: tuple[str, ...] = ("object",)
     timeout_s: float = 30.0
+    # Share of tasks labelled by two annotators (Label Studio's overlap), for label consistency.
+    overlap: float = 0.0
 
     def __post_init__(self) -> None:
+        _check(
+            0.0 <= self.overlap <= 1.0, "actions.relabel.label_studio.overlap", "must be in [0, 1]"
+        )
         _check(
             not self.url or self.url.startswith(("http://", "https://")),
             "actions.relabel.label_studio.url",
@@ -637,6 +642,33 @@ class TicketsConfig:
 
 
 @dataclass(frozen=True)
+class FeedbackConfig:
+    """Labels taken back from the relabel queue and the model measured on them (docs/data-loop.md)."""
+
+    # Label Studio polled for annotations this often (0 = only its webhook, POST /labels/label-studio)
+    poll_interval_s: float = 60.0
+    # Token Label Studio's webhook must send (its "Authorization: Token ..." header); "" = refused.
+    webhook_token: str = ""
+    # A CVAT-for-images export (annotations.xml) per event is read back from the directory sink.
+    read_directory: bool = True
+    # A labelled baseline set (JSONL: one {"predictions": ..., "label": ...} per frame) the
+    # drifted frames' model error is compared with; "" = none.
+    baseline: str = ""
+    iou: float = 0.5  # a predicted box matches a labelled one of its class at this IoU or more
+    min_score: float = 0.5  # detections below this score are not counted as the model's answer
+
+    def __post_init__(self) -> None:
+        _check(self.poll_interval_s >= 0, "actions.feedback.poll_interval_s", "must be >= 0")
+        _check(0.0 < self.iou <= 1.0, "actions.feedback.iou", "must be in (0, 1]")
+        _check(0.0 <= self.min_score <= 1.0, "actions.feedback.min_score", "must be in [0, 1]")
+        _check(
+            not self.baseline or Path(self.baseline).is_absolute(),
+            "actions.feedback.baseline",
+            f"{self.baseline!r} must be an absolute path",
+        )
+
+
+@dataclass(frozen=True)
 class ActionsConfig:
     enabled: bool = False
     state_dir: str = ""  # events, the queued-frames ledger, sink ledgers (JSON, survives restarts)
@@ -647,6 +679,7 @@ class ActionsConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     relabel: RelabelConfig = field(default_factory=RelabelConfig)
     tickets: TicketsConfig = field(default_factory=TicketsConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def __post_init__(self) -> None:
@@ -670,6 +703,26 @@ class ActionsConfig:
         _check(self.queue_size >= 1, "actions.queue_size", "must be >= 1")
 
 
+# --- the model's training set (docs/data-loop.md) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The deployed model's training set, registered with ``driftmon training build``."""
+
+    path: str = ""  # store of the training reference's versions ("" = none: no coverage)
+    # A frame is covered when its nearest training frame (embedding distance) is no farther than
+    # this quantile of the training frames' own nearest-neighbour distances.
+    coverage_quantile: float = 0.95
+
+    def __post_init__(self) -> None:
+        _check(
+            0.5 <= self.coverage_quantile < 1.0,
+            "training.coverage_quantile",
+            "must be in [0.5, 1)",
+        )
+
+
 @dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
@@ -685,6 +738,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     def __post_init__(self) -> None:
