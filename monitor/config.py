@@ -643,9 +643,9 @@ class TicketsConfig:
 
 @dataclass(frozen=True)
 class FeedbackConfig:
-    """Labels taken back from the relabel queue and the model measured on them (docs/data-loop.md)."""
+    """Labels taken back from the relabel queue, the model measured on them (docs/data-loop.md)."""
 
-    # Label Studio polled for annotations this often (0 = only its webhook, POST /labels/label-studio)
+    # Label Studio polled for annotations this often (0: only its webhook, POST /labels/...)
     poll_interval_s: float = 60.0
     # Token Label Studio's webhook must send (its "Authorization: Token ..." header); "" = refused.
     webhook_token: str = ""

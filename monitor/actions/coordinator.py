@@ -88,6 +88,7 @@ from monitor.files import (
     read_json,
     safe_name,
 )
+from monitor.loop.feedback import LabelFeedback, refreshes
 from monitor.pipeline.engine import Evaluation
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.reference.store import Reference
@@ -174,6 +175,7 @@ class Actions:
             events=self.events,
             link=self.link,
             on_change=self._ticket_changed,
+            refreshes=refreshes(config),
         )
         self.ticket_workers: list[Worker] = []
         for tsink in self._make_ticket_sinks():
@@ -187,7 +189,9 @@ class Actions:
                     depth=m.sink_depth.labels(tsink.name),
                 )
             )
+        self.feedback = LabelFeedback(config, self.state_dir, self.events, self.tickets, m)
         self._resume()
+        self.feedback.start()
 
     def _make_sinks(self) -> list[RelabelSink]:
         r = self.cfg.relabel
@@ -740,8 +744,9 @@ class Actions:
 
     def routes(self) -> dict[tuple[str, str], Route]:
         """The actions' HTTP routes (``monitor.actions.routes``), for the daemon's server."""
-        return action_routes(
-            self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks
+        return (
+            action_routes(self.events, self.tickets, self.cfg.tickets.token, self.metrics.webhooks)
+            | self.feedback.routes()
         )
 
     # --- shutdown --------------------------------------------------------------------------------
@@ -756,6 +761,7 @@ class Actions:
     def close(self, drain_s: float = 5.0) -> None:
         """Give the workers ``drain_s`` to finish what is queued, then stop them; anything left is
         pending in the state directory and resumed at the next start."""
+        self.feedback.close()
         wait_idle(self._workers(), drain_s)
         for w in self._workers():
             w.close()

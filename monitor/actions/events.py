@@ -45,6 +45,7 @@ from monitor.files import (
     locked,
     read_json,
 )
+from monitor.loop.labelled import Labelled
 from monitor.pipeline.drift_tests import TestOutcome
 from monitor.pipeline.streams import FrameRef
 
@@ -293,6 +294,7 @@ class DriftEvent:
     effects: tuple[Effect, ...] = ()  # every calibrated feature, most moved first
     change: Change | None = None  # when the drift began
     context: str = ""  # the window's context (monitor.pipeline.context)
+    labelled: Labelled | None = None  # what the labels of its queued frames said, once back
 
     @property
     def drifted_effects(self) -> tuple[Effect, ...]:
@@ -345,6 +347,8 @@ class DriftEvent:
             out["change"] = self.change.to_dict()
         if self.context:
             out["context"] = self.context
+        if self.labelled is not None:
+            out["labelled"] = self.labelled.to_dict()
         return out
 
     @classmethod
@@ -372,6 +376,7 @@ class DriftEvent:
             effects=tuple(Effect.from_dict(e) for e in d.get("effects", ())),
             change=Change.from_dict(d["change"]) if "change" in d else None,
             context=d.get("context", ""),
+            labelled=Labelled.from_dict(d["labelled"]) if "labelled" in d else None,
         )
 
     def summary(self) -> JSONObject:

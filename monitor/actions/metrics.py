@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from monitor.loop.labelled import Labelled
+
 OTHER = "__other__"
 
 
@@ -72,6 +74,44 @@ class ActionMetrics:
             ["stage"],
             registry=r,
         )
+        # labels taken back (monitor.loop.feedback)
+        self.labels = Counter(
+            "driftmon_labels",
+            "Annotations taken back from the relabel queue (new or changed), by stream",
+            ["stream"],
+            registry=r,
+        )
+        self.label_polls = Counter(
+            "driftmon_label_polls",
+            "Polls of the labelling tools, by result",
+            ["result"],
+            registry=r,
+        )
+        for result in ("ok", "failed"):
+            self.label_polls.labels(result)
+        self.labelled_error = Gauge(
+            "driftmon_labelled_model_error_ratio",
+            "The model's error on the labelled frames of the stream's latest labelled drift event",
+            ["stream"],
+            registry=r,
+        )
+        self.baseline_error = Gauge(
+            "driftmon_baseline_model_error_ratio",
+            "The model's error on the registered labelled baseline set",
+            registry=r,
+        )
+        self.kappa = Gauge(
+            "driftmon_label_agreement_kappa",
+            "Cohen's kappa between two annotators of the same frames (latest labelled event)",
+            ["stream"],
+            registry=r,
+        )
+        self.box_iou = Gauge(
+            "driftmon_label_agreement_box_iou",
+            "Mean IoU of two annotators' matched boxes on the same frames (latest labelled event)",
+            ["stream"],
+            registry=r,
+        )
         for stage in ("evaluation", "open_event", "hand_over"):
             self.errors.labels(stage)
         # the open event's one-line account, as a label an alert's annotation can read; one series
@@ -83,6 +123,16 @@ class ActionMetrics:
             registry=r,
         )
         self._shown: dict[str, str] = {}  # stream label -> the headline on show
+
+    def observe_labels(self, stream: str, taken: int, labelled: Labelled) -> None:
+        label = self.stream_label(stream)
+        self.labels.labels(label).inc(taken)
+        if labelled.model_error is not None:
+            self.labelled_error.labels(label).set(labelled.model_error)
+        if labelled.kappa is not None:
+            self.kappa.labels(label).set(labelled.kappa)
+        if labelled.box_iou is not None:
+            self.box_iou.labels(label).set(labelled.box_iou)
 
     def show_headline(self, stream: str, headline: str) -> None:
         self.hide_headline(stream)

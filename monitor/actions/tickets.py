@@ -25,7 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,6 +44,7 @@ from monitor.files import (
     read_json,
     safe_name,
 )
+from monitor.loop.labelled import Labelled
 
 log = logging.getLogger(__name__)
 
@@ -434,13 +435,25 @@ class EventLink:
     contact_sheet_url: str
     samples: int
     headline: str = ""  # the event's one-line account (monitor.actions.headline)
+    labelled: Labelled | None = None  # what the labels of its queued frames said
 
     def to_dict(self) -> JSONObject:
-        """As JSON; without a headline when the event had none (events before headlines)."""
+        """As JSON; without a headline when the event had none (events before headlines), without
+        ``labelled`` before labels came back."""
         out = asdict(self) | {"fired": list(self.fired)}
         if not self.headline:
             del out["headline"]
+        if self.labelled is None:
+            del out["labelled"]
         return out
+
+    @classmethod
+    def from_dict(cls, d: JSONObject) -> EventLink:
+        labelled = d.get("labelled")
+        return cls(
+            **(d | {"fired": tuple(d["fired"])})
+            | {"labelled": None if labelled is None else Labelled.from_dict(labelled)}
+        )
 
     @classmethod
     def of(cls, e: DriftEvent, link: Callable[[str], str]) -> EventLink:
@@ -455,6 +468,7 @@ class EventLink:
             link(f"/events/{e.id}/contact-sheet.jpg"),
             len(e.samples),
             e.headline,
+            e.labelled,
         )
 
 
@@ -497,6 +511,42 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of the refresh cycle a ticket stands for: drift event opened, frames queued,
+    labels back, reference or training set refreshed, resolved."""
+
+    at: float
+    # event_opened, frames_queued, labels_back, reference_promoted, training_refreshed, resolved
+    step: str
+    text: str
+
+
+def cycle(
+    events: Sequence[DriftEvent],
+    refreshes: Sequence[Step],
+    resolved_at: float | None,
+) -> tuple[Step, ...]:
+    """The cycle's steps so far, oldest first, from what the linked events and stores hold."""
+    steps: list[Step] = []
+    for e in events:
+        steps.append(Step(e.opened_at, "event_opened", f"drift event {e.id} opened"))
+        if e.samples:
+            steps.append(
+                Step(
+                    min(s.selected_at for s in e.samples),
+                    "frames_queued",
+                    f"{len(e.samples)} frame(s) of {e.id} queued for relabelling",
+                )
+            )
+        if e.labelled is not None:
+            steps.append(Step(e.labelled.first_at, "labels_back", e.labelled.text()))
+    steps += refreshes
+    if resolved_at is not None:
+        steps.append(Step(resolved_at, "resolved", "alert resolved"))
+    return tuple(sorted(steps, key=lambda s: s.at))
+
+
+@dataclass(frozen=True)
 class Ticket:
     """A dataset-refresh ticket for one alert (by fingerprint): the alert, the drift events it
     overlaps and the frames queued from them, suggested actions, and its history (the last
@@ -520,9 +570,10 @@ class Ticket:
     samples: tuple[SampleLink, ...]
     suggested_actions: tuple[Suggestion, ...]
     history: tuple[HistoryEntry, ...]
+    cycle: tuple[Step, ...] = ()  # the refresh cycle so far (tickets before it have none)
 
     def to_dict(self) -> JSONObject:
-        return {
+        out: JSONObject = {
             "schema": SCHEMA,
             "id": self.id,
             "fingerprint": self.fingerprint,
@@ -543,6 +594,9 @@ class Ticket:
             "suggested_actions": [a.to_dict() for a in self.suggested_actions],
             "history": [asdict(h) for h in self.history],
         }
+        if self.cycle:
+            out["cycle"] = [asdict(s) for s in self.cycle]
+        return out
 
     @classmethod
     def from_dict(cls, d: JSONObject) -> Ticket:
@@ -560,13 +614,14 @@ class Ticket:
             receiver=d["receiver"],
             group_key=d["group_key"],
             external_url=d["external_url"],
-            events=tuple(EventLink(**(e | {"fired": tuple(e["fired"])})) for e in d["events"]),
+            events=tuple(EventLink.from_dict(e) for e in d["events"]),
             samples_total=d["samples_total"],
             samples=tuple(
                 SampleLink(**(s | {"reasons": tuple(s["reasons"])})) for s in d["samples"]
             ),
             suggested_actions=tuple(Suggestion.from_dict(a) for a in d["suggested_actions"]),
             history=tuple(HistoryEntry(**h) for h in d["history"]),
+            cycle=tuple(Step(**s) for s in d.get("cycle", ())),
         )
 
     def summary(self) -> JSONObject:
@@ -607,6 +662,7 @@ class TicketBook:
         events: EventStore,
         link: Callable[[str], str],
         on_change: Callable[[str, Ticket], None],
+        refreshes: Callable[[str, float], list[Step]] | None = None,
     ):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -614,6 +670,8 @@ class TicketBook:
         self.events = events
         self.link = link  # path -> absolute URL
         self.on_change = on_change
+        # a stream's references promoted, and training sets registered, since a time
+        self.refreshes = refreshes or (lambda stream, since: [])
         self._lock = threading.RLock()
         self._writers = self.dir / ".lock"
         self._view = DirectoryView(self.dir, "drift-*.json")
@@ -677,44 +735,93 @@ class TicketBook:
         with self._lock, locked(self._writers):
             saved = read_json(path)
             old = Ticket.from_dict(saved) if saved is not None else None
-            events = self.events.overlapping(stream, alert.starts_at - LINK_SLACK_S, alert.ends_at)
-            samples = [s for e in events for s in e.samples]
-            end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
             action = _ticket_action(old, alert.status)
             history = (old.history if old else ())[-(HISTORY_MAX - 1) :] + (
                 HistoryEntry(now, action, alert.status),
             )
-            ticket = Ticket(
-                id=tid,
-                fingerprint=alert.fingerprint,
-                stream=stream,
-                status=alert.status,
-                title=ticket_title(stream, events, len(samples)),
-                created_at=old.created_at if old else now,
-                updated_at=now,
-                resolved_at=_resolved_at(old, alert.status, now),
-                notifications=(old.notifications if old else 0) + 1,
-                alert=TicketAlert.of(alert),
-                receiver=hook.receiver,
-                group_key=hook.group_key,
-                external_url=hook.external_url,
-                events=tuple(EventLink.of(e, self.link) for e in events),
-                samples_total=len(samples),
-                samples=tuple(SampleLink.of(s) for s in samples[:SAMPLES_MAX]),
-                suggested_actions=tuple(
-                    suggest(
-                        stream,
-                        events,
-                        len(samples),
-                        max(0.0, end - alert.starts_at),
-                        self.config.rebaseline_after_s,
-                    )
+            resolved_at = _resolved_at(old, alert.status, now)
+            end = alert.ends_at if alert.status == "resolved" and alert.ends_at else now
+            ticket = self._render(
+                Ticket(
+                    id=tid,
+                    fingerprint=alert.fingerprint,
+                    stream=stream,
+                    status=alert.status,
+                    title="",
+                    created_at=old.created_at if old else now,
+                    updated_at=now,
+                    resolved_at=resolved_at,
+                    notifications=(old.notifications if old else 0) + 1,
+                    alert=TicketAlert.of(alert),
+                    receiver=hook.receiver,
+                    group_key=hook.group_key,
+                    external_url=hook.external_url,
+                    events=(),
+                    samples_total=0,
+                    samples=(),
+                    suggested_actions=(),
+                    history=history,
                 ),
-                history=history,
+                alert.starts_at,
+                end,
             )
             self._view.seen(atomic_write_json(path, ticket.to_dict()))
             self._tickets[tid] = ticket
             return action, ticket
+
+    def _render(self, ticket: Ticket, starts_at: float, end: float | None) -> Ticket:
+        """``ticket`` with what it derives from the drift events its alert overlaps (read now):
+        title, linked events, queued frames, suggested actions and the refresh cycle."""
+        stream = ticket.stream
+        events = self.events.overlapping(stream, starts_at - LINK_SLACK_S, end)
+        samples = [s for e in events for s in e.samples]
+        since = min((e.opened_at for e in events), default=starts_at)
+        return replace(
+            ticket,
+            title=ticket_title(stream, events, len(samples)),
+            events=tuple(EventLink.of(e, self.link) for e in events),
+            samples_total=len(samples),
+            samples=tuple(SampleLink.of(s) for s in samples[:SAMPLES_MAX]),
+            suggested_actions=tuple(
+                suggest(
+                    stream,
+                    events,
+                    len(samples),
+                    max(0.0, (end if end is not None else time.time()) - starts_at),
+                    self.config.rebaseline_after_s,
+                )
+            ),
+            cycle=cycle(events, self.refreshes(stream, since), ticket.resolved_at),
+        )
+
+    def relink(self, eid: str, now: float | None = None) -> list[Ticket]:
+        """Re-derive every ticket linking event ``eid`` (its labels came back, its evidence
+        changed), so a ticket says what is known now, not at the alert's last notification."""
+        now = time.time() if now is None else now
+        changed = []
+        with self._lock:
+            self._refresh()
+            linking = [t.id for t in self._tickets.values() if any(e.id == eid for e in t.events)]
+        for tid in linking:
+            path = self.dir / f"{tid}.json"
+            with self._lock, locked(self._writers):
+                saved = read_json(path)
+                if saved is None:
+                    continue
+                old = Ticket.from_dict(saved)
+                starts_at = parse_time(old.alert.starts_at, "startsAt") or old.created_at
+                end = old.resolved_at if old.status == "resolved" else None
+                ticket = replace(
+                    self._render(old, starts_at, end),
+                    updated_at=now,
+                    history=old.history[-(HISTORY_MAX - 1) :]
+                    + (HistoryEntry(now, "relinked", old.status),),
+                )
+                self._view.seen(atomic_write_json(path, ticket.to_dict()))
+                self._tickets[tid] = ticket
+            self.on_change("updated", ticket)
+            changed.append(ticket)
+        return changed
 
 
 def ticket_title(stream: str, events: Sequence[DriftEvent], queued: int) -> str:
@@ -773,6 +880,7 @@ def markdown(ticket: Ticket) -> str:
         f"- [{e.id}]({e.url}) ({e.status}, opened {when(e.opened_at)}): "
         f"{e.headline or ', '.join(e.fired) or '-'} — [report]({e.report_url}), "
         f"[contact sheet]({e.contact_sheet_url}), {e.samples} frame(s) queued"
+        + (f"\n  - labels: {e.labelled.text()}" if e.labelled is not None else "")
         for e in ticket.events
     ] or ["- none linked"]
     lines += ["", f"## Frames queued for relabelling ({ticket.samples_total})", ""]
@@ -781,6 +889,9 @@ def markdown(ticket: Ticket) -> str:
         + (f" — {s.uri}" if s.uri else "")
         for s in ticket.samples
     ] or ["- none"]
+    if ticket.cycle:
+        lines += ["", "## Refresh cycle", ""]
+        lines += [f"- {when(s.at)} **{s.step.replace('_', ' ')}**: {s.text}" for s in ticket.cycle]
     return "\n".join(lines) + "\n"
 
 

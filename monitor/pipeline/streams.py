@@ -85,6 +85,7 @@ class WindowSnapshot:
     prepared: PreparedReference  # what the window was judged against (its PCA included)
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
     history: Recent | None = None  # the stream's recent evaluations, this one included
+    covered: np.ndarray | None = None  # per frame: the training set covers it (monitor.loop)
 
     @property
     def reference(self) -> Reference:

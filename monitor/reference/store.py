@@ -274,6 +274,9 @@ class ReferenceStore:
             return []
         return sorted(unquote(p.name) for p in d.iterdir() if p.is_dir())
 
+    def version_path(self, stream: str | None, version: int) -> Path:
+        return self._dir(stream) / f"v{version:04d}.npz"
+
     def load_latest(self, stream: str | None) -> Reference | None:
         """The newest version of ``stream``'s own reference (``None``: the shared one), if any."""
         if stream not in self._cache:
@@ -282,9 +285,7 @@ class ReferenceStore:
             else:
                 versions = self.versions(stream)
                 self._cache[stream] = (
-                    Reference.load(self._dir(stream) / f"v{versions[-1]:04d}.npz")
-                    if versions
-                    else None
+                    Reference.load(self.version_path(stream, versions[-1])) if versions else None
                 )
         return self._cache[stream]
 
@@ -304,6 +305,6 @@ class ReferenceStore:
         else:
             version = (self.versions(reference.stream) or [0])[-1] + 1
             reference = replace(reference, version=version)
-            path = reference.save(self._dir(reference.stream) / f"v{version:04d}.npz")
+            path = reference.save(self.version_path(reference.stream, version))
         self._cache.pop(reference.stream, None)
         return path

@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from monitor import __version__
 from monitor.config import Config, to_dict
 from monitor.files import JSONObject
+from monitor.loop.watch import LoopWatch
 from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
@@ -138,6 +139,9 @@ class Daemon:
         self.embedder = build_embedder_from(config)  # a missing or bad model fails here, at start
         identity = self.embedder.identity if self.embedder else None
         self.engine = Engine(config, FEATURE_NAMES, identity)
+        self.loop = LoopWatch(config, identity)  # a training set that cannot be used fails here
+        if self.loop.training is not None and self.loop.training_time is not None:
+            self.metrics.observe_training(self.loop.training_time, self.loop.training.n_frames)
         self.streams = Streams(
             len(FEATURE_NAMES), config.window, config.source, identity.output_dim if identity else 0
         )
@@ -557,6 +561,10 @@ class Daemon:
             else None
         )
         self.metrics.observe_evaluation(evaluation, means)
+        figures = self.loop.observe(prepared.reference, embeddings, predictions)
+        self.metrics.observe_loop(
+            state.key, figures.reference_time, figures.coverage, figures.estimated_accuracy
+        )
         if evaluation.changed:
             fired = sorted(
                 {
@@ -587,6 +595,7 @@ class Daemon:
                     prepared,
                     predictions,
                     state.history.recent(),
+                    figures.covered,
                 ),
             )
 

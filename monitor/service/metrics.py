@@ -177,6 +177,34 @@ class Metrics:
         self.reference_frames = Gauge(
             "driftmon_reference_frames", "Frames in the reference", ["stream"], registry=r
         )
+        # the data loop (docs/data-loop.md): freshness as the newest frame's time, so an age is
+        # `time() - x` in any query, never a stale subtraction done here
+        self.stream_reference_ts = Gauge(
+            "driftmon_stream_reference_timestamp_seconds",
+            "Capture time of the newest frame of the reference the stream is judged against",
+            ["stream"],
+            registry=r,
+        )
+        self.training_ts = Gauge(
+            "driftmon_training_timestamp_seconds",
+            "Capture time of the newest frame of the registered training set",
+            registry=r,
+        )
+        self.training_frames = Gauge(
+            "driftmon_training_frames", "Frames in the registered training set", registry=r
+        )
+        self.coverage = Gauge(
+            "driftmon_stream_training_coverage_ratio",
+            "Share of the window's frames the training set covers",
+            ["stream"],
+            registry=r,
+        )
+        self.estimated_accuracy = Gauge(
+            "driftmon_stream_estimated_accuracy_ratio",
+            "The model's accuracy on the window estimated from its confidences (CBPE)",
+            ["stream"],
+            registry=r,
+        )
         # series that alerts and dashboards divide by exist from the start, at 0, not after a first
         # event
         for outcome in ("processed", "rate_limited", "dead_lettered", "replayed"):
@@ -200,6 +228,9 @@ class Metrics:
             self.reference_quantile,
             self.reference_info,
             self.reference_frames,
+            self.stream_reference_ts,
+            self.coverage,
+            self.estimated_accuracy,
         ]
 
     def stream_label(self, stream: str) -> str:
@@ -265,6 +296,27 @@ class Metrics:
         if self.config.per_feature and window_means:
             for feature, value in window_means.items():
                 self.feature_window_mean.labels(label, feature).set(value)
+
+    def observe_loop(
+        self,
+        stream: str,
+        reference_time: float,
+        coverage: float | None,
+        estimated_accuracy: float | None,
+    ) -> None:
+        """The data loop's figures on a stream's evaluated window (None: not measured)."""
+        label = self.stream_label(stream)
+        if label == OTHER:
+            return
+        self.stream_reference_ts.labels(label).set(reference_time)
+        if coverage is not None:
+            self.coverage.labels(label).set(coverage)
+        if estimated_accuracy is not None:
+            self.estimated_accuracy.labels(label).set(estimated_accuracy)
+
+    def observe_training(self, data_time: float, frames: int) -> None:
+        self.training_ts.set(data_time)
+        self.training_frames.set(frames)
 
     def observe_reference(
         self,

@@ -1,0 +1,73 @@
+"""What the data loop watches on every evaluated window, beside the drift tests: the share of the
+window the training set covers, the model's accuracy estimated from its confidences, and the age
+of the reference the window was judged against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.config import Config
+from monitor.errors import ConfigError
+from monitor.loop.coverage import TrainingCoverage, load_training
+from monitor.loop.freshness import data_time
+from monitor.loop.performance import estimate_window
+from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
+from monitor.pipeline.predictions import PredictionWindow
+from monitor.reference.store import Reference
+
+
+@dataclass(frozen=True)
+class LoopFigures:
+    """One window's figures; None where the window lacks what a figure needs."""
+
+    coverage: float | None  # share of the window's frames the training set covers
+    covered: np.ndarray | None  # per frame, aligned with the window
+    estimated_accuracy: float | None  # from the confidences of frames with class probabilities
+    reference_time: float  # newest frame of the reference (freshness.data_time)
+
+
+class LoopWatch:
+    """The training set's coverage, fitted once at start, and the per-window figures."""
+
+    def __init__(self, config: Config, embedder: EmbedderIdentity | None):
+        self.config = config
+        self.training: Reference | None = load_training(config)
+        self.coverage: TrainingCoverage | None = None
+        if self.training is None:
+            return
+        where = f"training.path: training reference v{self.training.version}"
+        if not config.embedding.enabled:
+            raise ConfigError(f"{where}: coverage needs embeddings, but embedding.enabled is false")
+        if self.training.embeddings is None or self.training.embedder is None:
+            raise ConfigError(f"{where} has no embeddings: rebuild it with embedding enabled")
+        if embedder is not None:
+            try:
+                check_compatible(EmbedderIdentity.from_dict(self.training.embedder), embedder)
+            except EmbedderMismatch as e:
+                raise ConfigError(f"{where}: {e}") from None
+        self.coverage = TrainingCoverage.fit(
+            self.training.embeddings, quantile=config.training.coverage_quantile
+        )
+
+    @property
+    def training_time(self) -> float | None:
+        return None if self.training is None else data_time(self.training)
+
+    def observe(
+        self,
+        reference: Reference,
+        embeddings: np.ndarray | None,
+        predictions: PredictionWindow | None,
+    ) -> LoopFigures:
+        covered = None
+        if self.coverage is not None and embeddings is not None and len(embeddings):
+            covered = self.coverage.covered(embeddings)
+        estimate = None if predictions is None else estimate_window(predictions)
+        return LoopFigures(
+            coverage=None if covered is None else float(covered.mean()),
+            covered=covered,
+            estimated_accuracy=estimate,
+            reference_time=data_time(reference),
+        )
