@@ -93,7 +93,10 @@ def kappa(a, b):
 
 
 def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
-    broker, topic, tmp_path, label_studio  # noqa: F811 - the fixture imported above
+    broker,
+    topic,
+    tmp_path,
+    label_studio,  # noqa: F811 - the fixture imported above
 ):
     fleet = make_fleet(2, seed=21, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
