@@ -89,6 +89,7 @@ from monitor.files import (
     safe_name,
 )
 from monitor.loop.feedback import LabelFeedback, refreshes
+from monitor.loop.gaps import gaps_of
 from monitor.pipeline.engine import Evaluation
 from monitor.pipeline.streams import FrameRef, WindowSnapshot
 from monitor.reference.store import Reference
@@ -366,6 +367,11 @@ class Actions:
             effects=effects,
             change=change,
             context=evaluation.context,
+            gaps=(
+                gaps_of(window.embeddings, window.covered, window.refs)
+                if window.covered is not None and window.embeddings is not None
+                else None
+            ),
         )
         arrays = {"rows": rows}
         embeddings = getattr(window, "embeddings", None)
@@ -594,6 +600,7 @@ class Actions:
             histograms=figures.histograms(series) if series else None,
             frames=sheet,
             neighbours=self._neighbours(event, arrays, reference, rc.thumbnail_px),
+            gaps=self._gaps(event, rc.thumbnail_px),
         )
         block = report.summary_html(event, pictures)
         title = event.headline or f"driftmon drift event {eid}"
@@ -667,6 +674,23 @@ class Actions:
             )
             bands.append((title, [(drifted, "drifted"), (known, f"reference #{known_row}")]))
         return report.sheet(bands, px) if bands else None
+
+    def _gaps(self, event: DriftEvent, px: int) -> bytes | None:
+        """An example frame of each group of the window's frames outside the training set."""
+        if event.gaps is None or not event.gaps.groups:
+            return None
+        frames = []
+        for g in event.gaps.groups:
+            ref = event.window.refs[g.example_index]
+            if ref is None:
+                continue
+            try:
+                frames.append(
+                    (self.fetcher.fetch(ref).data, f"{g.frames} frames like {ref.frame_id}")
+                )
+            except FetchError as e:
+                log.info("event %s: uncovered example: %s", event.id, e)
+        return report.sheet([("outside the training set", frames)], px) if frames else None
 
     def _reference_frames(
         self, event: DriftEvent, reference: Reference, n: int

@@ -45,6 +45,7 @@ from monitor.files import (
     locked,
     read_json,
 )
+from monitor.loop.gaps import Gaps
 from monitor.loop.labelled import Labelled
 from monitor.pipeline.drift_tests import TestOutcome
 from monitor.pipeline.streams import FrameRef
@@ -295,6 +296,7 @@ class DriftEvent:
     change: Change | None = None  # when the drift began
     context: str = ""  # the window's context (monitor.pipeline.context)
     labelled: Labelled | None = None  # what the labels of its queued frames said, once back
+    gaps: Gaps | None = None  # the window's frames outside the training set (with one registered)
 
     @property
     def drifted_effects(self) -> tuple[Effect, ...]:
@@ -349,6 +351,8 @@ class DriftEvent:
             out["context"] = self.context
         if self.labelled is not None:
             out["labelled"] = self.labelled.to_dict()
+        if self.gaps is not None:
+            out["gaps"] = self.gaps.to_dict()
         return out
 
     @classmethod
@@ -377,6 +381,7 @@ class DriftEvent:
             change=Change.from_dict(d["change"]) if "change" in d else None,
             context=d.get("context", ""),
             labelled=Labelled.from_dict(d["labelled"]) if "labelled" in d else None,
+            gaps=Gaps.from_dict(d["gaps"]) if "gaps" in d else None,
         )
 
     def summary(self) -> JSONObject:

@@ -95,6 +95,7 @@ class Pictures:
     histograms: bytes | None = None
     frames: bytes | None = None  # the contact sheet
     neighbours: bytes | None = None  # drifted frames beside their nearest reference frames
+    gaps: bytes | None = None  # an example of each group of frames outside the training set
 
 
 def series_for(
@@ -336,6 +337,17 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
             "<h2>Drifted frames beside their nearest reference frames</h2><p class=meta>Nearest "
             "in the embedding space: what the reference holds that looks most like each drifted "
             "frame.</p>" + _img(pictures.neighbours, "drifted frames and nearest reference frames")
+        )
+    if event.gaps is not None:
+        parts.append(
+            "<h2>Outside the training set</h2><p>"
+            + e(event.gaps.text()[0].upper() + event.gaps.text()[1:])
+            + ". Collect and label more frames like these.</p>"
+            + (
+                _img(pictures.gaps, "examples of frames outside the training set")
+                if pictures.gaps
+                else ""
+            )
         )
     parts.append(
         f"<details><summary>Every test that fired ({len(voting)} voting"

@@ -342,6 +342,16 @@ def suggest(
                 features=tuple(features),
             )
         )
+    gaps = next((e.gaps for e in reversed(events) if e.gaps is not None and e.gaps.groups), None)
+    if gaps is not None:
+        out.append(
+            Suggestion(
+                "collect_uncovered",
+                f"The model's training set lacks what {stream} sees: {gaps.text()}. Collect and "
+                "label frames like the examples (the event report shows them)",
+                frames=gaps.uncovered,
+            )
+        )
     if samples:
         out.append(
             Suggestion(
