@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.loop.performance import (  # noqa: E402
     Calibration,
     check_calibration,
-    estimate_window,
+    estimate_accuracy,
 )
 from monitor.sim.model_outputs import (  # noqa: E402
     ModelOutputs,
@@ -63,7 +63,7 @@ class Tally:
         for size in WINDOWS:
             for start in range(0, len(out) - size + 1, size):
                 w = out[start : start + size]
-                est = estimate_window(w.confidences, calibration)
+                est = estimate_accuracy(w.confidences, calibration)
                 assert est is not None
                 self.vs_labels[size].append(est.accuracy - float(w.correct.mean()))
                 self.vs_truth[size].append(est.accuracy - float(w.p_correct.mean()))
@@ -120,7 +120,7 @@ def main() -> None:
     reps = 2000
     t1 = time.perf_counter()
     for _ in range(reps):
-        estimate_window(conf, cal)
+        estimate_accuracy(conf, cal)
     per_call_us = (time.perf_counter() - t1) / reps * 1e6
 
     print(
@@ -142,7 +142,7 @@ def main() -> None:
                 f"| {100 * tru.mean():.1f} | {100 * np.mean(t.vs_labels[size]):+.1f} |"
             )
     print(
-        f"\nestimate_window, 500 frames through a fitted calibration: {per_call_us:.0f} us a call"
+        f"\nestimate_accuracy, 500 frames through a fitted calibration: {per_call_us:.0f} us a call"
     )
     # What the labels, once they arrive, say: check_calibration on labelled frames after the
     # concept shift (through the calibration fitted before it), and on the unchanged model.

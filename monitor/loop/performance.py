@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from monitor.pipeline.predictions import Prediction
+    from monitor.pipeline.predictions import Prediction, PredictionWindow
 
 # Fewer labelled frames than this: Calibration.fit keeps the identity (no evidence to map with).
 MIN_LABELLED = 50
@@ -281,9 +281,9 @@ def check_calibration(
 
 
 @dataclass(frozen=True)
-class WindowEstimate:
-    """A window's estimated accuracy; ``sd`` is the standard deviation the labelled accuracy of
-    these same frames would have around it if the (calibrated) confidences were right, so a
+class AccuracyEstimate:
+    """A set of frames' estimated accuracy; ``sd`` is the standard deviation the labelled accuracy
+    of these same frames would have around it if the (calibrated) confidences were right, so a
     labelled figure within about ``2 * sd`` agrees with the estimate."""
 
     accuracy: float
@@ -292,27 +292,46 @@ class WindowEstimate:
     calibrated: bool  # a fitted Calibration was applied
 
 
-def estimate_window(
+def estimate_accuracy(
     confidences: np.ndarray,
     calibration: Calibration | None = None,
     *,
     min_frames: int = MIN_FRAMES,
-) -> WindowEstimate | None:
-    """The estimate for one evaluation: ``confidences`` holds the top-class probability of each
-    frame of the window, NaN where a frame had no probability vector (no predictions, or
-    detections: see :func:`classification_confidences`). None with fewer than ``min_frames``."""
+) -> AccuracyEstimate | None:
+    """The estimate with its count and spread: ``confidences`` holds the top-class probability of
+    each frame, NaN where a frame had no probability vector (no predictions, or detections: see
+    :func:`classification_confidences`). None with fewer than ``min_frames`` finite ones."""
     c = _confidences(confidences)
     c = c[np.isfinite(c)]
     if len(c) < min_frames:
         return None
     p = calibration.apply(c) if calibration is not None else c
     n = len(p)
-    return WindowEstimate(
+    return AccuracyEstimate(
         accuracy=float(p.mean()),
         n=n,
         sd=math.sqrt(float(np.sum(p * (1.0 - p)))) / n,
         calibrated=calibration is not None and calibration.fitted,
     )
+
+
+def estimate_window(
+    window: PredictionWindow | np.ndarray,
+    calibration: Calibration | None = None,
+    *,
+    min_frames: int = MIN_FRAMES,
+) -> float | None:
+    """What the daemon exports per evaluation: the estimated accuracy of a window's frames with
+    class probabilities (a :class:`~monitor.pipeline.predictions.PredictionWindow`, or their
+    confidences with NaN where none); None below ``min_frames`` such frames, so a detector's
+    window has none. :func:`estimate_accuracy` gives the count and spread too."""
+    c = (
+        np.asarray(window, dtype=np.float64)
+        if isinstance(window, np.ndarray)
+        else classification_confidences(window.items)
+    )
+    estimate = estimate_accuracy(c, calibration, min_frames=min_frames)
+    return None if estimate is None else estimate.accuracy
 
 
 def classification_confidences(items: Sequence[Prediction | None]) -> np.ndarray:

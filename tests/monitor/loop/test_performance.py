@@ -23,11 +23,12 @@ from monitor.loop.performance import (
     calibration_error,
     check_calibration,
     classification_confidences,
+    estimate_accuracy,
     estimate_window,
     expected_accuracy,
     pool_adjacent_violators,
 )
-from monitor.pipeline.predictions import derive
+from monitor.pipeline.predictions import PredictionWindow, derive
 from monitor.sim.model_outputs import calibrated, overconfident, simulate
 
 SEEDS = range(200)
@@ -163,13 +164,16 @@ def test_bad_input_is_rejected():
 def test_window_needs_ten_frames_with_probs():
     c = np.full(20, np.nan)
     c[:9] = 0.8
+    assert estimate_accuracy(c) is None
     assert estimate_window(c) is None
     c[9] = 0.6
-    est = estimate_window(c)
+    est = estimate_accuracy(c)
     assert est is not None
     assert est.n == 10
     assert est.accuracy == pytest.approx(0.78)
+    assert est.sd == pytest.approx(math.sqrt(9 * 0.16 + 0.24) / 10)
     assert not est.calibrated
+    assert estimate_window(c) == pytest.approx(0.78)
 
 
 def test_detections_and_frames_without_predictions_count_as_none():
@@ -181,9 +185,11 @@ def test_detections_and_frames_without_predictions_count_as_none():
     c = classification_confidences(items)
     assert c[0] == pytest.approx(0.7)
     assert np.isnan(c[1:]).all()
-    # A window of detections only: no estimate.
+    # The daemon's call: a PredictionWindow; detections only give no estimate.
     det = derive({"detections": [{"label": "car", "score": 0.9}]})
-    assert estimate_window(classification_confidences([det] * 50)) is None
+    assert estimate_window(PredictionWindow([det] * 50)) is None
+    mixed = PredictionWindow([derive({"probs": [0.2, 0.8]}), det, None] * 10)
+    assert estimate_window(mixed) == pytest.approx(0.8)
 
 
 def test_calibrated_stream_estimate_tracks_the_labelled_accuracy():
@@ -192,12 +198,12 @@ def test_calibrated_stream_estimate_tracks_the_labelled_accuracy():
         out = drifting(np.random.default_rng(seed))
         for start in range(0, N, WINDOW):
             w = out[start : start + WINDOW]
-            est = estimate_window(w.confidences)
+            est = estimate_accuracy(w.confidences)
             assert est is not None
             within_500.append(abs(est.accuracy - w.correct.mean()) <= 0.05)
         for start in range(0, N, 100):
             w = out[start : start + 100]
-            est = estimate_window(w.confidences)
+            est = estimate_accuracy(w.confidences)
             assert est is not None
             within_100.append(abs(est.accuracy - w.correct.mean()) <= 0.05)
             # The chance a perfect estimate is within 5 points of the labelled one (normal approx).
@@ -218,8 +224,8 @@ def test_overconfident_stream_needs_the_calibration():
         out = drifting(rng, overconfident())
         for start in range(0, N, WINDOW):
             w = out[start : start + WINDOW]
-            raw = estimate_window(w.confidences)
-            fixed = estimate_window(w.confidences, cal)
+            raw = estimate_accuracy(w.confidences)
+            fixed = estimate_accuracy(w.confidences, cal)
             assert raw is not None and fixed is not None and fixed.calibrated
             labelled = w.correct.mean()
             raw_off.append(abs(raw.accuracy - labelled) > 0.05)
