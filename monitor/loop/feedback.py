@@ -14,11 +14,10 @@ re-derived at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,11 +25,11 @@ import numpy as np
 
 from monitor.actions.events import EventStore, Sample
 from monitor.actions.metrics import ActionMetrics
-from monitor.actions.sinks import _control, default_label_config
 from monitor.actions.tickets import Step, TicketBook, check_token
 from monitor.config import Config
 from monitor.errors import DriftmonError, InputError
 from monitor.files import JSONObject, atomic_write_json, locked, read_json, safe_name
+from monitor.loop.baseline import class_names, read_baseline
 from monitor.loop.label_studio import LabelStudioLabels, parse_webhook
 from monitor.loop.labelled import Labelled
 from monitor.loop.labels import (
@@ -42,60 +41,15 @@ from monitor.loop.labels import (
     read_cvat_export,
     summarize,
 )
-from monitor.loop.performance import expected_accuracy
+from monitor.loop.performance import check_calibration, estimate_accuracy
 from monitor.pipeline.predictions import derive
 from monitor.reference.store import ReferenceStore
 from monitor.service.http import Request, Response, Route
 
 log = logging.getLogger(__name__)
 
-
-def class_names(config: Config) -> tuple[str, ...]:
-    """Class index -> name for probability vectors: the labelling config's values, the order the
-    pre-annotations use (monitor.actions.sinks.pre_annotations)."""
-    ls = config.actions.relabel.label_studio
-    return tuple(_control(ls.label_config or default_label_config(ls.labels)).values)
-
-
-def read_baseline(path: str | Path, names: Sequence[str], iou: float, min_score: float) -> float:
-    """The model's error on a labelled baseline set: JSONL, one frame per line,
-    ``{"predictions": <frame contract>, "label": "<class>"}`` or ``{..., "boxes": [{"label",
-    "box": [x0, y0, x1, y1]}]}``."""
-    outcomes = []
-    for i, line in enumerate(Path(path).read_text().splitlines()):
-        if not line.strip():
-            continue
-        where = f"actions.feedback.baseline: {path} line {i + 1}"
-        try:
-            row = json.loads(line)
-            label = Label.from_dict(
-                {
-                    "key": f"baseline/{i}",
-                    "annotator": "baseline",
-                    "annotation_id": str(i),
-                    "updated_at": 0.0,
-                    "classes": [row["label"]] if "label" in row else None,
-                    "boxes": [
-                        {
-                            "label": b["label"],
-                            **dict(zip(("x0", "y0", "x1", "y1"), b["box"], strict=True)),
-                        }
-                        for b in row["boxes"]
-                    ]
-                    if "boxes" in row
-                    else None,
-                }
-            )
-        except (ValueError, KeyError, TypeError) as e:
-            raise InputError(f"{where}: {e}") from None
-        outcome = frame_outcome(row.get("predictions"), label, names, iou, min_score)
-        if outcome is not None:
-            outcomes.append(outcome)
-    if not outcomes:
-        raise InputError(f"actions.feedback.baseline: {path} has no frame with predictions")
-    error = summarize(outcomes).error_rate
-    assert error is not None
-    return error
+# Labelled frames with class probabilities needed to check the model's calibration on them.
+MIN_CHECK = 10
 
 
 def refreshes(config: Config) -> Callable[[str, float], list[Step]]:
@@ -147,11 +101,10 @@ class LabelFeedback:
         self.tickets = tickets
         self.metrics = metrics
         self.names = class_names(config)
-        self.baseline = (
-            read_baseline(self.config.baseline, self.names, self.config.iou, self.config.min_score)
-            if self.config.baseline
-            else None
-        )
+        baseline = read_baseline(config)
+        self.baseline = None if baseline is None else baseline.error
+        # confidences read through the baseline's calibration, as the daemon's estimate is
+        self.calibration = None if baseline is None else baseline.calibration()
         if self.baseline is not None:
             metrics.baseline_error.set(self.baseline)
         self.reader = (
@@ -253,27 +206,34 @@ class LabelFeedback:
 
     def measure(self, labels: list[Label], samples: list[Sample]) -> Labelled:
         """What an event's labels say: the model's error on the labelled frames (their newest
-        label each), the annotators' agreement, and the confidence-based estimate on the same
-        frames."""
+        label each), the annotators' agreement, and what the confidences the frames carried had
+        estimated, with the calibration checked against the labels."""
         predictions = {s.key: s.predictions for s in samples}
         newest = consensus(labels)
-        outcomes = [
-            o
-            for key, label in newest.items()
-            if (
-                o := frame_outcome(
-                    predictions.get(key), label, self.names, self.config.iou, self.config.min_score
-                )
+        outcomes, confidences, correct = [], [], []
+        for key, label in newest.items():
+            o = frame_outcome(
+                predictions.get(key), label, self.names, self.config.iou, self.config.min_score
             )
-            is not None
-        ]
+            if o is None:
+                continue
+            outcomes.append(o)
+            p = derive(predictions.get(key))
+            if o.kind == "class" and p is not None and p.probs is not None:
+                confidences.append(p.confidence)
+                correct.append(o.correct)
         error: ErrorSummary | None = summarize(outcomes) if outcomes else None
         agreed = agreement(labels, self.config.iou)
-        confidences = [
-            p.confidence
-            for key in newest
-            if (p := derive(predictions.get(key))) is not None and p.probs is not None
-        ]
+        estimate = (
+            estimate_accuracy(np.asarray(confidences), self.calibration, min_frames=1)
+            if confidences
+            else None
+        )
+        check = (
+            check_calibration(np.asarray(confidences), np.asarray(correct), self.calibration)
+            if len(confidences) >= MIN_CHECK
+            else None
+        )
         return Labelled(
             frames=len(newest),
             annotations=len(labels),
@@ -286,9 +246,9 @@ class LabelFeedback:
             agreement_frames=agreed.frames,
             kappa=agreed.kappa,
             box_iou=agreed.mean_iou,
-            estimated_accuracy=(
-                expected_accuracy(np.asarray(confidences)) if confidences else None
-            ),
+            estimated_accuracy=None if estimate is None else estimate.accuracy,
+            calibrated=None if check is None else check.calibrated,
+            ece=None if check is None else check.ece,
         )
 
     def close(self) -> None:

@@ -30,6 +30,10 @@ class Labelled:
     kappa: float | None = None  # Cohen's kappa of their classes
     box_iou: float | None = None  # mean IoU of their matched boxes
     estimated_accuracy: float | None = None  # from the frames' confidences, before any label
+    # the confidences checked against the labels (monitor.loop.performance.check_calibration):
+    # False means the estimate is not to be trusted on this drift
+    calibrated: bool | None = None
+    ece: float | None = None  # expected calibration error on these frames
 
     def text(self) -> str:
         """One line for a ticket: "model error on the drifted frames: 38% vs 6% baseline (...)"."""
@@ -42,6 +46,8 @@ class Labelled:
             said += f" ({self.measured} frame(s))"
             if self.estimated_accuracy is not None:
                 said += f"; estimated from confidences: {percent(1 - self.estimated_accuracy)}"
+                if self.calibrated is False:
+                    said += " (the confidences are miscalibrated here: do not trust the estimate)"
             parts.append(said)
         if self.agreement_frames:
             agreed = [

@@ -10,6 +10,7 @@ import numpy as np
 
 from monitor.config import Config
 from monitor.errors import ConfigError
+from monitor.loop.baseline import read_baseline
 from monitor.loop.coverage import TrainingCoverage, load_training
 from monitor.loop.freshness import data_time
 from monitor.loop.performance import estimate_window
@@ -35,6 +36,9 @@ class LoopWatch:
         self.config = config
         self.training: Reference | None = load_training(config)
         self.coverage: TrainingCoverage | None = None
+        # with a labelled baseline, confidences are read through its calibration
+        baseline = read_baseline(config)
+        self.calibration = None if baseline is None else baseline.calibration()
         if self.training is None:
             return
         where = f"training.path: training reference v{self.training.version}"
@@ -64,7 +68,7 @@ class LoopWatch:
         covered = None
         if self.coverage is not None and embeddings is not None and len(embeddings):
             covered = self.coverage.covered(embeddings)
-        estimate = None if predictions is None else estimate_window(predictions)
+        estimate = None if predictions is None else estimate_window(predictions, self.calibration)
         return LoopFigures(
             coverage=None if covered is None else float(covered.mean()),
             covered=covered,
