@@ -473,17 +473,18 @@ class Agreement:
 
 def _pair(labels: Sequence[Label]) -> tuple[Label, Label] | None:
     """The two labels of a frame to compare: the newest of the two most recent distinct
-    annotators; with one annotator only, its two most recent distinct annotations."""
+    annotators; with one annotator only, its two most recent distinct annotations. Ordered by
+    annotator, so the same two people are the same two raters on every frame (Cohen's kappa
+    keeps each rater's own category shares)."""
     ordered = _newest_first(labels)
     by_annotator: dict[str, Label] = {}
     for lb in ordered:
         by_annotator.setdefault(lb.annotator, lb)
-    if len(by_annotator) >= 2:
-        first, second = list(by_annotator.values())[:2]
-        return first, second
-    if len(ordered) >= 2:
-        return ordered[0], ordered[1]
-    return None
+    two = list(by_annotator.values())[:2] if len(by_annotator) >= 2 else ordered[:2]
+    if len(two) < 2:
+        return None
+    first, second = sorted(two, key=lambda lb: (lb.annotator, lb.annotation_id))
+    return first, second
 
 
 def agreement(labels: Sequence[Label], iou: float = 0.5) -> Agreement:
