@@ -3,7 +3,8 @@
 The relabel sink creates the project (with overlap: a share of the tasks for two annotators) and
 delivers frames with the model's predictions; two users annotate them through Label Studio's API
 (a second user is created with ``POST /api/users``; the test's admin token submits on its behalf
-with ``completed_by``), one edits an answer, one skips a frame. Then: the project carries the
+with ``completed_by``), one edits an answer, one skips a frame; on a box project a pre-annotation is
+accepted with Label Studio's bulk "predictions to annotations" action. Then: the project carries the
 overlap settings, :class:`LabelStudioLabels` reads back exactly the submitted answers, the model's
 error and the annotators' kappa are the numbers worked out by hand, and the webhooks Label Studio
 itself sent (to a real HTTP receiver here) parse to the same labels.
@@ -294,10 +295,40 @@ def test_box_labels_come_back_in_pixels_and_are_matched_to_the_models_detections
             },
         }
 
-    # frame 0: the car where the model saw it (TP); frame 1: a car, not a person (FP + FN)
-    annotate(ls, ids[keys[0]], [rect("car", 8, 12, 40, 36)])
-    annotate(ls, ids[keys[1]], [rect("car", 0, 0, 16, 24)])
-    labels = {lb.key: lb for lb in LabelStudioLabels(config).fetch()}
+    receiver = HookReceiver()
+    try:
+        call(
+            ls,
+            "POST",
+            "/api/webhooks",
+            {
+                "url": receiver.url,
+                "project": pid,
+                "send_payload": True,
+                "send_for_all_actions": False,
+                "actions": ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED"],
+            },
+        )
+        # frame 0: the annotator accepts the model's pre-annotation (Label Studio's bulk action
+        # "predictions to annotations": an ANNOTATIONS_CREATED webhook), the car where the model
+        # saw it (TP); frame 1: a car drawn by hand where the model saw a person (FP + FN)
+        done = call(
+            ls,
+            "POST",
+            f"/api/dm/actions?id=predictions_to_annotations&project={pid}",
+            {"selectedItems": {"all": False, "included": [ids[keys[0]]]}},
+        )
+        assert done["detail"] == "Created 1 annotations"
+        annotate(ls, ids[keys[1]], [rect("car", 0, 0, 16, 24)])
+        labels = {lb.key: lb for lb in LabelStudioLabels(config).fetch()}
+        receiver.wait_for(2)
+        assert sorted(receiver.actions()) == ["ANNOTATIONS_CREATED", "ANNOTATION_CREATED"]
+        hooked = [lb for body in receiver.bodies for lb in parse_webhook(body)]
+        assert sorted(hooked, key=lambda lb: lb.key) == sorted(
+            labels.values(), key=lambda lb: lb.key
+        )
+    finally:
+        receiver.close()
     car = labels[keys[0]].boxes
     assert car is not None and len(car) == 1
     assert car[0].label == "car" and (car[0].x0, car[0].y0, car[0].x1, car[0].y1) == pytest.approx(
