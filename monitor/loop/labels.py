@@ -146,12 +146,18 @@ def label_from_label_studio(task: dict[str, Any], annotation: dict[str, Any]) ->
             classes.extend(str(c) for c in value.get("choices") or [])
         elif kind == "rectanglelabels":
             kinds.add(kind)
-            w, h = r.get("original_width"), r.get("original_height")
-            if not (isinstance(w, (int, float)) and isinstance(h, (int, float))):
-                log.warning("label studio annotation %s: a rectangle without its image size", key)
+            nums = [r.get("original_width"), r.get("original_height")] + [
+                value.get(k) for k in ("x", "y", "width", "height")
+            ]
+            sizes = [float(v) for v in nums if isinstance(v, (int, float))]
+            if len(sizes) != len(nums):
+                log.warning(
+                    "label studio annotation %s: a rectangle without its size, dropped", key
+                )
                 continue
-            x, y = float(value["x"]) * w / 100.0, float(value["y"]) * h / 100.0
-            bw, bh = float(value["width"]) * w / 100.0, float(value["height"]) * h / 100.0
+            w, h, px, py, pw, ph = sizes
+            x, y = px * w / 100.0, py * h / 100.0
+            bw, bh = pw * w / 100.0, ph * h / 100.0
             for name in value.get("rectanglelabels") or []:
                 boxes.append(Box(str(name), x, y, x + bw, y + bh))
     updated = _epoch(annotation.get("updated_at")) or _epoch(annotation.get("created_at"))

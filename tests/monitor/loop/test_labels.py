@@ -99,6 +99,9 @@ def test_label_studio_choices_become_classes_and_skips_are_no_label():
     assert label_from_label_studio({"id": 1, "data": {"image": "x"}}, annotation) is None
     empty = label_from_label_studio(ls_task(), {"id": 2, "completed_by": 1, "result": []})
     assert empty is not None and empty.boxes == () and empty.classes is None
+    sizeless = {"type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5}}
+    dropped = label_from_label_studio(ls_task(), {"id": 3, "result": [sizeless]})
+    assert dropped is not None and dropped.boxes == ()  # no image size: cannot be in pixels
 
 
 # --- CVAT ----------------------------------------------------------------------------------------
