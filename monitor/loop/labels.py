@@ -14,6 +14,7 @@ Pure logic: nothing here talks to a server; :func:`read_cvat_export` only reads 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import xml.etree.ElementTree as ET
@@ -78,9 +79,7 @@ class Label:
             "annotation_id": self.annotation_id,
             "updated_at": self.updated_at,
             "classes": None if self.classes is None else list(self.classes),
-            "boxes": None
-            if self.boxes is None
-            else [{"label": b.label, "box": [b.x0, b.y0, b.x1, b.y1]} for b in self.boxes],
+            "boxes": None if self.boxes is None else [dataclasses.asdict(b) for b in self.boxes],
         }
 
     @classmethod
@@ -93,10 +92,16 @@ class Label:
             annotation_id=str(d["annotation_id"]),
             updated_at=float(d["updated_at"]),
             classes=None if classes is None else tuple(str(c) for c in classes),
-            boxes=None
-            if boxes is None
-            else tuple(Box(str(b["label"]), *(float(v) for v in b["box"])) for b in boxes),
+            boxes=None if boxes is None else tuple(_box(b) for b in boxes),
         )
+
+
+def _box(d: dict[str, Any]) -> Box:
+    """A box from ``{"label", "x0", "y0", "x1", "y1"}`` or the frame contract's ``{"label", "box":
+    [x0, y0, x1, y1]}``."""
+    corners = d["box"] if "box" in d else [d[k] for k in ("x0", "y0", "x1", "y1")]
+    x0, y0, x1, y1 = (float(v) for v in corners)
+    return Box(str(d["label"]), x0, y0, x1, y1)
 
 
 # --- reading labels --------------------------------------------------------------------------

@@ -49,6 +49,9 @@ def det(label, box, score=0.9):
 def test_a_label_survives_a_json_round_trip():
     lb = Label("cam/1", "u1", "7", 12.5, ("day",), (Box("car", 1, 2, 3, 4),))
     assert Label.from_dict(json.loads(json.dumps(lb.to_dict()))) == lb
+    assert lb.to_dict()["boxes"] == [{"label": "car", "x0": 1, "y0": 2, "x1": 3, "y1": 4}]
+    contract = lb.to_dict() | {"boxes": [{"label": "car", "box": [1, 2, 3, 4]}]}
+    assert Label.from_dict(contract) == lb  # the frame contract's box shape reads too
     empty = Label("cam/1", "u1", "8", 1.0)
     assert Label.from_dict(json.loads(json.dumps(empty.to_dict()))) == empty
 
