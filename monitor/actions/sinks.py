@@ -530,7 +530,7 @@ class LabelStudioSink:
 
     # --- HTTP ---
 
-    def _request(
+    def request(
         self,
         method: str,
         path: str,
@@ -538,6 +538,8 @@ class LabelStudioSink:
         content_type: str = "application/json",
         ok: tuple[int, ...] = (200, 201),
     ) -> Any:
+        """One call to Label Studio's API (the sink's and a label reader's); any failure is a
+        :class:`SinkError`, so a worker retries it."""
         req = urllib.request.Request(
             self.base + path,
             data=body,
@@ -559,22 +561,40 @@ class LabelStudioSink:
         return json.loads(payload) if payload else None
 
     def _json(self, method: str, path: str, obj: Any) -> Any:
-        return self._request(method, path, json.dumps(obj).encode())
+        return self.request(method, path, json.dumps(obj).encode())
 
     # --- project and existing tasks ---
 
-    def ensure_project(self) -> int:
+    def find_project(self) -> int | None:
+        """The id of the project titled ``project_title``, None when there is none (yet)."""
         if self.project_id is not None:
             return self.project_id
         path = "/api/projects?page_size=100"
         while path:
-            page = self._request("GET", path)
+            page = self.request("GET", path)
             for p in page.get("results", []):
                 if p.get("title") == self.config.project_title:
                     self.project_id = int(p["id"])
                     return self.project_id
             nxt = page.get("next")
             path = nxt[nxt.index("/api/") :] if nxt else ""
+        return None
+
+    def ensure_project(self) -> int:
+        """The project's id, creating it when missing: with ``overlap`` > 0, that share of its
+        tasks (Label Studio's ``overlap_cohort_percentage``) is given to two annotators
+        (``maximum_annotations``), so labels can be checked against each other."""
+        found = self.find_project()
+        if found is not None:
+            return found
+        overlap = (
+            {
+                "maximum_annotations": 2,
+                "overlap_cohort_percentage": round(100 * self.config.overlap),
+            }
+            if self.config.overlap > 0
+            else {}
+        )
         created = self._json(
             "POST",
             "/api/projects",
@@ -584,7 +604,8 @@ class LabelStudioSink:
                 "description": (
                     "Frames driftmon selected from drifted camera windows for relabelling."
                 ),
-            },
+            }
+            | overlap,
         )
         self.project_id = int(created["id"])
         log.info(
@@ -599,7 +620,7 @@ class LabelStudioSink:
         page = 1
         while True:
             try:
-                got = self._request("GET", f"/api/tasks?project={pid}&page={page}&page_size=100")
+                got = self.request("GET", f"/api/tasks?project={pid}&page={page}&page_size=100")
             except SinkError as e:
                 if "HTTP 404" in str(e):  # past the last page
                     break
@@ -630,11 +651,11 @@ class LabelStudioSink:
             f"{image_extension(data)}"
         )
         body, content_type = _multipart("file", filename, data)
-        uploaded = self._request(
+        uploaded = self.request(
             "POST", f"/api/projects/{pid}/import?commit_to_project=false", body, content_type
         )
         upload_id = uploaded["file_upload_ids"][0]
-        info = self._request("GET", f"/api/import/file-upload/{upload_id}")
+        info = self.request("GET", f"/api/import/file-upload/{upload_id}")
         image_url = "/data/" + str(info["file"]).lstrip("/")
         task = {
             "data": {
@@ -651,7 +672,7 @@ class LabelStudioSink:
             },
             "predictions": pre_annotations(sample.predictions, self.control, size),
         }
-        self._request(
+        self.request(
             "POST", f"/api/projects/{pid}/import?return_task_ids=true", json.dumps([task]).encode()
         )
         self._existing.add(sample.key)
