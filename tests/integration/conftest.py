@@ -23,6 +23,8 @@ from monitor.service.daemon import Daemon
 from monitor.sim.broker import Broker
 from monitor.sim.fleet import Camera, encode, make_fleet
 
+from .labelstudio import LS_BIN, LabelStudio
+
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory):
@@ -223,3 +225,31 @@ def end_offsets(broker, topic, partitions):
 @pytest.fixture
 def small_fleet():
     return make_fleet(6, seed=11, width=640, height=360, dynamics="iid")
+
+
+def _label_studio(tmp_path_factory, env=None):
+    if not LS_BIN.exists():
+        pytest.skip(
+            f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`"
+        )
+    return LabelStudio(tmp_path_factory.mktemp("label-studio"), env)
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory):
+    """A real Label Studio server (not waited for: relabel sinks retry until it answers)."""
+    ls = _label_studio(tmp_path_factory)
+    yield ls
+    ls.stop()
+
+
+@pytest.fixture(scope="module")
+def label_studio_hooks(tmp_path_factory):
+    """A real Label Studio server whose webhooks may call loopback addresses: it refuses
+    reserved networks unless SSRF_PROTECTION_ENABLED=false (docs/data-loop.md)."""
+    ls = _label_studio(tmp_path_factory, {"SSRF_PROTECTION_ENABLED": "false"})
+    try:
+        ls.wait_ready()
+        yield ls
+    finally:
+        ls.stop()

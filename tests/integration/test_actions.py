@@ -20,12 +20,8 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import warnings
 from datetime import UTC, datetime
@@ -40,22 +36,19 @@ from kafka import KafkaConsumer
 
 from monitor.actions.explain import STATISTIC_WORDS
 from monitor.actions.headline import CAUSES as CAUSE_LIST
-from monitor.sim.broker import free_port
 from monitor.sim.fleet import encode, make_fleet
 
 from . import browser
 from .conftest import ActionsDaemon, build_references, daemon_config, send_frames
+from .labelstudio import LS_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
-LS_VENV = Path(os.environ.get("LS_VENV", ROOT / ".venv-labelstudio"))
-LS_BIN = LS_VENV / "bin" / "label-studio"
 #: The cameras' frame rate, and when their first frame was captured (the live frames end about
 #: now, so the report's pictures over time span the minutes a camera would take).
 FPS = 5.0
 CAPTURE_START_S = time.time() - 600.0
 #: Where screenshots of reports are kept after a run (the browser check's artefact).
 ARTEFACTS = ROOT / "build" / "test-artefacts"
-LS_TOKEN = "driftmon-test-token-0123456789"
 TOKEN = "am-s3cret"
 REF_FRAMES = 120
 HEALTHY = 100
@@ -64,92 +57,6 @@ DRIFTS = {0: ("dusk", 3, "brightness_mean"), 1: ("defocus_blur", 4, "sharpness_l
 #: The likely cause a right headline names, by drifted camera (headline.CAUSES families).
 CAUSE_FAMILIES = {0: "less_light", 1: "blur"}
 CAUSES = {c.family: c.text for c in CAUSE_LIST}
-
-
-class LabelStudio:
-    """``label-studio start`` on a free loopback port with a SQLite data dir in tmp; a user and a
-    legacy API token created non-interactively (--username/--password/--user-token)."""
-
-    def __init__(self, tmp: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        data = tmp / "ls-data"
-        template = LS_VENV / "template-data"  # migrated by setup.sh: starts in seconds, not minutes
-        if template.is_dir():
-            shutil.copytree(template, data)
-        else:
-            data.mkdir()
-        self.log = open(tmp / "label-studio.log", "wb")
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("LABEL_STUDIO_", "DJANGO_"))
-        }
-        self.proc = subprocess.Popen(
-            [
-                str(LS_BIN),
-                "start",
-                "--no-browser",
-                "--internal-host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(data),
-                "--username",
-                "driftmon@example.com",
-                "--password",
-                "driftmon-pass",
-                "--user-token",
-                LS_TOKEN,
-                "--enable-legacy-api-token",
-                "--log-level",
-                "WARNING",
-            ],
-            cwd=tmp,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-
-    def api(self, path, raw=False):
-        req = urllib.request.Request(
-            self.url + path, headers={"Authorization": f"Token {LS_TOKEN}"}
-        )
-        with urllib.request.urlopen(req, timeout=30) as res:
-            body = res.read()
-        return body if raw else json.loads(body)
-
-    def ready(self):
-        try:
-            self.api("/api/projects")
-            return True
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-    def tasks(self, project_id):
-        got = self.api(f"/api/tasks?project={project_id}&page_size=1000&fields=all")
-        return got["tasks"]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-
-@pytest.fixture(scope="module")
-def label_studio(tmp_path_factory):
-    if not LS_BIN.exists():
-        pytest.skip(
-            f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`"
-        )
-    ls = LabelStudio(tmp_path_factory.mktemp("label-studio"))
-    yield ls  # not waited for here: the sink retries until it answers, while frames flow
-    ls.stop()
 
 
 class Receiver:

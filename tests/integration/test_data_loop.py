@@ -7,7 +7,6 @@ metrics; the training coverage and freshness gauges move as the camera drifts.""
 import base64
 import json
 import time
-import urllib.request
 from dataclasses import replace
 
 import numpy as np
@@ -18,7 +17,8 @@ from monitor.reference.store import ReferenceStore
 from monitor.sim.fleet import encode, make_fleet
 
 from .conftest import ActionsDaemon, daemon_config, send_frames
-from .test_actions import LS_TOKEN, TOKEN, alertmanager_payload, label_studio  # noqa: F401
+from .labelstudio import LS_TOKEN
+from .test_actions import TOKEN, alertmanager_payload
 
 JSON = [("content-type", b"application/json")]
 CLASSES = ("car", "person", "bike")
@@ -52,22 +52,9 @@ def envelopes(cam, ts, right: float, rng):
         yield cam.camera_id.encode(), value, JSON
 
 
-def ls_call(ls, method, path, body=None):
-    req = urllib.request.Request(
-        ls.url + path,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Token {LS_TOKEN}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        payload = res.read()
-    return json.loads(payload) if payload else None
-
-
 def annotate(ls, task_id, choice):
     """What an annotator's client does: POST an annotation with a Choices result."""
-    return ls_call(
-        ls,
+    return ls.call(
         "POST",
         f"/api/tasks/{task_id}/annotations",
         {
@@ -96,8 +83,9 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
     broker,
     topic,
     tmp_path,
-    label_studio,  # noqa: F811 - the fixture imported above
+    label_studio_hooks,
 ):
+    ls = label_studio_hooks
     fleet = make_fleet(2, seed=21, width=480, height=270, dynamics="iid")
     healthy, drifting = fleet
     rng = np.random.default_rng(21)
@@ -156,7 +144,7 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
             "relabel": {
                 "sinks": ["label_studio"],
                 "label_studio": {
-                    "url": label_studio.url,
+                    "url": ls.url,
                     "token": LS_TOKEN,
                     "project_title": f"loop {topic}",
                     "label_config": LABEL_CONFIG,
@@ -205,7 +193,7 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
 
         project = next(
             p
-            for p in ls_call(label_studio, "GET", "/api/projects?page_size=100")["results"]
+            for p in ls.call("GET", "/api/projects?page_size=100")["results"]
             if p["title"] == f"loop {topic}"
         )
         assert project["maximum_annotations"] == 2
@@ -214,8 +202,7 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
             lambda: d.value("driftmon_relabel_frames_total", sink="label_studio") >= QUEUED
         )
         # Label Studio's own webhook, to the daemon, with the bearer token in its headers
-        ls_call(
-            label_studio,
+        ls.call(
             "POST",
             "/api/webhooks/",
             {
@@ -229,19 +216,17 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
             },
         )
         tasks = sorted(
-            ls_call(label_studio, "GET", f"/api/tasks?project={project['id']}&page_size=100")[
-                "tasks"
-            ],
+            ls.call("GET", f"/api/tasks?project={project['id']}&page_size=100")["tasks"],
             key=lambda t: t["data"]["driftmon_key"],
         )
         assert len(tasks) == QUEUED
         first = ["car", "car", "person", "person"] + ["car"] * (QUEUED - TWICE)
         second = ["car", "person", "person", "person"]
         for task, choice in zip(tasks, first, strict=True):
-            annotate(label_studio, task["id"], choice)
+            annotate(ls, task["id"], choice)
         time.sleep(1.1)  # the second annotator comes later: theirs is the newest label
         for task, choice in zip(tasks[:TWICE], second, strict=True):
-            annotate(label_studio, task["id"], choice)
+            annotate(ls, task["id"], choice)
 
         # what the test expects, from the predictions the queued frames carried
         event = d.get_json(f"/events/{eid}")

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import threading
 import time
-import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,7 +36,7 @@ from monitor.loop.labels import (
 )
 from tests.monitor.actions.conftest import drift_event, sample
 
-from .test_actions import LS_BIN, LS_TOKEN, LabelStudio
+from .labelstudio import LS_TOKEN
 
 CLASSES = ("day", "night")
 CHOICES_CONFIG = (
@@ -52,36 +51,10 @@ W, H = 64, 48
 HOOK_TOKEN = "ls-hook-s3cret"
 
 
-@pytest.fixture(scope="module")
-def ls(tmp_path_factory):
-    if not LS_BIN.exists():
-        pytest.skip(
-            f"Label Studio is not installed at {LS_BIN}: run `bash deploy/label-studio/setup.sh`"
-        )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SSRF_PROTECTION_ENABLED", "false")  # webhooks to this test's loopback receiver
-        server = LabelStudio(tmp_path_factory.mktemp("label-studio"))
-    try:
-        deadline = time.monotonic() + 120
-        while not server.ready():
-            assert server.proc.poll() is None, "label studio exited"
-            assert time.monotonic() < deadline, "label studio did not answer in 120 s"
-            time.sleep(0.5)
-        yield server
-    finally:
-        server.stop()
-
-
-def call(ls, method, path, obj=None):
-    req = urllib.request.Request(
-        ls.url + path,
-        data=None if obj is None else json.dumps(obj).encode(),
-        method=method,
-        headers={"Authorization": f"Token {LS_TOKEN}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=30) as res:
-        body = res.read()
-    return json.loads(body) if body else None
+@pytest.fixture
+def ls(label_studio_hooks):
+    """Label Studio, its webhooks allowed to reach this test's loopback receiver."""
+    return label_studio_hooks
 
 
 class HookReceiver:
@@ -138,14 +111,14 @@ def deliver(ls, config, predictions):
     for s in samples:
         sink.deliver(s, lambda _: png())
     pid = sink.ensure_project()
-    tasks = call(ls, "GET", f"/api/tasks?project={pid}&fields=all&page_size=100")
+    tasks = ls.call("GET", f"/api/tasks?project={pid}&fields=all&page_size=100")
     ids = {t["data"]["driftmon_key"]: t["id"] for t in tasks["tasks"]}
     return pid, [s.key for s in samples], ids
 
 
 def second_user(ls):
     email = f"annotator-{uuid.uuid4().hex[:6]}@example.com"
-    user = call(ls, "POST", "/api/users", {"email": email, "username": email.split("@")[0]})
+    user = ls.call("POST", "/api/users", {"email": email, "username": email.split("@")[0]})
     return user["id"]
 
 
@@ -157,7 +130,7 @@ def choice(value):
 
 def annotate(ls, task_id, result, user=None, **extra):
     body = {"result": result} | ({"completed_by": user} if user is not None else {}) | extra
-    return call(ls, "POST", f"/api/tasks/{task_id}/annotations", body)
+    return ls.call("POST", f"/api/tasks/{task_id}/annotations", body)
 
 
 def test_class_labels_come_back_with_the_models_error_and_the_annotators_kappa(ls):
@@ -179,8 +152,7 @@ def test_class_labels_come_back_with_the_models_error_and_the_annotators_kappa(l
     try:
         # a webhook on the project before anyone labels (the sink creates the project first)
         pid = LabelStudioSink(config).ensure_project()
-        call(
-            ls,
+        ls.call(
             "POST",
             "/api/webhooks",
             {
@@ -195,10 +167,10 @@ def test_class_labels_come_back_with_the_models_error_and_the_annotators_kappa(l
         pid2, keys, ids = deliver(ls, config, preds)
         assert pid2 == pid and sorted(ids) == sorted(keys)
 
-        project = call(ls, "GET", f"/api/projects/{pid}")
+        project = ls.call("GET", f"/api/projects/{pid}")
         assert (project["maximum_annotations"], project["overlap_cohort_percentage"]) == (2, 50)
 
-        admin = call(ls, "GET", "/api/current-user/whoami")["id"]
+        admin = ls.call("GET", "/api/current-user/whoami")["id"]
         u2 = second_user(ls)
         # admin: night, day, night, night (then edited to day); u2 on frames 0-2: night, day,
         # day, and skips frame 3
@@ -206,7 +178,7 @@ def test_class_labels_come_back_with_the_models_error_and_the_annotators_kappa(l
             annotate(ls, ids[k], choice(v))
             for k, v in zip(keys, ["night", "day", "night", "night"], strict=True)
         ]
-        call(ls, "PATCH", f"/api/annotations/{a[3]['id']}", {"result": choice("day")})
+        ls.call("PATCH", f"/api/annotations/{a[3]['id']}", {"result": choice("day")})
         b = [
             annotate(ls, ids[k], choice(v), user=u2)
             for k, v in zip(keys[:3], ["night", "day", "day"], strict=True)
@@ -274,7 +246,7 @@ def test_box_labels_come_back_in_pixels_and_are_matched_to_the_models_detections
         {"detections": [{"label": "person", "score": 0.8, "box": [0, 0, 16, 24]}]},
     ]
     pid, keys, ids = deliver(ls, config, preds)
-    project = call(ls, "GET", f"/api/projects/{pid}")
+    project = ls.call("GET", f"/api/projects/{pid}")
     assert (project["maximum_annotations"], project["overlap_cohort_percentage"]) == (2, 50)
 
     def rect(label, x0, y0, x1, y1):  # pixels -> Label Studio's percent of the image
@@ -297,8 +269,7 @@ def test_box_labels_come_back_in_pixels_and_are_matched_to_the_models_detections
 
     receiver = HookReceiver()
     try:
-        call(
-            ls,
+        ls.call(
             "POST",
             "/api/webhooks",
             {
@@ -312,8 +283,7 @@ def test_box_labels_come_back_in_pixels_and_are_matched_to_the_models_detections
         # frame 0: the annotator accepts the model's pre-annotation (Label Studio's bulk action
         # "predictions to annotations": an ANNOTATIONS_CREATED webhook), the car where the model
         # saw it (TP); frame 1: a car drawn by hand where the model saw a person (FP + FN)
-        done = call(
-            ls,
+        done = ls.call(
             "POST",
             f"/api/dm/actions?id=predictions_to_annotations&project={pid}",
             {"selectedItems": {"all": False, "included": [ids[keys[0]]]}},
