@@ -16,6 +16,7 @@ a generic JSON webhook) on background workers.
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import json
 import logging
@@ -804,7 +805,7 @@ class TicketBook:
             cycle=cycle(events, self.refreshes(stream, since), ticket.resolved_at),
         )
 
-    def relink(self, eid: str, now: float | None = None) -> list[Ticket]:
+    def relink(self, eid: str, now: float | None = None) -> builtins.list[Ticket]:
         """Re-derive every ticket linking event ``eid`` (its labels came back, its evidence
         changed), so a ticket says what is known now, not at the alert's last notification."""
         now = time.time() if now is None else now

@@ -19,11 +19,12 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from monitor.actions.events import EventStore, Sample
+from monitor.actions.events import DriftEvent, EventStore, Sample
 from monitor.actions.metrics import ActionMetrics
 from monitor.actions.tickets import Step, TicketBook, check_token
 from monitor.config import Config
@@ -79,6 +80,10 @@ def refreshes(config: Config) -> Callable[[str, float], list[Step]]:
         return out
 
     return steps
+
+
+def _with_labelled(event: DriftEvent, labelled: Labelled) -> DriftEvent:
+    return replace(event, labelled=labelled)
 
 
 class LabelFeedback:
@@ -181,7 +186,7 @@ class LabelFeedback:
             taken += changed
             samples = [s for s in queued.values() if s.event_id == eid]
             figures = self.measure(kept, samples)
-            event = self.events.update(eid, lambda e, f=figures: replace(e, labelled=f))
+            event = self.events.update(eid, partial(_with_labelled, labelled=figures))
             self.metrics.observe_labels(event.stream, changed, figures)
             if self.tickets is not None:
                 self.tickets.relink(eid)
