@@ -52,7 +52,7 @@ def nearest_distances(
     return np.sqrt(np.maximum(out, 0.0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
 class TrainingCoverage:
     """The training set's embeddings (a seeded subsample of at most ``max_points``), their scaling
     and the coverage radius; :meth:`fit` makes one."""
@@ -125,7 +125,7 @@ class TrainingCoverage:
 # --- groups of uncovered frames -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds an array: compared by identity
 class Group:
     """Uncovered frames that look alike: their indices into the frames given, and the one nearest
     the group's centre as its example."""
