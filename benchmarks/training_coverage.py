@@ -15,8 +15,9 @@ window's frames that the training set covers:
     within two windows of the shower's start.
 
 Each coverage space is measured: the raw embedding (the rule as specified), the embedding with
-each dimension standardised by the training set's spread, and the standardised embedding with the
-image statistics appended.
+each dimension standardised by the training set's spread, the standardised embedding with the
+image statistics appended, and the embedding's top 32 principal components (of the training set)
+whitened.
 
     python benchmarks/training_coverage.py                  # 8 cameras, seed 0
     python benchmarks/training_coverage.py --seeds 0 1 2    # the documented figures (156 s)
@@ -84,10 +85,16 @@ def windows(n: int, size: int, every: int) -> list[slice]:
 class Space:
     """A coverage space: how frames become the vectors TrainingCoverage sees."""
 
-    def __init__(self, name: str, scaling: Scaling, with_stats: bool):
+    def __init__(self, name: str, scaling: Scaling, with_stats: bool, whiten: int = 0):
         self.name, self.scaling, self.with_stats = name, scaling, with_stats
+        self.whiten = whiten  # > 0: the training set's top principal components, whitened
 
     def vectors(self, f: Frames, train: Frames) -> np.ndarray:
+        if self.whiten:
+            mu = train.embeddings.mean(0)
+            _, sv, vt = np.linalg.svd(train.embeddings - mu, full_matrices=False)
+            sd = sv[: self.whiten] / np.sqrt(len(train.embeddings))
+            return ((f.embeddings - mu) @ vt[: self.whiten].T / sd).astype(np.float32)
         if not self.with_stats:
             return f.embeddings
         # statistics standardised by the training set's spread, then weighted to carry as much
@@ -101,6 +108,7 @@ SPACES = [
     Space("embedding (raw)", "none", False),
     Space("embedding, standardised", "standard", False),
     Space("embedding + statistics, std.", "standard", True),
+    Space("embedding, PCA-whitened (32)", "none", False, whiten=32),
 ]
 
 
