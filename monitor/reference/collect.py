@@ -243,10 +243,59 @@ def from_dir(
 ) -> Collected:
     """Every image below ``directory``, in file-name order, with its time
     (``timing.file_times``)."""
-    files = image_files(directory)
+    return _from_files(
+        image_files(directory), str(directory), config, progress, embedder, chunk, order
+    )
+
+
+def manifest_files(manifest: str | Path) -> list[Path]:
+    """The image paths a manifest lists: one a line, relative to the manifest's directory unless
+    absolute; blank lines and ``#`` comments are skipped."""
+    path = Path(manifest)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read manifest {path}: {e}") from None
+    entries = [line.strip() for line in lines]
+    return [path.parent / e for e in entries if e and not e.startswith("#")]
+
+
+def from_manifest(
+    manifest: str | Path,
+    config: Config,
+    progress: bool = True,
+    embedder: Embedder | None = None,
+    chunk: int = 64,
+    order: Literal["auto", "name", "none"] = "auto",
+) -> Collected:
+    """The images a manifest lists (:func:`manifest_files`), in its order. A listed file that does
+    not exist is refused (a manifest read from the wrong directory would otherwise register a
+    fraction of the set); one that exists but does not decode counts as an error, like a
+    directory's."""
+    files = manifest_files(manifest)
+    if not files:
+        raise InputError(f"manifest {manifest} lists no image paths")
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise InputError(
+            f"manifest {manifest}: {len(missing)} of {len(files)} listed files do not exist "
+            f"(first: {missing[0]}); paths are relative to the manifest's directory"
+        )
+    return _from_files(files, str(manifest), config, progress, embedder, chunk, order)
+
+
+def _from_files(
+    files: list[Path],
+    label: str,
+    config: Config,
+    progress: bool,
+    embedder: Embedder | None,
+    chunk: int,
+    order: Literal["auto", "name", "none"],
+) -> Collected:
     timing = file_times(files, order)
     times = timing.times if timing.times is not None else np.zeros(len(files))
-    bar = Progress(str(directory), len(files), progress)
+    bar = Progress(label, len(files), progress)
     with ThreadPoolExecutor(config.decode.workers) as pool:
         collector = Collector(config, embedder, pool)
         collector.out.time_unit, collector.out.time_source = timing.unit, timing.source

@@ -96,6 +96,27 @@ def _parser() -> argparse.ArgumentParser:
     promote.add_argument("--stream", required=True, help="the stream whose reference is replaced")
     promote.set_defaults(func=_reference_promote)
 
+    training = sub.add_parser(
+        "training", help="the deployed model's training set (training coverage)"
+    ).add_subparsers(metavar="ACTION")
+    tbuild = training.add_parser(
+        "build",
+        help="register the training set as the next version of the training reference "
+        "(at training.path in --config)",
+    )
+    _add_frame_source(
+        tbuild,
+        from_dir="a directory of the training images (searched recursively)",
+        from_topic="a Kafka topic: the training frames between --start and --end",
+        min_frames="register",
+        manifest="a text file listing the training images, one path a line, relative to the "
+        "manifest's directory",
+    )
+    tbuild.set_defaults(func=_training_build)
+    tshow = training.add_parser("show", help="the training reference's versions and their ages")
+    tshow.add_argument("--config", "-c", help="config file (training.path)")
+    tshow.set_defaults(func=_training_show)
+
     check = sub.add_parser(
         "check", help="judge directories of images against a reference, one JSON line each"
     )
@@ -130,11 +151,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_frame_source(
-    p: argparse.ArgumentParser, *, from_dir: str, from_topic: str, min_frames: str
+    p: argparse.ArgumentParser,
+    *,
+    from_dir: str,
+    from_topic: str,
+    min_frames: str,
+    manifest: str = "",
 ) -> None:
-    """The options of commands that make a reference from collected frames (see ``_collect``)."""
+    """The options of commands that make a reference from collected frames (see ``_collect``);
+    ``--manifest`` only where ``manifest`` says what it is."""
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-dir", metavar="DIR", help=from_dir)
+    if manifest:
+        src.add_argument("--manifest", metavar="FILE", help=manifest)
     src.add_argument("--from-topic", metavar="TOPIC", help=from_topic)
     src.add_argument(
         "--from-video",
@@ -145,7 +174,8 @@ def _add_frame_source(
         "--order",
         choices=("auto", "name", "none"),
         default="auto",
-        help="with --from-dir: frame times from file names, EXIF or frame numbers (auto), the "
+        help="with --from-dir (or --manifest): frame times from file names, EXIF or frame numbers "
+        "(auto), the "
         "file-name order alone (name), or none: an unordered bag, judged conservatively",
     )
     p.add_argument(
@@ -265,9 +295,9 @@ def _parse_time(value: str | None, option: str) -> float | None:
 
 
 def _collect(args: argparse.Namespace, config: Config):
-    """The frames of --from-dir, --from-video, or --from-topic between --start and --end; a label of
-    where they came from; and a function making the reference of the frames in a mask for a stream,
-    which refuses fewer than --min-frames."""
+    """The frames of --from-dir, --manifest, --from-video, or --from-topic between --start and
+    --end; a label of where they came from; and a function making the reference of the frames in a
+    mask for a stream, which refuses fewer than --min-frames."""
     from monitor.reference import collect
 
     embedder = collect.build_embedder_from(config)
@@ -278,6 +308,11 @@ def _collect(args: argparse.Namespace, config: Config):
             args.from_dir, config, progress=not args.quiet, embedder=embedder, order=args.order
         )
         source = f"dir:{Path(args.from_dir).resolve()}"
+    elif getattr(args, "manifest", None):
+        got = collect.from_manifest(
+            args.manifest, config, progress=not args.quiet, embedder=embedder, order=args.order
+        )
+        source = f"manifest:{Path(args.manifest).resolve()}"
     elif args.from_video:
         got = collect.from_video(
             args.from_video,
@@ -380,6 +415,86 @@ def _reference_promote(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+def _training_build(args: argparse.Namespace) -> int:
+    """The training set as the next version of the training reference, with its coverage radius."""
+    from dataclasses import replace
+
+    from monitor.loop.coverage import ROLE, coverage_of, training_store
+
+    config = load_config(args.config)
+    store = training_store(config)  # refuses without training.path, before reading any frame
+    if not config.embedding.enabled:
+        raise ConfigError(
+            "embedding.enabled: training coverage compares embeddings; enable it to register a "
+            "training set"
+        )
+    if store.is_file:
+        raise ConfigError(
+            f"training.path: {config.training.path} is a .npz file; give a directory (the "
+            "training reference is versioned)"
+        )
+    got, source, make_reference = _collect(args, config)
+    ref = make_reference(np.ones(len(got.rows), bool), None)
+    coverage = coverage_of(ref, config)
+    extra = dict(
+        ref.extra,
+        role=ROLE,
+        coverage_quantile=coverage.quantile,
+        coverage_radius=coverage.radius,
+        previous_versions=store.versions(None),
+    )
+    path = store.add(replace(ref, extra=extra))
+    contexts = ref.describe()["contexts"]
+    print(
+        json.dumps(
+            {
+                "version": store.versions(None)[-1],
+                "path": str(path),
+                "frames": ref.n_frames,
+                "source": source,
+                "contexts": contexts,
+                "coverage_quantile": coverage.quantile,
+                "coverage_radius": coverage.radius,
+                "decode_errors": got.errors,
+            }
+        )
+    )
+    return 0
+
+
+def _training_show(args: argparse.Namespace) -> int:
+    """The training reference's versions, newest last, one JSON line each."""
+    import time
+
+    from monitor.loop.coverage import training_store
+    from monitor.reference.store import SHARED, Reference
+
+    config = load_config(args.config)
+    store = training_store(config)
+    versions = store.versions(None)
+    if not versions:
+        raise InputError(
+            f"training.path: no training reference at {config.training.path} (register one "
+            "with `driftmon training build`)"
+        )
+    now = time.time()
+    for v in versions:
+        ref = Reference.load(store.path / SHARED / f"v{v:04d}.npz")
+        print(
+            json.dumps(
+                {
+                    "version": v,
+                    "frames": ref.n_frames,
+                    "source": ref.source,
+                    "created_at": ref.created_at,
+                    "age_days": round((now - ref.created_at) / 86400, 2),
+                    "coverage_radius": ref.extra.get("coverage_radius"),
+                }
+            )
+        )
     return 0
 
 
