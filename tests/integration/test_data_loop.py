@@ -206,7 +206,13 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
         assert project["maximum_annotations"] == 2
         assert project["overlap_cohort_percentage"] == 50
         assert d.wait_for(lambda: d.get_json(f"/events/{eid}")["evidence"]["status"] == "done")
-        queued = len(d.get_json(f"/events/{eid}")["samples"])
+        event = d.get_json(f"/events/{eid}")
+        queued = len(event["samples"])
+        # the noisy frames outside the training set: grouped, shown in the report, asked for
+        assert event["gaps"]["covered"] < 0.5 and event["gaps"]["groups"]
+        status, _, page = d.get(f"/events/{eid}/report")
+        assert status == 200 and "Outside the training set" in page.decode()
+        assert event["gaps"]["groups"][0]["example_frame_id"] in page.decode()
         assert TWICE <= queued <= MAX_QUEUED, d.get_json(f"/events/{eid}").get("selection")
         assert d.wait_for(
             lambda: d.value("driftmon_relabel_frames_total", sink="label_studio") >= queued
@@ -266,6 +272,10 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
         on_ticket = ticket["events"][0]["labelled"]
         assert on_ticket["model_error"] == pytest.approx(error)
         assert on_ticket["kappa"] == pytest.approx(kappa(first[:TWICE], second))
+        assert [a["kind"] for a in ticket["suggested_actions"]][:2] == [
+            "collect",
+            "collect_uncovered",
+        ]
         steps = [s["step"] for s in ticket["cycle"]]
         assert steps == ["event_opened", "frames_queued", "labels_back"]
         md = tmp_path / "state" / "tickets" / f"{tid}.md"
