@@ -133,7 +133,11 @@ class LabelFeedback:
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.poll_interval_s):
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - a bug here must not end polling for good
+                self.metrics.label_polls.labels("failed").inc()
+                log.exception("labels: poll failed")
 
     def poll(self) -> int:
         """Read every label the sources hold now; returns how many were new or changed."""

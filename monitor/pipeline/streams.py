@@ -238,6 +238,9 @@ class StreamState:
     last_evaluated_at: float = 0.0
     evaluation: Evaluation | None = None  # the newest
     evaluation_dict: JSONObject | None = None  # the same, as plain data for /status
+    # the data loop's figures on the newest window (monitor.loop.watch), for /status
+    training_coverage: float | None = None
+    estimated_accuracy: float | None = None
     detector_state: Hysteresis | None = None  # the engine's per-stream state
     reference: PreparedReference | None = None  # what this stream is judged against
     # the newest offset absorbed per (topic, partition): frames re-read after a crash are skipped

@@ -562,6 +562,10 @@ class Daemon:
         )
         self.metrics.observe_evaluation(evaluation, means)
         figures = self.loop.observe(prepared.reference, embeddings, predictions)
+        state.training_coverage, state.estimated_accuracy = (
+            figures.coverage,
+            figures.estimated_accuracy,
+        )
         self.metrics.observe_loop(
             state.key, figures.reference_time, figures.coverage, figures.estimated_accuracy
         )
@@ -729,6 +733,8 @@ class Daemon:
                 # the hysteresis state, which a restored stream has before its first evaluation here
                 "drifted": bool(s.detector_state is not None and s.detector_state.drifted),
                 "last_evaluation": s.evaluation_dict,
+                "training_coverage": s.training_coverage,
+                "estimated_accuracy": s.estimated_accuracy,
             }
         with self._lock:
             self._status = {"streams": streams}

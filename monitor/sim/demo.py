@@ -4,7 +4,8 @@ Starts the embedded broker and a fleet of living synthetic cameras (each looking
 photograph through a day and night cycle compressed into a few minutes, with an infrared night,
 clouds, traffic and rain showers), publishes the *past three days* of every camera's frames, with
 the producers' context labels, and builds each camera's reference from that topic with
-``reference build``'s own code. Then it runs the daemon and streams *today* live. After a while some
+``reference build``'s own code, and registers those days of every camera as the model's training
+set. Then it runs the daemon and streams *today* live. After a while some
 cameras develop faults (out of focus, sensor noise, knocked to a new view, something over the lens)
 while the others stay healthy through dusk and the night. Now and then a camera sends a truncated
 JPEG, which the daemon dead-letters without stopping.
@@ -17,12 +18,14 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from monitor.config import config_from_dict
 from monitor.files import JSONObject
+from monitor.loop.coverage import ROLE
 from monitor.reference.collect import build_embedder_from, from_topic, make_reference
 from monitor.reference.store import ReferenceStore
 from monitor.service.daemon import Daemon
@@ -103,9 +106,11 @@ def publish_yesterday(bootstrap: str, cameras: list[Camera], frames: int) -> Non
 
 def build_references(
     bootstrap: str, cameras: list[Camera], workdir: Path, config_dict: JSONObject
-) -> str:
+) -> tuple[str, str]:
     """Each camera's reference from yesterday's topic, as `reference build --from-topic
-    --per-stream` makes them: times and the producers' context labels included."""
+    --per-stream` makes them: times and the producers' context labels included; and the model's
+    training set, as `training build --from-topic` registers it: every camera's past days (their
+    nights and showers included). Returns the two stores."""
     config = config_from_dict({k: v for k, v in config_dict.items() if k != "reference"})
     embedder = build_embedder_from(config)
     got = from_topic(config, "frames.yesterday", None, None, progress=False, embedder=embedder)
@@ -126,7 +131,13 @@ def build_references(
             f"  {cam.camera_id} ({cam.scene}): {ref.n_frames} frames; contexts: {contexts}",
             flush=True,
         )
-    return str(store.path)
+    training = ReferenceStore(workdir / "training")
+    everything = make_reference(
+        got, stream=None, source="kafka:frames.yesterday", config=config, embedder=embedder
+    )
+    training.add(replace(everything, extra=everything.extra | {"role": ROLE}))
+    print(f"  training set: {everything.n_frames} frames of every camera", flush=True)
+    return str(store.path), str(training.path)
 
 
 class Producer:
@@ -186,6 +197,11 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
             parts.append(f"{cam.camera_id}: -")
             continue
         evaluation = s["last_evaluation"]
+        covered = (
+            f"; {s['training_coverage']:.0%} within the training set"
+            if s.get("training_coverage") is not None
+            else ""
+        )
         if s["drifted"] and evaluation:
             moved = sorted(
                 {
@@ -196,10 +212,11 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
                 }
             )
             why = ", ".join(moved[:3]) + ("..." if len(moved) > 3 else "")
-            parts.append(f"{cam.camera_id}: DRIFTED ({why or 'held by hysteresis'})")
+            parts.append(f"{cam.camera_id}: DRIFTED ({why or 'held by hysteresis'}{covered})")
         elif evaluation:
             parts.append(
-                f"{cam.camera_id}: ok (judged against its {evaluation['context']!r} frames)"
+                f"{cam.camera_id}: ok (judged against its {evaluation['context']!r} frames"
+                f"{covered})"
             )
         else:
             parts.append(f"{cam.camera_id}: filling {s['window_fill']:.0%}")
@@ -237,7 +254,8 @@ def run_demo(
         publish_yesterday(broker.bootstrap, fleet, past)
         print("building each camera's reference from yesterday's topic...", flush=True)
         cfg = demo_config(broker.bootstrap, "", port)
-        cfg["reference"]["path"] = build_references(broker.bootstrap, fleet, work, cfg)
+        cfg["reference"]["path"], training = build_references(broker.bootstrap, fleet, work, cfg)
+        cfg["training"] = {"path": training}
         daemon = Daemon(config_from_dict(cfg))
         started = threading.Event()
         thread = threading.Thread(

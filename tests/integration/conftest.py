@@ -12,13 +12,14 @@ import urllib.error
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
 from monitor.actions.coordinator import Actions
 from monitor.config import config_from_dict
 from monitor.reference.collect import build_embedder_from, from_dir, make_reference
-from monitor.reference.store import ReferenceStore
+from monitor.reference.store import Reference, ReferenceStore
 from monitor.service.daemon import Daemon
 from monitor.sim.broker import Broker
 from monitor.sim.fleet import Camera, encode, make_fleet
@@ -200,6 +201,33 @@ def build_references(tmp_path, fleet, config, frames):
             )
         )
     return store.path
+
+
+def register_training(tmp_path, references):
+    """The model's training set as ``driftmon training build`` stores it: here every camera's
+    reference frames (statistics, embeddings, times) in one training reference; returns its
+    store."""
+    store = ReferenceStore(references)
+    refs = [store.load_latest(stream) for stream in store.streams()]
+    first = refs[0]
+    training = ReferenceStore(tmp_path / "training")
+    training.add(
+        Reference(
+            features=np.vstack([r.features for r in refs]),
+            feature_names=first.feature_names,
+            source="tests: the cameras' reference frames",
+            time_range=(
+                min(r.time_range[0] for r in refs),
+                max(r.time_range[1] for r in refs),
+            )
+            if all(r.time_range for r in refs)
+            else None,
+            embeddings=np.vstack([r.embeddings for r in refs]),
+            embedder=first.embedder,
+            extra={"role": "training"},
+        )
+    )
+    return training.path
 
 
 def end_offsets(broker, topic, partitions):

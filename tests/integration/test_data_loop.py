@@ -267,6 +267,9 @@ def test_labels_back_from_label_studio_measure_the_model_on_the_drifted_frames(
             "driftmon_labelled_model_error_ratio", stream=drifting.camera_id
         ) == pytest.approx(error)
         assert d.value("driftmon_labels_total", stream=drifting.camera_id) == queued + TWICE
+        # polling Label Studio reads the same annotations the webhook brought: none is new
+        assert d.actions.feedback.poll() == 0
+        assert d.value("driftmon_label_polls_total", result="ok") == 1
 
         ticket = d.get_json(f"/tickets/{tid}")
         on_ticket = ticket["events"][0]["labelled"]

@@ -11,6 +11,7 @@ def test_the_demo_builds_references_streams_and_stops_cleanly(capsys, tmp_path):
     )
     out = capsys.readouterr().out
     assert "publishing the last 3 days: 2 cameras" in out and "contexts: " in out
+    assert "training set: " in out and "within the training set" in out
     assert "daemon running:" in out and ">>> cam-001 now sees: defocus_blur" in out
     assert (
         "cam-000: ok (judged against its" in out

@@ -3,7 +3,7 @@ broker, with the shipped alert rules, and a real Alertmanager delivering the dri
 driftmon's own webhook receiver, which turns it into a refresh ticket.
 
 The scenario (one daemon with the default tests — image statistics and embeddings —, four cameras
-with their own references):
+with their own references, and a training set made of those references' frames):
 
 1. healthy frames from every camera (cam-000 sending five of them twice, byte for byte: the
    identical-frame series), and a few bad records;
@@ -21,9 +21,11 @@ What is asserted:
     still drifted and the one recovered, data for at least one of them. Alert expressions are
     conditions (empty while the alert is quiet): each is also run with its threshold comparisons
     turned into `bool` comparisons, which must return the series the alert watches. NO_DATA lists
-    the two expressions that cannot have data in this scenario, with why; they must still parse,
-    and the one whose emptiness does not depend on the test's duration must really be empty (so
-    the list cannot go stale);
+    the expressions that cannot have data in this scenario, with why (the lag rule's subquery
+    needs minutes; the model's estimated accuracy and labelled figures need model outputs and
+    labels); they must still parse, and those whose emptiness does not depend on the test's
+    duration must really be empty (so the list cannot go stale). The daemon has a registered
+    training set and a labelled baseline, so coverage, freshness and the baseline have data;
 (b) Prometheus fires DriftmonStreamDrifted for exactly the drifted cameras, and never fired it for
     a healthy one;
 (c) Alertmanager delivers the alerts to `POST /alerts/alertmanager` with the bearer token from its
@@ -60,7 +62,14 @@ import yaml
 from monitor.sim.broker import free_port
 from monitor.sim.fleet import encode, make_fleet
 
-from .conftest import ActionsDaemon, build_references, camera_frames, daemon_config, send_frames
+from .conftest import (
+    ActionsDaemon,
+    build_references,
+    camera_frames,
+    daemon_config,
+    register_training,
+    send_frames,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from deploy_assets import RULES_FILE, extract_promql  # noqa: E402
@@ -94,6 +103,10 @@ RECOVERS = 1  # the drifted camera that recovers in phase 3
 REPEATS = 5  # cam-000 frames sent twice in a row in phase 1 (identical-frame series)
 WAIT_S = 90.0
 
+DATA_LOOP = (
+    "the data loop's model figures need frames with the model's outputs and annotators' labels, "
+    "which this scenario has neither of (they are exported, and checked, in test_data_loop.py)"
+)
 # Expressions that cannot return data in this scenario, by (source, where), with the reason.
 NO_DATA = {
     (
@@ -102,6 +115,42 @@ NO_DATA = {
     ): "deriv() over a [15m:1m] subquery needs lag samples at two whole-minute steps, i.e. up to "
     "two minutes of scraping: longer than this test runs (the lag series themselves are checked by "
     "the dashboards' lag panels)",
+    (
+        "grafana/dashboards/driftmon-camera.json",
+        "panel 19 'Estimated accuracy' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-camera.json",
+        "panel 20 'Model error on labelled drifted frames' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-camera.json",
+        "panel 22 'Coverage and estimated accuracy' target B",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-camera.json",
+        "panel 22 'Coverage and estimated accuracy' target C",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-fleet.json",
+        "panel 27 'Labels back' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-fleet.json",
+        "panel 30 'Model error on labelled drifted frames' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-fleet.json",
+        "panel 32 'Estimated accuracy (lowest 10 cameras)' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-fleet.json",
+        "panel 33 'Annotator agreement' target A",
+    ): DATA_LOOP,
+    (
+        "grafana/dashboards/driftmon-fleet.json",
+        "panel 33 'Annotator agreement' target B",
+    ): DATA_LOOP,
 }
 
 # Of those, the ones that would have data if the test ran longer (not checked for staleness).
@@ -317,10 +366,29 @@ class Scenario:
         refs = build_references(
             self.tmp, self.fleet, daemon_config(self.broker, self.topic, self.tmp), REF_FRAMES
         )
+        # the model's training set: the four cameras' reference frames (coverage, freshness)
+        training = register_training(self.tmp, refs)
+        baseline = self.tmp / "baseline.jsonl"
+        box = [10, 10, 60, 60]
+        baseline.write_text(
+            "".join(
+                json.dumps(
+                    {
+                        "predictions": {
+                            "detections": [{"label": "object", "score": 0.9, "box": box}]
+                        },
+                        "boxes": [{"label": "object", "box": box}] * (2 if i == 0 else 1),
+                    }
+                )
+                + "\n"
+                for i in range(10)
+            )
+        )  # one labelled box of eleven missed: the baseline's object error is 1/11
         config = daemon_config(
             self.broker,
             self.topic,
             refs,
+            training={"path": str(training)},
             actions={
                 "enabled": True,
                 "state_dir": str(self.tmp / "state"),
@@ -334,6 +402,7 @@ class Scenario:
                     "sinks": ["directory"],
                     "directory": str(self.tickets_dir),
                 },
+                "feedback": {"baseline": str(baseline)},
             },
         )
         self.daemon = ActionsDaemon(config, drain_s=10)
