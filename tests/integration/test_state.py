@@ -12,11 +12,12 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 import yaml
+from kafka import KafkaConsumer
 
 from monitor.sim.broker import free_port
 from monitor.sim.fleet import make_fleet
 
-from .conftest import build_references, camera_frames, daemon_config, send_frames
+from .conftest import build_references, camera_frames, daemon_config, end_offsets, send_frames
 
 REF_FRAMES = 80
 DRIFT = {1: ("dusk", 4), 5: ("defocus_blur", 4)}
@@ -206,3 +207,44 @@ def test_sigkill_restart_keeps_the_drift_and_counts_every_frame_once(
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+def checkpointed_frames(path) -> int:
+    """Frames counted in the stream checkpoint at ``path`` (0 before the first)."""
+    try:
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as z:
+            return int(json.loads(bytes(z["meta"]).decode())["frames"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_a_feed_that_goes_quiet_is_checkpointed_and_committed_to_its_last_frame(
+    broker, topic, tmp_path, fleet, run_daemon
+):
+    """With a checkpoint store, offsets are committed only with a checkpoint; the poll loop takes
+    it when due even when no frame comes any more, so the last batches are not left uncommitted
+    (re-read after a restart) until the camera sends again."""
+    fleet = fleet[:2]
+    state = tmp_path / "state"
+    refs = build_references(
+        tmp_path, fleet, daemon_config(broker, topic, tmp_path, **overrides()), REF_FRAMES
+    )
+    config = daemon_config(
+        broker, topic, refs, **overrides(store="file", path=str(state), interval_s=1.0)
+    )
+    d = run_daemon(config)
+    sent = phase(fleet, REF_FRAMES, 45)
+    send_frames(broker, topic, sent)  # then nothing more
+    assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(sent))
+    ends = end_offsets(broker, topic, 3)
+    probe = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap, group_id=config.kafka.group_id, enable_auto_commit=False
+    )
+    try:
+        assert d.wait_for(
+            lambda: {tp: probe.committed(tp) or 0 for tp in ends} == ends, timeout=15
+        ), "the quiet feed's last offsets were not committed"
+    finally:
+        probe.close()
+    for cam in fleet:
+        assert checkpointed_frames(state / f"{quote(cam.camera_id, safe='')}.state") == 45
