@@ -193,6 +193,18 @@ def expected_accuracy(confidences: np.ndarray, calibration: Calibration | None =
     return float(p.mean())
 
 
+def _labelled(confidences: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled frames with a finite confidence: (confidences, correct as 0/1 floats)."""
+    c = _confidences(confidences)
+    y = np.asarray(correct, dtype=np.float64).ravel()
+    if len(c) != len(y):
+        raise ValueError("confidences and correct must have the same length")
+    keep = np.isfinite(c)
+    if not keep.any():
+        raise ValueError("no labelled frame with a confidence")
+    return c[keep], y[keep]
+
+
 def calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     """Expected calibration error with equal-mass bins: frames sorted by confidence and cut into
     ``bins`` groups of (nearly) equal size, then ``sum_b (n_b / n) |mean conf_b - accuracy_b|``.
@@ -205,14 +217,7 @@ def calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = 
     >>> calibration_error(np.array([0.5, 0.5, 0.75, 0.75]), np.array([1, 1, 1, 0]), bins=2)
     0.375
     """
-    c = _confidences(confidences)
-    y = np.asarray(correct, dtype=np.float64).ravel()
-    if len(c) != len(y):
-        raise ValueError("confidences and correct must have the same length")
-    keep = np.isfinite(c)
-    c, y = c[keep], y[keep]
-    if len(c) == 0:
-        raise ValueError("no confidence to measure")
+    c, y = _labelled(confidences, correct)
     if bins < 1:
         raise ValueError("bins must be at least 1")
     order = np.argsort(c, kind="stable")
@@ -257,14 +262,7 @@ def check_calibration(
     """Compares the estimated with the labelled accuracy on frames with labels (``correct``: the
     model's top-1 prediction matched the label). With ``calibration``, the mapped confidences are
     checked (e.g. a map fitted on older labels, checked on new ones)."""
-    c = _confidences(confidences)
-    y = np.asarray(correct, dtype=np.float64).ravel()
-    if len(c) != len(y):
-        raise ValueError("confidences and correct must have the same length")
-    keep = np.isfinite(c)
-    c, y = c[keep], y[keep]
-    if len(c) == 0:
-        raise ValueError("no labelled frame with a confidence")
+    c, y = _labelled(confidences, correct)
     p = calibration.apply(c) if calibration is not None else c
     n = len(p)
     estimated = float(p.mean())
