@@ -1,8 +1,13 @@
 """Training coverage: does the deployed model's training set contain frames like the ones a camera
-sends now? A frame is *covered* when its nearest training frame (embedding distance) is no farther
-than the training frames are from each other: the ``quantile`` of their leave-one-out
-nearest-neighbour distances. On frames drawn like the training set's, about ``quantile`` of them
-are covered; a share well below it says the camera sees something the model was not trained on.
+sends now? A frame is *covered* when its nearest training frame is no farther than the training
+frames are from each other: the ``quantile`` of their leave-one-out nearest-neighbour distances.
+Distances are taken between embeddings, with the image statistics beside them when given (the
+daemon gives them): each statistic standardised by the training set's spread and the statistics
+together weighted to carry as much variance as the embedding, so neither drowns the other. Rain on
+a busy scene barely moves the default embedding but moves contrast and edges; a moved view moves
+the embedding's layout but few global statistics (benchmarks/training_coverage.py). On frames
+drawn like the training set's, about ``quantile`` of them are covered; a share well below it says
+the camera sees something the model was not trained on.
 Uncovered frames are grouped (:func:`uncovered_groups`) so a report can show one example of each.
 
 The training set is registered with ``driftmon training build`` and stored as a
@@ -63,6 +68,10 @@ class TrainingCoverage:
     radius: float  # a frame farther than this from every point is not covered
     quantile: float
     scaling: Scaling = "none"
+    # with image statistics: their training means, and per statistic the factor that standardises
+    # and weights it (0 for one constant in training); None: embeddings alone
+    stat_center: np.ndarray | None = None
+    stat_scale: np.ndarray | None = None
 
     @classmethod
     def fit(
@@ -72,10 +81,13 @@ class TrainingCoverage:
         max_points: int = 5000,
         seed: int = 0,
         scaling: Scaling = "none",
+        statistics: np.ndarray | None = None,
     ) -> TrainingCoverage:
         """The radius is the ``quantile`` of the training frames' leave-one-out nearest-neighbour
-        distances, so frames like the training set's are covered at about that rate. Cost:
-        ``n^2 * dim`` for ``n = min(len(embeddings), max_points)``."""
+        distances, so frames like the training set's are covered at about that rate. With
+        ``statistics`` (one row per frame), they stand beside the embeddings (module docstring)
+        and every later call must give them too. Cost: ``n^2 * dim`` for
+        ``n = min(len(embeddings), max_points)``."""
         if not 0.0 < quantile < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {quantile}")
         if scaling not in ("none", "standard"):
@@ -83,9 +95,25 @@ class TrainingCoverage:
         x = np.asarray(embeddings, dtype=np.float32)
         if x.ndim != 2 or len(x) < 2:
             raise ValueError(f"need at least 2 embeddings as an (n, dim) array, got {x.shape}")
+        stats = None if statistics is None else np.asarray(statistics, dtype=np.float64)
+        if stats is not None and (stats.ndim != 2 or len(stats) != len(x)):
+            raise ValueError(f"need one row of statistics per embedding, got {stats.shape}")
         if len(x) > max_points:
-            keep = np.random.default_rng(seed).choice(len(x), max_points, replace=False)
-            x = x[np.sort(keep)]
+            keep = np.sort(np.random.default_rng(seed).choice(len(x), max_points, replace=False))
+            x = x[keep]
+            stats = None if stats is None else stats[keep]
+        stat_center = stat_scale = None
+        if stats is not None:
+            stat_center = stats.mean(axis=0)
+            sd = stats.std(axis=0)
+            varies = sd > 1e-9 * max(float(sd.max()), 1e-300)
+            # the statistics' total variance, once standardised, is their count: weighted to the
+            # embedding's total variance
+            weight = np.sqrt(
+                float(((x - x.mean(axis=0)) ** 2).sum(axis=1).mean()) / max(1, int(varies.sum()))
+            )
+            stat_scale = np.where(varies, weight / np.where(varies, sd, 1.0), 0.0)
+            x = _beside(x, stats, stat_center, stat_scale)
         center = x.mean(axis=0)
         if scaling == "standard":
             sd = x.std(axis=0)
@@ -101,25 +129,40 @@ class TrainingCoverage:
             radius=float(np.quantile(loo, quantile)),
             quantile=float(quantile),
             scaling=scaling,
+            stat_center=None if stat_center is None else stat_center.astype(np.float32),
+            stat_scale=None if stat_scale is None else stat_scale.astype(np.float32),
         )
 
-    def transform(self, embeddings: np.ndarray) -> np.ndarray:
-        """Embeddings in the space of :attr:`points`."""
-        return ((np.asarray(embeddings, np.float32) - self.center) / self.scale).astype(np.float32)
+    def transform(self, embeddings: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
+        """Frames in the space of :attr:`points`."""
+        x = np.asarray(embeddings, np.float32)
+        if self.stat_center is not None and self.stat_scale is not None:
+            if statistics is None:
+                raise ValueError("this coverage was fitted with image statistics: give them")
+            x = _beside(x, np.asarray(statistics), self.stat_center, self.stat_scale)
+        return ((x - self.center) / self.scale).astype(np.float32)
 
-    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+    def distances(self, embeddings: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
         """Each frame's distance to its nearest training frame (float32)."""
-        return nearest_distances(self.transform(embeddings), self.points)
+        return nearest_distances(self.transform(embeddings, statistics), self.points)
 
-    def covered(self, embeddings: np.ndarray) -> np.ndarray:
+    def covered(self, embeddings: np.ndarray, statistics: np.ndarray | None = None) -> np.ndarray:
         """Whether each frame is within :attr:`radius` of a training frame."""
-        return self.distances(embeddings) <= self.radius
+        return self.distances(embeddings, statistics) <= self.radius
 
-    def share(self, embeddings: np.ndarray) -> float:
-        """The share of ``embeddings`` that is covered (NaN for none)."""
+    def share(self, embeddings: np.ndarray, statistics: np.ndarray | None = None) -> float:
+        """The share of the frames that is covered (NaN for none)."""
         if len(embeddings) == 0:
             return float("nan")
-        return float(self.covered(embeddings).mean())
+        return float(self.covered(embeddings, statistics).mean())
+
+
+def _beside(
+    embeddings: np.ndarray, statistics: np.ndarray, center: np.ndarray, scale: np.ndarray
+) -> np.ndarray:
+    """The embeddings with the weighted, standardised statistics appended."""
+    weighted = (np.asarray(statistics, np.float64) - center) * scale
+    return np.hstack([embeddings, weighted]).astype(np.float32)
 
 
 # --- groups of uncovered frames -----------------------------------------------------------------
@@ -243,9 +286,17 @@ def load_training(config: Config) -> Reference | None:
 
 
 def coverage_of(reference: Reference, config: Config, seed: int = 0) -> TrainingCoverage:
-    """The coverage of a training reference for ``config`` (its ``coverage_quantile``)."""
+    """The coverage of a training reference for ``config`` (its ``coverage_quantile``), its image
+    statistics beside its embeddings, in the daemon's order (``FEATURE_NAMES``)."""
+    from monitor.pipeline.features import FEATURE_NAMES
+
     if reference.embeddings is None:
         raise ConfigError(
             "the training reference has no embeddings; rebuild it with embedding.enabled true"
         )
-    return TrainingCoverage.fit(reference.embeddings, config.training.coverage_quantile, seed=seed)
+    return TrainingCoverage.fit(
+        reference.embeddings,
+        config.training.coverage_quantile,
+        seed=seed,
+        statistics=reference.columns(FEATURE_NAMES),
+    )

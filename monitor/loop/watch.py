@@ -11,12 +11,12 @@ import numpy as np
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.loop.baseline import read_baseline
-from monitor.loop.coverage import TrainingCoverage, load_training
+from monitor.loop.coverage import TrainingCoverage, coverage_of, load_training
 from monitor.loop.freshness import data_time
 from monitor.loop.performance import estimate_window
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
-from monitor.reference.store import Reference
+from monitor.reference.store import BadReference, Reference
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,10 @@ class LoopWatch:
                 check_compatible(EmbedderIdentity.from_dict(self.training.embedder), embedder)
             except EmbedderMismatch as e:
                 raise ConfigError(f"{where}: {e}") from None
-        self.coverage = TrainingCoverage.fit(
-            self.training.embeddings, quantile=config.training.coverage_quantile
-        )
+        try:
+            self.coverage = coverage_of(self.training, config)
+        except BadReference as e:  # a training set without today's image statistics
+            raise ConfigError(f"{where}: {e} (driftmon training build)") from None
 
     @property
     def training_time(self) -> float | None:
@@ -62,12 +63,15 @@ class LoopWatch:
     def observe(
         self,
         reference: Reference,
+        rows: np.ndarray,
         embeddings: np.ndarray | None,
         predictions: PredictionWindow | None,
     ) -> LoopFigures:
+        """The window's figures: ``rows`` its image statistics (``FEATURE_NAMES``), with its
+        embeddings and model outputs where it has them."""
         covered = None
         if self.coverage is not None and embeddings is not None and len(embeddings):
-            covered = self.coverage.covered(embeddings)
+            covered = self.coverage.covered(embeddings, rows)
         estimate = None if predictions is None else estimate_window(predictions, self.calibration)
         return LoopFigures(
             coverage=None if covered is None else float(covered.mean()),

@@ -561,7 +561,7 @@ class Daemon:
             else None
         )
         self.metrics.observe_evaluation(evaluation, means)
-        figures = self.loop.observe(prepared.reference, embeddings, predictions)
+        figures = self.loop.observe(prepared.reference, window, embeddings, predictions)
         state.training_coverage, state.estimated_accuracy = (
             figures.coverage,
             figures.estimated_accuracy,

@@ -149,3 +149,21 @@ def test_the_training_reference_is_versioned_in_its_own_store(tmp_path):
     latest = load_training(config)
     assert latest is not None and latest.version == 2 and latest.extra["role"] == "training"
     assert training_store(config).versions(None) == [1, 2]
+
+
+def test_statistics_beside_the_embedding_each_carry_their_share():
+    """A frame whose embedding is like the training set's but whose image statistics are not (rain
+    on a busy scene) is not covered; the held-out share stays near the quantile; the statistics
+    are needed at every call once fitted with them."""
+    rng = np.random.default_rng(5)
+    emb = rng.normal(size=(3000, 16)).astype(np.float32)
+    stats = rng.normal(size=(3000, 4)) * [1.0, 100.0, 0.01, 0.0]  # scales apart, one constant
+    cov = TrainingCoverage.fit(emb[:2000], 0.9, statistics=stats[:2000])
+    held = cov.covered(emb[2000:], stats[2000:]).mean()
+    assert 0.84 < held < 0.96
+    moved = stats[2000:].copy()
+    moved[:, 2] += 0.08  # 8 sd of a statistic with a tiny raw scale: its share still counts
+    assert cov.covered(emb[2000:], moved).mean() < 0.1
+    assert cov.covered(emb[2000:], stats[2000:] + [0, 0, 0, 5.0]).mean() == pytest.approx(held)
+    with pytest.raises(ValueError, match="fitted with image statistics"):
+        cov.covered(emb[2000:])

@@ -12,6 +12,7 @@ from monitor.loop.freshness import data_time
 from monitor.loop.gaps import Gaps, gaps_of
 from monitor.loop.watch import LoopWatch
 from monitor.pipeline.embed import EmbedderIdentity
+from monitor.pipeline.features import FEATURE_NAMES
 from monitor.pipeline.predictions import PredictionWindow, derive
 from monitor.pipeline.streams import FrameRef
 from monitor.reference.store import Reference, ReferenceStore
@@ -20,10 +21,12 @@ LIVE = EmbedderIdentity("driftmon-randconv-v1", "ab" * 32, 128, "centred", 8)
 OTHER = replace(LIVE, weights_sha256="cd" * 32)
 
 
-def training(tmp_path, rng, embedder=LIVE, embeddings=True):
+def training(tmp_path, rng, embedder=LIVE, embeddings=True, statistics=True):
     ref = Reference(
-        features=np.zeros((400, 1), np.float32),
-        feature_names=("x",),
+        features=rng.normal(size=(400, len(FEATURE_NAMES))).astype(np.float32)
+        if statistics
+        else np.zeros((400, 1), np.float32),
+        feature_names=FEATURE_NAMES if statistics else ("x",),
         time_range=(1_700_000_000.0, 1_700_086_400.0),
         embeddings=rng.normal(size=(400, 8)).astype(np.float32) if embeddings else None,
         embedder=embedder.to_dict() if embeddings else None,
@@ -46,7 +49,8 @@ def test_coverage_is_the_share_of_the_window_within_the_training_set(tmp_path):
     assert watch.training_time == 1_700_086_400.0  # the newest frame, not the build time
     like = rng.normal(size=(60, 8)).astype(np.float32)
     far = (rng.normal(size=(40, 8)) + 12.0).astype(np.float32)
-    figures = watch.observe(ref, np.vstack([like, far]), None)
+    rows = rng.normal(size=(100, len(FEATURE_NAMES))).astype(np.float32)
+    figures = watch.observe(ref, rows, np.vstack([like, far]), None)
     assert figures.covered[60:].sum() == 0 and figures.covered[:60].mean() > 0.8
     assert figures.coverage == pytest.approx(figures.covered.mean())
     assert figures.reference_time == 1_700_086_400.0 and figures.estimated_accuracy is None
@@ -57,9 +61,10 @@ def test_the_estimated_accuracy_reads_class_probabilities_only(tmp_path):
     probs = [derive({"probs": [0.8, 0.2]})] * 10 + [derive({"probs": [0.4, 0.6]})] * 10
     boxes = [derive({"detections": [{"label": "car", "score": 0.99, "box": [0, 0, 1, 1]}]})] * 10
     ref = Reference(features=np.zeros((3, 1), np.float32), feature_names=("x",))
-    figures = watch.observe(ref, None, PredictionWindow(probs + boxes + [None]))
+    rows = np.zeros((31, len(FEATURE_NAMES)), np.float32)
+    figures = watch.observe(ref, rows, None, PredictionWindow(probs + boxes + [None]))
     assert figures.estimated_accuracy == pytest.approx(0.7) and figures.coverage is None
-    assert watch.observe(ref, None, PredictionWindow(boxes)).estimated_accuracy is None
+    assert watch.observe(ref, rows[:10], None, PredictionWindow(boxes)).estimated_accuracy is None
 
 
 @pytest.mark.parametrize(
@@ -68,6 +73,7 @@ def test_the_estimated_accuracy_reads_class_probabilities_only(tmp_path):
         ({"embeddings": False}, LIVE, {}, "has no embeddings"),
         ({"embedder": OTHER}, LIVE, {}, "different embedder"),
         ({}, LIVE, {"enabled": False}, "embedding.enabled is false"),
+        ({"statistics": False}, LIVE, {}, "lacks feature.*driftmon training build"),
     ],
 )
 def test_a_training_set_the_live_pipeline_cannot_compare_fails_the_start(
