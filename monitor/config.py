@@ -647,7 +647,7 @@ class FeedbackConfig:
 
     # Label Studio polled for annotations this often (0: only its webhook, POST /labels/...)
     poll_interval_s: float = 60.0
-    # Token Label Studio's webhook must send (its "Authorization: Token ..." header); "" = refused.
+    # Bearer token Label Studio's webhook must send (a header set on the webhook); "" = refused.
     webhook_token: str = ""
     # A CVAT-for-images export (annotations.xml) per event is read back from the directory sink.
     read_directory: bool = True
@@ -711,8 +711,9 @@ class TrainingConfig:
     """The deployed model's training set, registered with ``driftmon training build``."""
 
     path: str = ""  # store of the training reference's versions ("" = none: no coverage)
-    # A frame is covered when its nearest training frame (embedding distance) is no farther than
-    # this quantile of the training frames' own nearest-neighbour distances.
+    # A frame is covered when its nearest training frame (embeddings, image statistics beside
+    # them) is no farther than this quantile of the training frames' own nearest-neighbour
+    # distances.
     coverage_quantile: float = 0.95
 
     def __post_init__(self) -> None:

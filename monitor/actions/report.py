@@ -339,9 +339,10 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
             "frame.</p>" + _img(pictures.neighbours, "drifted frames and nearest reference frames")
         )
     if event.gaps is not None:
+        said = event.gaps.text()
         parts.append(
             "<h2>Outside the training set</h2><p>"
-            + e(event.gaps.text()[0].upper() + event.gaps.text()[1:])
+            + e(said[0].upper() + said[1:])
             + ". Collect and label more frames like these.</p>"
             + (
                 _img(pictures.gaps, "examples of frames outside the training set")

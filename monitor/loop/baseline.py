@@ -47,7 +47,8 @@ class Baseline:
 
 
 def _label(i: int, row: dict) -> Label:
-    boxes = row.get("boxes")
+    """A baseline line's label (its boxes in the frame contract's ``{"label", "box"}`` form, which
+    ``Label.from_dict`` reads)."""
     return Label.from_dict(
         {
             "key": f"baseline/{i}",
@@ -55,12 +56,7 @@ def _label(i: int, row: dict) -> Label:
             "annotation_id": str(i),
             "updated_at": 0.0,
             "classes": [row["label"]] if "label" in row else None,
-            "boxes": None
-            if boxes is None
-            else [
-                {"label": b["label"], **dict(zip(("x0", "y0", "x1", "y1"), b["box"], strict=True))}
-                for b in boxes
-            ],
+            "boxes": row.get("boxes"),
         }
     )
 

@@ -176,7 +176,8 @@ class LabelFeedback:
 
     def ingest(self, labels: Iterable[Label]) -> int:
         """Keep ``labels`` under their events; returns how many were new or newer."""
-        queued: dict[str, Sample] = {s.key: s for e in self.events.list() for s in e.samples}
+        events = {e.id: e for e in self.events.list()}
+        queued: dict[str, Sample] = {s.key: s for e in events.values() for s in e.samples}
         by_event: dict[str, list[Label]] = defaultdict(list)
         for label in labels:
             sample = queued.get(label.key)
@@ -188,8 +189,7 @@ class LabelFeedback:
             if not changed:
                 continue
             taken += changed
-            samples = [s for s in queued.values() if s.event_id == eid]
-            figures = self.measure(kept, samples)
+            figures = self.measure(kept, list(events[eid].samples))
             event = self.events.update(eid, partial(_with_labelled, labelled=figures))
             self.metrics.observe_labels(event.stream, changed, figures)
             if self.tickets is not None:

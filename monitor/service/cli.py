@@ -470,7 +470,7 @@ def _training_show(args: argparse.Namespace) -> int:
     import time
 
     from monitor.loop.coverage import training_store
-    from monitor.reference.store import SHARED, Reference
+    from monitor.reference.store import Reference
 
     config = load_config(args.config)
     store = training_store(config)
@@ -482,7 +482,7 @@ def _training_show(args: argparse.Namespace) -> int:
         )
     now = time.time()
     for v in versions:
-        ref = Reference.load(store.path / SHARED / f"v{v:04d}.npz")
+        ref = Reference.load(store.version_path(None, v))
         print(
             json.dumps(
                 {
