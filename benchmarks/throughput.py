@@ -96,6 +96,7 @@ def daemon_fps(
     embeddings: bool,
     camera_fps: float = 0.0,
     max_fps_per_stream: float = 0.0,
+    client: str = "kafka-python",
 ) -> tuple[float, list[float], float, float]:
     from kafka import KafkaProducer
     from prometheus_client import CollectorRegistry
@@ -131,6 +132,7 @@ def daemon_fps(
                 "heartbeat_interval_ms": 1000,
                 "max_poll_records": 200,
                 "dead_letter_topic": "",
+                "client": client,
             },
             "reference": {"path": reference_path},
             "decode": {"workers": workers, "analysis_size": analysis_size},
@@ -219,6 +221,13 @@ def main() -> None:
         default=0.0,
         help="the daemon's source.max_fps_per_stream (0: every frame analysed)",
     )
+    p.add_argument(
+        "--client",
+        nargs="+",
+        default=["kafka-python"],
+        choices=["kafka-python", "confluent"],
+        help="the daemon's kafka.client (each one is run)",
+    )
     args = p.parse_args()
 
     print(
@@ -249,30 +258,34 @@ def main() -> None:
             f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} "
             f"{'RSS MiB':>12}"
         )
-        for embeddings in args.embeddings:
-            for workers in args.workers:
-                # bare decode measured before and after the daemon run: the machine's load drifts
-                before, cpu_before = bare_decode_fps([d for _, d in frames], workers)
-                fps, memory, cpu_ms, broker_ms = daemon_fps(
-                    broker,
-                    frames,
-                    args.frames,
-                    workers,
-                    str(ref_path),
-                    args.analysis_size,
-                    embeddings,
-                    args.camera_fps,
-                    args.max_fps_per_stream,
-                )
-                after, cpu_after = bare_decode_fps([d for _, d in frames], workers)
-                bare, bare_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
-                mode = "stats+embed" if embeddings else "stats"
-                print(
-                    f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} "
-                    f"{bare_cpu:>12.2f} {cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} "
-                    f"{broker_ms:>14.2f} {memory[0]:>5.0f}..{memory[-1]:<5.0f}",
-                    flush=True,
-                )
+        for client, embeddings, workers in [
+            (c, e, w) for c in args.client for e in args.embeddings for w in args.workers
+        ]:
+            # bare decode measured before and after the daemon run: the machine's load drifts
+            before, cpu_before = bare_decode_fps([d for _, d in frames], workers)
+            fps, memory, cpu_ms, broker_ms = daemon_fps(
+                broker,
+                frames,
+                args.frames,
+                workers,
+                str(ref_path),
+                args.analysis_size,
+                embeddings,
+                args.camera_fps,
+                args.max_fps_per_stream,
+                client,
+            )
+            after, cpu_after = bare_decode_fps([d for _, d in frames], workers)
+            bare, bare_cpu = (before + after) / 2, (cpu_before + cpu_after) / 2
+            mode = ("stats+embed" if embeddings else "stats") + (
+                "/ck" if client == "confluent" else ""
+            )
+            print(
+                f"{mode:>12} {workers:>7} {bare:>9.1f} {fps:>11.1f} {fps / bare:>6.2f} "
+                f"{bare_cpu:>12.2f} {cpu_ms:>14.2f} {bare_cpu / cpu_ms:>9.2f} "
+                f"{broker_ms:>14.2f} {memory[0]:>5.0f}..{memory[-1]:<5.0f}",
+                flush=True,
+            )
     print(
         f"\ndrift evaluation, all per-feature tests, 5000 ref x 1000 window x {len(FEATURE_NAMES)} "
         f"features: {evaluation_ms():.1f} ms (median of 30)"

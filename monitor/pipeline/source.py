@@ -53,6 +53,8 @@ class Frame:
     context: str = ""  # the producer's context label (day, night, rain...), when it sends one
     # an envelope's image_b64, not decoded yet (parse_record(..., defer_image=True)): load_image
     pending_b64: str | None = field(default=None, repr=False)
+    # a claim check's file, checked against source.allowed_roots but not read yet: load_image
+    pending_path: Path | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -78,7 +80,9 @@ def parse_record(record: Any, source: SourceConfig, *, defer_image: bool = False
 
     ``defer_image``: an envelope's ``image_b64`` is kept as text (``Frame.pending_b64``) and decoded
     by :func:`load_image` only for a frame that is to be analysed — 0.7 ms of a 300 KB frame that a
-    rate-limited stream skips. Its base64 is then checked only if the frame is loaded."""
+    rate-limited stream skips. Its base64 is then checked only if the frame is loaded. A claim
+    check's URI is checked against ``source.allowed_roots`` at once, and its file read only when the
+    frame is loaded (``Frame.pending_path``)."""
     origin = Origin(record.topic, record.partition, record.offset)
     headers = _headers(record.headers)
     value = record.value
@@ -168,7 +172,7 @@ def _parse_envelope(
     if not isinstance(meta, dict):
         raise RecordError("bad_envelope", "meta must be an object")
     uri = env.get("uri")
-    pending = None
+    pending, pending_path = None, None
     if "image_b64" in env:
         if not isinstance(env["image_b64"], str):
             raise RecordError("bad_envelope", "image_b64 must be a string")
@@ -177,7 +181,10 @@ def _parse_envelope(
         else:
             data = _b64decode(env["image_b64"])
     elif isinstance(uri, str) and uri:
-        data = read_claim_check(uri, source.allowed_roots)
+        if defer_image:
+            data, pending_path = b"", claim_check_path(uri, source.allowed_roots)
+        else:
+            data = read_claim_check(uri, source.allowed_roots)
     else:
         raise RecordError("bad_envelope", "envelope carries neither image_b64 nor uri")
     ts = env.get("ts", headers.get("ts"))
@@ -198,6 +205,7 @@ def _parse_envelope(
         meta=meta,
         context=_context(env.get("context", meta.get("context", headers.get("context")))),
         pending_b64=pending,
+        pending_path=pending_path,
     )
 
 
@@ -209,14 +217,30 @@ def _b64decode(text: str) -> bytes:
 
 
 def load_image(frame: Frame) -> None:
-    """Decode the image an envelope carried inline, when parsing deferred it (``defer_image``);
-    RecordError (``bad_envelope``) when it is not base64."""
+    """Decode the image an envelope carried inline, or read its claim check's file, when parsing
+    deferred it (``defer_image``); RecordError (``bad_envelope``, ``uri_unreadable``) when that
+    fails."""
     if frame.pending_b64 is not None:
         frame.data, frame.pending_b64 = _b64decode(frame.pending_b64), None
+    elif frame.pending_path is not None:
+        frame.data, frame.pending_path = _read(frame.pending_path, frame.uri or ""), None
 
 
 def read_claim_check(uri: str, allowed_roots: Iterable[str]) -> bytes:
     """Read a claim-check ``file://`` URI, only below an allowed root (after resolving links)."""
+    return _read(claim_check_path(uri, allowed_roots), uri)
+
+
+def _read(path: Path, uri: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise RecordError("uri_unreadable", f"{uri}: {e.strerror}") from None
+
+
+def claim_check_path(uri: str, allowed_roots: Iterable[str]) -> Path:
+    """The file a claim-check ``file://`` URI names, refused unless it lies below an allowed root
+    (after resolving links)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise RecordError(
@@ -235,13 +259,20 @@ def read_claim_check(uri: str, allowed_roots: Iterable[str]) -> bytes:
     path = Path(os.path.realpath(raw_path))
     if not any(path == root or root in path.parents for root in roots):
         raise RecordError("uri_not_allowed", f"{uri} resolves outside source.allowed_roots")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise RecordError("uri_unreadable", f"{uri}: {e.strerror}") from None
+    return path
 
 
 # --- Kafka clients -------------------------------------------------------------------------
+
+
+def make_frames_consumer(kafka: KafkaConfig):
+    """The daemon's group consumer of frames, on ``kafka.client`` (the other consumers, which
+    assign and seek, are kafka-python's)."""
+    if kafka.client == "confluent":
+        from monitor.pipeline.confluent import ConfluentConsumer
+
+        return ConfluentConsumer(kafka)
+    return make_consumer(kafka)
 
 
 def make_consumer(kafka: KafkaConfig, **overrides: Any):

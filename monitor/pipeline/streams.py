@@ -50,10 +50,13 @@ def frame_digest(data: bytes) -> bytes:
     return len(data).to_bytes(8, "little") + crc32c.crc32c(data).to_bytes(4, "little")
 
 
-def image_digest(frame: Frame) -> bytes:
+def image_digest(frame: Frame) -> bytes | None:
     """:func:`frame_digest` of the image a frame carries, decoded or not: an envelope's inline image
     is digested as its base64 text (the same image, the same text), so frames skipped before their
-    image was decoded are compared like the others."""
+    image was decoded are compared like the others. None for a claim check whose file was not read
+    (skipped by the analysis rate): such a stream's frozen-feed check compares analysed frames."""
+    if frame.pending_path is not None:
+        return None
     if frame.pending_b64 is not None:
         return frame_digest(frame.pending_b64.encode("ascii", "replace"))
     return frame_digest(frame.data)
@@ -255,15 +258,17 @@ class StreamState:
         o = frame.origin
         return self.offsets.get((o.topic, o.partition), -1) >= o.offset
 
-    def receive(self, frame: Frame, digest: bytes) -> bool:
-        """Count one frame of the stream, analysed or not (its offset, its time, its digest);
-        returns True when its bytes equal the previous frame's (a frozen feed)."""
+    def receive(self, frame: Frame, digest: bytes | None) -> bool:
+        """Count one frame of the stream, analysed or not (its offset, its time, its digest, None
+        when its image was not read); returns True when its bytes equal the previous read frame's
+        (a frozen feed)."""
         o = frame.origin
         tp = (o.topic, o.partition)
         self.offsets[tp] = max(self.offsets.get(tp, -1), o.offset)
         self.dirty = True
-        identical = digest == self.last_digest
-        self.last_digest = digest
+        identical = digest is not None and digest == self.last_digest
+        if digest is not None:
+            self.last_digest = digest
         self.identical_frames += identical
         self.frames += 1
         self.last_ts = max(self.last_ts, frame.ts)
@@ -273,7 +278,7 @@ class StreamState:
         self,
         frame: Frame,
         row: np.ndarray,
-        digest: bytes,
+        digest: bytes | None,
         embedding: np.ndarray | None = None,
         context: str = "",
     ) -> bool:

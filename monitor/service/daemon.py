@@ -45,7 +45,7 @@ from monitor.pipeline.source import (
     RecordError,
     dead_letter_headers,
     load_image,
-    make_consumer,
+    make_frames_consumer,
     make_producer,
     parse_record,
 )
@@ -96,7 +96,7 @@ class Routed:
 
     frame: Frame
     key: str  # its stream
-    digest: bytes  # of its encoded image, for frozen-feed detection
+    digest: bytes | None  # of its encoded image, for frozen-feed detection; None: not read
     analysed: bool  # False: above the stream's analysis rate
 
 
@@ -219,7 +219,7 @@ class Daemon:
             )
             if producer is not None:
                 stack.callback(producer.close)
-            consumer = self._connect("consumer", lambda: make_consumer(cfg.kafka))
+            consumer = self._connect("consumer", lambda: make_frames_consumer(cfg.kafka))
             if self._stop.is_set():
                 return
             stack.callback(consumer.close)  # closes first: leaves the group promptly
@@ -338,6 +338,8 @@ class Daemon:
                 except RecordError as e:
                     bad.append(_bad(record, e))
                     continue
+                if digest is None:  # a claim check's file, read only now
+                    digest = image_digest(frame)
             routed.append(Routed(frame, key, digest, analysed))
         return routed, replayed
 
@@ -778,7 +780,11 @@ def _bad(record: Any, e: RecordError) -> BadRecord:
 def _coordinator_known(consumer: Any) -> bool:
     """In the group and hearing from its coordinator. kafka-python exposes no public flag; its
     coordinator object is the truth. It forgets a silent coordinator only when a request times out
-    (30 s), so a heartbeat not answered within the session timeout also counts as not connected."""
+    (30 s), so a heartbeat not answered within the session timeout also counts as not connected.
+    The librdkafka consumer says it itself."""
+    connected = getattr(consumer, "connected", None)
+    if connected is not None:
+        return bool(connected())
     coordinator = getattr(consumer, "_coordinator", None)
     if coordinator is None or coordinator.coordinator_unknown():
         return False

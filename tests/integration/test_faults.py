@@ -213,14 +213,15 @@ NOT_READY_WITHIN_S = 6.0 + 5
 OUTAGE_S = 25.0
 
 
-def test_broker_outage_not_ready_then_resumes_without_loss(own_broker, tmp_path):
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_broker_outage_not_ready_then_resumes_without_loss(own_broker, tmp_path, client):
     b = own_broker
     topic = "frames-outage"
     b.create_topic(topic, PARTITIONS)
     b.create_topic(f"{topic}.dlq", 1)
     ref = stats_reference(tmp_path)
     group = "outage"
-    cfg = run_config(b.bootstrap, topic, ref, group)
+    cfg = run_config(b.bootstrap, topic, ref, group, kafka={"client": client})
     produce(b.bootstrap, topic, serial_records(0, 400))
     d = DaemonProcess(tmp_path, "outage", cfg)
     try:

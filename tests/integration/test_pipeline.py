@@ -5,6 +5,7 @@ import json
 import urllib.request
 
 import numpy as np
+import pytest
 from kafka import KafkaConsumer
 
 from monitor.reference.collect import build_embedder_from, from_dir, make_reference
@@ -16,6 +17,8 @@ from .conftest import build_references, camera_frames, daemon_config, end_offset
 REF_FRAMES = 150
 LIVE_FRAMES = 250
 DRIFTS = {1: ("dusk", 3), 4: ("defocus_blur", 3)}
+# the frames consumer (kafka.client): kafka-python by default, librdkafka opt-in
+CLIENTS = pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 
 
 def live_frames(fleet):
@@ -50,12 +53,13 @@ def bad_records():
     ]
 
 
+@CLIENTS
 def test_end_to_end_drift_metrics_dead_letters_and_commits(
-    broker, topic, small_fleet, tmp_path, run_daemon
+    broker, topic, small_fleet, tmp_path, run_daemon, client
 ):
     config = daemon_config(broker, topic, tmp_path)  # reference path replaced below
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
-    config = daemon_config(broker, topic, refs)
+    config = daemon_config(broker, topic, refs, kafka={"client": client})
 
     live = live_frames(small_fleet)
     bad = bad_records()
@@ -71,6 +75,17 @@ def test_end_to_end_drift_metrics_dead_letters_and_commits(
         )
     ), "not all frames handled"
     assert d.wait_for(lambda: d.daemon.ready(), timeout=10)
+
+    # the lag is read from the broker for every partition (a sample, not an absent one), and is
+    # nothing once every frame is handled
+    def lag(p):
+        return d.registry.get_sample_value(
+            "driftmon_consumer_lag_records", {"topic": topic, "partition": str(p)}
+        )
+
+    assert d.wait_for(lambda: all(lag(p) == 0 for p in range(3)), timeout=10), [
+        lag(p) for p in range(3)
+    ]
 
     # every frame counted once, every bad record dead-lettered by reason
     assert d.value("driftmon_frames_total", outcome="processed") == len(live)
@@ -212,8 +227,9 @@ def test_the_calibrated_defaults_from_reference_build_to_verdicts(
         )
 
 
+@CLIENTS
 def test_frames_above_the_analysis_rate_are_counted_and_committed_but_not_decoded(
-    broker, topic, small_fleet, tmp_path, run_daemon
+    broker, topic, small_fleet, tmp_path, run_daemon, client
 ):
     # two cameras at 5 fps by their ts headers, analysed at 1 fps: every fifth frame
     cams = small_fleet[:2]
@@ -234,7 +250,12 @@ def test_frames_above_the_analysis_rate_are_counted_and_committed_but_not_decode
         )
     )
     config = daemon_config(
-        broker, topic, store.path, source={"max_fps_per_stream": 1.0}, **stats_only
+        broker,
+        topic,
+        store.path,
+        source={"max_fps_per_stream": 1.0},
+        kafka={"client": client},
+        **stats_only,
     )
     start_ms = 1_790_000_000_000
 

@@ -57,10 +57,14 @@ def fleet():
     return cams
 
 
-def test_replicas_split_cameras_and_hand_state_over(broker, topic, tmp_path, fleet, run_daemon):
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
+def test_replicas_split_cameras_and_hand_state_over(
+    broker, topic, tmp_path, fleet, run_daemon, client
+):
     base = daemon_config(broker, topic, tmp_path, **overrides())
     refs = build_references(tmp_path, fleet, base, REF_FRAMES)
     shared = overrides(store="kafka", topic=f"{topic}.state", interval_s=1.0)
+    shared["kafka"] = {"client": client}
     group = f"g-{topic}-fleet"
 
     # phase 1: one replica; phase 2: a second joins; phase 3: the first leaves

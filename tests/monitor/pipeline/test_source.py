@@ -173,3 +173,26 @@ def test_a_deferred_inline_image_that_is_not_base64_fails_only_when_loaded():
     with pytest.raises(RecordError) as e:
         load_image(frame)
     assert e.value.reason == "bad_envelope"
+
+
+def test_a_deferred_claim_check_is_refused_at_once_but_read_only_when_loaded(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(JPEG)
+    source = SourceConfig(allowed_roots=(str(tmp_path),))
+    rec = Rec(json.dumps({"camera_id": "c", "uri": f"file://{tmp_path}/a.jpg"}).encode())
+    deferred = parse_record(rec, source, defer_image=True)
+    assert deferred.data == b"" and deferred.pending_path == tmp_path / "a.jpg"
+    assert image_digest(deferred) is None  # not read: no digest to compare
+    load_image(deferred)
+    assert (deferred.data, deferred.pending_path) == (JPEG, None)
+    assert image_digest(deferred) is not None
+    # outside the allowed roots: refused when parsed, skipped or not
+    outside = Rec(json.dumps({"camera_id": "c", "uri": "file:///etc/passwd"}).encode())
+    with pytest.raises(RecordError) as e:
+        parse_record(outside, source, defer_image=True)
+    assert e.value.reason == "uri_not_allowed"
+    # a file gone before it is read: unreadable when loaded
+    gone = Rec(json.dumps({"camera_id": "c", "uri": f"file://{tmp_path}/gone.jpg"}).encode())
+    frame = parse_record(gone, source, defer_image=True)
+    with pytest.raises(RecordError) as e:
+        load_image(frame)
+    assert e.value.reason == "uri_unreadable"

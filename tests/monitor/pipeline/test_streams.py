@@ -103,3 +103,18 @@ def test_a_checkpoint_from_another_configuration_is_not_forced_in():
     st.observe(frame(), np.zeros(2), b"d")
     other = Streams(3, WindowConfig(size=10, evaluate_every=5), SourceConfig()).get("c1")
     assert other.restore(st.to_bytes()) is None and other.frames == 0
+
+
+def test_frames_not_read_leave_the_frozen_feed_check_to_the_frames_read():
+    # a claim-check stream above its analysis rate: the skipped frames' files are never read, so
+    # a frozen feed is told by consecutive analysed frames
+    s = Streams(1, WindowConfig(size=10, evaluate_every=5), SourceConfig())
+    st = s.get("c1")
+    flags = [
+        st.receive(frame(), None)
+        if d is None
+        else st.observe(frame(), np.zeros(1), frame_digest(d))
+        for d in (b"a", None, None, b"a", None, b"b")
+    ]
+    assert flags == [False, False, False, True, False, False] and st.identical_frames == 1
+    assert st.frames == 6
