@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import cpu_seconds, make_frames, rss_mib  # noqa: E402
+from throughput import cpu_seconds, make_frames, rss_mib, shared_reference  # noqa: E402
 
 from monitor.config import config_from_dict  # noqa: E402
-from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.sim.broker import Broker  # noqa: E402
 
 
@@ -138,15 +136,7 @@ def main() -> None:
     from monitor.service.daemon import Daemon
 
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
-        config = config_from_dict({})
-        embedder = build_embedder_from(config)
-        with ThreadPoolExecutor(2) as pool:
-            collector = Collector(config, embedder, pool)
-            collector.add([(d, 0.0, cam) for cam, d in frames])
-        ref = make_reference(
-            collector.out, stream=None, source="benchmark", config=config, embedder=embedder
-        )
-        ref_path = ref.save(Path(tmp) / "ref.npz")
+        ref_path = shared_reference(frames, config_from_dict({}).decode.analysis_size, Path(tmp))
         uris = None
         if args.claim_checks:
             images = Path(tmp) / "frames"

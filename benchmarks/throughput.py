@@ -64,6 +64,20 @@ def make_frames(n_unique: int, width: int, height: int) -> list[tuple[str, bytes
     return [(cam.camera_id, d) for (cam, _), d in zip(jobs, data, strict=True)]
 
 
+def shared_reference(frames: list[tuple[str, bytes]], analysis_size: int, directory: Path) -> Path:
+    """One shared reference of ``frames`` with embeddings, built the way ``driftmon reference
+    build`` builds it, saved in ``directory``."""
+    config = config_from_dict({"decode": {"analysis_size": analysis_size}})
+    embedder = build_embedder_from(config)
+    with ThreadPoolExecutor(2) as pool:
+        collector = Collector(config, embedder, pool)
+        collector.add([(d, 0.0, cam) for cam, d in frames])
+    ref = make_reference(
+        collector.out, stream=None, source="benchmark", config=config, embedder=embedder
+    )
+    return ref.save(directory / "ref.npz")
+
+
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU time of this process (or ``pid``), all threads."""
     fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
@@ -243,16 +257,7 @@ def main() -> None:
     )
 
     with tempfile.TemporaryDirectory() as tmp, Broker() as broker:
-        # one shared reference with embeddings, built the way `driftmon reference build` does
-        config = config_from_dict({"decode": {"analysis_size": args.analysis_size}})
-        embedder = build_embedder_from(config)
-        with ThreadPoolExecutor(2) as pool:
-            collector = Collector(config, embedder, pool)
-            collector.add([(d, 0.0, cam) for cam, d in frames])
-        ref = make_reference(
-            collector.out, stream=None, source="benchmark", config=config, embedder=embedder
-        )
-        ref_path = ref.save(Path(tmp) / "ref.npz")
+        ref_path = shared_reference(frames, args.analysis_size, Path(tmp))
         print(
             f"\n{'mode':>12} {'workers':>7} {'bare fps':>9} {'daemon fps':>11} {'ratio':>6} "
             f"{'bare CPU ms':>12} {'daemon CPU ms':>14} {'CPU ratio':>9} {'broker CPU ms':>14} "
