@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from monitor.config import KafkaConfig
 from monitor.errors import ConfigError
@@ -44,7 +44,7 @@ class Record:
     headers: list[tuple[str, bytes]]
 
 
-def client_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
+def client_config(kafka: KafkaConfig) -> dict[str, Any]:
     """librdkafka's names for the settings ``make_consumer`` gives kafka-python."""
     conf: dict[str, Any] = {
         "bootstrap.servers": ",".join(kafka.bootstrap_servers),
@@ -82,7 +82,7 @@ def client_config(kafka: KafkaConfig, **overrides: Any) -> dict[str, Any]:
         conf["ssl.endpoint.identification.algorithm"] = (
             "https" if kafka.ssl_check_hostname else "none"
         )
-    return conf | overrides
+    return conf
 
 
 def _import() -> Any:
@@ -99,15 +99,13 @@ def _import() -> Any:
 class ConfluentConsumer:
     """A group consumer on librdkafka with the daemon's subset of kafka-python's interface."""
 
-    def __init__(self, kafka: KafkaConfig, **overrides: Any):
+    def __init__(self, kafka: KafkaConfig):
         ck = _import()
         self._ck = ck
         self._joined = False
         self._brokers_down = False
         self._next_probe = 0.0
-        self._consumer = ck.Consumer(
-            client_config(kafka, **overrides) | {"error_cb": self._on_error}
-        )
+        self._consumer = ck.Consumer(client_config(kafka) | {"error_cb": self._on_error})
 
     # --- group membership ---------------------------------------------------------------
 
@@ -185,15 +183,15 @@ class ConfluentConsumer:
 
     # --- offsets ------------------------------------------------------------------------
 
-    def commit(self, offsets: dict[TopicPartition, Any]) -> None:
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         self._commit(offsets, asynchronous=False)
 
-    def commit_async(self, offsets: dict[TopicPartition, Any]) -> None:
+    def commit_async(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         self._commit(offsets, asynchronous=True)
 
-    def _commit(self, offsets: dict[TopicPartition, Any], asynchronous: bool) -> None:
+    def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata], asynchronous: bool) -> None:
         partitions = [
-            self._ck.TopicPartition(tp.topic, tp.partition, _offset(o)) for tp, o in offsets.items()
+            self._ck.TopicPartition(tp.topic, tp.partition, o.offset) for tp, o in offsets.items()
         ]
         try:
             done = self._consumer.commit(offsets=partitions, asynchronous=asynchronous)
@@ -225,7 +223,3 @@ class ConfluentConsumer:
 
 def _tp(p: Any) -> TopicPartition:
     return TopicPartition(p.topic, p.partition)
-
-
-def _offset(o: Any) -> int:
-    return int(getattr(o, "offset", o))  # an OffsetAndMetadata or a bare offset
