@@ -14,7 +14,7 @@ image; exactly what ``driftmon reference build`` runs) -> references by ``collec
 ``Engine.run_tests``. Three verdicts, each from its own ``Engine`` with its own configuration:
 
 ``stats``     image statistics alone: ``tests.enabled = tests.vote = [shift]`` (the span-calibrated
-              shift of all 20 statistics, its threshold from the default false-alarm target);
+              shift of all 21 statistics, its threshold from the default false-alarm target);
 ``emb``       embeddings alone: ``tests.enabled = tests.vote = [emb_shift]`` (the same on the
               leading principal components of the default embeddings);
 ``combined``  driftmon's default configuration unchanged (every default test enabled, ``vote =

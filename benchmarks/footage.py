@@ -20,7 +20,7 @@ it to redo it), so only the first run is slow:
    frame from the centre, resized back). Frames are written as JPEG quality 88, one directory per
    window (``<work>/<clip>/{reference,clean-<block>,shift-<name>-s<severity>}/f<frame>.jpg``).
 2. Features: each directory through ``monitor.reference.collect.from_dir`` (the daemon's decode,
-   the 20 image statistics and the configured embedder, exactly as ``driftmon reference build
+   the 21 image statistics and the configured embedder, exactly as ``driftmon reference build
    --from-dir`` and ``driftmon check`` run them), saved as one ``.npz`` per directory under
    ``<work>/<clip>/features-<key>/`` (key: decode size and embedder identity). Statistical
    experiments load these in seconds (:func:`load_clip`).
@@ -28,7 +28,7 @@ it to redo it), so only the first run is slow:
    check`` gives them (:func:`judge_clip`: the reference made by ``collect.make_reference`` from the
    reference directory, frames in file-name order timed by their frame numbers, read back from a
    ``ReferenceStore``; ``Engine.prepare``, then ``Engine.run_tests`` per window directory),
-   Evidently's ``DataDriftPreset`` on the 20 statistics (its default dataset rule: drift when at
+   Evidently's ``DataDriftPreset`` on the 21 statistics (its default dataset rule: drift when at
    least half the columns drifted) and, with ``--alibi-python``, Alibi Detect's ``MMDDrift``
    (pytorch backend, p_val 0.05, its defaults) on the PCA-reduced embeddings driftmon's MMD test
    sees, run by ``benchmarks/footage_alibi.py`` in Alibi's own interpreter (it pins numpy < 2).
@@ -477,9 +477,11 @@ class Window:
 
 
 def cache_key(config, embedder: Embedder | None) -> str:
-    """What the cached values depend on: the decode size and the embedder's identity."""
+    """What the cached values depend on: the decode size, the image statistics and the embedder's
+    identity."""
     what = {
         "analysis_size": config.decode.analysis_size,
+        "statistics": FEATURE_NAMES,
         "embedder": embedder.identity.to_dict() if embedder else None,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]

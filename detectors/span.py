@@ -233,10 +233,36 @@ def threshold(alpha: float, n_tests: float) -> float:
     return float(norm.isf(a / (2 * m)))
 
 
-def shift_test(null: SpanNull, x_cur, *, z_threshold: float) -> FeatureTestResult:
+def mixed_z(parts: Sequence[tuple[SpanNull, np.ndarray]]) -> np.ndarray:
+    """``z`` per feature of a window whose frames come from several contexts (dusk falling, the
+    infrared switching on), each part ``(null of its context, its frames)``: every part is measured
+    from its own context's mean, and the parts' shifts add up weighted by their share of the
+    window. Their scales add too, as if the parts moved together (they are neighbours in time):
+    the conservative bound. A null should hold for windows as long as its part or shorter (a
+    shorter window's mean wanders at least as far). One part is ``null.z``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> day, night = rng.normal(100, 5, (400, 1)), rng.normal(10, 1, (400, 1))
+    >>> nd, nn = (fit_span_null(x, [np.arange(400)], 16) for x in (day, night))  # parts >= 16
+    >>> dusk = np.vstack([day[:30], night[:20]])  # 30 frames of day, then 20 of night
+    >>> z_day_only = nd.z(dusk)[0]  # the night frames pull the window far from the day's mean
+    >>> z_mixed = mixed_z([(nd, day[:30]), (nn, night[:20])])[0]
+    >>> round(float(z_day_only), 1), round(float(z_mixed), 1)
+    (-24.5, -0.3)
+    """
+    n = sum(len(x) for _, x in parts)
+    shift = sum(
+        (len(x) / n) * (as_columns(x, "x_cur").mean(axis=0) - null.mean) for null, x in parts
+    )
+    scale = sum((len(x) / n) * null.scale for null, x in parts)
+    return np.asarray(shift / scale)
+
+
+def shift_test(null: SpanNull, x_cur, *, z_threshold: float, z=None) -> FeatureTestResult:
     """Per-feature ``|z|`` against ``z_threshold``; p-values from the Gaussian null (approximate,
-    and conservative for a short reference), Bonferroni-adjusted across features."""
-    z = np.abs(null.z(x_cur))
+    and conservative for a short reference), Bonferroni-adjusted across features. ``z`` when the
+    window's shift was measured otherwise (``mixed_z``)."""
+    z = np.abs(null.z(x_cur) if z is None else np.asarray(z))
     t = check_number(z_threshold, "z_threshold", above=0.0)
     p = np.minimum(1.0, 2.0 * norm.sf(z))
     return FeatureTestResult(

@@ -67,6 +67,7 @@ STATISTIC_WORDS = {
     "height": "frame height",
     "aspect_ratio": "aspect ratio",
     "encoded_bytes_per_pixel": "encoded size per pixel (compression)",
+    "orientation_entropy": "mix of edge directions (the view's layout)",
 }
 
 

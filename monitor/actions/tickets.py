@@ -242,6 +242,10 @@ _CONDITIONS = {
         "an encoder or compression change",
         "an encoder or compression change",
     ),
+    "orientation_entropy": (
+        "edges pointing more evenly (a warped or tilted view, noise)",
+        "edges lined up in fewer directions (motion blur, streaks, blocky pixels)",
+    ),
 }
 
 

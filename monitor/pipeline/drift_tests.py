@@ -25,7 +25,7 @@ from detectors.categorical import chi2_test
 from detectors.ks import ks_test
 from detectors.reference import PlacedWindow
 from detectors.result import FeatureTestResult
-from detectors.span import shift_test
+from detectors.span import mixed_z, shift_test
 from monitor.files import JSONObject
 from monitor.pipeline.predictions import MIN_PREDICTIONS, PredictionWindow, class_table
 
@@ -128,6 +128,7 @@ class WindowData:
     # image-statistics test); None when none of them is active
     placed: PlacedWindow | None = None
     context: str = "default"  # the window's context (monitor.pipeline.context.window_context)
+    frame_contexts: tuple[str, ...] = ()  # each frame's, when known (else all of `context`)
 
 
 @dataclass(frozen=True)
@@ -191,15 +192,29 @@ def calibrated_shift(
 ) -> TestOutcome:
     """How far the window's mean moved from the reference's (same context), per feature, in units of
     how far the reference's own windows wander (``detectors.span``), against the threshold of the
-    false-alarm target."""
-    null, used = r.prepared.null(kind, r.window.context, len(x))
+    false-alarm target. A window that spans a change of context (dusk falling, the infrared
+    switching on) measures each context's frames from that context's reference frames
+    (``detectors.span.mixed_z``): judged against one of them, the others would read as a shift."""
+    parts = context_parts(r.window.frame_contexts, len(x)) or {r.window.context: np.arange(len(x))}
+    judged = {
+        context: r.prepared.null(kind, context, part_length(len(idx), len(x)))
+        for context, idx in parts.items()
+    }
+    null, used = judged[r.window.context]  # the majority's: its frames are the window's context
+    z = None if len(parts) == 1 else mixed_z([(judged[c][0], x[idx]) for c, idx in parts.items()])
     z_threshold = r.prepared.z_thresholds[kind]
-    out = summarize(name, shift_test(null, x, z_threshold=z_threshold), names)
-    where = (
-        f"context {used!r}"
-        if used == r.window.context
-        else f"the whole reference (it has too few frames of context {r.window.context!r})"
-    )
+    out = summarize(name, shift_test(null, x, z_threshold=z_threshold, z=z), names)
+    if len(parts) > 1:
+        where = "its contexts' frames: " + ", ".join(
+            f"{c!r} ({len(idx)} frames"
+            + ("" if judged[c][1] == c else ", the whole reference")
+            + ")"
+            for c, idx in parts.items()
+        )
+    elif used == r.window.context:
+        where = f"context {used!r}"
+    else:
+        where = f"the whole reference (it has too few frames of context {r.window.context!r})"
     return dataclasses.replace(
         out,
         p_value_note=(
@@ -208,6 +223,29 @@ def calibrated_shift(
             f"{r.settings.false_alarm_days:g} days at {r.prepared.analysed_fps:g} fps"
         ),
     )
+
+
+def context_parts(contexts: tuple[str, ...], n: int) -> dict[str, np.ndarray]:
+    """The frames of each context in a window of ``n`` (in order of first appearance); empty when
+    the frames' contexts are not known."""
+    if len(contexts) != n:
+        return {}
+    labels = np.asarray(contexts)
+    return {c: np.flatnonzero(labels == c) for c in dict.fromkeys(contexts)}
+
+
+def part_length(m: int, n: int) -> int:
+    """The window length whose null judges a part of ``m`` frames of an ``n``-frame window: ``m``
+    rounded down to a multiple of ``n // 8`` (below that, to a power of two), so a handful of nulls
+    per context serve every mix, and a shorter window's wider null keeps the bound conservative.
+
+    >>> [part_length(m, 200) for m in (200, 190, 30, 24, 7)]
+    [200, 175, 25, 16, 4]
+    """
+    if m >= n:
+        return n
+    step = max(1, n // 8)
+    return m // step * step if m >= step else 1 << (m.bit_length() - 1)
 
 
 def run_shift(r: Run) -> TestOutcome:

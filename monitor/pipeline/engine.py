@@ -9,6 +9,7 @@ so one unlucky window does not page anyone.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +31,15 @@ from monitor.pipeline.drift_tests import (
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.streams import StreamState
-from monitor.reference.fit import PreparedReference, fit_reference, tested_features
+from monitor.reference.fit import (
+    PreparedReference,
+    fit_reference,
+    judged_features,
+    tested_features,
+)
 from monitor.reference.store import BadReference, Reference
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,6 @@ class Engine:
         self.embedder = embedder
         self.all_features = all_features
         self.feature_names = tested_features(config, all_features)
-        self._columns = np.array([all_features.index(n) for n in self.feature_names])
         # Bonferroni across the voting tests with p-values: one evaluation fires with
         # probability at most `alpha` on unshifted data
         with_p = [t for t in self.voting if REGISTRY[t].yields_p_value]
@@ -91,17 +98,37 @@ class Engine:
         self._uses_embeddings = any(REGISTRY[t].consumes == EMBEDDINGS for t in self.active)
         self._uses_statistics = any(REGISTRY[t].consumes == STATISTICS for t in self.active)
         self._rng = np.random.default_rng(seed)
+        self._columns: dict[tuple[str, ...], np.ndarray] = {}
 
     def prepare(self, reference: Reference) -> PreparedReference:
         """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and
-        prepared for the tests."""
+        prepared for the tests, on the statistics it holds (``tested_by``)."""
         self.check_embeddings(reference)
+        names = self.tested_by(reference)
+        if names != self.feature_names:
+            log.warning(
+                "reference %s v%s predates the statistic(s) %s: judged without them; rebuild it "
+                "(driftmon reference build) to use them",
+                reference.stream or "*",
+                reference.version,
+                [n for n in self.feature_names if n not in names],
+            )
         return PreparedReference(
             fit_reference(reference, self.config),
-            self.feature_names,
+            names,
             self.config,
             embeddings=self._uses_embeddings,
         )
+
+    def tested_by(self, reference: Reference) -> tuple[str, ...]:
+        """The statistics windows against ``reference`` are judged on (``judged_features``)."""
+        return judged_features(reference, self.config, self.all_features)
+
+    def _column_index(self, names: tuple[str, ...]) -> np.ndarray:
+        """Where the statistics ``names`` are in a window's rows (``all_features``)."""
+        if names not in self._columns:
+            self._columns[names] = np.array([self.all_features.index(n) for n in names])
+        return self._columns[names]
 
     def new_detector(self) -> Hysteresis:
         k, m = self.config.hysteresis_k_m
@@ -110,7 +137,7 @@ class Engine:
     def check(self, reference: Reference) -> None:
         """Raise what preparing ``reference`` would raise (missing features or embeddings, another
         embedder), without preparing anything."""
-        reference.columns(self.feature_names)
+        self.tested_by(reference)
         self.check_embeddings(reference)
 
     def check_embeddings(self, ref: Reference) -> None:
@@ -144,13 +171,15 @@ class Engine:
         outcomes."""
         pca = prepared.pca
         reduced = None if embeddings is None or pca is None else pca.transform(embeddings)
-        statistics = rows[:, self._columns]
+        statistics = rows[:, self._column_index(prepared.feature_names)]
         # validated, sorted and placed in the reference once for every image-statistics test
         placed = prepared.univariate.place(statistics) if self._uses_statistics else None
         t = self.config
         if contexts is None:
             contexts = [frame_context(row, 0.0, "", t.context, self.all_features) for row in rows]
-        window = WindowData(statistics, reduced, predictions, placed, window_context(contexts))
+        window = WindowData(
+            statistics, reduced, predictions, placed, window_context(contexts), tuple(contexts)
+        )
         outcomes = []
         for name in self.active:
             alpha = self.vote_alpha if name in self.voting else t.tests.alpha

@@ -60,6 +60,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "height",  # original height, pixels
     "aspect_ratio",  # width / height
     "encoded_bytes_per_pixel",  # encoded bytes / (width * height)
+    "orientation_entropy",  # entropy of the gradient-weighted edge-orientation histogram, bits
 )
 
 #: The smallest move of a window's mean worth calling a shift, per statistic, in its units: the
@@ -87,6 +88,7 @@ FEATURE_RESOLUTION: dict[str, float] = {
     "height": 0.1,
     "aspect_ratio": 0.0005,
     "encoded_bytes_per_pixel": 0.001,
+    "orientation_entropy": 0.005,
 }
 
 #: Luma below which a pixel counts as underexposed (Y < 16).
@@ -99,6 +101,8 @@ EDGE_THRESHOLD = 24
 #: Chroma (grey levels) added per pixel to the hue normaliser, so a grey frame's hue
 #: components shrink smoothly to 0 instead of pointing wherever sensor noise points.
 HUE_SHRINKAGE = 1.0
+#: Bins of the edge-orientation histogram over [0, 180) degrees (an edge and its reverse agree).
+ORIENTATION_BINS = 18
 
 _N_FEATURES = len(FEATURE_NAMES)
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -106,6 +110,8 @@ _LEVELS_SQ = _LEVELS**2
 _SQRT3_2 = math.sqrt(3.0) / 2.0
 _IMMERKAER_1D = np.array([1.0, -2.0, 1.0], np.float32)  # M = k k^T, k = [1, -2, 1]
 _IMMERKAER_SCALE = math.sqrt(math.pi / 2.0) / 6.0
+# angle bin (rounded; 0..2 * ORIENTATION_BINS) -> orientation bin: an edge and its reverse agree
+_ORIENTATION_LUT = (np.arange(256) % ORIENTATION_BINS).astype(np.uint8)
 
 
 def compute_features(decoded: Decoded) -> np.ndarray:
@@ -188,6 +194,7 @@ def compute_features(decoded: Decoded) -> np.ndarray:
     grad = cv2.add(cv2.convertScaleAbs(dx, alpha=0.25), cv2.convertScaleAbs(dy, alpha=0.25))
     _, edges = cv2.threshold(grad, EDGE_THRESHOLD, 255, cv2.THRESH_BINARY)  # grad > T
     out[12] = cv2.countNonZero(edges) / n
+    out[20] = _orientation_entropy(dx, dy)
 
     # --- container: original geometry and compression -----------------------------
     out[16] = decoded.width
@@ -195,6 +202,31 @@ def compute_features(decoded: Decoded) -> np.ndarray:
     out[18] = decoded.width / decoded.height
     out[19] = decoded.encoded_bytes / (decoded.width * decoded.height)
     return out.astype(np.float32)
+
+
+def _orientation_entropy(dx: np.ndarray, dy: np.ndarray) -> float:
+    """Shannon entropy (bits) of the histogram of gradient orientations, each pixel weighted by
+    its gradient magnitude: how evenly the scene's edges point. A fixed camera's mix of edge
+    directions (lane markings, kerbs, facades) is its own; a warped, rotated, pixelated or
+    rain-streaked view changes the mix while its brightness, contrast and sharpness can stay put.
+
+    Speed: the weighted histogram is a 2-D count of (orientation bin, magnitude level) on uint8
+    planes (``cv2.calcHist``), the magnitude at unit gain in whole grey levels, saturating at
+    255."""
+    magnitude, angle = cv2.cartToPolar(
+        dx.astype(np.float32), dy.astype(np.float32), angleInDegrees=True
+    )
+    bins = cv2.LUT(cv2.convertScaleAbs(angle, alpha=ORIENTATION_BINS / 180.0), _ORIENTATION_LUT)
+    level = cv2.convertScaleAbs(magnitude, alpha=0.25)  # Sobel gain 4 -> grey levels per pixel
+    counts = cv2.calcHist(
+        [bins, level], [0, 1], None, [ORIENTATION_BINS, 256], [0, ORIENTATION_BINS, 0, 256]
+    )
+    weights = counts @ _LEVELS
+    total = weights.sum()
+    if total <= 0:  # a flat frame has no edges to point anywhere
+        return 0.0
+    p = weights[weights > 0] / total
+    return float(-(p @ np.log2(p))) + 0.0
 
 
 def compute_features_batch(frames: Sequence[Decoded]) -> np.ndarray:

@@ -60,6 +60,18 @@ def tested_features(config: Config, all_features: tuple[str, ...]) -> tuple[str,
     return tuple(config.tests.features) or all_features
 
 
+def judged_features(
+    reference: Reference, config: Config, all_features: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The tested statistics ``reference`` holds, which windows against it are judged on. One
+    built before a statistic was added lacks it and is judged without it; those named in
+    ``tests.features`` must all be there (else ``BadReference``, naming them)."""
+    names = tested_features(config, all_features)
+    if config.tests.features:
+        reference.columns(names)
+    return tuple(n for n in names if n in reference.feature_names)
+
+
 def pca_components(config: Config, embeddings: np.ndarray) -> int:
     """Principal components kept: the configured number, at most the embedding's dimension and one
     fewer than the reference's frames."""
@@ -300,11 +312,9 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
     embeddings = reference.embeddings is not None and any(
         REGISTRY[t].consumes == EMBEDDINGS for t in config.active_tests
     )
+    judged = judged_features(reference, config, feature_names)
     prepared = PreparedReference(
-        fit_reference(reference, config),
-        tested_features(config, feature_names),
-        config,
-        embeddings=embeddings,
+        fit_reference(reference, config), judged, config, embeddings=embeddings
     )
     n = config.window.size
     frames_per_window = n * prepared.step  # of the reference's camera, at the analysis rate
@@ -352,6 +362,12 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
             f"sensitive); at least {need} frames of healthy operation "
             f"(~{need / prepared.fps / 60:.0f} min at {prepared.fps:g} fps) would let it speak for "
             "itself"
+        )
+    lacking = [n for n in tested_features(config, feature_names) if n not in judged]
+    if lacking:
+        warnings.append(
+            f"built before the statistic(s) {lacking} existed: windows are judged without them; "
+            "rebuild it to use them"
         )
     for context in sorted(set(labels.tolist()) - set(contexts)):
         warnings.append(

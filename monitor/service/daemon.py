@@ -706,7 +706,7 @@ class Daemon:
         if key not in self._prepared:
             prepared = self.engine.prepare(ref)
             self._prepared[key] = prepared
-            names = self.engine.feature_names
+            names = prepared.feature_names
             quantiles = prepared.univariate.quantiles(list(QUANTILES))
             embedder = EmbedderIdentity.from_dict(ref.embedder).label if ref.embedder else "none"
             self.metrics.observe_reference(

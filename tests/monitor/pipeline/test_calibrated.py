@@ -122,6 +122,36 @@ def test_nights_in_the_reference_keep_a_camera_quiet_at_night_and_a_day_only_ref
     ).drifted  # and a day window is still fine
 
 
+def test_a_window_spanning_nightfall_measures_each_context_from_its_own_frames():
+    """Windows that hold the last day frames and the first infrared ones, over many seeds: judged
+    against the majority context alone, the minority frames read as a shift on almost every one;
+    each context's frames measured from its own reference frames, none fires. A day camera whose
+    night frames are a fault (no infrared in its reference) still fires."""
+    engine = Engine(config(), FEATURE_NAMES)
+    fired = {"mixed": 0, "majority only": 0, "fault": 0}
+    seeds = range(20)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        day, night = living(rng, 1200), living(rng, 1200, night=True)
+        labels = np.array(["default"] * 1200 + ["ir"] * 1200)
+        prepared = engine.prepare(reference(np.vstack([day, night]), contexts=labels))
+        split = int(rng.integers(N // 8, N // 2))  # the window's minority: 12 to 49 frames
+        window = np.vstack([living(rng, N - split), living(rng, split, night=True)])
+        contexts = ["default"] * (N - split) + ["ir"] * split
+        judged = engine.run_tests(prepared, window, contexts=contexts)
+        fired["mixed"] += judged.drifted
+        fired["majority only"] += engine.run_tests(
+            prepared, window, contexts=["default"] * N
+        ).drifted
+        days_only = engine.prepare(reference(day, contexts=labels[:1200]))
+        fired["fault"] += engine.run_tests(days_only, window, contexts=contexts).drifted
+    assert fired["mixed"] == 0 and fired["majority only"] >= 18 and fired["fault"] == len(seeds), (
+        fired
+    )
+    note = outcome(judged, "shift").p_value_note
+    assert f"'default' ({N - split} frames)" in note and f"'ir' ({split} frames)" in note
+
+
 def test_a_bag_of_frames_is_judged_as_if_a_window_moved_like_one_frame():
     rng = np.random.default_rng(5)
     rows = living(rng, 2000)
@@ -174,6 +204,14 @@ def test_support_says_what_a_reference_can_support_and_names_the_fix():
     )
     assert set(mixed.contexts) == {"default"} and any(
         "context 'ir' has too few frames" in w for w in mixed.warnings
+    )
+    older = reference(living(rng, 600))
+    older = dataclasses.replace(  # built before the last statistic existed
+        older, features=older.features[:, :-1], feature_names=FEATURE_NAMES[:-1]
+    )
+    assert any(
+        f"before the statistic(s) ['{FEATURE_NAMES[-1]}'] existed" in w
+        for w in support(older, config(), FEATURE_NAMES).warnings
     )
 
 

@@ -250,10 +250,29 @@ def test_a_reference_from_another_embedder_is_refused_naming_what_differs():
         engine.prepare(reference(embedder=other))
 
 
-def test_a_reference_lacking_a_tested_statistic_is_refused():
+def test_a_reference_lacking_a_statistic_named_in_tests_features_is_refused():
     ref = Reference(features=np.zeros((10, 2), np.float32), feature_names=NAMES[:2])
+    named = config(tests={"vote": ["ks", "mmd"], "features": list(NAMES)})
     with pytest.raises(BadReference, match=r"lacks feature\(s\) \['noise_sigma'\]"):
-        Engine(config(), NAMES).check(ref)
+        Engine(named, NAMES).check(ref)
+
+
+def test_a_reference_built_before_a_statistic_existed_is_judged_without_it(caplog):
+    """A statistic appended to the image statistics must not stop a daemon whose stored references
+    predate it: they are judged on the statistics they hold, and the log says how to get the new
+    one."""
+    full = reference()
+    old = Reference(features=full.features[:, :2], feature_names=NAMES[:2])
+    engine = Engine(config(), NAMES)
+    engine.check(old)
+    with caplog.at_level("WARNING"):
+        prepared = engine.prepare(old)
+    assert prepared.feature_names == NAMES[:2]
+    assert "predates the statistic(s) ['noise_sigma']" in caplog.text
+    ks = outcomes(engine.evaluate(state(shifted_rows(full, "contrast_rms")), prepared))["ks"]
+    assert ks.drifted and {f.feature for f in ks.features} == set(NAMES[:2])
+    # the window's rows still hold every statistic: the engine picks the reference's columns
+    assert not outcomes(engine.evaluate(state(shifted_rows(full)), prepared))["ks"].drifted
 
 
 # --- the alpha split ------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_names_are_unique_snake_case() -> None:
         "height",
         "aspect_ratio",
         "encoded_bytes_per_pixel",
+        "orientation_entropy",
     ):
         assert required in IDX
 
@@ -251,6 +252,40 @@ def test_agrees_with_direct_formulas(photo: np.ndarray) -> None:
     gy = cv2.Sobel(y, cv2.CV_64F, 0, 1, borderType=cv2.BORDER_REPLICATE) / 4
     mag = np.minimum(np.round(np.abs(gx)), 255) + np.minimum(np.round(np.abs(gy)), 255)
     assert f["edge_density"] == pytest.approx((mag > EDGE_THRESHOLD).mean(), abs=2e-3)
+
+    # Orientation entropy: the magnitude-weighted histogram of gradient angles, folded to 0-180
+    # degrees in 18 bins centred on multiples of 10 degrees, straight from the definition.
+    angle = np.degrees(np.arctan2(gy, gx)) % 180.0
+    bins = np.round(angle / 10.0).astype(int) % 18
+    hist = np.bincount(bins.ravel(), weights=np.hypot(gx, gy).ravel(), minlength=18)
+    assert f["orientation_entropy"] == pytest.approx(entropy(hist, base=2), abs=0.02)
+
+
+def test_orientation_entropy_counts_the_directions_edges_point_in() -> None:
+    """0 bits with no edge or all edges one way, about 1 bit for two directions equally strong,
+    nearly log2(18) for edges pointing every way; a local warp of a straight-edged view raises
+    it."""
+    flat = np.full((120, 160, 3), 90, np.uint8)
+    stripes = flat.copy()
+    stripes[:, ::8] = 200  # vertical lines: every gradient horizontal
+    grid = stripes.copy()  # vertical lines on the left half, horizontal ones on the right
+    grid[:, 80:] = 90
+    grid[::8, 80:] = 200
+    noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    noise = cv2.GaussianBlur(noise, (5, 5), 1.5)
+    got = {
+        k: feats(v)["orientation_entropy"]
+        for k, v in (("flat", flat), ("stripes", stripes), ("grid", grid), ("noise", noise))
+    }
+    assert got["flat"] == 0.0 and got["stripes"] == pytest.approx(0.0, abs=1e-6)
+    assert got["grid"] == pytest.approx(1.0, abs=0.1)
+    assert math.log2(18) - 0.2 < got["noise"] <= math.log2(18)
+    h, w = grid.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    warped = cv2.remap(
+        grid, xx + 3 * np.sin(yy / 9.0), yy + 3 * np.sin(xx / 11.0), cv2.INTER_LINEAR
+    )
+    assert feats(warped)["orientation_entropy"] > got["grid"] + 1.0
 
 
 def test_immerkaer_recovers_the_sigma_of_added_noise() -> None:
