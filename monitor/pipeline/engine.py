@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from monitor.pipeline.drift_tests import (
     Run,
     TestOutcome,
     WindowData,
+    part_length,
 )
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
 from monitor.pipeline.predictions import PredictionWindow
@@ -49,6 +51,8 @@ class Judgement:
     tests: tuple[TestOutcome, ...]
     drifted: bool
     context: str  # the window's context (monitor.pipeline.context)
+    # contexts of the window's frames that the reference lacks (judged against all of it)
+    unreferenced: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Evaluation:
     drifted: bool  # the stream's state after hysteresis: declared drifted
     changed: bool  # this evaluation flipped the state
     context: str = "default"  # the window's context, judged against the reference's frames of it
+    unreferenced_contexts: tuple[str, ...] = ()  # its frames' contexts the reference lacks
 
     def to_dict(self) -> JSONObject:
         return {
@@ -191,6 +196,11 @@ class Engine:
             tuple(outcomes),
             any(o.drifted for o in outcomes if o.name in self.voting),
             window.context,
+            tuple(
+                c
+                for c, count in Counter(contexts).items()
+                if not prepared.holds(c, part_length(count, len(rows)))
+            ),
         )
 
     def evaluate(
@@ -220,6 +230,7 @@ class Engine:
             drifted=bool(step.drifted),
             changed=bool(step.changed),
             context=judged.context,
+            unreferenced_contexts=judged.unreferenced,
         )
         state.evaluation = evaluation
         state.last_evaluated_at = evaluation.evaluated_at

@@ -245,6 +245,11 @@ class PreparedReference:
         c = self.reference.contexts
         return None if c is None else c[idx]
 
+    def holds(self, context: str, n: int) -> bool:
+        """Whether windows of ``n`` frames in ``context`` are judged against frames of it (else
+        against the whole reference)."""
+        return self._context_frames(context, n) is not None
+
     def _context_frames(self, context: str, n: int) -> np.ndarray | None:
         """Indices of the reference's frames of ``context``, when there are enough of them; None to
         fall back to the whole reference."""

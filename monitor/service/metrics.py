@@ -113,6 +113,13 @@ class Metrics:
         self.evaluations = Counter(
             "driftmon_stream_evaluations", "Drift evaluations run", ["stream"], registry=r
         )
+        self.unreferenced = Counter(
+            "driftmon_stream_unreferenced_context_evaluations",
+            "Evaluations of a window holding frames of a context the stream's reference lacks "
+            "(judged against the whole reference)",
+            ["stream", "context"],
+            registry=r,
+        )
         self.drifted = Gauge(
             "driftmon_stream_drifted",
             "1 when declared drifted (after hysteresis)",
@@ -217,6 +224,7 @@ class Metrics:
             self.stream_last_ts,
             self.window_fill,
             self.evaluations,
+            self.unreferenced,
             self.drifted,
             self.drifted_since,
             self.test_drift,
@@ -280,6 +288,8 @@ class Metrics:
         if label == OTHER:
             return  # folded streams share counters, never per-stream state
         self.drifted.labels(label).set(int(evaluation.drifted))
+        for context in evaluation.unreferenced_contexts:
+            self.unreferenced.labels(label, context).inc()
         if evaluation.changed:
             self.drifted_since.labels(label).set(
                 evaluation.evaluated_at if evaluation.drifted else 0

@@ -114,8 +114,10 @@ def test_nights_in_the_reference_keep_a_camera_quiet_at_night_and_a_day_only_ref
     judged = engine.run_tests(with_nights, tonight)
     assert judged.context == "ir" and not judged.drifted
     assert "context 'ir'" in outcome(judged, "shift").p_value_note
+    assert judged.unreferenced == ()
     judged = engine.run_tests(days_only, tonight)
     assert judged.context == "ir" and judged.drifted  # a day camera gone dark and grey is drifted
+    assert judged.unreferenced == ("ir",)  # and the daemon counts it (metrics)
     assert "too few frames of context 'ir'" in outcome(judged, "shift").p_value_note
     assert not engine.run_tests(
         with_nights, living(rng, N)

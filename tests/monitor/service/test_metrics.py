@@ -1,3 +1,5 @@
+import dataclasses
+
 from prometheus_client import CollectorRegistry
 
 from monitor.config import MetricsConfig
@@ -57,6 +59,20 @@ def test_verdicts_set_per_stream_state_but_never_for_folded_streams():
     )
     assert r.get_sample_value("driftmon_stream_drifted", {"stream": OTHER}) is None
     assert r.get_sample_value("driftmon_stream_evaluations_total", {"stream": OTHER}) == 1
+
+
+def test_windows_in_a_context_the_reference_lacks_are_counted_per_context():
+    r = CollectorRegistry()
+    m = Metrics(MetricsConfig(), r)
+    rainy = dataclasses.replace(evaluation("cam-a"), unreferenced_contexts=("day/rain",))
+    for e in (rainy, rainy, evaluation("cam-a")):
+        m.observe_evaluation(e, None)
+    labels = {"stream": "cam-a", "context": "day/rain"}
+    assert r.get_sample_value("driftmon_stream_unreferenced_context_evaluations_total", labels) == 2
+    m.forget_stream("cam-a")
+    assert (
+        r.get_sample_value("driftmon_stream_unreferenced_context_evaluations_total", labels) is None
+    )
 
 
 def test_per_feature_series_can_be_switched_off():
