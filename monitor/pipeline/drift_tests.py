@@ -205,8 +205,8 @@ def calibrated_shift(
     z_threshold = r.prepared.z_thresholds[kind]
     out = summarize(name, shift_test(null, x, z_threshold=z_threshold, z=z), names)
     if len(parts) > 1:
-        where = "its contexts' frames: " + ", ".join(
-            f"{c!r} ({len(idx)} frames"
+        where = "the frames of each of its contexts: " + ", ".join(
+            f"context {c!r} ({len(idx)} frames"
             + ("" if judged[c][1] == c else ", the whole reference")
             + ")"
             for c, idx in parts.items()

@@ -91,9 +91,8 @@ def test_healthy_living_cameras_stay_quiet_through_dusk_and_night_and_faults_are
     healthy_nights = [
         e for cam in fleet[:2] for e in by_stream[cam.camera_id] if e.context == "night"
     ]
-    # judged against their own nights, and never declared: the few windows that mix the infrared
-    # switch in may drift, which the derived hysteresis (two disjoint windows) keeps from a
-    # declaration
+    # judged against their own nights (a window that also holds dusk frames measures those from
+    # the reference's dusk), and never declared
     assert healthy_nights and all(
         "context 'night'" in next(t for t in e.tests if t.name == "shift").p_value_note
         for e in healthy_nights

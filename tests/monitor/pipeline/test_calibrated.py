@@ -151,7 +151,8 @@ def test_a_window_spanning_nightfall_measures_each_context_from_its_own_frames()
         fired
     )
     note = outcome(judged, "shift").p_value_note
-    assert f"'default' ({N - split} frames)" in note and f"'ir' ({split} frames)" in note
+    assert f"context 'default' ({N - split} frames)" in note
+    assert f"context 'ir' ({split} frames)" in note
 
 
 def test_a_bag_of_frames_is_judged_as_if_a_window_moved_like_one_frame():
