@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
+from monitor.pipeline.features import FEATURE_NAMES
 from monitor.service import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +133,7 @@ def test_windows_and_cache(bench, clip, batch):
     (cache,) = d.glob("features-*")
     with np.load(cache / "shift-view_moved-s1.npz") as z:
         assert list(z["files"]) == names
-        assert z["features"].shape == (100, 20) and z["embeddings"].shape[0] == 100
+        assert z["features"].shape == (100, len(FEATURE_NAMES)) and z["embeddings"].shape[0] == 100
     (window,) = [w for w in bench.load_clip(work, "synthetic") if w.name == "clean-1"]
     assert (window.timing.unit, window.timing.source) == (
         "frames",
