@@ -107,9 +107,9 @@ class Engine:
 
     def prepare(self, reference: Reference) -> PreparedReference:
         """``reference`` fitted (``fit_reference``: what it lacks for this configuration) and
-        prepared for the tests, on the statistics it holds (``tested_by``)."""
+        prepared for the tests, on the statistics it holds (``judged_features``)."""
         self.check_embeddings(reference)
-        names = self.tested_by(reference)
+        names = judged_features(reference, self.config, self.all_features)
         if names != self.feature_names:
             log.warning(
                 "reference %s v%s predates the statistic(s) %s: judged without them; rebuild it "
@@ -125,10 +125,6 @@ class Engine:
             embeddings=self._uses_embeddings,
         )
 
-    def tested_by(self, reference: Reference) -> tuple[str, ...]:
-        """The statistics windows against ``reference`` are judged on (``judged_features``)."""
-        return judged_features(reference, self.config, self.all_features)
-
     def _column_index(self, names: tuple[str, ...]) -> np.ndarray:
         """Where the statistics ``names`` are in a window's rows (``all_features``)."""
         if names not in self._columns:
@@ -142,7 +138,7 @@ class Engine:
     def check(self, reference: Reference) -> None:
         """Raise what preparing ``reference`` would raise (missing features or embeddings, another
         embedder), without preparing anything."""
-        self.tested_by(reference)
+        judged_features(reference, self.config, self.all_features)
         self.check_embeddings(reference)
 
     def check_embeddings(self, ref: Reference) -> None:

@@ -17,6 +17,7 @@ independent stretches per context, and whether that is enough for the configured
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import logging
 import math
@@ -247,17 +248,26 @@ class PreparedReference:
 
     def holds(self, context: str, n: int) -> bool:
         """Whether windows of ``n`` frames in ``context`` are judged against frames of it (else
-        against the whole reference)."""
-        return self._context_frames(context, n) is not None
+        against the whole reference). Asked on every evaluation: a lookup, not a scan."""
+        if self.reference.contexts is None:
+            return context == DEFAULT
+        return self._context_sizes.get(context, 0) >= CONTEXT_MIN_WINDOWS * n * self.step
+
+    @functools.cached_property
+    def _context_sizes(self) -> dict[str, int]:
+        """Frames of each context in the reference (one with contexts: ``holds`` asks first)."""
+        assert self.reference.contexts is not None
+        labels, counts = np.unique(self.reference.contexts, return_counts=True)
+        return dict(zip(labels.tolist(), counts.tolist(), strict=True))
 
     def _context_frames(self, context: str, n: int) -> np.ndarray | None:
         """Indices of the reference's frames of ``context``, when there are enough of them; None to
         fall back to the whole reference."""
+        if not self.holds(context, n):
+            return None
         labels = self.reference.contexts
-        if labels is None:
-            return None if context != DEFAULT else np.arange(self.reference.n_frames)
-        idx = np.flatnonzero(labels == context)
-        return idx if len(idx) >= CONTEXT_MIN_WINDOWS * n * self.step else None
+        n_ref = self.reference.n_frames
+        return np.arange(n_ref) if labels is None else np.flatnonzero(labels == context)
 
 
 def _thinned(
