@@ -17,8 +17,10 @@ it to redo it), so only the first run is slow:
    windows the complete odd blocks, and each shifted window the first clean window with a shift
    applied to every frame: the 15 ImageNet-C corruptions of the ``imagecorruptions`` package at
    severities 1 and 3, "dusk" (gamma 1.4 / 2.0) and "view moved" (an 85% crop moved 4% / 8% of the
-   frame from the centre, resized back). Frames are written as JPEG quality 88, one directory per
-   window (``<work>/<clip>/{reference,clean-<block>,shift-<name>-s<severity>}/f<frame>.jpg``).
+   frame from the centre, resized back); ``--shifts pan`` adds a probe beyond the protocol, the
+   camera turned without a zoom (translated 4% / 8%, whole pixels). Frames are written as JPEG
+   quality 88, one directory per window
+   (``<work>/<clip>/{reference,clean-<block>,shift-<name>-s<severity>}/f<frame>.jpg``).
 2. Features: each directory through ``monitor.reference.collect.from_dir`` (the daemon's decode,
    the 21 image statistics and the configured embedder, exactly as ``driftmon reference build
    --from-dir`` and ``driftmon check`` run them), saved as one ``.npz`` per directory under
@@ -115,7 +117,10 @@ IMAGENET_C = (
     "pixelate",
     "jpeg_compression",
 )  # imagecorruptions.get_corruption_names("common"), in its order
-SHIFTS = IMAGENET_C + ("dusk", "view_moved")
+SHIFTS = IMAGENET_C + ("dusk", "view_moved")  # the protocol's
+# Beyond the protocol, judged only when asked for (--shifts pan): the camera turned without a zoom.
+PROBES = ("pan",)
+ALL_SHIFTS = SHIFTS + PROBES
 DETECTORS = ("driftmon", "evidently", "alibi_mmd")
 DETECTOR_LABELS = {
     "driftmon": "driftmon",
@@ -291,6 +296,16 @@ def view_shift(size: int, severity: int) -> float:
     return (view_offset(size, severity) - (size - round(VIEW_CROP * size)) / 2) / size
 
 
+def pan(bgr: np.ndarray, severity: int) -> np.ndarray:
+    """The camera turned with no zoom: the frame translated by VIEW_SHIFT of its width and height
+    (whole pixels, so nothing is resampled and no statistic of sharpness moves), the strip that
+    comes into view mirrored from the frame's edge (the scene goes on much as it was)."""
+    h, w = bgr.shape[:2]
+    dx, dy = round(VIEW_SHIFT[severity] * w), round(VIEW_SHIFT[severity] * h)
+    move = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(bgr, move, (w, h), borderMode=cv2.BORDER_REFLECT_101)
+
+
 def view_moved(bgr: np.ndarray, severity: int) -> np.ndarray:
     """The camera knocked: an 85% crop moved right and down from the centre, resized to the
     frame."""
@@ -312,6 +327,8 @@ def apply_shift(bgr: np.ndarray, name: str, severity: int) -> np.ndarray:
         return dusk(bgr, severity)
     if name == "view_moved":
         return view_moved(bgr, severity)
+    if name == "pan":
+        return pan(bgr, severity)
     return imagenet_c(bgr, name, severity)
 
 
@@ -527,14 +544,14 @@ def load_window(path: Path, clip: str, directory: Path) -> Window:
 
 def window_dirs(clip_dir: Path, shifts: Sequence[str] = SHIFTS) -> list[Path]:
     """The clip's complete window directories: the reference, the clean windows by block, then the
-    shifted windows of ``shifts`` in the order of SHIFTS and severity."""
+    shifted windows of ``shifts`` in the order of ALL_SHIFTS and severity."""
     order = {"reference": 0, "clean": 1, "shift": 2}
 
     def key(d: Path) -> tuple:
         kind, shift, severity = parse_window_name(d.name)
         if kind == "clean":
             return order[kind], int(d.name.split("-")[1]), 0
-        return order[kind], SHIFTS.index(shift) if shift else 0, severity
+        return order[kind], ALL_SHIFTS.index(shift) if shift else 0, severity
 
     dirs = [
         d
@@ -1208,7 +1225,7 @@ def per_shift_misses(records: Sequence[dict], clips: Sequence[str], shifts: Sequ
     drifted = {(r["clip"], r["window"], r["detector"]): r["drifted"] for r in records}
     detectors = [d for d in DETECTORS if any(r["detector"] == d for r in records)]
     lines = ["| shift | severity | " + " | ".join(clips) + " |", "|---|---:|" + "---|" * len(clips)]
-    for name in (n for n in SHIFTS if n in shifts):
+    for name in (n for n in ALL_SHIFTS if n in shifts):
         for s in SEVERITIES:
             cells = []
             for clip in clips:
@@ -1523,10 +1540,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--shifts",
         nargs="+",
-        choices=SHIFTS,
+        choices=ALL_SHIFTS,
         default=list(SHIFTS),
         metavar="SHIFT",
-        help=f"shifts to generate and judge (default: all {len(SHIFTS)})",
+        help=f"shifts to generate and judge (default: the protocol's {len(SHIFTS)}; also: "
+        f"{' '.join(PROBES)})",
     )
     ap.add_argument(
         "--workers",
@@ -1555,7 +1573,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--stream-faults",
         nargs="+",
-        choices=SHIFTS,
+        choices=ALL_SHIFTS,
         default=list(STREAM_FAULTS),
         metavar="SHIFT",
         help=f"stream: one faulted camera per shift, at severity {STREAM_SEVERITY} "

@@ -121,6 +121,16 @@ def test_dusk_and_view_moved(bench):
     assert bench.view_moved(frame, 3).shape == frame.shape
 
 
+def test_pan_moves_whole_pixels(bench):
+    # the probe beyond the protocol: a turned camera, nothing resampled, not in the default set
+    frame = np.random.default_rng(0).integers(0, 256, (100, 200, 3), dtype=np.uint8)
+    out = bench.pan(frame, 3)  # 8%: 16 pixels right, 8 down
+    assert out.shape == frame.shape
+    assert np.array_equal(out[8:, 16:], frame[:-8, :-16])
+    assert np.array_equal(out[8:, 15], frame[:-8, 1])  # the strip in view mirrors the edge
+    assert "pan" not in bench.SHIFTS and "pan" in bench.ALL_SHIFTS
+
+
 def test_windows_and_cache(bench, clip, batch):
     _, work = clip
     d = work / "synthetic"
