@@ -467,10 +467,10 @@ class Actions:
             self.metrics.skipped.labels("budget").inc(len(refs))
             spent = SelectionSummary(0, note="daily budget spent")
             return self.events.update(eid, lambda e: e.with_selection((), spent))
-        names = event.feature_names
+        names, rows, ref_rows = shared_statistics(event.feature_names, arrays["rows"], reference)
         scores = score_window(
-            arrays["rows"],
-            reference.columns(names),
+            rows,
+            ref_rows,
             names,
             focus=[f.feature for f in event.fired if f.kind == explain.STATISTICS],
             embeddings=arrays.get("embeddings"),
@@ -604,12 +604,12 @@ class Actions:
         )
         block = report.summary_html(event, pictures)
         title = event.headline or f"driftmon drift event {eid}"
-        names = event.feature_names
+        names, rows, ref_rows = shared_statistics(event.feature_names, arrays["rows"], reference)
         try:
             page = report.with_summary(
                 report.evidently_html(
-                    reference.columns(names),
-                    arrays["rows"],
+                    ref_rows,
+                    rows,
                     names,
                     ref_embeddings=getattr(reference, "embeddings", None),
                     cur_embeddings=arrays.get("embeddings"),
@@ -804,3 +804,13 @@ def _load_healthy(path: Path) -> dict[str, tuple[FrameRef, ...]]:
     """The frames of each stream's last healthy window, as :meth:`Actions.close` left them."""
     saved = read_json(path, {}) or {}
     return {stream: tuple(FrameRef(**r) for r in refs) for stream, refs in saved.items()}
+
+
+def shared_statistics(
+    names: tuple[str, ...], rows: np.ndarray, reference: Reference
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The window's statistics that ``reference`` holds too, with the window's columns of them and
+    the reference's: one built before a statistic was added lacks it, and its events are scored
+    and reported without it, as its windows were judged."""
+    held = tuple(n for n in names if n in reference.feature_names)
+    return held, rows[:, [names.index(n) for n in held]], reference.columns(held)

@@ -285,11 +285,22 @@ def load_training(config: Config) -> Reference | None:
     return training_store(config).load_latest(None)
 
 
-def coverage_of(reference: Reference, config: Config, seed: int = 0) -> TrainingCoverage:
-    """The coverage of a training reference for ``config`` (its ``coverage_quantile``), its image
-    statistics beside its embeddings, in the daemon's order (``FEATURE_NAMES``)."""
+def coverage_statistics(reference: Reference) -> tuple[str, ...]:
+    """The image statistics coverage compares, in the daemon's order (``FEATURE_NAMES``): those the
+    training reference holds. One built before a statistic was added is compared without it (both
+    sides drop it, so distances stay comparable); one holding none of them is refused
+    (``BadReference``)."""
     from monitor.pipeline.features import FEATURE_NAMES
 
+    held = tuple(n for n in FEATURE_NAMES if n in reference.feature_names)
+    if not held:
+        reference.columns(FEATURE_NAMES)  # raises, naming what it lacks
+    return held
+
+
+def coverage_of(reference: Reference, config: Config, seed: int = 0) -> TrainingCoverage:
+    """The coverage of a training reference for ``config`` (its ``coverage_quantile``), the image
+    statistics of :func:`coverage_statistics` beside its embeddings."""
     if reference.embeddings is None:
         raise ConfigError(
             "the training reference has no embeddings; rebuild it with embedding.enabled true"
@@ -298,5 +309,5 @@ def coverage_of(reference: Reference, config: Config, seed: int = 0) -> Training
         reference.embeddings,
         config.training.coverage_quantile,
         seed=seed,
-        statistics=reference.columns(FEATURE_NAMES),
+        statistics=reference.columns(coverage_statistics(reference)),
     )

@@ -4,6 +4,7 @@ of the reference the window was judged against."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,12 +12,20 @@ import numpy as np
 from monitor.config import Config
 from monitor.errors import ConfigError
 from monitor.loop.baseline import read_baseline
-from monitor.loop.coverage import TrainingCoverage, coverage_of, load_training
+from monitor.loop.coverage import (
+    TrainingCoverage,
+    coverage_of,
+    coverage_statistics,
+    load_training,
+)
 from monitor.loop.freshness import data_time
 from monitor.loop.performance import estimate_window
 from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_compatible
+from monitor.pipeline.features import FEATURE_NAMES
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.reference.store import BadReference, Reference
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class LoopWatch:
         # with a labelled baseline, confidences are read through its calibration
         baseline = read_baseline(config)
         self.calibration = None if baseline is None else baseline.calibration()
+        self._statistics: list[int] = []  # columns of a window's rows that coverage compares
         if self.training is None:
             return
         where = f"training.path: training reference v{self.training.version}"
@@ -55,6 +65,16 @@ class LoopWatch:
             self.coverage = coverage_of(self.training, config)
         except BadReference as e:  # a training set without today's image statistics
             raise ConfigError(f"{where}: {e} (driftmon training build)") from None
+        compared = coverage_statistics(self.training)
+        self._statistics = [FEATURE_NAMES.index(n) for n in compared]
+        lacking = [n for n in FEATURE_NAMES if n not in compared]
+        if lacking:
+            log.warning(
+                "%s was built before the image statistic(s) %s existed: coverage compares the "
+                "others; rebuild it (driftmon training build) to use them",
+                where,
+                lacking,
+            )
 
     @property
     def training_time(self) -> float | None:
@@ -71,7 +91,7 @@ class LoopWatch:
         embeddings and model outputs where it has them."""
         covered = None
         if self.coverage is not None and embeddings is not None and len(embeddings):
-            covered = self.coverage.covered(embeddings, rows)
+            covered = self.coverage.covered(embeddings, rows[:, self._statistics])
         estimate = None if predictions is None else estimate_window(predictions, self.calibration)
         return LoopFigures(
             coverage=None if covered is None else float(covered.mean()),

@@ -384,3 +384,52 @@ def test_a_handed_over_event_closes_after_clean_evaluations_on_its_new_owner(tmp
     assert closed["status"] == "closed" and closed["close_reason"] == "recovered after a handover"
     a.close()
     b.close()
+
+
+def test_an_event_against_a_reference_built_before_a_statistic_gets_its_evidence(tmp_path):
+    # the window holds a statistic its reference predates (an upgrade added it): the windows were
+    # judged without it, and the event's frames are selected and reported without it, not failed
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(4)
+    snap = window("cam-1", 3.0)
+    refs = []
+    for r in snap.refs:
+        path = frames / f"{r.frame_id}.jpg"
+        cv2.imwrite(str(path), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+        refs.append(FrameRef(r.frame_id, r.camera_id, r.ts, "", 0, r.offset, path.as_uri()))
+    old = Reference(
+        features=snap.prepared.reference.features[:, :1],
+        feature_names=NAMES[:1],
+        stream="cam-1",
+        embeddings=snap.prepared.reference.embeddings,
+        embedder=EMBEDDER,
+    )
+    config = config_from_dict(
+        {
+            "source": {"allowed_roots": [str(frames)]},
+            "actions": {
+                "enabled": True,
+                "state_dir": str(tmp_path / "state"),
+                "relabel": {"sinks": []},
+                "selection": {"max_per_event": 5},
+                "tickets": {"token": "tok", "sinks": []},
+            },
+            "hysteresis": {"k": 1, "m": 1, "recover": 2},
+        }
+    )
+    prepared = Engine(config, NAMES).prepare(old)
+    assert prepared.feature_names == NAMES[:1]
+    a = Actions(config, CollectorRegistry())
+    a.on_evaluation(
+        evaluation("cam-1", True, True, True, 2.0),
+        WindowSnapshot("cam-1", snap.rows, refs, snap.embeddings, NAMES, prepared),
+    )
+    a.close(drain_s=60.0)
+    (event,) = get(a, "/events").body["events"]
+    full = get(a, f"/events/{event['id']}").body
+    assert full["evidence"]["status"] == "done", full["evidence"]
+    assert full["evidence"]["error"] is None
+    assert len(full["samples"]) == 5

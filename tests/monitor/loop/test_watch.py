@@ -84,6 +84,25 @@ def test_a_training_set_the_live_pipeline_cannot_compare_fails_the_start(
         LoopWatch(config(tmp_path, **embedding), live)
 
 
+def test_a_training_set_built_before_a_statistic_existed_is_compared_without_it(tmp_path, caplog):
+    # an upgrade adds a statistic: the daemon starts, says so, and coverage drops that column on
+    # both sides (a window's value there, however far out, changes nothing)
+    rng = np.random.default_rng(3)
+    full = training(tmp_path / "full", rng)
+    older = replace(full, features=full.features[:, :-1], feature_names=FEATURE_NAMES[:-1])
+    ReferenceStore(tmp_path / "training").add(older)
+    with caplog.at_level("WARNING", logger="monitor.loop.watch"):
+        watch = LoopWatch(config(tmp_path), LIVE)
+    assert f"before the image statistic(s) ['{FEATURE_NAMES[-1]}'] existed" in caplog.text
+    emb = rng.normal(size=(50, 8)).astype(np.float32)
+    rows = full.features[:50].copy()
+    base = watch.observe(older, rows, emb, None).covered
+    rows[:, -1] = 1e6
+    assert np.array_equal(watch.observe(older, rows, emb, None).covered, base)
+    rows[:, 0] = 1e6  # a statistic it holds still counts
+    assert not watch.observe(older, rows, emb, None).covered.any()
+
+
 def test_freshness_falls_back_to_the_build_time_without_frame_times():
     ref = Reference(features=np.zeros((3, 1), np.float32), feature_names=("x",), created_at=5.0)
     assert data_time(ref) == 5.0
