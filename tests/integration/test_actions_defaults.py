@@ -2,10 +2,12 @@
 real broker: a drift of the image statistics, the embeddings and the model's outputs opens one
 event described in words, with its report, its queued frames and a linked ticket; and a failure
 inside actions never stops the consume loop — frames are judged and offsets committed, and the
-event opens once actions work again."""
+event opens once actions work again; and references and a training set built before a statistic
+existed serve a daemon that has it."""
 
 import base64
 import json
+from dataclasses import replace
 
 import numpy as np
 from kafka import KafkaConsumer
@@ -21,6 +23,7 @@ from .conftest import (
     camera_frames,
     daemon_config,
     end_offsets,
+    register_training,
     send_frames,
 )
 from .test_actions import TOKEN, alertmanager_payload
@@ -190,6 +193,47 @@ def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(
         assert d.wait_for(lambda: len(d.get_json("/events")["events"]) == 1)
         event = d.get_json("/events")["events"][0]
         assert event["stream"] == drifting.camera_id and event["opened_at"] == declared_at
+        assert d.thread.is_alive()
+    finally:
+        d.stop()
+
+
+def test_stores_built_before_a_statistic_existed_serve_an_upgraded_daemon(broker, topic, tmp_path):
+    # An upgrade added an image statistic; the references and the training set were built before
+    # it. The daemon starts, judges on what they hold, and a drift's event gets all its evidence.
+    fleet = make_fleet(2, seed=13, width=480, height=270, dynamics="iid")
+    healthy, drifting = fleet
+    built = ReferenceStore(
+        build_references(tmp_path, fleet, daemon_config(broker, topic, tmp_path), 150)
+    )
+    old = ReferenceStore(tmp_path / "old-refs")
+    for stream in built.streams():
+        ref = built.load_latest(stream)
+        old.add(replace(ref, features=ref.features[:, :-1], feature_names=ref.feature_names[:-1]))
+    training = register_training(tmp_path, old.path)
+    config = actions_config(broker, topic, old.path, tmp_path, training={"path": str(training)})
+
+    live = list(camera_frames(healthy, range(150, 400))) + list(
+        camera_frames(drifting, range(150, 250))
+    )
+    drifting.set_shift("gaussian_noise", 3)
+    live += list(camera_frames(drifting, range(250, 400)))
+    send_frames(broker, topic, live)
+    d = ActionsDaemon(config, drain_s=10)
+    try:
+        assert d.wait_for(
+            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
+        )
+        events = d.get_json("/events")["events"]
+        assert [e["stream"] for e in events] == [drifting.camera_id]
+        eid = events[0]["id"]
+        assert d.wait_for(lambda: d.get_json(f"/events/{eid}")["evidence"]["status"] != "pending")
+        event = d.get_json(f"/events/{eid}")
+        assert event["evidence"]["status"] == "done" and event["evidence"]["error"] is None
+        assert 1 <= len(event["samples"]) <= 5
+        assert d.get(f"/events/{eid}/report")[0] == 200
+        assert d.value("driftmon_stream_training_coverage_ratio", stream=healthy.camera_id) > 0.5
+        assert d.value("driftmon_action_errors_total", stage="evaluation") == 0
         assert d.thread.is_alive()
     finally:
         d.stop()
