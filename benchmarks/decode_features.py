@@ -14,9 +14,12 @@ are interleaved round by round so a noisy shared machine slows all of them alike
 
 Usage::
 
-    python benchmarks/decode_features.py [--rounds 30] [--threads N]
+    python benchmarks/decode_features.py [--rounds 30] [--threads N] [--workers N]
 
 ``--threads`` sets cv2.setNumThreads for the run (default: leave OpenCV's default).
+``--workers N`` runs every stage through a pool of N threads, as the daemon's decode workers run
+(``decode.workers``, 2 by default): per-frame figures are then elapsed (or CPU) time over frames,
+so OpenCV's own threads and the pool's share the cores as they do in the daemon.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -52,14 +56,18 @@ def make_frames() -> list[bytes]:
 
 
 def per_frame_seconds(
-    fn: Callable[[bytes], object], frames: list[bytes], reps: int
+    fn: Callable[[bytes], object],
+    frames: list[bytes],
+    reps: int,
+    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[float, float]:
-    """(wall, CPU) seconds per frame. CPU time (all of this process's threads) is the
-    steadier figure on a shared machine, and the one that bounds a busy daemon's throughput."""
+    """(wall, CPU) seconds per frame, one frame after another or through ``pool``. CPU time (all
+    of this process's threads) is the steadier figure on a shared machine, and the one that bounds
+    a busy daemon's throughput."""
+    run = pool.map if pool is not None else map
     wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(reps):
-        for f in frames:
-            fn(f)
+    for _ in run(fn, frames * reps):
+        pass
     k = reps * len(frames)
     return (time.perf_counter() - wall) / k, (time.process_time() - cpu) / k
 
@@ -69,6 +77,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--reps", type=int, default=5, help="passes over the frames per round")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--workers", type=int, default=0, help="a pool of this many threads, as the daemon's"
+    )
     args = parser.parse_args()
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
@@ -85,20 +96,24 @@ def main() -> None:
         "features": lambda f: compute_features(decoded[f]),
         "decode+features": lambda f: compute_features(decode(f, limits)),
     }
+    pool = ThreadPoolExecutor(args.workers) if args.workers > 0 else None
     for fn in stages.values():  # warm up
-        per_frame_seconds(fn, frames, 1)
+        per_frame_seconds(fn, frames, 1, pool)
     wall: dict[str, list[float]] = {k: [] for k in stages}
     cpu: dict[str, list[float]] = {k: [] for k in stages}
     for _ in range(args.rounds):
         for name, fn in stages.items():
-            w, c = per_frame_seconds(fn, frames, args.reps)
+            w, c = per_frame_seconds(fn, frames, args.reps, pool)
             wall[name].append(w)
             cpu[name].append(c)
+    if pool is not None:
+        pool.shutdown()
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus; "
         f"python {platform.python_version()}, opencv {cv2.__version__}, "
-        f"numpy {np.__version__}; cv2 threads {cv2.getNumThreads()}"
+        f"numpy {np.__version__}; cv2 threads {cv2.getNumThreads()}; "
+        + (f"a pool of {args.workers} threads" if pool is not None else "one frame at a time")
     )
     print(
         f"frames: {len(frames)} x 1920x1080 JPEG q90, mean "
