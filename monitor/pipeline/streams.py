@@ -362,12 +362,16 @@ class StreamState:
             or (emb is not None) != (w_emb is not None)
             or (emb is not None and w_emb is not None and emb.shape[1] != w_emb.shape[1])
         ):
+            # an upgrade added a statistic, or the embedder changed: the window's frames cannot
+            # be judged any more, but the stream's place in its partitions and its drift state
+            # still hold (a declared camera stays declared, re-read frames are still skipped)
             log.warning(
-                "stream %s: checkpoint does not fit this configuration (columns or embeddings "
-                "changed); starting the stream afresh",
+                "stream %s: the checkpoint's window does not fit this configuration (statistics "
+                "or embeddings changed): its frames are dropped, its offsets and drift state kept",
                 self.key,
             )
-            return None
+            self._restore_position(meta)
+            return meta["hysteresis"]
         refs = [FrameRef(*r) if r is not None else None for r in meta["refs"]]
         preds: list[Prediction | None] = []
         at = 0
@@ -388,11 +392,15 @@ class StreamState:
         for i in range(keep.start, keep.stop):
             w.append(rows[i], refs[i], None if emb is None else emb[i], preds[i])
         w.since_evaluation = min(meta["since_evaluation"], w.filled)
+        self._restore_position(meta)
+        return meta["hysteresis"]
+
+    def _restore_position(self, meta: JSONObject) -> None:
+        """The counters, the last frame seen and the offsets absorbed, from a checkpoint's meta."""
         self.frames, self.identical_frames = meta["frames"], meta["identical_frames"]
         self.last_ts, self.last_evaluated_at = meta["last_ts"], meta["last_evaluated_at"]
         self.last_digest = bytes.fromhex(meta["last_digest"])
         self.offsets = {(t, p): o for t, p, o in meta["offsets"]}
-        return meta["hysteresis"]
 
 
 @dataclass

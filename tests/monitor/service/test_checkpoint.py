@@ -88,18 +88,25 @@ def test_stray_files_are_not_states(tmp_path):
 # --- a stream's state -----------------------------------------------------------------------------
 
 
-def streams(size=10, embedding_dim=DIM, mode="sliding"):
+def streams(size=10, embedding_dim=DIM, mode="sliding", n_features=N_FEATURES):
     return Streams(
-        N_FEATURES,
+        n_features,
         WindowConfig(size=size, evaluate_every=5, mode=mode),
         SourceConfig(),
         embedding_dim,
     )
 
 
-def observe(state, n, start=0, dim=DIM, origins=(("frames", 0), ("frames", 1), ("other", 0))):
-    """``n`` frames with distinct rows, embeddings (``dim`` long), predictions and origins; every
-    third frame repeats its predecessor's bytes."""
+def observe(
+    state,
+    n,
+    start=0,
+    dim=DIM,
+    origins=(("frames", 0), ("frames", 1), ("other", 0)),
+    n_features=N_FEATURES,
+):
+    """``n`` frames with distinct rows (``n_features`` wide), embeddings (``dim`` long),
+    predictions and origins; every third frame repeats its predecessor's bytes."""
     for i in range(start, start + n):
         topic, partition = origins[i % len(origins)]
         data = bytes([i - 1 if i % 3 == 2 else i, 255])
@@ -114,7 +121,7 @@ def observe(state, n, start=0, dim=DIM, origins=(("frames", 0), ("frames", 1), (
         )
         state.observe(
             f,
-            np.arange(N_FEATURES) + 10.0 * i,
+            np.arange(n_features) + 10.0 * i,
             frame_digest(f.data),
             np.full(dim, i, np.float32) if dim else None,
         )
@@ -226,14 +233,30 @@ def test_a_smaller_window_keeps_the_newest_frames():
     )
 
 
-@pytest.mark.parametrize("saved_dim,live_dim", [(DIM, 0), (0, DIM), (DIM, DIM + 1)])
-def test_a_checkpoint_with_other_embeddings_starts_the_stream_afresh(saved_dim, live_dim):
-    state = streams(embedding_dim=saved_dim).get("cam-1")
-    observe(state, 5, dim=saved_dim)
-    state.detector_state = Hysteresis(k=1, m=1, recover=1)
-    back = streams(embedding_dim=live_dim).new_state("cam-1")
-    assert back.restore(state.to_bytes()) is None
-    assert (back.frames, back.window.filled, back.offsets) == (0, 0, {})
+@pytest.mark.parametrize(
+    "saved,live",
+    [
+        ({"embedding_dim": DIM}, {"embedding_dim": 0}),
+        ({"embedding_dim": 0}, {"embedding_dim": DIM}),
+        ({"embedding_dim": DIM}, {"embedding_dim": DIM + 1}),
+        ({"n_features": 20}, {"n_features": 21}),  # an upgrade added a statistic
+    ],
+)
+def test_a_checkpoint_whose_window_no_longer_fits_keeps_the_streams_place_and_drift(saved, live):
+    state = streams(**saved).get("cam-1")
+    observe(
+        state,
+        5,
+        dim=saved.get("embedding_dim", DIM),
+        n_features=saved.get("n_features", N_FEATURES),
+    )
+    detector = Hysteresis(k=1, m=1, recover=1)
+    detector.update(True)  # declared drifted before the restart
+    state.detector_state = detector
+    back = streams(**live).new_state("cam-1")
+    assert back.restore(state.to_bytes()) == detector.get_state()
+    assert back.window.filled == 0  # frames measured another way are not judged
+    assert (back.frames, back.offsets, back.last_digest) == (5, state.offsets, state.last_digest)
 
 
 def test_a_stream_state_survives_the_file_store(tmp_path):
