@@ -73,6 +73,26 @@ def envelopes(cam, ts, mix, rng):
         yield cam.camera_id.encode(), value, JSON
 
 
+def healthy_beside_a_drift(healthy, drifting, shift, severity):
+    """Frames 150-399 of both cameras (after their 150 reference frames), ``drifting`` shifted
+    from frame 250."""
+    frames = list(camera_frames(healthy, range(150, 400)))
+    frames += list(camera_frames(drifting, range(150, 250)))
+    drifting.set_shift(shift, severity)
+    return frames + list(camera_frames(drifting, range(250, 400)))
+
+
+def the_event(d, frames, stream):
+    """Once the daemon has processed ``frames``: the one drift event, which is ``stream``'s, after
+    its evidence is no longer pending."""
+    assert d.wait_for(lambda: d.value("driftmon_frames_total", outcome="processed") >= len(frames))
+    events = d.get_json("/events")["events"]
+    assert [e["stream"] for e in events] == [stream]
+    eid = events[0]["id"]
+    assert d.wait_for(lambda: d.get_json(f"/events/{eid}")["evidence"]["status"] != "pending")
+    return d.get_json(f"/events/{eid}")
+
+
 def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_in_words(
     broker, topic, tmp_path
 ):
@@ -113,14 +133,9 @@ def test_model_output_and_image_drift_with_actions_on_opens_one_event_described_
 
     d = ActionsDaemon(config, drain_s=10)
     try:
-        assert d.wait_for(
-            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
-        )
-        events = d.get_json("/events")["events"]
-        assert [e["stream"] for e in events] == [drifting.camera_id]
-        eid = events[0]["id"]
-        assert d.wait_for(lambda: d.get_json(f"/events/{eid}")["evidence"]["status"] == "done")
-        event = d.get_json(f"/events/{eid}")
+        event = the_event(d, live, drifting.camera_id)
+        eid = event["id"]
+        assert event["evidence"]["status"] == "done"
         assert {f["kind"] for f in event["fired"]} >= {"statistics", "predictions"}
         assert event["shifts"]["noise_sigma"]["z"] > 3
         assert event["shifts"]["predicted_class"]["what"] == "the predicted-class mix"
@@ -155,11 +170,7 @@ def test_a_failure_inside_actions_leaves_the_daemon_consuming_and_committing(
 
     real = explain.measure
     monkeypatch.setattr(explain, "measure", broken)
-    first = list(camera_frames(healthy, range(150, 400))) + list(
-        camera_frames(drifting, range(150, 250))
-    )
-    drifting.set_shift("defocus_blur", 4)
-    first += list(camera_frames(drifting, range(250, 400)))
+    first = healthy_beside_a_drift(healthy, drifting, "defocus_blur", 4)
     send_frames(broker, topic, first)
     d = ActionsDaemon(config, drain_s=10)
     try:
@@ -213,25 +224,14 @@ def test_stores_built_before_a_statistic_existed_serve_an_upgraded_daemon(broker
     training = register_training(tmp_path, old.path)
     config = actions_config(broker, topic, old.path, tmp_path, training={"path": str(training)})
 
-    live = list(camera_frames(healthy, range(150, 400))) + list(
-        camera_frames(drifting, range(150, 250))
-    )
-    drifting.set_shift("gaussian_noise", 3)
-    live += list(camera_frames(drifting, range(250, 400)))
+    live = healthy_beside_a_drift(healthy, drifting, "gaussian_noise", 3)
     send_frames(broker, topic, live)
     d = ActionsDaemon(config, drain_s=10)
     try:
-        assert d.wait_for(
-            lambda: d.value("driftmon_frames_total", outcome="processed") >= len(live)
-        )
-        events = d.get_json("/events")["events"]
-        assert [e["stream"] for e in events] == [drifting.camera_id]
-        eid = events[0]["id"]
-        assert d.wait_for(lambda: d.get_json(f"/events/{eid}")["evidence"]["status"] != "pending")
-        event = d.get_json(f"/events/{eid}")
+        event = the_event(d, live, drifting.camera_id)
         assert event["evidence"]["status"] == "done" and event["evidence"]["error"] is None
         assert 1 <= len(event["samples"]) <= 5
-        assert d.get(f"/events/{eid}/report")[0] == 200
+        assert d.get(f"/events/{event['id']}/report")[0] == 200
         assert d.value("driftmon_stream_training_coverage_ratio", stream=healthy.camera_id) > 0.5
         assert d.value("driftmon_action_errors_total", stage="evaluation") == 0
         assert d.thread.is_alive()
