@@ -812,5 +812,5 @@ def shared_statistics(
     """The window's statistics that ``reference`` holds too, with the window's columns of them and
     the reference's: one built before a statistic was added lacks it, and its events are scored
     and reported without it, as its windows were judged."""
-    held = tuple(n for n in names if n in reference.feature_names)
+    held = reference.held(names)
     return held, rows[:, [names.index(n) for n in held]], reference.columns(held)

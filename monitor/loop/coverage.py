@@ -292,7 +292,7 @@ def coverage_statistics(reference: Reference) -> tuple[str, ...]:
     (``BadReference``)."""
     from monitor.pipeline.features import FEATURE_NAMES
 
-    held = tuple(n for n in FEATURE_NAMES if n in reference.feature_names)
+    held = reference.held(FEATURE_NAMES)
     if not held:
         reference.columns(FEATURE_NAMES)  # raises, naming what it lacks
     return held

@@ -70,7 +70,7 @@ def judged_features(
     names = tested_features(config, all_features)
     if config.tests.features:
         reference.columns(names)
-    return tuple(n for n in names if n in reference.feature_names)
+    return reference.held(names)
 
 
 def pca_components(config: Config, embeddings: np.ndarray) -> int:

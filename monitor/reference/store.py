@@ -125,6 +125,11 @@ class Reference:
     def n_frames(self) -> int:
         return int(self.features.shape[0])
 
+    def held(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of ``names`` this reference holds, in their order: one built before a statistic
+        was added lacks it."""
+        return tuple(n for n in names if n in self.feature_names)
+
     def columns(self, names: tuple[str, ...]) -> np.ndarray:
         """The feature matrix restricted to ``names``, in that order."""
         missing = [n for n in names if n not in self.feature_names]
