@@ -68,10 +68,12 @@ from monitor.reference.fit import PreparedReference  # noqa: E402
 from monitor.sim.fleet import SHIFTS, Camera, encode, make_fleet  # noqa: E402
 
 VERDICTS = ("stats", "emb", "combined")
+#: The default voting tests, as the labels say them.
+DEFAULT_VOTERS = " + ".join(Config().voting_tests)
 VERDICT_LABELS = {
     "stats": "statistics (shift)",
     "emb": "embeddings (emb_shift)",
-    "combined": "combined (shift + emb_shift, default)",
+    "combined": f"combined ({DEFAULT_VOTERS}, default)",
 }
 #: Test configuration of each verdict; "combined" is driftmon's default ``tests`` section.
 VERDICT_TESTS: dict[str, dict[str, Any]] = {
@@ -124,8 +126,8 @@ class Tally:
 
     fired: Counter = field(default_factory=Counter)
     total: Counter = field(default_factory=Counter)
-    # (shift, severity, n) -> Counter of what fired inside the combined verdict ("shift",
-    # "emb_shift")
+    # (shift, severity, n) -> Counter of what fired inside the combined verdict (the voting tests
+    # that drifted, joined by "+"; "-" for none)
     combined_parts: dict = field(default_factory=dict)
     # (shift, severity, n) -> Counter of statistics that drifted in the stats verdict
     stats_features: dict = field(default_factory=dict)
@@ -218,6 +220,7 @@ def evaluate_group(
     fitted: dict[str, PreparedReference],
     rows: np.ndarray,
     emb: np.ndarray,
+    layouts: np.ndarray,
     windows: Sequence[int],
     shift: str,
     severity: int,
@@ -231,7 +234,7 @@ def evaluate_group(
         for start in range(0, len(rows) - n + 1, n):
             w = slice(start, start + n)
             for verdict, engine in engines.items():
-                judged = engine.run_tests(fitted[verdict], rows[w], emb[w])
+                judged = engine.run_tests(fitted[verdict], rows[w], emb[w], layouts=layouts[w])
                 outcomes = judged.tests
                 tally.add(verdict, shift, severity, n, judged.drifted)
                 if verdict == "combined":
@@ -290,6 +293,7 @@ def run(args: argparse.Namespace, log=print) -> tuple[Tally, dict[str, Any]]:
                         fitted[cam.camera_id],
                         got.matrix(),
                         got.embedding_matrix(),
+                        got.layout_matrix(),
                         args.windows,
                         shift,
                         severity,
@@ -420,7 +424,8 @@ def attribution_table(
 ) -> list[str]:
     """What fired inside the combined verdict, and which statistics moved most, at window n."""
     lines = [
-        "| shift | sev | combined fired by: shift only / emb_shift only / both / neither | "
+        "| shift | sev | combined fired by: shift only / emb_shift only / view only / several / "
+        "neither | "
         "statistics drifted per window (of 20) | largest moves: mean \\|z\\| (share of windows "
         "drifted) |",
         "|---|---:|---|---:|---|",
@@ -431,9 +436,9 @@ def attribution_table(
             t = tally.total["combined", shift, sev, n]
             if not t or parts is None:
                 continue
-            split = " / ".join(
-                str(parts.get(p, 0)) for p in ("shift", "emb_shift", "emb_shift+shift", "-")
-            )
+            several = sum(k for p, k in parts.items() if "+" in p)
+            alone = [parts.get(p, 0) for p in ("shift", "emb_shift", "view")]
+            split = " / ".join(str(k) for k in (*alone, several, parts.get("-", 0)))
             feats = tally.stats_features.get((shift, sev, n), Counter())
             effect = tally.stats_effect.get((shift, sev, n), Counter())
             per_window = sum(feats.values()) / t
@@ -475,7 +480,7 @@ def report(tally: Tally, meta: dict[str, Any]) -> str:
         "### Detection rate (% of windows that fired), every shift, severity and window size",
         "",
         "`stats` = image statistics alone (shift), `emb` = embeddings alone (emb_shift), "
-        "`combined` = driftmon's default verdict (shift + emb_shift); `@n` = window of n frames.",
+        f"`combined` = driftmon's default verdict ({DEFAULT_VOTERS}); `@n` = window of n frames.",
         "",
         *full_table(tally, shifts, severities, windows),
         "",

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import Config, config_from_dict  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
-from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
+from monitor.pipeline.features import FEATURE_NAMES, LAYOUT_SIZE  # noqa: E402
 from monitor.pipeline.streams import FrameRef, StreamState, Window  # noqa: E402
 from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
 from monitor.sim.fleet import Camera, encode, make_fleet  # noqa: E402
@@ -111,7 +111,12 @@ def main() -> None:
             )
             state = StreamState(
                 cam.camera_id,
-                Window(len(FEATURE_NAMES), config.window, embedder.identity.output_dim),
+                Window(
+                    len(FEATURE_NAMES),
+                    config.window,
+                    embedder.identity.output_dim,
+                    LAYOUT_SIZE if config.uses_layouts else 0,
+                ),
             )
             first = args.reference_days * day
             for start in range(
@@ -119,6 +124,7 @@ def main() -> None:
             ):  # one day at a time, bounded memory
                 got = frames(cam, range(start, start + day), config, embedder, pool)
                 emb = got.embedding_matrix()
+                layouts = got.layout_matrix()
                 for i, (row, ts, context) in enumerate(
                     zip(got.rows, got.times, got.contexts(config), strict=True)
                 ):
@@ -126,6 +132,7 @@ def main() -> None:
                         row,
                         FrameRef(f"{i}", cam.camera_id, ts, "bench", 0, i, None, context),
                         emb[i],
+                        layout=None if layouts is None else layouts[i],
                     )
                     if state.window.due():
                         e = engine.evaluate(state, prepared, now=ts)

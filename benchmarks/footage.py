@@ -86,7 +86,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from monitor.config import config_from_dict, load_config  # noqa: E402
 from monitor.pipeline.embed import Embedder  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
-from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
+from monitor.pipeline.features import FEATURE_NAMES, LAYOUT_GRID  # noqa: E402
 from monitor.reference import collect  # noqa: E402
 from monitor.reference.store import ReferenceStore  # noqa: E402
 from monitor.reference.timing import FrameTimes, file_times  # noqa: E402
@@ -477,6 +477,7 @@ class Window:
     directory: Path
     features: np.ndarray  # (n, len(FEATURE_NAMES)) float32
     embeddings: np.ndarray | None  # (n, dim) float32; None with embeddings off
+    layouts: np.ndarray  # (n, cells) uint8: the frames' edge-layout maps
     files: tuple[str, ...]
     timing: FrameTimes
 
@@ -499,6 +500,7 @@ def cache_key(config, embedder: Embedder | None) -> str:
     what = {
         "analysis_size": config.decode.analysis_size,
         "statistics": FEATURE_NAMES,
+        "layout_grid": LAYOUT_GRID,
         "embedder": embedder.identity.to_dict() if embedder else None,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
@@ -512,6 +514,7 @@ def save_window(path: Path, directory: Path, config, embedder: Embedder | None) 
         raise RuntimeError(f"{directory}: frames failed to decode: {got.errors}")
     arrays = {
         "features": got.matrix(),
+        "layouts": got.layout_matrix(),
         "files": np.array([p.name for p in collect.image_files(directory)]),
         "feature_names": np.array(FEATURE_NAMES),
     }
@@ -537,6 +540,7 @@ def load_window(path: Path, clip: str, directory: Path) -> Window:
             directory,
             z["features"],
             z["embeddings"] if "embeddings" in z else None,
+            z["layouts"],
             files,
             file_times([directory / f for f in files]),
         )
@@ -615,6 +619,7 @@ def collected(w: Window) -> collect.Collected:
     return collect.Collected(
         rows=list(w.features),
         embeddings=[] if w.embeddings is None else list(w.embeddings),
+        layouts=list(w.layouts),
         times=list(w.timing.times) if ordered else [0.0] * n,
         time_unit=w.timing.unit,
         time_source=w.timing.source,
@@ -688,7 +693,7 @@ def judge_clip(windows: Sequence[Window], checked: Checked) -> list[dict[str, An
     engine, prepared = checked.engine, checked.prepared
     out = []
     for w in windows[1:]:
-        judged = engine.run_tests(prepared, w.features, w.embeddings)
+        judged = engine.run_tests(prepared, w.features, w.embeddings, layouts=w.layouts)
         out.append(
             window_record(w)
             | {"detector": "driftmon", "drifted": judged.drifted, "context": judged.context}
@@ -1086,6 +1091,7 @@ def camera_result(
         else earliest_declaration(config, camera.fault_at),
         "largest_shift": largest(evaluations, "shift"),
         "largest_emb_shift": largest(evaluations, "emb_shift"),
+        "largest_view": largest(evaluations, "view"),
         "evaluations": len(evaluations),
         "windows_drifted": sum(e["window_drifted"] for e in evaluations),
         "first_window_drifted_at": next(
@@ -1273,19 +1279,21 @@ def z_cell(test: dict[str, Any] | None) -> str:
 
 
 def driftmon_window_table(records: Sequence[dict]) -> str:
-    """Every window driftmon judged: its verdict, the voting tests that fired, both calibrated
+    """Every window driftmon judged: its verdict, the voting tests that fired, the calibrated
     tests' largest statistic against their threshold, and the other tests that drifted."""
     lines = [
         "| clip | window | drifted | voting tests fired | shift: max abs z (feature) / threshold | "
-        "emb_shift: max abs z (component) / threshold | other tests that drifted |",
-        "|---|---|---|---|---|---|---|",
+        "emb_shift: max abs z (component) / threshold | view: abs z / threshold | "
+        "other tests that drifted |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in records if r["detector"] == "driftmon"):
         others = [t for t in r["drifted_tests"] if t not in r["fired"]]
         lines.append(
             f"| {r['clip']} | {r['window']} | {'yes' if r['drifted'] else 'no'} | "
             f"{', '.join(r['fired']) or '-'} | {z_cell(r['tests'].get('shift'))} | "
-            f"{z_cell(r['tests'].get('emb_shift'))} | {', '.join(others) or '-'} |"
+            f"{z_cell(r['tests'].get('emb_shift'))} | {z_cell(r['tests'].get('view'))} | "
+            f"{', '.join(others) or '-'} |"
         )
     return "\n".join(lines)
 
@@ -1337,8 +1345,8 @@ def stream_camera_table(streamed: Sequence[dict]) -> str:
         "| camera | fault from frame | evaluations | windows drifted | first drifted window at "
         "frame | declared at frame (fewest possible after the fault) | /status drifted | "
         "driftmon_stream_drifted | largest shift abs z (feature) / threshold | largest emb_shift "
-        "abs z | what fired |",
-        "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|",
+        "abs z | largest view abs z | what fired |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---|---|---|---|",
     ]
     for s in streamed:
         for c in s["cameras"]:
@@ -1350,7 +1358,8 @@ def stream_camera_table(streamed: Sequence[dict]) -> str:
                 f"| {c['camera']} | {c['fault_at'] if c['fault'] else '-'} | {c['evaluations']} | "
                 f"{c['windows_drifted']} | {c['first_window_drifted_at'] or '-'} | {declared} | "
                 f"{yes_no(c['status_drifted'])} | {metric} | {z_cell(c['largest_shift'])} | "
-                f"{z_cell(c['largest_emb_shift'])} | {fired_summary(c['evaluation_log'])} |"
+                f"{z_cell(c['largest_emb_shift'])} | {z_cell(c.get('largest_view'))} | "
+                f"{fired_summary(c['evaluation_log'])} |"
             )
     return "\n".join(lines)
 

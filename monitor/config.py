@@ -25,7 +25,7 @@ import yaml
 
 from monitor.errors import ConfigError
 from monitor.files import JSONObject
-from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY
+from monitor.pipeline.drift_tests import EMBEDDINGS, LAYOUTS, REGISTRY
 
 ENV_PREFIX = "DRIFTMON_"
 
@@ -779,6 +779,11 @@ class Config:
     @property
     def voting_tests(self) -> tuple[str, ...]:
         return tuple(t for t in self.tests.vote if t in self.active_tests)
+
+    @property
+    def uses_layouts(self) -> bool:
+        """Whether a test judges the frames' edge-layout maps (streams keep them for it)."""
+        return any(REGISTRY[t].consumes == LAYOUTS for t in self.active_tests)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -35,7 +35,9 @@ import numpy as np
 
 from monitor.files import JSONObject
 from monitor.pipeline.drift_tests import (
+    EDGE_LAYOUT,
     EMBEDDINGS,
+    LAYOUTS,
     PREDICTIONS,
     STATISTICS,
     FeatureOutcome,
@@ -68,6 +70,7 @@ STATISTIC_WORDS = {
     "aspect_ratio": "aspect ratio",
     "encoded_bytes_per_pixel": "encoded size per pixel (compression)",
     "orientation_entropy": "mix of edge directions (the view's layout)",
+    EDGE_LAYOUT: "where the view's edges are (their alignment with the reference's)",
 }
 
 
@@ -208,6 +211,8 @@ def measure(test: str, feature: str, outcome: FeatureOutcome, snapshot: WindowSn
             cur = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))[:, pc]
             ref = prepared.pca.transform(ref_embeddings)[:, pc]
             mean = _z_shift(cur, ref)
+    elif kind == LAYOUTS and snapshot.layouts is not None and prepared.template is not None:
+        mean = _z_shift(prepared.alignment(snapshot.layouts), prepared.reference_alignment)
     elif (
         kind == PREDICTIONS
         and prepared.predictions is not None

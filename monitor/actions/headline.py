@@ -29,7 +29,7 @@ import numpy as np
 
 from monitor.actions.explain import describe
 from monitor.files import JSONObject
-from monitor.pipeline.drift_tests import EMBEDDINGS, STATISTICS
+from monitor.pipeline.drift_tests import EMBEDDINGS, LAYOUTS, STATISTICS
 
 if TYPE_CHECKING:
     from monitor.pipeline.engine import Evaluation
@@ -139,7 +139,7 @@ CAUSES: tuple[Cause, ...] = (
         "view",
         "the view changed: the camera moved, or something blocks or clutters it",
         {},
-        {"embeddings": 1.0, "edge_density": 0.4, "luma_entropy": 0.4},
+        {"edge_layout": 1.0, "embeddings": 1.0, "edge_density": 0.4, "luma_entropy": 0.4},
     ),
 )
 CAUSE_MIN_SIMILARITY = 0.4
@@ -150,7 +150,7 @@ PREDICTION_CAUSE = "the model's outputs changed"
 
 
 #: The calibrated tests, by the kind of input whose distance they measure.
-CALIBRATED = {STATISTICS: "shift", EMBEDDINGS: "emb_shift"}
+CALIBRATED = {STATISTICS: "shift", EMBEDDINGS: "emb_shift", LAYOUTS: "view"}
 
 
 @dataclass(frozen=True)
@@ -237,6 +237,10 @@ def _calibrated_input(kind: str, snapshot: WindowSnapshot) -> np.ndarray | None:
     if kind == STATISTICS:
         cols = [snapshot.feature_names.index(f) for f in prepared.feature_names]
         return np.asarray(snapshot.rows, dtype=np.float64)[:, cols]
+    if kind == LAYOUTS:
+        if snapshot.layouts is None or prepared.template is None:
+            return None
+        return prepared.alignment(snapshot.layouts)[:, None]
     if snapshot.embeddings is None or prepared.pca is None:
         return None
     reduced = prepared.pca.transform(np.asarray(snapshot.embeddings, dtype=np.float32))
@@ -342,7 +346,7 @@ def likely_cause(effects: Sequence[Effect], embeddings: bool, predictions: bool)
         if not e.drifted or abs(e.distance) <= e.threshold:
             continue
         size = math.log(abs(e.distance) / e.threshold)
-        if e.kind == STATISTICS:
+        if e.kind in (STATISTICS, LAYOUTS):
             moves[e.feature] = math.copysign(size, e.distance)
         else:
             moves["embeddings"] = max(moves.get("embeddings", 0.0), size)
@@ -389,6 +393,8 @@ def headline(
             for i, e in enumerate(stats)
         )
         what = what[0].upper() + what[1:]
+    elif any(e.kind == LAYOUTS for e in drifted):
+        what = "The view moved: its edges left the places where the reference's are"
     elif embeddings:
         what = "The scene's content (embeddings) moved away from the reference"
     elif predictions:

@@ -313,7 +313,7 @@ def summary_html(event: DriftEvent, pictures: Pictures) -> str:
             "(one scale for all).</p>" + _effects_table(statistics)
         )
     if words or components:
-        parts.append(f"<h2>Embeddings and model outputs</h2>{words}")
+        parts.append(f"<h2>The view, embeddings and model outputs</h2>{words}")
         if components:
             parts.append(_effects_table(components))
     if pictures.timeline is not None:

@@ -195,6 +195,11 @@ def parse_webhook(body: bytes) -> Webhook:
 
 # feature -> (condition when the window is above the reference, when below)
 _CONDITIONS = {
+    explain.EDGE_LAYOUT: (
+        "a view whose edges line up with the reference's more closely than before",
+        "the camera's new view (knocked or turned): re-aim it, or rebuild the reference if the "
+        "new view is meant",
+    ),
     "brightness_mean": (
         "brighter scenes (glare, daylight, over-exposure)",
         "darker scenes (dusk, night, under-exposure)",

@@ -33,10 +33,13 @@ if TYPE_CHECKING:
     from monitor.config import TestsConfig
     from monitor.reference.fit import PreparedReference
 
-Consumes = Literal["statistics", "embeddings", "predictions"]
+Consumes = Literal["statistics", "embeddings", "layouts", "predictions"]
 STATISTICS: Consumes = "statistics"
 EMBEDDINGS: Consumes = "embeddings"
+LAYOUTS: Consumes = "layouts"  # the frames' edge-layout maps (features.LAYOUT_GRID)
 PREDICTIONS: Consumes = "predictions"
+#: The feature name of the `view` test: how well the window's edges line up with the reference's.
+EDGE_LAYOUT = "edge_layout"
 #: The feature name of a test that judges the embedding distribution as a whole.
 EMBEDDING_DISTRIBUTION = "embeddings"
 #: probs_ks reports every class as a feature up to this many classes, beyond it only the drifted
@@ -124,6 +127,7 @@ class WindowData:
         None  # (n, pcs): the embeddings in the reference's principal components
     )
     predictions: PredictionWindow | None = None
+    layouts: np.ndarray | None = None  # (n, cells) uint8: the frames' edge-layout maps
     # the statistics placed in the reference (validated, sorted and ranked once for every
     # image-statistics test); None when none of them is active
     placed: PlacedWindow | None = None
@@ -315,6 +319,19 @@ def run_ks_dims(r: Run) -> TestOutcome | None:
     )
 
 
+# --- where the edges are ------------------------------------------------------------------------
+
+
+def run_view(r: Run) -> TestOutcome | None:
+    """The calibrated shift of how well the window's frames line up with the reference's edge
+    template (``PreparedReference.alignment``): a knocked or turned camera's edges leave the places
+    where the reference's are, while every frame-wide statistic can stay put."""
+    if r.window.layouts is None or r.prepared.template is None:
+        return None
+    x = r.prepared.alignment(r.window.layouts)[:, None]
+    return calibrated_shift(r, "view", LAYOUTS, x, (EDGE_LAYOUT,))
+
+
 # --- the model's outputs -----------------------------------------------------------------------
 
 
@@ -383,6 +400,17 @@ REGISTRY: dict[str, DriftTest] = {
             "the same on the leading principal components of the embeddings "
             "(90% of their variance; features `pc00`, ...)",
             run_emb_shift,
+            votes=True,
+            calibrated=True,
+        ),
+        DriftTest(
+            "view",
+            LAYOUTS,
+            False,
+            "how well each frame's edges line up with where the reference's are (a "
+            "32x18 map of the gradient), the window's mean in the same units; catches a knocked "
+            "or turned camera",
+            run_view,
             votes=True,
             calibrated=True,
         ),
@@ -464,7 +492,7 @@ NAMES: tuple[str, ...] = tuple(REGISTRY)
 
 
 def kind_of(test: str) -> Consumes:
-    """What ``test`` consumes: statistics, embeddings or predictions."""
+    """What ``test`` consumes: statistics, embeddings, layouts or predictions."""
     return REGISTRY[test].consumes
 
 

@@ -34,6 +34,7 @@ from monitor.pipeline.embed import EmbedderIdentity, EmbedderMismatch, check_com
 from monitor.pipeline.predictions import PredictionWindow
 from monitor.pipeline.streams import StreamState
 from monitor.reference.fit import (
+    MAPLESS,
     PreparedReference,
     fit_reference,
     judged_features,
@@ -118,11 +119,14 @@ class Engine:
                 reference.version,
                 [n for n in self.feature_names if n not in names],
             )
+        if self.config.uses_layouts and reference.layouts is None:
+            log.warning("reference %s v%s %s", reference.stream or "*", reference.version, MAPLESS)
         return PreparedReference(
             fit_reference(reference, self.config),
             names,
             self.config,
             embeddings=self._uses_embeddings,
+            layouts=self.config.uses_layouts,
         )
 
     def _column_index(self, names: tuple[str, ...]) -> np.ndarray:
@@ -165,11 +169,12 @@ class Engine:
         embeddings: np.ndarray | None = None,
         predictions: PredictionWindow | None = None,
         contexts: Sequence[str] | None = None,
+        layouts: np.ndarray | None = None,
     ) -> Judgement:
         """Every active test on ``rows`` (all image statistics, one row per frame) and, when given,
-        the frames' embeddings, model outputs and contexts (else derived from the rows). A test
-        without its inputs (no embeddings, too few predictions) is skipped: absent from the
-        outcomes."""
+        the frames' embeddings, model outputs, contexts (else derived from the rows) and edge-layout
+        maps. A test without its inputs (no embeddings, too few predictions, a reference without
+        maps) is skipped: absent from the outcomes."""
         pca = prepared.pca
         reduced = None if embeddings is None or pca is None else pca.transform(embeddings)
         statistics = rows[:, self._column_index(prepared.feature_names)]
@@ -179,7 +184,13 @@ class Engine:
         if contexts is None:
             contexts = [frame_context(row, 0.0, "", t.context, self.all_features) for row in rows]
         window = WindowData(
-            statistics, reduced, predictions, placed, window_context(contexts), tuple(contexts)
+            statistics,
+            reduced,
+            predictions,
+            layouts,
+            placed,
+            window_context(contexts),
+            tuple(contexts),
         )
         outcomes = []
         for name in self.active:
@@ -209,6 +220,7 @@ class Engine:
             state.window.embeddings(),
             state.window.predictions(),
             state.window.contexts(),
+            state.window.layouts(),
         )
         if state.detector_state is None:
             state.detector_state = self.new_detector()

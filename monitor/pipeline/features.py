@@ -35,7 +35,13 @@ import numpy as np
 
 from monitor.pipeline.decode import Decoded
 
-__all__ = ["FEATURE_NAMES", "compute_features", "compute_features_batch"]
+__all__ = [
+    "FEATURE_NAMES",
+    "LAYOUT_GRID",
+    "LAYOUT_SIZE",
+    "compute_features",
+    "compute_features_batch",
+]
 
 #: Names of the feature vector's columns, in order. Stable: they are Prometheus label
 #: values and reference-set column names. Append only; never reorder or rename.
@@ -103,6 +109,12 @@ EDGE_THRESHOLD = 24
 HUE_SHRINKAGE = 1.0
 #: Bins of the edge-orientation histogram over [0, 180) degrees (an edge and its reverse agree).
 ORIENTATION_BINS = 18
+#: The edge-layout map's grid (columns, rows): the frame's gradient magnitude averaged over each
+#: cell, where a fixed camera's edges are. A knocked or turned camera moves them while every
+#: frame-wide statistic stays put (the ``view`` test, docs/detectors.md). 32x18 cells are square
+#: on a 16:9 frame, 15 analysis pixels wide at 480x270.
+LAYOUT_GRID = (32, 18)
+LAYOUT_SIZE = LAYOUT_GRID[0] * LAYOUT_GRID[1]
 
 _N_FEATURES = len(FEATURE_NAMES)
 _LEVELS = np.arange(256, dtype=np.float64)
@@ -114,10 +126,13 @@ _IMMERKAER_SCALE = math.sqrt(math.pi / 2.0) / 6.0
 _ORIENTATION_LUT = (np.arange(256) % ORIENTATION_BINS).astype(np.uint8)
 
 
-def compute_features(decoded: Decoded) -> np.ndarray:
+def compute_features(decoded: Decoded, layout: np.ndarray | None = None) -> np.ndarray:
     """Image statistics of one decoded frame: float32 array of shape ``(len(FEATURE_NAMES),)``.
 
     ``decoded.rgb`` must be (H, W, 3) uint8 RGB (what ``monitor.pipeline.decode.decode`` returns).
+    ``layout``, when given (uint8, ``(LAYOUT_SIZE,)``), receives the frame's edge-layout map: its
+    gradient magnitude in grey levels per pixel, averaged over the cells of :data:`LAYOUT_GRID`,
+    row by row.
     """
     rgb = decoded.rgb
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -194,6 +209,8 @@ def compute_features(decoded: Decoded) -> np.ndarray:
     grad = cv2.add(cv2.convertScaleAbs(dx, alpha=0.25), cv2.convertScaleAbs(dy, alpha=0.25))
     _, edges = cv2.threshold(grad, EDGE_THRESHOLD, 255, cv2.THRESH_BINARY)  # grad > T
     out[12] = cv2.countNonZero(edges) / n
+    if layout is not None:
+        layout[:] = cv2.resize(grad, LAYOUT_GRID, interpolation=cv2.INTER_AREA).ravel()
     out[20] = _orientation_entropy(dx, dy)
 
     # --- container: original geometry and compression -----------------------------

@@ -89,6 +89,7 @@ class WindowSnapshot:
     predictions: PredictionWindow | None = None  # the model outputs aligned with rows
     history: Recent | None = None  # the stream's recent evaluations, this one included
     covered: np.ndarray | None = None  # per frame: the training set covers it (monitor.loop)
+    layouts: np.ndarray | None = None  # (n, cells) the frames' edge-layout maps, when kept
 
     @property
     def reference(self) -> Reference:
@@ -100,12 +101,16 @@ class Window:
     """The newest ``size`` feature rows of one stream (and their frames' references), sliding or
     tumbling."""
 
-    def __init__(self, n_features: int, config: WindowConfig, embedding_dim: int = 0):
+    def __init__(
+        self, n_features: int, config: WindowConfig, embedding_dim: int = 0, layout_size: int = 0
+    ):
         self.config = config
         self._rows = np.zeros((config.size, n_features), dtype=np.float32)
         self._emb = (
             np.zeros((config.size, embedding_dim), dtype=np.float32) if embedding_dim else None
         )
+        # the frames' edge-layout maps, kept when the `view` test runs
+        self._layouts = np.zeros((config.size, layout_size), np.uint8) if layout_size else None
         self._refs: list[FrameRef | None] = [None] * config.size
         self._preds: list[Prediction | None] = [
             None
@@ -120,12 +125,17 @@ class Window:
         ref: FrameRef | None = None,
         embedding: np.ndarray | None = None,
         prediction: Prediction | None = None,
+        layout: np.ndarray | None = None,
     ) -> None:
         self._rows[self._next] = row
         self._refs[self._next] = ref
         self._preds[self._next] = prediction
         if self._emb is not None:
             self._emb[self._next] = embedding
+        if self._layouts is not None:
+            if layout is None:  # a blank map would read as a turned camera
+                raise ValueError("this window keeps edge-layout maps: append each frame's")
+            self._layouts[self._next] = layout
         self._next = (self._next + 1) % self.config.size
         self.filled = min(self.filled + 1, self.config.size)
         self.since_evaluation += 1
@@ -148,6 +158,10 @@ class Window:
     def embeddings(self) -> np.ndarray | None:
         """The window's embeddings, oldest first (a copy), aligned with :meth:`values`."""
         return None if self._emb is None else self._ordered(self._emb)
+
+    def layouts(self) -> np.ndarray | None:
+        """The window's edge-layout maps, oldest first (a copy), aligned with :meth:`values`."""
+        return None if self._layouts is None else self._ordered(self._layouts)
 
     def _ordered(self, ring: np.ndarray) -> np.ndarray:
         if self.filled < self.config.size:
@@ -281,6 +295,7 @@ class StreamState:
         digest: bytes | None,
         embedding: np.ndarray | None = None,
         context: str = "",
+        layout: np.ndarray | None = None,
     ) -> bool:
         """Count one analysed frame (of ``context``) and add it to the window; returns True when its
         bytes equal the previous frame's (a frozen feed)."""
@@ -299,6 +314,7 @@ class StreamState:
             ),
             embedding,
             derive(frame.predictions),
+            layout,
         )
         return identical
 
@@ -342,6 +358,9 @@ class StreamState:
         emb = w.embeddings()
         if emb is not None:
             arrays["embeddings"] = emb
+        layouts = w.layouts()
+        if layouts is not None:
+            arrays["layouts"] = layouts
         buf = io.BytesIO()
         # numpy's stub types **kwds and allow_pickle alike, so mypy matches arrays to that bool
         np.savez(buf, **arrays)  # type: ignore[arg-type]
@@ -354,20 +373,18 @@ class StreamState:
             meta = json.loads(bytes(z["meta"]).decode())
             rows = z["rows"]
             emb = z["embeddings"] if "embeddings" in z.files else None
+            layouts = z["layouts"] if "layouts" in z.files else None
             flat = z["pred_probs"] if "pred_probs" in z.files else np.zeros(0, np.float32)
         w = self.window
-        w_emb = w._emb
-        if (
-            rows.shape[1] != w._rows.shape[1]
-            or (emb is not None) != (w_emb is not None)
-            or (emb is not None and w_emb is not None and emb.shape[1] != w_emb.shape[1])
-        ):
-            # an upgrade added a statistic, or the embedder changed: the window's frames cannot
-            # be judged any more, but the stream's place in its partitions and its drift state
-            # still hold (a declared camera stays declared, re-read frames are still skipped)
+        if not (_fits(rows, w._rows) and _fits(emb, w._emb) and _fits(layouts, w._layouts)):
+            # an upgrade added a statistic or the layout maps, or the embedder changed: the
+            # window's frames cannot be judged any more, but the stream's place in its partitions
+            # and its drift state still hold (a declared camera stays declared, re-read frames are
+            # still skipped)
             log.warning(
-                "stream %s: the checkpoint's window does not fit this configuration (statistics "
-                "or embeddings changed): its frames are dropped, its offsets and drift state kept",
+                "stream %s: the checkpoint's window does not fit this configuration (statistics, "
+                "embeddings or layout maps changed): its frames are dropped, its offsets and drift "
+                "state kept",
                 self.key,
             )
             self._restore_position(meta)
@@ -390,7 +407,13 @@ class StreamState:
             at += k
         keep = slice(max(0, len(rows) - w.config.size), len(rows))
         for i in range(keep.start, keep.stop):
-            w.append(rows[i], refs[i], None if emb is None else emb[i], preds[i])
+            w.append(
+                rows[i],
+                refs[i],
+                None if emb is None else emb[i],
+                preds[i],
+                None if layouts is None else layouts[i],
+            )
         w.since_evaluation = min(meta["since_evaluation"], w.filled)
         self._restore_position(meta)
         return meta["hysteresis"]
@@ -403,6 +426,13 @@ class StreamState:
         self.offsets = {(t, p): o for t, p, o in meta["offsets"]}
 
 
+def _fits(saved: np.ndarray | None, ring: np.ndarray | None) -> bool:
+    """Whether a checkpoint's per-frame vectors fill a window's ring: both absent, or as wide."""
+    if saved is None or ring is None:
+        return saved is None and ring is None
+    return saved.shape[1] == ring.shape[1]
+
+
 @dataclass
 class Streams:
     """Every stream this process has seen."""
@@ -411,11 +441,14 @@ class Streams:
     window: WindowConfig
     source: SourceConfig
     embedding_dim: int = 0
+    layout_size: int = 0  # cells of the frames' edge-layout maps, when the `view` test runs
     states: dict[str, StreamState] = field(default_factory=dict)
 
     def new_state(self, key: str) -> StreamState:
         """A fresh state for ``key``, not yet tracked."""
-        return StreamState(key, Window(self.n_features, self.window, self.embedding_dim))
+        return StreamState(
+            key, Window(self.n_features, self.window, self.embedding_dim, self.layout_size)
+        )
 
     def get(self, key: str) -> StreamState:
         state = self.states.get(key)

@@ -20,7 +20,7 @@ from monitor.errors import InputError
 from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import Embedder, build_embedder
-from monitor.pipeline.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.features import FEATURE_NAMES, LAYOUT_SIZE, compute_features
 from monitor.pipeline.predictions import Prediction, derive, reference_predictions
 from monitor.reference.fit import fit_reference
 from monitor.reference.store import Reference
@@ -39,6 +39,7 @@ class Collected:
 
     rows: list[np.ndarray] = field(default_factory=list)
     embeddings: list[np.ndarray] = field(default_factory=list)
+    layouts: list[np.ndarray] = field(default_factory=list)  # edge-layout maps, aligned with rows
     times: list[float] = field(
         default_factory=list
     )  # in `time_unit`; meaningless when not `ordered`
@@ -81,6 +82,9 @@ class Collected:
         m = np.vstack(self.embeddings).astype(np.float32)
         return m if mask is None else m[mask]
 
+    def layout_matrix(self) -> np.ndarray | None:
+        return np.vstack(self.layouts) if len(self.layouts) == len(self.rows) > 0 else None
+
     def add_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
@@ -94,12 +98,13 @@ class Collector:
         self.pool = pool
         self.out = Collected()
 
-    def _analyse(self, data: bytes) -> tuple[np.ndarray, np.ndarray] | str:
+    def _analyse(self, data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
         try:
             decoded = decode(data, self.limits)
         except DecodeError as e:
             return e.reason
-        return compute_features(decoded), decoded.rgb
+        layout = np.empty(LAYOUT_SIZE, np.uint8)
+        return compute_features(decoded, layout), layout, decoded.rgb
 
     def add(self, items: list[tuple], locators: list[str] | None = None) -> None:
         """Frames as (encoded bytes, event time, stream key[, the frame's ``predictions``[, the
@@ -113,8 +118,9 @@ class Collector:
                 continue
             _, ts, stream = item[:3]
             self.out.locators.append(locator)
-            row, rgb = result
+            row, layout, rgb = result
             self.out.rows.append(row)
+            self.out.layouts.append(layout)
             self.out.times.append(ts)
             self.out.streams.append(stream)
             self.out.predictions.append(derive(item[3]) if len(item) > 3 else None)
@@ -148,6 +154,7 @@ def make_reference(
     if len(got.predictions) == len(got.rows):
         predictions = reference_predictions([got.predictions[i] for i in keep])
     embeddings = got.embedding_matrix()
+    layouts = got.layout_matrix()
     locators = np.array(got.locators, dtype=str)[keep] if got.locators else None
     ref = Reference(
         features=got.matrix()[keep],
@@ -165,6 +172,7 @@ def make_reference(
         predictions=predictions,
         contexts=np.array(got.contexts(config), dtype=str)[keep],
         locators=locators if locators is not None and np.any(locators != "") else None,
+        layouts=None if layouts is None else layouts[keep],
     )
     return fit_reference(ref, config)
 

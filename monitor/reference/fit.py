@@ -31,7 +31,7 @@ from detectors.reference import UnivariateReference
 from detectors.span import PRIOR_SPANS, SpanNull, effective_tests, fit_span_null, threshold
 from monitor.config import Config
 from monitor.pipeline.context import DEFAULT
-from monitor.pipeline.drift_tests import EMBEDDINGS, REGISTRY, STATISTICS
+from monitor.pipeline.drift_tests import EMBEDDINGS, LAYOUTS, REGISTRY, STATISTICS
 from monitor.pipeline.features import FEATURE_RESOLUTION
 from monitor.pipeline.predictions import FittedPredictions
 from monitor.reference.store import Reference
@@ -54,6 +54,14 @@ CONTEXT_FLOOR = 0.01
 #: (benchmarks/span_calibration.py: references of 5-40 stretches of slowly wandering synthetic
 #: cameras fired 2-45x as often as promised; 50 or more held it within 1.5x).
 SUPPORTED_SPANS = 50.0
+#: What a reference built before the edge-layout maps is told (reference build, config check, log).
+MAPLESS = (
+    "built before the edge-layout maps: windows are judged without the `view` test (a knocked or "
+    "turned camera); rebuild it to use it"
+)
+#: The smallest move of a window's mean alignment with the edge template worth calling a shift
+#: (the `view` test's floor; an alignment is a correlation, in [-1, 1]).
+ALIGNMENT_RESOLUTION = 0.002
 
 
 def tested_features(config: Config, all_features: tuple[str, ...]) -> tuple[str, ...]:
@@ -123,12 +131,15 @@ class PreparedReference:
     feature_names: tuple[str, ...]
     config: Config
     embeddings: bool = False  # prepare the embedding tests' parts
+    layouts: bool = False  # prepare the `view` test's edge template, when the reference has maps
     univariate: UnivariateReference = field(init=False)
     predictions: FittedPredictions | None = field(init=False)
     pca: PCA | None = field(init=False, default=None)
     mmd: MMDReference | None = field(init=False, default=None)
     reduced_ks: UnivariateReference | None = field(init=False, default=None)
     components: int = field(init=False, default=0)  # leading PCs the calibrated embedding test uses
+    # unit vector: the reference's mean edge-layout map, centred (None: no maps, or no `view`)
+    template: np.ndarray | None = field(init=False, default=None)
     fps: float = field(init=False)
     # the analysis rate keeps one live frame in `step`: the span nulls are fitted on every `step`-th
     # frame of the reference, and evaluations happen at `analysed_fps`
@@ -170,6 +181,8 @@ class PreparedReference:
             self.components = min(len(share), int(np.searchsorted(share, EMBEDDING_VARIANCE)) + 1)
         self.fps = frame_rate(ref, config)
         self.step = analysed_step(self.fps, config)
+        if self.layouts and ref.layouts is not None:
+            self.template = _unit(_unit(ref.layouts).mean(axis=0))
         self.z_thresholds = self._thresholds()
 
     @property
@@ -181,18 +194,48 @@ class PreparedReference:
     def stream(self) -> str:
         return self.reference.stream or "*"
 
+    def alignment(self, layouts: np.ndarray) -> np.ndarray:
+        """How well each frame's edges line up with the reference's: the correlation of its
+        edge-layout map with the template, in [-1, 1]."""
+        assert self.template is not None  # prepared with the reference's maps
+        return _unit(layouts) @ self.template
+
+    @functools.cached_property
+    def reference_alignment(self) -> np.ndarray:
+        """Each reference frame's alignment with the template of the *other* frames: a window's
+        worth of the camera's frames around it left out, as a live window's frames are not in the
+        template. With them in, the reference would line up with itself better than any live
+        window can, and every window would read as a turn."""
+        assert self.template is not None and self.reference.layouts is not None
+        maps = _unit(self.reference.layouts)
+        total = maps.sum(axis=0)
+        out = np.empty(len(maps))
+        # at least two folds, so every frame has a template of others
+        chunk = min(self.config.window.size * self.step, -(-len(maps) // 2))
+        for start in range(0, len(maps), chunk):
+            part = maps[start : start + chunk]
+            out[start : start + chunk] = part @ _unit(total - part.sum(axis=0))
+        return out
+
     def _thresholds(self) -> dict[str, float]:
         """The |z| each calibrated test fires at. The target's per-window false-alarm probability is
-        split evenly between the calibrated voting tests (like alpha between tests with p-values),
-        and each test's share across its effective independent features: the image statistics' by
-        the eigenvalues of their correlation in the reference (``detectors.span.effective_tests``),
-        the embedding components kept as they are (uncorrelated by construction)."""
-        voting = [t for t in self.config.voting_tests if REGISTRY[t].calibrated]
-        share = window_alpha(self.config, self.analysed_fps) / max(1, len(voting))
+        split evenly between the calibrated voting tests that run on this reference (like alpha
+        between tests with p-values; the `view` test does not run on a reference built before the
+        edge-layout maps), and each test's share across its effective independent features: the
+        image statistics' by the eigenvalues of their correlation in the reference
+        (``detectors.span.effective_tests``), the embedding components kept as they are
+        (uncorrelated by construction), the view's one alignment."""
         features = {
             STATISTICS: effective_tests(self.reference.columns(self.feature_names)),
             EMBEDDINGS: float(self.components),
+            LAYOUTS: 1.0 if self.template is not None else 0.0,
         }
+        voting = [
+            t
+            for t in self.config.voting_tests
+            if REGISTRY[t].calibrated and features[REGISTRY[t].consumes] > 0
+        ]
+        share = window_alpha(self.config, self.analysed_fps) / max(1, len(voting))
         return {kind: threshold(share, count) for kind, count in features.items()}
 
     def null(self, kind: str, context: str, n: int) -> tuple[SpanNull, str]:
@@ -227,6 +270,8 @@ class PreparedReference:
         if kind == STATISTICS:
             resolution = np.array([FEATURE_RESOLUTION.get(n, 0.0) for n in self.feature_names])
             floor = np.hypot(floor, resolution)
+        if kind == LAYOUTS:
+            floor = np.hypot(floor, ALIGNMENT_RESOLUTION)
         return floor
 
     def _whole_sd(self, kind: str) -> np.ndarray:
@@ -238,6 +283,8 @@ class PreparedReference:
         components (``"embeddings"``)."""
         if kind == STATISTICS:
             return self.reference.columns(self.feature_names)
+        if kind == LAYOUTS:
+            return self.reference_alignment[:, None]
         # the calibrated embedding test runs only on a reference prepared with its PCA
         assert self.pca is not None and self.reference.embeddings is not None
         return self.pca.transform(self.reference.embeddings)[:, : self.components]
@@ -268,6 +315,15 @@ class PreparedReference:
         labels = self.reference.contexts
         n_ref = self.reference.n_frames
         return np.arange(n_ref) if labels is None else np.flatnonzero(labels == context)
+
+
+def _unit(maps: np.ndarray) -> np.ndarray:
+    """Edge-layout maps (one per row, or one) centred and scaled to unit length, so an alignment is
+    a correlation: brighter or busier frames with their edges in the same places align fully."""
+    x = np.asarray(maps, dtype=np.float64)
+    x = x - x.mean(axis=-1, keepdims=True)
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
 
 
 def _thinned(
@@ -384,6 +440,8 @@ def support(reference: Reference, config: Config, feature_names: tuple[str, ...]
             f"built before the statistic(s) {lacking} existed: windows are judged without them; "
             "rebuild it to use them"
         )
+    if config.uses_layouts and reference.layouts is None:
+        warnings.append(MAPLESS)
     for context in sorted(set(labels.tolist()) - set(contexts)):
         warnings.append(
             f"context {context!r} has too few frames ({int((labels == context).sum())} < "

@@ -98,6 +98,9 @@ class Reference:
     # file URI, ``kafka:<topic>/<partition>/<offset>`` or a clip's URI with ``#frame=<n>``; "" where
     # unknown. None: references built before locators, or without them.
     locators: np.ndarray | None = None
+    # each frame's edge-layout map (monitor.pipeline.features.LAYOUT_GRID), uint8 (n_frames,
+    # cells); None: references built before the maps, which the `view` test skips
+    layouts: np.ndarray | None = None
     extra: JSONObject = field(
         default_factory=dict
     )  # JSON-serialisable facts (e.g. promoted from where)
@@ -120,6 +123,10 @@ class Reference:
             raise BadReference("contexts must be one label per frame")
         if self.locators is not None and self.locators.shape != (self.features.shape[0],):
             raise BadReference("locators must be one per frame")
+        if self.layouts is not None and (
+            self.layouts.ndim != 2 or self.layouts.shape[0] != self.features.shape[0]
+        ):
+            raise BadReference("layouts must be one map per frame")
 
     @property
     def n_frames(self) -> int:
@@ -183,6 +190,8 @@ class Reference:
             arrays["contexts"] = self.contexts.astype(str)
         if self.locators is not None:
             arrays["locators"] = self.locators.astype(str)
+        if self.layouts is not None:
+            arrays["layouts"] = self.layouts.astype(np.uint8)
         if self.pca is not None:
             arrays.update({f"pca.{k}": v for k, v in self.pca.to_arrays().items()})
         if self.predictions is not None:
@@ -230,6 +239,7 @@ class Reference:
             pca=PCA.from_arrays(pca) if pca else None,
             contexts=arrays.get("contexts"),
             locators=arrays.get("locators"),
+            layouts=arrays.get("layouts"),
             extra=meta.get("extra") or {},
         )
 

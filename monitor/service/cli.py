@@ -527,7 +527,9 @@ def _check(args: argparse.Namespace) -> int:
         if len(got.rows) < 2:
             result |= {"drifted": None, "error": "fewer than 2 decodable images", "tests": []}
         else:
-            judged = engine.run_tests(prepared, got.matrix(), got.embedding_matrix())
+            judged = engine.run_tests(
+                prepared, got.matrix(), got.embedding_matrix(), layouts=got.layout_matrix()
+            )
             result |= {"drifted": judged.drifted, "tests": [o.to_dict() for o in judged.tests]}
         print(json.dumps(result), flush=True)
     return 0

@@ -36,7 +36,7 @@ from monitor.pipeline.context import frame_context
 from monitor.pipeline.decode import DecodeError, DecodeLimits, decode
 from monitor.pipeline.embed import EmbedderError, EmbedderIdentity
 from monitor.pipeline.engine import Engine, Evaluation
-from monitor.pipeline.features import FEATURE_NAMES, compute_features
+from monitor.pipeline.features import FEATURE_NAMES, LAYOUT_SIZE, compute_features
 from monitor.pipeline.rate import RateLimit
 from monitor.pipeline.source import (
     BadRecord,
@@ -117,6 +117,7 @@ class Analysed:
 
     frame: Frame
     row: np.ndarray | None = None
+    layout: np.ndarray | None = None  # the edge-layout map, when the `view` test runs
     rgb: np.ndarray | None = None  # the decoded image, kept until it is embedded
     embedding: np.ndarray | None = None
     context: str = ""  # monitor.pipeline.context.frame_context
@@ -143,7 +144,11 @@ class Daemon:
         if self.loop.training is not None and self.loop.training_time is not None:
             self.metrics.observe_training(self.loop.training_time, self.loop.training.n_frames)
         self.streams = Streams(
-            len(FEATURE_NAMES), config.window, config.source, identity.output_dim if identity else 0
+            len(FEATURE_NAMES),
+            config.window,
+            config.source,
+            identity.output_dim if identity else 0,
+            LAYOUT_SIZE if config.uses_layouts else 0,
         )
         self.rate = RateLimit(config.source.max_fps_per_stream)
         self.limits = DecodeLimits(
@@ -381,7 +386,7 @@ class Daemon:
                 )
                 continue
             state = self._state(r.key)
-            identical = state.observe(a.frame, a.row, r.digest, a.embedding, a.context)
+            identical = state.observe(a.frame, a.row, r.digest, a.embedding, a.context, a.layout)
             m.observe_frame(state.key, a.frame.ts, identical, state.window.fill_ratio)
             touched[state.key] = state
             # evaluate at every schedule point, however the frames were batched
@@ -506,10 +511,12 @@ class Daemon:
             decoded = decode(frame.data, self.limits)
         except DecodeError as e:
             return Analysed(frame, error=e)
-        row = compute_features(decoded)
+        layout = np.empty(LAYOUT_SIZE, np.uint8) if self.config.uses_layouts else None
+        row = compute_features(decoded, layout)
         return Analysed(
             frame,
             row=row,
+            layout=layout,
             rgb=decoded.rgb if self.embedder is not None else None,
             context=frame_context(row, frame.ts, frame.context, self.config.context),
         )
@@ -545,6 +552,7 @@ class Daemon:
         refs = state.window.refs()
         embeddings = state.window.embeddings()
         predictions = state.window.predictions()
+        layouts = state.window.layouts()
         new_frames = state.window.since_evaluation
         evaluation = self.engine.evaluate(state, prepared)
         state.evaluation_dict = (
@@ -602,6 +610,7 @@ class Daemon:
                     predictions,
                     state.history.recent(),
                     figures.covered,
+                    layouts,
                 ),
             )
 

@@ -26,6 +26,7 @@ import numpy as np
 from monitor.config import config_from_dict
 from monitor.files import JSONObject
 from monitor.loop.coverage import ROLE
+from monitor.pipeline.drift_tests import REGISTRY
 from monitor.reference.collect import build_embedder_from, from_topic, make_reference
 from monitor.reference.store import ReferenceStore
 from monitor.service.daemon import Daemon
@@ -207,7 +208,7 @@ def summary_line(daemon: Daemon, cameras: list[Camera]) -> str:
                 {
                     f
                     for t in evaluation["tests"]
-                    if t["name"] in ("shift", "emb_shift")
+                    if REGISTRY[t["name"]].calibrated
                     for f in t["drifted_features"]
                 }
             )

@@ -80,6 +80,7 @@ def test_reference_build_from_dir_and_check(tmp_path):
         assert {t["name"] for t in r["tests"]} == {
             "shift",
             "emb_shift",
+            "view",
             "ks",
             "psi",
             "wasserstein",

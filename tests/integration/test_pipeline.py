@@ -202,7 +202,7 @@ def test_the_calibrated_defaults_from_reference_build_to_verdicts(
     config = daemon_config(broker, topic, tmp_path)
     refs = build_references(tmp_path, small_fleet, config, REF_FRAMES)
     config = daemon_config(broker, topic, refs)
-    assert config.voting_tests == ("shift", "emb_shift")
+    assert config.voting_tests == ("shift", "emb_shift", "view")
 
     live = live_frames(small_fleet)
     send_frames(broker, topic, live)

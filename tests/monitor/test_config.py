@@ -15,10 +15,11 @@ def write(tmp_path, text):
 def test_defaults_are_valid():
     cfg = load_config(None, env={})
     assert cfg.kafka.topics == ("frames",)
-    assert cfg.window.size == 200 and cfg.tests.vote == ("shift", "emb_shift")
+    assert cfg.window.size == 200 and cfg.tests.vote == ("shift", "emb_shift", "view")
     assert cfg.active_tests == (
         "shift",
         "emb_shift",
+        "view",
         "ks",
         "psi",
         "wasserstein",
@@ -36,6 +37,7 @@ def test_embedding_tests_drop_out_without_embeddings():
     cfg = config_from_dict({"embedding": {"enabled": False}})
     assert cfg.active_tests == (
         "shift",
+        "view",
         "ks",
         "psi",
         "wasserstein",
@@ -43,7 +45,7 @@ def test_embedding_tests_drop_out_without_embeddings():
         "confidence",
         "probs_ks",
     )
-    assert cfg.voting_tests == ("shift",)
+    assert cfg.voting_tests == ("shift", "view")
     with pytest.raises(ConfigError, match=r"^tests\.vote"):
         config_from_dict({"embedding": {"enabled": False}, "tests": {"vote": ["mmd"]}})
 

@@ -170,3 +170,44 @@ def test_change_point_on_several_columns():
     x[50:, 2] -= 3
     assert change_point(x) == 50
     assert change_point(x[:2]) == 0
+
+
+def test_a_turned_camera_is_said_to_have_moved_its_view():
+    """The `view` test's effect is ranked with the others, measured from the reference frames'
+    own alignments, and names the cause: the view changed."""
+    rng = np.random.default_rng(3)
+    edges = rng.uniform(0, 15, size=(18, 32))
+    edges[[9, 13], :] += 60
+    edges[:, [4, 11, 20, 27]] += 50
+
+    def maps(n, turned=0):
+        m = np.roll(edges, turned, axis=1)[None] + rng.normal(0, 4, size=(n, 18, 32))
+        return np.clip(m, 0, 255).astype(np.uint8).reshape(n, -1)
+
+    ref = Reference(
+        features=rng.normal(size=(3000, len(NAMES))).astype(np.float32),
+        feature_names=NAMES,
+        stream="cam",
+        times=np.arange(3000) / FPS,
+        layouts=maps(3000),
+    )
+    config = config_from_dict(
+        {"window": {"size": SIZE, "evaluate_every": STRIDE}, "embedding": {"enabled": False}}
+    )
+    engine = Engine(config, NAMES)
+    prep = engine.prepare(ref)
+    rows, layouts = rng.normal(size=(SIZE, len(NAMES))).astype(np.float32), maps(SIZE, turned=2)
+    judged = engine.run_tests(prep, rows, layouts=layouts)
+    assert judged.drifted
+    evaluation = Evaluation("cam", 0.0, "cam", 1, 3000, SIZE, judged.tests, True, True, True)
+    refs = [FrameRef(str(i), "cam", float(i), "f", 0, i, None) for i in range(SIZE)]
+    snap = WindowSnapshot("cam", rows, refs, None, NAMES, prep, layouts=layouts)
+    effects = headline.effects(evaluation, snap)
+    top = effects[0]
+    assert (top.feature, top.kind, top.drifted) == ("edge_layout", "layouts", True)
+    assert top.distance < -top.threshold  # the edges left where the reference's are
+    assert headline.likely_cause(effects, embeddings=False, predictions=False)[0] == "view"
+    sentence = headline.headline(
+        [e for e in effects if e.drifted], Change(None), embeddings=False, predictions=False
+    )
+    assert sentence.startswith("The view moved")

@@ -62,7 +62,7 @@ def outcome(judged, name):
 
 def test_the_calibrated_tests_vote_by_default_and_the_frame_by_frame_ones_do_not():
     cfg = config_from_dict({})
-    assert cfg.voting_tests == ("shift", "emb_shift")
+    assert cfg.voting_tests == ("shift", "emb_shift", "view")
     assert {"ks", "mmd"} <= set(cfg.active_tests) - set(cfg.voting_tests)
 
 
@@ -188,7 +188,10 @@ def test_the_threshold_follows_the_target_and_the_cameras_frame_rate():
 
 def test_support_says_what_a_reference_can_support_and_names_the_fix():
     rng = np.random.default_rng(7)
-    long = support(reference(living(rng, 20_000)), config(), FEATURE_NAMES)
+    mapped = dataclasses.replace(
+        reference(living(rng, 20_000)), layouts=seen(rng, scene(rng), 20_000)
+    )
+    long = support(mapped, config(), FEATURE_NAMES)
     assert (
         long.warnings == () and long.effective_spans > 50 and long.span_s == pytest.approx(3999.8)
     )
@@ -248,3 +251,68 @@ def test_an_analysis_rate_fits_the_span_null_on_the_reference_thinned_the_same_w
         for name, p in (("thinned", thinned), ("every frame", every_frame))
     }
     assert 1.3 * spread["every frame"] < spread["thinned"] < 1.1, spread  # 0.80 and 0.52 here
+
+
+def scene(rng):
+    """A fixed camera's edges on the 32x18 layout grid: kerbs and lane lines across, poles and
+    facades up, and some texture."""
+    edges = rng.uniform(0, 15, size=(18, 32))
+    edges[[9, 13, 16], :] += 60
+    edges[:, rng.choice(32, 5, replace=False)] += 50
+    return edges
+
+
+def seen(rng, edges, frames, turned=0):
+    """What the camera's frames show of ``edges``: at a light level that wanders slowly, with a
+    car's edges crossing the view every 40 frames, and sensor noise; turned ``turned`` cells."""
+    light = 1.0 + 0.3 * living(rng, frames)[:, 0] / 10 - 0.3
+    maps = light[:, None, None] * np.roll(edges, turned, axis=1)[None]
+    for t in range(frames):
+        x = t % 40 * 32 // 40
+        maps[t, 10:14, x : x + 4] += 70
+    maps += rng.normal(0, 3, size=maps.shape)
+    return np.clip(maps, 0, 255).astype(np.uint8).reshape(frames, -1)
+
+
+def test_a_turned_camera_drifts_the_view_where_healthy_windows_never_do():
+    """The `view` test judges how well each frame's edges line up with where the reference's are,
+    in units of how far the reference's own windows wander: a light level that wanders and cars
+    crossing leave it quiet; the same scene two cells (6% of the width) to the side drifts it."""
+    cfg = config()
+    engine = Engine(cfg, FEATURE_NAMES)
+    fired = windows = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        edges = scene(rng)
+        ref = dataclasses.replace(reference(living(rng, 3000)), layouts=seen(rng, edges, 3000))
+        prepared = engine.prepare(ref)
+        for _ in range(10):
+            judged = engine.run_tests(prepared, living(rng, N), layouts=seen(rng, edges, N))
+            fired += outcome(judged, "view").drifted
+            windows += 1
+        turned = engine.run_tests(prepared, living(rng, N), layouts=seen(rng, edges, N, turned=2))
+        view = outcome(turned, "view")
+        assert turned.drifted and view.drifted_features == ["edge_layout"], view
+        assert view.statistic > view.threshold == prepared.z_thresholds["layouts"]
+    assert fired == 0, f"{fired} of {windows} healthy windows"
+
+
+def test_a_reference_without_edge_layout_maps_is_judged_without_the_view():
+    """A reference built before the maps existed: the `view` test does not run on it, and the
+    false-alarm target is shared by the tests that do."""
+    rng = np.random.default_rng(7)
+    rows = living(rng, 3000)
+    engine = Engine(config(), FEATURE_NAMES)
+    old = engine.prepare(reference(rows))
+    new = engine.prepare(dataclasses.replace(reference(rows), layouts=seen(rng, scene(rng), 3000)))
+    judged = engine.run_tests(old, living(rng, N), layouts=seen(rng, scene(rng), N))
+    assert "view" not in {t.name for t in judged.tests}
+    assert any(
+        "edge-layout maps" in w for w in support(reference(rows), config(), FEATURE_NAMES).warnings
+    )
+    assert old.z_thresholds["statistics"] < new.z_thresholds["statistics"]  # one test, not two
+    without = Engine(config(enabled=["shift", "ks"], vote=["shift"]), FEATURE_NAMES)
+    assert (
+        old.z_thresholds["statistics"]
+        == without.prepare(reference(rows)).z_thresholds["statistics"]
+    )

@@ -32,7 +32,7 @@ def test_config_defaults_and_validation_come_from_the_registry():
     assert cfg.tests.vote == tuple(n for n, t in REGISTRY.items() if t.votes)
     with pytest.raises(
         ConfigError,
-        match=r"^tests\.enabled\[1\]: unknown test 'kss'; known: shift, emb_shift, ks, cvm",
+        match=r"^tests\.enabled\[1\]: unknown test 'kss'; known: shift, emb_shift, view, ks, cvm",
     ):
         config_from_dict({"tests": {"enabled": ["ks", "kss"]}})
     off = config_from_dict({"embedding": {"enabled": False}})

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from monitor.config import SourceConfig, WindowConfig
 from monitor.pipeline.source import Frame, Origin
@@ -72,21 +73,25 @@ def test_a_checkpoint_restores_window_counters_and_offsets():
     from detectors.hysteresis import Hysteresis
 
     cfg = WindowConfig(size=10, evaluate_every=5)
-    s = Streams(2, cfg, SourceConfig(), embedding_dim=3)
+    s = Streams(2, cfg, SourceConfig(), embedding_dim=3, layout_size=4)
     st = s.get("c1")
     st.detector_state = Hysteresis(k=1, m=1, recover=2)
     st.detector_state.update(True)
     for i in range(13):
         f = frame(data=bytes([i]))
         f.frame_id, f.origin = str(i), Origin("t", 1, 100 + i)
-        st.observe(f, np.array([i, 2 * i]), frame_digest(f.data), np.full(3, i, np.float32))
+        layout = np.full(4, i, np.uint8)
+        st.observe(
+            f, np.array([i, 2 * i]), frame_digest(f.data), np.full(3, i, np.float32), "", layout
+        )
     data = st.to_bytes()
 
-    back = Streams(2, cfg, SourceConfig(), embedding_dim=3).get("c1")
+    back = Streams(2, cfg, SourceConfig(), embedding_dim=3, layout_size=4).get("c1")
     hysteresis = back.restore(data)
     assert hysteresis["drifted"] is True
     np.testing.assert_array_equal(back.window.values(), st.window.values())
     np.testing.assert_array_equal(back.window.embeddings(), st.window.embeddings())
+    np.testing.assert_array_equal(back.window.layouts()[:, 0], np.arange(3, 13))
     assert [r.frame_id for r in back.window.refs()] == [str(i) for i in range(3, 13)]
     assert (back.frames, back.window.since_evaluation, back.last_digest) == (13, 10, st.last_digest)
     # frames up to the checkpointed offset are recognised when re-read
@@ -105,6 +110,18 @@ def test_a_checkpoint_from_another_configuration_keeps_its_place_not_its_frames(
     assert other.restore(st.to_bytes()) is None  # no drift state was saved
     assert other.window.filled == 0  # rows of two columns are not forced into three
     assert (other.frames, other.offsets) == (1, st.offsets)
+    # nor frames without edge-layout maps into a window that judges them (an upgrade)
+    upgraded = Streams(2, WindowConfig(size=10, evaluate_every=5), SourceConfig(), layout_size=4)
+    again = upgraded.get("c1")
+    again.restore(st.to_bytes())
+    assert again.window.filled == 0 and (again.frames, again.offsets) == (1, st.offsets)
+
+
+def test_a_window_that_judges_edge_layouts_refuses_a_frame_without_one():
+    w = Window(1, WindowConfig(size=10, evaluate_every=5), layout_size=4)
+    w.append(np.zeros(1, np.float32), layout=np.ones(4, np.uint8))
+    with pytest.raises(ValueError, match="edge-layout maps"):
+        w.append(np.zeros(1, np.float32))  # a blank map would read as a turned camera
 
 
 def test_frames_not_read_leave_the_frozen_feed_check_to_the_frames_read():

@@ -42,6 +42,7 @@ def test_round_trip_keeps_everything(tmp_path):
         predictions=preds,
         pca=PCA().fit(emb, 2),
         contexts=np.array(["day"] * 3 + ["night/ir"] * 2),
+        layouts=rng.integers(0, 256, size=(5, 576), dtype=np.uint8),
         extra={"note": [1, 2]},
     )
     r.save(tmp_path / "r.npz")
@@ -55,6 +56,7 @@ def test_round_trip_keeps_everything(tmp_path):
     assert (back.time_unit, back.time_source) == ("s", "event time")
     np.testing.assert_array_equal(back.contexts, r.contexts)
     np.testing.assert_array_equal(back.embeddings, r.embeddings)
+    np.testing.assert_array_equal(back.layouts, r.layouts)
     np.testing.assert_allclose(back.pca.transform(emb), r.pca.transform(emb))
     assert back.predictions.labels == ("car", "person")
     np.testing.assert_array_equal(back.predictions.classes, preds.classes)
