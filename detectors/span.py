@@ -258,13 +258,23 @@ def mixed_z(parts: Sequence[tuple[SpanNull, np.ndarray]]) -> np.ndarray:
     return np.asarray(shift / scale)
 
 
-def shift_test(null: SpanNull, x_cur, *, z_threshold: float, z=None) -> FeatureTestResult:
+def shift_test(
+    null: SpanNull, x_cur, *, z_threshold: float, z=None, falls_only: bool = False
+) -> FeatureTestResult:
     """Per-feature ``|z|`` against ``z_threshold``; p-values from the Gaussian null (approximate,
     and conservative for a short reference), Bonferroni-adjusted across features. ``z`` when the
-    window's shift was measured otherwise (``mixed_z``)."""
-    z = np.abs(null.z(x_cur) if z is None else np.asarray(z))
+    window's shift was measured otherwise (``mixed_z``). ``falls_only``: only a fall is a shift,
+    the statistic is ``-z`` (negative for a rise) and its p-value one-sided.
+
+    >>> null = fit_span_null(np.arange(400.0)[:, None] % 7, None, 10)
+    >>> [bool(shift_test(null, np.full((10, 1), v), z_threshold=5.0, falls_only=True).drifted[0])
+    ...  for v in (-50.0, 3.0, 50.0)]
+    [True, False, False]
+    """
+    signed = null.z(x_cur) if z is None else np.asarray(z)
+    z = -signed if falls_only else np.abs(signed)
     t = check_number(z_threshold, "z_threshold", above=0.0)
-    p = np.minimum(1.0, 2.0 * norm.sf(z))
+    p = np.minimum(1.0, (1.0 if falls_only else 2.0) * norm.sf(z))
     return FeatureTestResult(
         method="shift",
         statistic=z,

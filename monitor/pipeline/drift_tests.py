@@ -192,7 +192,12 @@ def run_ks(r: Run) -> TestOutcome:
 
 
 def calibrated_shift(
-    r: Run, name: str, kind: Consumes, x: np.ndarray, names: tuple[str, ...]
+    r: Run,
+    name: str,
+    kind: Consumes,
+    x: np.ndarray,
+    names: tuple[str, ...],
+    falls_only: bool = False,
 ) -> TestOutcome:
     """How far the window's mean moved from the reference's (same context), per feature, in units of
     how far the reference's own windows wander (``detectors.span``), against the threshold of the
@@ -207,7 +212,9 @@ def calibrated_shift(
     null, used = judged[r.window.context]  # the majority's: its frames are the window's context
     z = None if len(parts) == 1 else mixed_z([(judged[c][0], x[idx]) for c, idx in parts.items()])
     z_threshold = r.prepared.z_thresholds[kind]
-    out = summarize(name, shift_test(null, x, z_threshold=z_threshold, z=z), names)
+    out = summarize(
+        name, shift_test(null, x, z_threshold=z_threshold, z=z, falls_only=falls_only), names
+    )
     if len(parts) > 1:
         where = "the frames of each of its contexts: " + ", ".join(
             f"context {c!r} ({len(idx)} frames"
@@ -223,7 +230,8 @@ def calibrated_shift(
         out,
         p_value_note=(
             f"{out.p_value_note}; judged against {where}, {null.effective_spans:.1f} independent "
-            f"stretches; fires when |z| > {z_threshold:.2f}, for one false alarm per "
+            f"stretches; fires when {'-z' if falls_only else '|z|'} > {z_threshold:.2f}, for "
+            "one false alarm per "
             f"{r.settings.false_alarm_days:g} days at {r.prepared.analysed_fps:g} fps"
         ),
     )
@@ -325,11 +333,13 @@ def run_ks_dims(r: Run) -> TestOutcome | None:
 def run_view(r: Run) -> TestOutcome | None:
     """The calibrated shift of how well the window's frames line up with the reference's edge
     template (``PreparedReference.alignment``): a knocked or turned camera's edges leave the places
-    where the reference's are, while every frame-wide statistic can stay put."""
+    where the reference's are, while every frame-wide statistic can stay put. Only a fall counts:
+    edges that line up better than the reference's frames did (an empty street where it held
+    traffic) are where they were."""
     if r.window.layouts is None or r.prepared.template is None:
         return None
     x = r.prepared.alignment(r.window.layouts)[:, None]
-    return calibrated_shift(r, "view", LAYOUTS, x, (EDGE_LAYOUT,))
+    return calibrated_shift(r, "view", LAYOUTS, x, (EDGE_LAYOUT,), falls_only=True)
 
 
 # --- the model's outputs -----------------------------------------------------------------------
