@@ -182,7 +182,7 @@ class PreparedReference:
         self.fps = frame_rate(ref, config)
         self.step = analysed_step(self.fps, config)
         if self.layouts and ref.layouts is not None:
-            self.template = _unit(_unit(ref.layouts).mean(axis=0))
+            self.template = _unit(np.sum(self._chunk_sums, axis=0))
         self.z_thresholds = self._thresholds()
 
     @property
@@ -202,20 +202,34 @@ class PreparedReference:
 
     @functools.cached_property
     def reference_alignment(self) -> np.ndarray:
-        """Each reference frame's alignment with the template of the *other* frames: a window's
-        worth of the camera's frames around it left out, as a live window's frames are not in the
+        """Each reference frame's alignment with the template of the *other* frames: its chunk of
+        a window's worth of the camera's frames left out, as a live window's frames are not in the
         template. With them in, the reference would line up with itself better than any live
         window can, and every window would read as a turn."""
-        assert self.template is not None and self.reference.layouts is not None
-        maps = _unit(self.reference.layouts)
-        total = maps.sum(axis=0)
-        out = np.empty(len(maps))
-        # at least two folds, so every frame has a template of others
-        chunk = min(self.config.window.size * self.step, -(-len(maps) // 2))
-        for start in range(0, len(maps), chunk):
-            part = maps[start : start + chunk]
-            out[start : start + chunk] = part @ _unit(total - part.sum(axis=0))
-        return out
+        assert self.reference.layouts is not None
+        total = np.sum(self._chunk_sums, axis=0)
+        return np.concatenate(
+            [
+                _unit(self.reference.layouts[at]) @ _unit(total - part)
+                for at, part in zip(self._chunks, self._chunk_sums, strict=True)
+            ]
+        )
+
+    @functools.cached_property
+    def _chunks(self) -> list[slice]:
+        """The reference's frames in chunks of a window's worth of the camera's frames, at least
+        two, so every frame has a template of others."""
+        assert self.reference.layouts is not None
+        n = len(self.reference.layouts)
+        size = min(self.config.window.size * self.step, -(-n // 2))
+        return [slice(start, start + size) for start in range(0, n, size)]
+
+    @functools.cached_property
+    def _chunk_sums(self) -> list[np.ndarray]:
+        """Each chunk's unit edge-layout maps summed: the template's parts, a chunk at a time
+        (a long reference's maps in float64 at once would take 4.6 KB a frame)."""
+        assert self.reference.layouts is not None
+        return [_unit(self.reference.layouts[at]).sum(axis=0) for at in self._chunks]
 
     def _thresholds(self) -> dict[str, float]:
         """The |z| each calibrated test fires at. The target's per-window false-alarm probability is
@@ -279,8 +293,9 @@ class PreparedReference:
         return self._columns(kind).std(axis=0)
 
     def _columns(self, kind: str) -> np.ndarray:
-        """The reference's image statistics (``kind="statistics"``), or its leading embedding
-        components (``"embeddings"``)."""
+        """The reference's image statistics (``kind="statistics"``), its leading embedding
+        components (``"embeddings"``), or each frame's alignment with the others' edge template
+        (``"layouts"``)."""
         if kind == STATISTICS:
             return self.reference.columns(self.feature_names)
         if kind == LAYOUTS:

@@ -165,6 +165,8 @@ class Reference:
             "features": list(self.feature_names),
             "embedder": self.embedder,
             "embedding_dim": None if self.embeddings is None else int(self.embeddings.shape[1]),
+            # cells of the frames' edge-layout maps (the `view` test); None: built before them
+            "layout_cells": None if self.layouts is None else int(self.layouts.shape[1]),
             "contexts": contexts,
         }
 
