@@ -348,12 +348,13 @@ def test_check_refuses_a_reference_from_another_embedder(tmp_path):
         check=False,
     )
     assert res.returncode == 2 and "input_size" in res.stderr
-    cfg.write_text("embedding:\n  enabled: false\n")  # statistics only: the reference still serves
+    cfg.write_text("embedding:\n  enabled: false\n")  # no embeddings: the reference still serves
     res = driftmon(
         "check", "--reference", tmp_path / "ref.npz", "--config", cfg, "-q", tmp_path / "good"
     )
     assert {t["name"] for t in json.loads(res.stdout)["tests"]} == {
         "shift",
+        "view",
         "ks",
         "psi",
         "wasserstein",
