@@ -9,7 +9,8 @@ For each reference size:
    ``driftmon reference build`` runs it), timed;
 2. *calibration*: everything the calibrated tests need from that reference, on the default
    configuration: the PCA (``fit_reference``), the prepared reference (sorted columns, MMD block)
-   and the span nulls of the image statistics and of the embeddings for the daemon's window in
+   the `view` test's edge template, and the span nulls of the image statistics, of the embeddings
+   and of the frames' alignments with the template for the daemon's window in
    every context the reference holds, plus the support report (``fit.support``), timed.
 
 Prints both, their ratio (target: calibration <= 2x analysis) and what a fleet of 1,000 such
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.config import Config  # noqa: E402
-from monitor.pipeline.drift_tests import EMBEDDINGS, STATISTICS  # noqa: E402
+from monitor.pipeline.drift_tests import EMBEDDINGS, LAYOUTS, STATISTICS  # noqa: E402
 from monitor.pipeline.engine import Engine  # noqa: E402
 from monitor.pipeline.features import FEATURE_NAMES  # noqa: E402
 from monitor.reference.collect import Collector, build_embedder_from, make_reference  # noqa: E402
@@ -63,6 +64,8 @@ def calibrate(config: Config, got, embedder) -> float:
         prepared.null(STATISTICS, context, config.window.size)
         if prepared.components:
             prepared.null(EMBEDDINGS, context, config.window.size)
+        if prepared.template is not None:
+            prepared.null(LAYOUTS, context, config.window.size)
     support(ref, config, FEATURE_NAMES)
     return time.perf_counter() - started
 
